@@ -1,0 +1,34 @@
+"""Canonical JSON and hashing: the one way mlobs turns structured values into digests.
+
+Canonical JSON here means: keys sorted, no insignificant whitespace, UTF-8, and only
+JSON types (tuples become lists). Two equal values always give the same bytes, so their
+SHA-256 digests can be compared across processes, hosts and Python versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from mlobs.errors import ConfigError
+
+
+def canonical_json(value: Any) -> bytes:
+    """Return the canonical JSON encoding of ``value`` as UTF-8 bytes.
+
+    Raises:
+        ConfigError: ``value`` holds something JSON cannot represent (a set, an object,
+            NaN or infinity), named in the message.
+    """
+    try:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"value is not canonical-JSON serialisable: {exc}") from exc
+    return text.encode("utf-8")
+
+
+def sha256_hex(value: Any) -> str:
+    """SHA-256 hex digest (64 lowercase hex characters) of ``canonical_json(value)``."""
+    return hashlib.sha256(canonical_json(value)).hexdigest()

@@ -1,0 +1,105 @@
+"""Settings: where mlobs keeps its data, and which sinks are on.
+
+Precedence: arguments to ``mlobs.configure()`` > ``MLOBS_*`` environment variables >
+embedded defaults. The embedded default keeps everything under one root directory:
+
+* root:       ``$MLOBS_ROOT``, else ``./mlobs-data`` (relative to the working directory)
+* manifests:  ``<root>/runs/<platform_id>/<video_id>/<run_id>/manifest.json``
+* warehouse:  ``$MLOBS_DB_URL``, else ``sqlite:///<root>/warehouse.db``
+
+Other variables: ``MLOBS_SINKS`` (comma list of ``manifest``, ``warehouse``; empty string
+for none), ``MLOBS_SAMPLE_INTERVAL_MS`` (RSS sampler period, default 5),
+``MLOBS_DISABLED=1`` (record nothing at all).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from mlobs.errors import ConfigError
+
+DEFAULT_ROOT = "mlobs-data"
+KNOWN_SINKS = ("manifest", "warehouse")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings (immutable; ``configure()`` swaps in a new one)."""
+
+    root: Path
+    db_url: str
+    sinks: tuple[str, ...] = KNOWN_SINKS
+    sample_interval_ms: float = 5.0
+    disabled: bool = False
+    #: seconds a sink worker waits between batches when nobody asks it to flush.
+    flush_interval_s: float = 0.05
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def db_is_embedded_default(self) -> bool:
+        """True when the warehouse is the embedded SQLite file under root."""
+        return self.db_url == default_db_url(self.root)
+
+    def with_overrides(self, **overrides: object) -> Settings:
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def default_db_url(root: Path) -> str:
+    return f"sqlite:///{(root / 'warehouse.db').resolve()}"
+
+
+def _parse_sinks(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    names = [s.strip() for s in value.split(",")] if isinstance(value, str) else list(value)
+    names = [n for n in names if n]
+    unknown = sorted(set(names) - set(KNOWN_SINKS))
+    if unknown:
+        raise ConfigError(f"unknown sink(s) {unknown}; known: {list(KNOWN_SINKS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
+    """Settings from ``MLOBS_*`` variables over the embedded defaults.
+
+    Raises:
+        ConfigError: a variable holds an invalid value (named in the message).
+    """
+    env = os.environ if environ is None else environ
+    root = Path(env.get("MLOBS_ROOT") or DEFAULT_ROOT).expanduser().resolve()
+    try:
+        interval = float(env.get("MLOBS_SAMPLE_INTERVAL_MS", "5"))
+    except ValueError as exc:
+        raise ConfigError(f"MLOBS_SAMPLE_INTERVAL_MS must be a number: {exc}") from exc
+    return Settings(
+        root=root,
+        db_url=env.get("MLOBS_DB_URL") or default_db_url(root),
+        sinks=_parse_sinks(env.get("MLOBS_SINKS", ",".join(KNOWN_SINKS))),
+        sample_interval_ms=interval,
+        disabled=env.get("MLOBS_DISABLED", "") not in ("", "0", "false", "no"),
+    )
+
+
+def resolve_settings(*, root: str | os.PathLike[str] | None = None, db_url: str | None = None,
+                     sinks: str | list[str] | tuple[str, ...] | None = None,
+                     sample_interval_ms: float | None = None,
+                     disabled: bool | None = None) -> Settings:
+    """Apply explicit arguments over :func:`settings_from_env`.
+
+    A new ``root`` without a ``db_url`` (argument or ``MLOBS_DB_URL``) moves the embedded
+    SQLite warehouse under the new root too.
+    """
+    base = settings_from_env()
+    new_root = Path(root).expanduser().resolve() if root is not None else base.root
+    if db_url is None and root is not None and not os.environ.get("MLOBS_DB_URL"):
+        db_url = default_db_url(new_root)
+    if sample_interval_ms is not None and sample_interval_ms <= 0:
+        raise ConfigError("sample_interval_ms must be > 0")
+    return base.with_overrides(
+        root=new_root, db_url=db_url,
+        sinks=_parse_sinks(sinks) if sinks is not None else None,
+        sample_interval_ms=sample_interval_ms, disabled=disabled,
+    )
