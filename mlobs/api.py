@@ -1,0 +1,438 @@
+"""The hook API: ``run``, ``Run.component``, the ``component`` decorator (ARCHITECTURE §3).
+
+Status rules (ARCHITECTURE §4, orchestration notes §2):
+
+* a component ends ``ok``; or ``empty`` (a success) after ``c.empty(reason)`` or
+  ``raise mlobs.Empty(reason)``; or ``error`` when an exception escapes it, with an
+  error_code from :mod:`mlobs.classify`;
+* a failing *required* component fails fast: the exception propagates and the run ends
+  ``error``;
+* a failing *optional* component is best-effort: its record says ``error``, the exception
+  is swallowed (a decorated function returns ``None``) and the run stays ``ok`` with a
+  warning.
+
+Cost on the caller's thread: two clock reads at start, one at the end, a context variable
+set/reset, a dict entry for the RSS sampler and one deque append per sink. Everything
+else (UUIDs, timestamps, model_signature, the record itself) is built lazily on the sink
+threads.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from itertools import count
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mlobs.classify import classify_exception
+from mlobs.context import active_runs, current_component_var, current_run_var, resolve_run
+from mlobs.environment import run_environment
+from mlobs.errors import ConfigError, Empty
+from mlobs.paths import manifest_path
+from mlobs.profile import AnalysisProfile
+from mlobs.recorder import Recorder, get_recorder
+from mlobs.records import ERROR_MESSAGE_MAX_CHARS, ComponentRecord, EventRecord, ModelRef, RunRecord
+from mlobs.signature import config_hash, model_signature
+
+log = logging.getLogger("mlobs")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_perf_ns = time.perf_counter_ns
+_wall_ns = time.time_ns
+_record_lock = threading.Lock()
+
+
+def _utc_from_ns(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+
+
+@functools.lru_cache(maxsize=1024)
+def _signature_of(models: tuple[ModelRef, ...]) -> str | None:
+    return model_signature(models)
+
+
+def _check_models(models: Iterable[ModelRef]) -> tuple[ModelRef, ...]:
+    models = tuple(models)
+    for model in models:
+        if not isinstance(model, ModelRef):
+            raise ConfigError(f"models must be mlobs.ModelRef instances, got {model!r}")
+    return models
+
+
+class ComponentCall:
+    """One invocation of a component; the handle ``c`` of ``with run.component(...) as c``.
+
+    Methods called inside the component: :meth:`empty`, :meth:`warn`, :meth:`set_items`,
+    :meth:`metric`. After it ends, :meth:`record` gives its :class:`ComponentRecord`.
+    """
+
+    __slots__ = ("run", "name", "required", "producer_version", "schema_version", "models",
+                 "batch_size", "device", "attempt", "status", "empty_reason", "error",
+                 "error_code", "warnings", "items", "metrics", "events", "_t0_wall_ns",
+                 "_t0_ns", "_t1_ns", "_tracker", "_token", "_record", "_id")
+
+    def __init__(self, run: Run, name: str, required: bool, producer_version: str | None,
+                 schema_version: str | None, models: tuple[ModelRef, ...],
+                 batch_size: int | None, device: str | None) -> None:
+        self.run = run
+        self.name = name
+        self.required = required
+        self.producer_version = producer_version
+        self.schema_version = schema_version
+        self.models = models
+        self.batch_size = batch_size
+        self.device = device
+        self.status = "ok"
+        self.empty_reason = self.error = self.error_code = None
+        self.warnings = self.metrics = self.events = self.items = None
+        self._record = self._id = None
+
+    # -- lifecycle (caller's thread) -------------------------------------------------
+    def __enter__(self) -> ComponentCall:
+        self.attempt = self.run._next_attempt(self.name)
+        self._tracker = self.run._recorder.sampler.start_component()
+        self._token = current_component_var.set(self)
+        self._t0_wall_ns = _wall_ns()
+        self._t0_ns = _perf_ns()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        self._t1_ns = _perf_ns()
+        run = self.run
+        run._recorder.sampler.end_component(self._tracker)
+        current_component_var.reset(self._token)
+        suppress = False
+        if exc is not None:
+            if isinstance(exc, Empty):
+                self.status, self.empty_reason, suppress = "empty", exc.reason, True
+            else:
+                self.status, self.error = "error", exc
+                self.error_code = classify_exception(exc)
+                suppress = not self.required and isinstance(exc, Exception)
+        run._component_finished(self)
+        return suppress
+
+    # -- inside the component --------------------------------------------------------
+    def empty(self, reason: str) -> None:
+        """End as ``empty`` with ``reason`` (e.g. ``"no_speech"``) once the block finishes."""
+        if not reason or not isinstance(reason, str):
+            raise ConfigError("empty() needs a non-empty string reason")
+        self.status, self.empty_reason = "empty", reason
+
+    def warn(self, message: str) -> None:
+        """Attach a warning to this component's record."""
+        if self.warnings is None:
+            self.warnings = []
+        self.warnings.append(str(message))
+
+    def set_items(self, n: int) -> None:
+        """Throughput count (items processed). A non-integer or negative ``n`` is not
+        recorded; a warning on the record says why."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            self.warn(f"set_items ignored: {n!r} is not a non-negative integer")
+            return
+        self.items = n
+
+    def metric(self, name: str, value: float) -> None:
+        """A user metric (numbers only). Invalid values become a warning, not an error."""
+        if (not isinstance(name, str) or not name or isinstance(value, bool)
+                or not isinstance(value, (int, float)) or value != value
+                or value in (float("inf"), float("-inf"))):
+            self.warn(f"metric ignored: {name!r}={value!r} is not a finite number")
+            return
+        if self.metrics is None:
+            self.metrics = {}
+        self.metrics[name] = value
+
+    def event(self, kind: str, **attributes: Any) -> None:
+        """Record an event (``kind`` plus JSON attributes) at the current time."""
+        if self.events is None:
+            self.events = []
+        self.events.append((kind, _wall_ns(), attributes))
+
+    # -- the record (sink threads) ---------------------------------------------------
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def component_run_id(self) -> str:
+        """UUID of this invocation (generated on first use)."""
+        if self._id is None:
+            with _record_lock:
+                if self._id is None:
+                    self._id = str(uuid.uuid4())
+        return self._id
+
+    def record(self) -> ComponentRecord:
+        """The finished invocation's record, built once (thread-safe)."""
+        if self._record is not None:
+            return self._record
+        with _record_lock:
+            if self._record is None:
+                self._record = self._build_record()
+        return self._record
+
+    def _build_record(self) -> ComponentRecord:
+        duration_ms = (self._t1_ns - self._t0_ns) / 1e6
+        started_at = _utc_from_ns(self._t0_wall_ns)
+        component_run_id = self._id or str(uuid.uuid4())
+        self._id = component_run_id
+        error = self.error
+        run_id = self.run.run_id
+        events = [EventRecord(str(uuid.uuid4()), run_id, component_run_id, kind,
+                              _utc_from_ns(at_ns), attributes)
+                  for kind, at_ns, attributes in self.events or ()]
+        return ComponentRecord(
+            component_run_id=component_run_id, run_id=run_id, component=self.name,
+            attempt=self.attempt, required=self.required, status=self.status,
+            started_at=started_at, finished_at=started_at + timedelta(milliseconds=duration_ms),
+            duration_ms=duration_ms, empty_reason=self.empty_reason,
+            error_code=self.error_code,
+            error_type=None if error is None else type(error).__qualname__,
+            error_message=None if error is None else str(error)[:ERROR_MESSAGE_MAX_CHARS],
+            warnings=list(self.warnings or ()), producer_version=self.producer_version,
+            schema_version=self.schema_version,
+            device_used=self.device or (self.models[0].device if self.models else None),
+            batch_size=self.batch_size, models_used=list(self.models),
+            model_signature=_signature_of(self.models),
+            peak_rss_bytes=self._tracker.peak_rss_bytes, items=self.items,
+            metrics=dict(self.metrics or {}), events=events,
+        )
+
+
+class Run:
+    """An open run over one video; create it with :func:`mlobs.run`."""
+
+    def __init__(self, recorder: Recorder, *, platform_id: str, video_id: str,
+                 profile: str | AnalysisProfile, pipeline_version: str | None,
+                 config: Mapping[str, Any] | None, sampling_policy_version: str | None,
+                 seed: int | None, flush_timeout_s: float) -> None:
+        for label, value in (("platform_id", platform_id), ("video_id", video_id)):
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{label} must be a non-empty string, got {value!r}")
+        self._profile = profile if isinstance(profile, AnalysisProfile) else AnalysisProfile(profile)
+        self._recorder = recorder
+        self._flush_timeout_s = flush_timeout_s
+        self.record = RunRecord(
+            run_id=str(uuid.uuid4()), platform_id=platform_id, video_id=video_id,
+            status="running", started_at=datetime.now(timezone.utc),
+            profile=self._profile.name, pipeline_version=pipeline_version,
+            config_hash=config_hash(config), config=dict(config or {}),
+            sampling_policy_version=sampling_policy_version,
+        )
+        self._seed = seed
+        self._attempts: dict[str, count[int]] = {}
+        self._attempts_lock = threading.Lock()
+        self._required_cache: dict[tuple[str, bool | None], bool] = {}
+        self._models_by_component: dict[str, tuple[ModelRef, ...]] = {}
+        self._failed_required: list[ComponentCall] = []
+        self._t0_ns = 0
+        self._token: Any = None
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    @property
+    def status(self) -> str:
+        """``running`` until the ``with`` block ends, then ``ok`` or ``error``."""
+        return self.record.status
+
+    @property
+    def manifest_path(self) -> Path:
+        """Where the manifest sink writes this run's manifest.json."""
+        r = self.record
+        return manifest_path(self._recorder.settings.runs_dir, r.platform_id, r.video_id, r.run_id)
+
+    def component(self, name: str, *, producer_version: str | None = None,
+                  schema_version: str | None = None, models: Sequence[ModelRef] = (),
+                  batch_size: int | None = None, device: str | None = None,
+                  required: bool | None = None) -> ComponentCall:
+        """A context manager recording one invocation of component ``name``.
+
+        Args:
+            name: the component name (``"asr"``, ``"chunking"``, ...).
+            producer_version: the component's code version.
+            schema_version: the version of its output schema.
+            models: the models it uses (enter ``model_signature``).
+            batch_size: the batch size it runs with.
+            device: the device used (``"cuda:1"``); default: the first model's device.
+            required: the code's own declaration; the run's analysis profile wins.
+
+        Raises:
+            ConfigError: invalid arguments.
+        """
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"component name must be a non-empty string, got {name!r}")
+        return ComponentCall(self, name, self._is_required(name, required), producer_version,
+                             schema_version, _check_models(models), batch_size, device)
+
+    def _is_required(self, name: str, declared: bool | None) -> bool:
+        key = (name, declared)
+        cached = self._required_cache.get(key)
+        if cached is None:
+            cached = self._required_cache[key] = self._profile.is_required(name, declared)
+        return cached
+
+    def _next_attempt(self, name: str) -> int:
+        counter = self._attempts.get(name)
+        if counter is None:
+            with self._attempts_lock:
+                counter = self._attempts.setdefault(name, count(1))
+        return next(counter)
+
+    def _component_finished(self, call: ComponentCall) -> None:
+        if call.models:
+            self._models_by_component[call.name] = call.models
+        if call.status == "error":
+            if call.required:
+                self._failed_required.append(call)
+            else:
+                self.record.warnings.append(
+                    f"optional component {call.name!r} failed: {call.error_code}: "
+                    f"{str(call.error)[:200]}")
+        self._recorder.emit(call)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def __enter__(self) -> Run:
+        self.record.environment = run_environment(self._seed)
+        self._t0_ns = _perf_ns()
+        self._token = current_run_var.set(self)
+        active_runs[self.run_id] = self
+        self._recorder.emit(replace(self.record, warnings=list(self.record.warnings)))
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        record = self.record
+        duration_ms = (_perf_ns() - self._t0_ns) / 1e6
+        current_run_var.reset(self._token)
+        active_runs.pop(self.run_id, None)
+        record.duration_ms = duration_ms
+        record.finished_at = record.started_at + timedelta(milliseconds=duration_ms)
+        record.resolved_models = {
+            name: [f"{m.name}:{m.version}" for m in models]
+            for name, models in sorted(self._models_by_component.items())}
+        failed = self._failed_required[0] if self._failed_required else None
+        if failed is not None:
+            record.status, record.error_code = "error", failed.error_code
+            record.error_message = (f"required component {failed.name!r} failed: "
+                                    f"{str(failed.error)[:ERROR_MESSAGE_MAX_CHARS]}")
+        elif exc is not None:
+            record.status, record.error_code = "error", classify_exception(exc)
+            record.error_message = str(exc)[:ERROR_MESSAGE_MAX_CHARS]
+        else:
+            record.status = "ok"
+        recorder = self._recorder
+        if not recorder.flush(self._flush_timeout_s):
+            record.warnings.append(f"sinks did not finish within {self._flush_timeout_s} s "
+                                   "at run end; records may arrive late")
+        record.warnings.extend(recorder.failures_for_run(self.run_id))
+        recorder.emit(replace(record, warnings=list(record.warnings)))
+        recorder.flush(self._flush_timeout_s)
+        return False
+
+
+def run(platform_id: str, video_id: str, *, profile: str | AnalysisProfile = "default",
+        pipeline_version: str | None = None, config: Mapping[str, Any] | None = None,
+        sampling_policy_version: str | None = None, seed: int | None = None,
+        flush_timeout_s: float = 10.0) -> Run:
+    """Open a run over one video: ``with mlobs.run("youtube", "abc123") as run: ...``.
+
+    Args:
+        platform_id, video_id: what the run processes.
+        profile: the analysis profile, or just its name (then every component is required
+            unless its code says ``required=False``).
+        pipeline_version: the pipeline's code version.
+        config: the run's configuration (JSON values); hashed into ``config_hash``.
+        sampling_policy_version: version of the frame/segment sampling policy.
+        seed: the random seed, recorded in the environment.
+        flush_timeout_s: how long the end of the run waits for sinks (seconds).
+
+    Raises:
+        ConfigError: empty ids, or a config JSON cannot represent.
+    """
+    return Run(get_recorder(), platform_id=platform_id, video_id=video_id, profile=profile,
+               pipeline_version=pipeline_version, config=config,
+               sampling_policy_version=sampling_policy_version, seed=seed,
+               flush_timeout_s=flush_timeout_s)
+
+
+def component(name: str | None = None, *, producer_version: str | None = None,
+              schema_version: str | None = None, models: Sequence[ModelRef] = (),
+              batch_size: int | None = None, device: str | None = None,
+              required: bool | None = None) -> Callable[[F], F]:
+    """Decorate a sync or async function as component ``name`` (default: its __name__).
+
+    Inside a run (including calls from worker threads of the run's process) each call is
+    recorded like ``run.component(...)``; outside any run the function is called directly.
+    A failing optional component returns ``None`` (best-effort).
+    """
+    frozen_models = _check_models(models)
+
+    def decorate(fn: F) -> F:
+        component_name = name or fn.__name__
+
+        def open_call(run: Run) -> ComponentCall:
+            return ComponentCall(run, component_name, run._is_required(component_name, required),
+                                 producer_version, schema_version, frozen_models, batch_size,
+                                 device)
+
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                run = resolve_run()
+                if run is None:
+                    return await fn(*args, **kwargs)
+                with open_call(run):
+                    return await fn(*args, **kwargs)
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            run = resolve_run()
+            if run is None:
+                return fn(*args, **kwargs)
+            with open_call(run):
+                return fn(*args, **kwargs)
+        return wrapper  # type: ignore[return-value]
+
+    if callable(name):  # used bare: @mlobs.component
+        fn, name = name, None
+        return decorate(fn)  # type: ignore[return-value]
+    return decorate
+
+
+class _UnobservedComponent:
+    """Stands in for a component handle outside any run: every method does nothing."""
+
+    def empty(self, reason: str) -> None: ...
+    def warn(self, message: str) -> None: ...
+    def set_items(self, n: int) -> None: ...
+    def metric(self, name: str, value: float) -> None: ...
+    def event(self, kind: str, **attributes: Any) -> None: ...
+
+
+_UNOBSERVED = _UnobservedComponent()
+
+
+def current() -> ComponentCall | _UnobservedComponent:
+    """The handle of the component running in this context.
+
+    Outside any observed component it returns a handle whose methods do nothing, so code
+    calling ``mlobs.current().set_items(n)`` runs the same observed or not.
+    """
+    return current_component_var.get() or _UNOBSERVED
+
+
+def current_run() -> Run | None:
+    """The run this context belongs to, or ``None``."""
+    return resolve_run()

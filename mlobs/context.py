@@ -1,0 +1,46 @@
+"""Where the current run and component live: context variables, plus a process-wide
+registry of active runs for code running in plain worker threads.
+
+``threading.Thread`` and ``ThreadPoolExecutor`` workers start with an empty context, so a
+decorated component called from a pool thread would not see the run. When exactly one run
+is active in the process, such calls attach to it; with several concurrent runs the call
+is ambiguous and runs unobserved (copy the context with ``contextvars.copy_context().run``
+to bind a thread to its run).
+"""
+
+from __future__ import annotations
+
+import threading
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlobs.api import ComponentCall, Run
+
+current_run_var: ContextVar[Run | None] = ContextVar("mlobs_run", default=None)
+current_component_var: ContextVar[ComponentCall | None] = ContextVar("mlobs_component",
+                                                                        default=None)
+#: run_id → Run, for every run open in this process.
+active_runs: dict[str, Run] = {}
+_thread_flags = threading.local()
+
+
+def suppress_in_this_thread() -> None:
+    """Mark the calling thread (a sink worker) so nothing it calls is recorded."""
+    _thread_flags.suppressed = True
+
+
+def resolve_run() -> Run | None:
+    """The run a component called here belongs to, or ``None`` (unobserved)."""
+    run = current_run_var.get()
+    if run is not None:
+        return run
+    if len(active_runs) == 1 and not getattr(_thread_flags, "suppressed", False):
+        for run in active_runs.values():
+            return run
+    return None
+
+
+def reset_after_fork() -> Any:
+    """A forked child inherits no running runs of its parent."""
+    active_runs.clear()

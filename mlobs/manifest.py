@@ -1,0 +1,90 @@
+"""The per-run manifest document (``"schema": "mlobs.manifest/1"``): build, write, read.
+
+Layout: the run record's fields at the top level, ``components`` holding one component
+record per invocation in finishing order. JSON Schema: ``docs/manifest.schema.json``.
+Writes are atomic (temporary file in the same directory, then ``os.replace``), so a
+reader — or a run killed mid-way — only ever sees a complete document.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mlobs.errors import MlobsError
+from mlobs.records import ComponentRecord, RunRecord
+
+MANIFEST_SCHEMA = "mlobs.manifest/1"
+
+
+class ManifestError(MlobsError):
+    """A manifest file cannot be read: missing, not JSON, or not ``mlobs.manifest/1``."""
+
+
+def build_manifest(run: RunRecord, components: Iterable[ComponentRecord]) -> dict[str, Any]:
+    """The manifest document of ``run`` with its ``components``."""
+    return {"schema": MANIFEST_SCHEMA, **run.to_dict(),
+            "components": [c.to_dict() for c in components]}
+
+
+def write_manifest(path: Path, document: dict[str, Any], *, durable: bool = False) -> None:
+    """Atomically replace ``path`` with ``document``.
+
+    Args:
+        durable: also fsync the file and its directory (survives a power loss, not just a
+            killed process); used for the final write of a run.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(document, fh, ensure_ascii=False, indent=1, allow_nan=False)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if durable:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def read_manifest(path: str | os.PathLike[str]) -> tuple[RunRecord, list[ComponentRecord]]:
+    """Parse a manifest file into its run and component records.
+
+    Raises:
+        ManifestError: the file is missing, not JSON, of another schema, or malformed
+            (the message names the file and the problem).
+    """
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ManifestError(f"{path}: no such manifest") from exc
+    except (OSError, ValueError) as exc:
+        raise ManifestError(f"{path}: not a readable JSON document: {exc}") from exc
+    return parse_manifest(document, source=str(path))
+
+
+def parse_manifest(document: Any, *, source: str = "<manifest>"
+                   ) -> tuple[RunRecord, list[ComponentRecord]]:
+    """Records from an already-decoded manifest document (see :func:`read_manifest`)."""
+    if not isinstance(document, dict) or document.get("schema") != MANIFEST_SCHEMA:
+        found = document.get("schema") if isinstance(document, dict) else type(document).__name__
+        raise ManifestError(f"{source}: expected schema {MANIFEST_SCHEMA!r}, found {found!r}")
+    try:
+        body = {k: v for k, v in document.items() if k not in ("schema", "components")}
+        run = RunRecord.from_dict(body)
+        components = [ComponentRecord.from_dict(c) for c in document.get("components", [])]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ManifestError(f"{source}: malformed record: {type(exc).__name__}: {exc}") from exc
+    return run, components

@@ -1,0 +1,358 @@
+"""Component rollups computed in DuckDB over the SQL warehouse (ARCHITECTURE §7).
+
+One rollup row summarises the invocations of one component with one model_signature
+(``NULL`` when the component used no model) over one time bucket of ``started_at`` (UTC):
+invocation and run counts, p50/p95/p99 ``duration_ms``, error and empty rates, cache hit
+rate and p95 peak RSS. Rows are written back to the warehouse table ``component_rollups``
+(schema: ARCHITECTURE §6, migrations) and may be exported to Parquet.
+
+DuckDB only reads the warehouse (attached read-only, see :mod:`mlobs.duckdb_connect`);
+writes go through SQLAlchemy in one transaction, so the pipeline's writers never meet a
+DuckDB writer.
+
+Definitions (each row's denominators are its own invocations):
+
+* ``invocations``: component_runs rows; ``runs``: distinct ``run_id``.
+* ``p50/p95/p99_duration_ms``: ``quantile_cont``, the linear interpolation between order
+  statistics that ``numpy.percentile`` uses by default.
+* ``error_rate`` / ``empty_rate``: fraction of invocations with status ``error`` / ``empty``.
+* ``cache_hit_rate``: hits / (hits + misses); ``bypass`` and no lookup (``NULL``) are not
+  lookups. ``None`` when the group made no lookup.
+* ``p95_peak_rss_bytes``: over the invocations that recorded a peak; ``None`` if none did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import sqlalchemy as sa
+from tabulate import tabulate
+
+from mlobs.duckdb_connect import attach_warehouse, connect_duckdb
+from mlobs.errors import ConfigError, SchemaOutOfDateError, WarehouseError
+from mlobs.warehouse.engine import create_warehouse_engine
+from mlobs.warehouse.models import ComponentRollup
+
+#: Accepted ``bucket_width`` values: one bucket over everything, or UTC hours / days.
+BUCKETS = ("all", "hour", "day")
+ROLLUP_TABLE = ComponentRollup.__tablename__
+SOURCE_TABLE = "component_runs"
+_UPGRADE_HINT = "run `mlobs db upgrade` first"
+
+
+@dataclass(frozen=True)
+class RollupRow:
+    """One row of ``component_rollups`` (without its autoincrement ``id``).
+
+    Timestamps are timezone-aware UTC; durations in milliseconds; rates are fractions in
+    [0, 1]; ``bucket_start`` is ``None`` for ``bucket_width == "all"``.
+    """
+
+    computed_at: datetime
+    bucket_width: str
+    bucket_start: datetime | None
+    component: str
+    model_signature: str | None
+    invocations: int
+    runs: int
+    p50_duration_ms: float | None
+    p95_duration_ms: float | None
+    p99_duration_ms: float | None
+    error_rate: float
+    empty_rate: float
+    cache_hit_rate: float | None
+    p95_peak_rss_bytes: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: timestamps as ISO 8601 UTC strings."""
+        data = dataclasses.asdict(self)
+        for key in ("computed_at", "bucket_start"):
+            if data[key] is not None:
+                data[key] = data[key].astimezone(timezone.utc).isoformat()
+        return data
+
+
+def _check_bucket(bucket: str) -> None:
+    if bucket not in BUCKETS:
+        raise ConfigError(f"bucket must be one of {BUCKETS}, got {bucket!r}")
+
+
+def _as_utc(value: datetime) -> datetime:
+    # Naive datetimes are taken as UTC, like mlobs.records.parse_utc.
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None \
+        else value.astimezone(timezone.utc)
+
+
+def bucket_floor(since: datetime, bucket: str) -> datetime:
+    """Start (UTC, aware) of the ``bucket`` containing ``since``.
+
+    ``hour``/``day`` rollups start at this boundary so that their first bucket is complete;
+    for ``all`` the instant itself is returned.
+
+    Raises:
+        ConfigError: unknown bucket.
+    """
+    _check_bucket(bucket)
+    since = _as_utc(since)
+    if bucket == "hour":
+        return since.replace(minute=0, second=0, microsecond=0)
+    if bucket == "day":
+        return since.replace(hour=0, minute=0, second=0, microsecond=0)
+    return since
+
+
+def _rollup_sql(bucket: str, alias: str, with_since: bool) -> str:
+    # Every column is cast explicitly: SQLite is attached with sqlite_all_varchar (its
+    # timestamps are text, possibly with UTC offsets), PostgreSQL columns are already typed
+    # and the casts are no-ops. timezone('UTC', TIMESTAMPTZ) yields a naive UTC TIMESTAMP,
+    # which leaves DuckDB's Python conversion free of pytz.
+    bucket_expr = "CAST(NULL AS TIMESTAMP)" if bucket == "all" \
+        else f"date_trunc('{bucket}', started_utc)"
+    where = "WHERE started_utc >= CAST(? AS TIMESTAMP)" if with_since else ""
+    return f"""
+    WITH src AS (
+        SELECT CAST(component AS VARCHAR)        AS component,
+               CAST(model_signature AS VARCHAR)  AS model_signature,
+               CAST(run_id AS VARCHAR)           AS run_id,
+               CAST(status AS VARCHAR)           AS status,
+               CAST(cache_status AS VARCHAR)     AS cache_status,
+               CAST(duration_ms AS DOUBLE)       AS duration_ms,
+               CAST(peak_rss_bytes AS DOUBLE)    AS peak_rss_bytes,
+               timezone('UTC', CAST(started_at AS TIMESTAMPTZ)) AS started_utc
+        FROM {alias}.{SOURCE_TABLE}
+    )
+    SELECT {bucket_expr}                                   AS bucket_start,
+           component,
+           model_signature,
+           count(*)                                        AS invocations,
+           count(DISTINCT run_id)                          AS runs,
+           quantile_cont(duration_ms, 0.50)                AS p50_duration_ms,
+           quantile_cont(duration_ms, 0.95)                AS p95_duration_ms,
+           quantile_cont(duration_ms, 0.99)                AS p99_duration_ms,
+           count(*) FILTER (WHERE status = 'error') / count(*)  AS error_rate,
+           count(*) FILTER (WHERE status = 'empty') / count(*)  AS empty_rate,
+           count(*) FILTER (WHERE cache_status = 'hit')
+             / nullif(count(*) FILTER (WHERE cache_status IN ('hit', 'miss')), 0)
+                                                           AS cache_hit_rate,
+           quantile_cont(peak_rss_bytes, 0.95)             AS p95_peak_rss_bytes
+    FROM src
+    {where}
+    GROUP BY ALL
+    ORDER BY bucket_start NULLS FIRST, component, model_signature NULLS FIRST
+    """
+
+
+def _require_tables(con: duckdb.DuckDBPyConnection, alias: str, db_url: str,
+                    tables: Sequence[str]) -> None:
+    present = {name for (name,) in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [alias]).fetchall()}
+    missing = [t for t in tables if t not in present]
+    if missing:
+        raise SchemaOutOfDateError(
+            f"warehouse {_redacted(db_url)} has no table(s) {', '.join(missing)}; "
+            f"{_UPGRADE_HINT}")
+
+
+def _redacted(db_url: str) -> str:
+    try:
+        return sa.make_url(db_url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparsable URL>"
+
+
+def _require_sqlite_file(db_url: str) -> None:
+    # Opening a missing SQLite file would create an empty database; say what is wrong instead.
+    url = sa.make_url(db_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(url.database).expanduser().resolve()
+        if not path.is_file():
+            raise WarehouseError(f"no warehouse database at {path}; {_UPGRADE_HINT}")
+
+
+def compute_rollup(db_url: str, *, bucket: str = "all",
+                   since: datetime | None = None) -> list[RollupRow]:
+    """Compute component rollups from ``component_runs`` in DuckDB.
+
+    Args:
+        db_url: warehouse SQLAlchemy URL (``sqlite:///...`` or ``postgresql[+driver]://...``).
+        bucket: ``"all"`` (one bucket, ``bucket_start`` None), ``"hour"`` or ``"day"``
+            (UTC buckets of ``started_at``).
+        since: only invocations that started at or after this instant (naive = UTC). For
+            ``hour``/``day`` it is first floored to its bucket start (:func:`bucket_floor`)
+            so that no bucket is partial.
+
+    Returns:
+        Rows ordered by bucket_start, component, model_signature (None first), all with
+        the same ``computed_at``. Empty when nothing matches.
+
+    Raises:
+        ConfigError: unknown bucket or unsupported URL.
+        WarehouseError: the database is missing or cannot be attached.
+        SchemaOutOfDateError: the warehouse has no ``component_runs`` table.
+    """
+    _check_bucket(bucket)
+    computed_at = datetime.now(timezone.utc)
+    params: list[Any] = []
+    if since is not None:
+        params.append(bucket_floor(since, bucket).replace(tzinfo=None))
+    con = connect_duckdb()
+    try:
+        attach_warehouse(con, db_url, alias="wh")
+        _require_tables(con, "wh", db_url, [SOURCE_TABLE])
+        try:
+            records = con.execute(_rollup_sql(bucket, "wh", since is not None),
+                                  params).fetchall()
+        except duckdb.Error as exc:
+            raise WarehouseError(f"rollup query failed on {_redacted(db_url)}: {exc}") from exc
+    finally:
+        con.close()
+    return [
+        RollupRow(computed_at=computed_at, bucket_width=bucket,
+                  bucket_start=None if start is None else start.replace(tzinfo=timezone.utc),
+                  component=component, model_signature=signature,
+                  invocations=int(invocations), runs=int(runs),
+                  p50_duration_ms=p50, p95_duration_ms=p95, p99_duration_ms=p99,
+                  error_rate=float(error_rate), empty_rate=float(empty_rate),
+                  cache_hit_rate=None if hit_rate is None else float(hit_rate),
+                  p95_peak_rss_bytes=rss)
+        for (start, component, signature, invocations, runs, p50, p95, p99, error_rate,
+             empty_rate, hit_rate, rss) in records
+    ]
+
+
+def write_rollup(db_url: str, rows: Sequence[RollupRow], bucket: str, *,
+                 since: datetime | None = None) -> int:
+    """Replace the ``component_rollups`` rows of ``bucket`` with ``rows``, atomically.
+
+    Delete and insert run in one SQLAlchemy transaction, so re-running a rollup is
+    idempotent and readers never see a half-written set.
+
+    Args:
+        db_url: warehouse SQLAlchemy URL.
+        rows: from :func:`compute_rollup` with the same ``bucket``.
+        bucket: the ``bucket_width`` whose rows are replaced.
+        since: pass the ``since`` given to :func:`compute_rollup` for an incremental
+            ``hour``/``day`` rollup: only rows with ``bucket_start >= bucket_floor(since)``
+            are replaced, earlier buckets are kept. For ``all`` (and without ``since``)
+            every row of the bucket width is replaced.
+
+    Returns:
+        The number of rows inserted.
+
+    Raises:
+        ConfigError: unknown bucket, or a row of another bucket width.
+        SchemaOutOfDateError: the warehouse has no ``component_rollups`` table.
+        WarehouseError: the database cannot be written.
+    """
+    _check_bucket(bucket)
+    stray = sorted({r.bucket_width for r in rows} - {bucket})
+    if stray:
+        raise ConfigError(f"rows of bucket width {stray} passed to write_rollup({bucket!r})")
+    _require_sqlite_file(db_url)
+    engine = create_warehouse_engine(db_url)
+    table = ComponentRollup.__table__
+    try:
+        with engine.begin() as conn:
+            if not sa.inspect(conn).has_table(ROLLUP_TABLE):
+                raise SchemaOutOfDateError(
+                    f"warehouse {_redacted(db_url)} has no table {ROLLUP_TABLE}; "
+                    f"{_UPGRADE_HINT}")
+            delete = table.delete().where(table.c.bucket_width == bucket)
+            if since is not None and bucket != "all":
+                delete = delete.where(table.c.bucket_start >= bucket_floor(since, bucket))
+            conn.execute(delete)
+            if rows:
+                conn.execute(table.insert(), [dataclasses.asdict(r) for r in rows])
+    except sa.exc.SQLAlchemyError as exc:
+        raise WarehouseError(
+            f"cannot write {ROLLUP_TABLE} to {_redacted(db_url)}: {exc}") from exc
+    finally:
+        engine.dispose()
+    return len(rows)
+
+
+_PARQUET_COLUMNS = """
+    computed_at TIMESTAMPTZ, bucket_width VARCHAR, bucket_start TIMESTAMPTZ,
+    component VARCHAR, model_signature VARCHAR, invocations BIGINT, runs BIGINT,
+    p50_duration_ms DOUBLE, p95_duration_ms DOUBLE, p99_duration_ms DOUBLE,
+    error_rate DOUBLE, empty_rate DOUBLE, cache_hit_rate DOUBLE, p95_peak_rss_bytes DOUBLE
+"""
+
+
+def export_parquet(rows: Sequence[RollupRow], path: str | Path) -> Path:
+    """Write rollup rows to a Parquet file with DuckDB ``COPY ... (FORMAT parquet)``.
+
+    Args:
+        rows: rollup rows (any bucket widths).
+        path: destination file; parent directories are created, an existing file replaced.
+
+    Returns:
+        The resolved destination path. Timestamps are stored as UTC-adjusted timestamps,
+        column names and order are those of :class:`RollupRow`.
+    """
+    target = Path(path).expanduser().resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fields = [f.name for f in dataclasses.fields(RollupRow)]
+    con = connect_duckdb()
+    try:
+        con.execute(f"CREATE TEMP TABLE rollup ({_PARQUET_COLUMNS})")
+        if rows:
+            con.executemany(f"INSERT INTO rollup VALUES ({', '.join('?' * len(fields))})",
+                            [[getattr(r, name) for name in fields] for r in rows])
+        quoted = "'" + str(target).replace("'", "''") + "'"
+        con.execute(f"COPY rollup TO {quoted} (FORMAT parquet)")
+    finally:
+        con.close()
+    return target
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def format_rollup(rows: Sequence[RollupRow]) -> str:
+    """A plain-text table of rollup rows, for terminals and logs.
+
+    Columns: bucket start (only when some row has one, as ``YYYY-MM-DD HH:MM`` UTC),
+    component, model_signature's first 12 characters (``-`` when none), invocations, runs,
+    p50/p95/p99 duration in ms, error %, empty %, cache hit % and p95 peak RSS in MiB
+    (``-`` where not measured).
+    """
+    if not rows:
+        return "(no component runs to roll up)"
+    bucketed = any(r.bucket_start is not None for r in rows)
+    headers = ["component", "model", "invocations", "runs", "p50 ms", "p95 ms", "p99 ms",
+               "error %", "empty %", "cache hit %", "p95 RSS MiB"]
+    if bucketed:
+        headers.insert(0, "bucket (UTC)")
+    table = []
+    for r in rows:
+        line = [r.component, r.model_signature[:12] if r.model_signature else "-",
+                r.invocations, r.runs, _ms(r.p50_duration_ms), _ms(r.p95_duration_ms),
+                _ms(r.p99_duration_ms), _pct(r.error_rate), _pct(r.empty_rate),
+                _pct(r.cache_hit_rate),
+                "-" if r.p95_peak_rss_bytes is None else f"{r.p95_peak_rss_bytes / 2**20:.1f}"]
+        if bucketed:
+            line.insert(0, "-" if r.bucket_start is None
+                        else r.bucket_start.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"))
+        table.append(line)
+    # disable_numparse keeps "-" and the pre-formatted numbers exactly as written.
+    return tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True,
+                    colalign=(["left"] * (3 if bucketed else 2)
+                              + ["right"] * (len(headers) - (3 if bucketed else 2))))
+
+
+def rollup_json(rows: Sequence[RollupRow]) -> str:
+    """Rollup rows as a JSON array of :meth:`RollupRow.to_dict` objects."""
+    return json.dumps([r.to_dict() for r in rows], indent=2)

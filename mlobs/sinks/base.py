@@ -1,0 +1,184 @@
+"""The sink contract and the batching worker that drives each sink (ARCHITECTURE §5).
+
+A *sink* exports batches; it is only ever called on its own worker thread:
+
+* ``export(items) -> None``: write a batch; raising means the batch failed.
+* ``force_flush(timeout_s) -> bool``: flush what the sink buffers itself (may be a no-op).
+* ``shutdown(timeout_s) -> None``: release resources.
+
+Items are ``RunRecord`` snapshots and finished component calls; :func:`materialize` turns
+either into a record. A :class:`BatchWorker` owns one sink: the pipeline's thread only
+appends to a bounded deque (no lock, no wake-up); the worker wakes every
+``flush_interval_s`` or on ``force_flush``, drains the queue in batches and calls
+``export``. A failing export is logged and counted (overall and per run) and never raised
+into the pipeline; items that do not fit the queue are counted as dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from mlobs.context import suppress_in_this_thread
+from mlobs.records import ComponentRecord, RunRecord
+
+log = logging.getLogger("mlobs.sinks")
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """What a sink implements (duck-typed; see the module docstring)."""
+
+    name: str
+
+    def export(self, items: list[Any]) -> None: ...
+
+    def force_flush(self, timeout_s: float) -> bool: ...
+
+    def shutdown(self, timeout_s: float) -> None: ...
+
+
+def materialize(item: Any) -> RunRecord | ComponentRecord:
+    """The record behind a queued item (component calls build theirs once, lazily)."""
+    return item if isinstance(item, RunRecord) else item.record()
+
+
+@dataclass(frozen=True)
+class SinkStats:
+    """Counters of one sink since the process (or the last configure) started."""
+
+    name: str
+    enqueued: int
+    exported: int
+    failed: int
+    dropped: int
+    last_error: str | None
+
+
+class BatchWorker:
+    """Feeds one sink from a bounded queue on a daemon thread.
+
+    Args:
+        sink: the sink to drive.
+        flush_interval_s: how long the worker sleeps between drains when not asked.
+        max_batch_size: most items passed to one ``export`` call.
+        max_queue_size: items held before new ones are dropped (and counted).
+    """
+
+    def __init__(self, sink: Sink, *, flush_interval_s: float = 0.05,
+                 max_batch_size: int = 512, max_queue_size: int = 100_000) -> None:
+        self.sink = sink
+        self.flush_interval_s = flush_interval_s
+        self.max_batch_size = max_batch_size
+        self.max_queue_size = max_queue_size
+        self._init_state()
+        os.register_at_fork(after_in_child=self._init_state)
+
+    def _init_state(self) -> None:
+        # Also the after-fork hook: the parent's thread and queue do not belong to a child.
+        self._queue: deque[Any] = deque()
+        self._flush_waiters: deque[threading.Event] = deque()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+        self.enqueued = self.exported = self.failed = self.dropped = 0
+        self.failed_by_run: Counter[str] = Counter()
+        self.last_error: str | None = None
+
+    # -- caller's thread -------------------------------------------------------------
+    def enqueue(self, item: Any) -> None:
+        """Queue one item; never blocks and never raises."""
+        if len(self._queue) >= self.max_queue_size or self._closed:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("mlobs sink %r dropped %d item(s): queue full or closed",
+                          self.sink.name, self.dropped)
+            return
+        self._queue.append(item)
+        self.enqueued += 1
+        if self._thread is None:
+            self._start()
+
+    def force_flush(self, timeout_s: float = 10.0) -> bool:
+        """Block until everything queued before this call was exported (or failed).
+
+        Returns:
+            False when ``timeout_s`` passed first.
+        """
+        if self._thread is None or threading.current_thread() is self._thread:
+            return not self._queue
+        done = threading.Event()
+        self._flush_waiters.append(done)
+        self._wake.set()
+        return done.wait(timeout_s)
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Flush, stop the thread and shut the sink down."""
+        self.force_flush(timeout_s)
+        self._closed = True
+        thread = self._thread
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+        try:
+            self.sink.shutdown(timeout_s)
+        except Exception:
+            log.exception("mlobs sink %r failed to shut down", self.sink.name)
+
+    def stats(self) -> SinkStats:
+        return SinkStats(self.sink.name, self.enqueued, self.exported, self.failed,
+                         self.dropped, self.last_error)
+
+    # -- worker thread ---------------------------------------------------------------
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._loop, daemon=True,
+                                                name=f"mlobs-sink-{self.sink.name}")
+                self._thread.start()
+
+    def _loop(self) -> None:
+        suppress_in_this_thread()
+        while True:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            # Take the waiters before draining: whatever they queued is already in the deque.
+            waiters = [self._flush_waiters.popleft() for _ in range(len(self._flush_waiters))]
+            self._drain()
+            if waiters:
+                self._flush_sink()
+            for done in waiters:
+                done.set()
+            if self._closed and not self._queue:
+                return
+
+    def _drain(self) -> None:
+        queue = self._queue
+        while queue:
+            batch = [queue.popleft() for _ in range(min(len(queue), self.max_batch_size))]
+            self._export(batch)
+
+    def _export(self, batch: list[Any]) -> None:
+        try:
+            self.sink.export(batch)
+        except Exception as exc:  # a sink error is counted, never raised into the pipeline
+            self.failed += len(batch)
+            for item in batch:
+                self.failed_by_run[item.run_id] += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            log.error("mlobs sink %r failed to export %d item(s): %s", self.sink.name,
+                      len(batch), self.last_error)
+        else:
+            self.exported += len(batch)
+
+    def _flush_sink(self) -> None:
+        try:
+            self.sink.force_flush(self.flush_interval_s * 20)
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            log.error("mlobs sink %r failed to flush: %s", self.sink.name, self.last_error)

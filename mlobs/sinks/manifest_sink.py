@@ -1,0 +1,84 @@
+"""ManifestSink: keeps ``<root>/runs/<platform>/<video>/<run_id>/manifest.json`` current.
+
+After every batch, each run it touched is rewritten atomically, so a run killed with
+SIGKILL leaves a valid manifest with ``status: "running"`` and every component exported
+before the kill (the worker exports within ``flush_interval_s`` of a component's end).
+The final write of a run is fsynced. One writer per run: the process that opened it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlobs.manifest import build_manifest, read_manifest, write_manifest
+from mlobs.paths import manifest_path
+from mlobs.records import ComponentRecord, RunRecord
+from mlobs.sinks.base import materialize
+
+#: closed runs whose manifest path is remembered for components that finish late.
+_CLOSED_RUNS_KEPT = 4096
+
+
+@dataclass
+class _RunDocument:
+    path: Path
+    run: RunRecord
+    components: list[ComponentRecord] = field(default_factory=list)
+
+
+class ManifestSink:
+    """Writes one manifest per run under ``runs_dir``."""
+
+    name = "manifest"
+
+    def __init__(self, runs_dir: Path) -> None:
+        self.runs_dir = Path(runs_dir)
+        self._open: dict[str, _RunDocument] = {}
+        self._closed: OrderedDict[str, Path] = OrderedDict()
+
+    def export(self, items: list[Any]) -> None:
+        touched: dict[str, _RunDocument] = {}
+        for item in items:
+            record = materialize(item)
+            doc = self._document_for(record)
+            if isinstance(record, RunRecord):
+                doc.run = record
+            else:
+                doc.components.append(record)
+            touched[record.run_id] = doc
+        for run_id, doc in touched.items():
+            finished = doc.run.status != "running"
+            write_manifest(doc.path, build_manifest(doc.run, doc.components), durable=finished)
+            if finished:  # nothing more is expected; a straggler reloads it from disk
+                del self._open[run_id]
+                self._closed[run_id] = doc.path
+                if len(self._closed) > _CLOSED_RUNS_KEPT:
+                    self._closed.popitem(last=False)
+
+    def _document_for(self, record: RunRecord | ComponentRecord) -> _RunDocument:
+        doc = self._open.get(record.run_id)
+        if doc is not None:
+            return doc
+        if isinstance(record, RunRecord):
+            path = manifest_path(self.runs_dir, record.platform_id, record.video_id,
+                                 record.run_id)
+            doc = _RunDocument(path, record)
+        else:
+            # A component finishing after its run closed: append to the file on disk.
+            path = self._closed.get(record.run_id)
+            if path is None:
+                raise KeyError(f"component {record.component_run_id} belongs to run "
+                               f"{record.run_id}, which this process never opened")
+            run, components = read_manifest(path)
+            doc = _RunDocument(path, run, components)
+        self._open[record.run_id] = doc
+        return doc
+
+    def force_flush(self, timeout_s: float) -> bool:
+        return True
+
+    def shutdown(self, timeout_s: float) -> None:
+        self._open.clear()

@@ -1,0 +1,51 @@
+"""WarehouseSink: batched, idempotent inserts into the SQL warehouse (ARCHITECTURE §6).
+
+Each batch is one transaction (``WarehouseStore.write``): runs are upserted, component
+rows, events and model signatures are insert-or-ignore by their ids, so a batch that is
+exported twice (or re-ingested from a manifest) never duplicates. The store is opened on
+the worker thread at the first batch; if that fails (database away, schema out of date)
+the batch fails, is counted, and the next batch tries again. The manifest still holds every
+record: ``mlobs ingest`` loads it later.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlobs.records import RunRecord
+from mlobs.sinks.base import materialize
+from mlobs.warehouse.store import WarehouseStore
+
+
+class WarehouseSink:
+    """Exports records to the warehouse at ``db_url``.
+
+    Args:
+        db_url: SQLAlchemy URL (``sqlite:///...`` or ``postgresql+psycopg://...``).
+        init_if_new: create the schema when the database is brand new (used for the
+            embedded default SQLite file only; other databases need ``mlobs db upgrade``).
+    """
+
+    name = "warehouse"
+
+    def __init__(self, db_url: str, *, init_if_new: bool = False) -> None:
+        self.db_url = db_url
+        self.init_if_new = init_if_new
+        self._store: WarehouseStore | None = None
+
+    def export(self, items: list[Any]) -> None:
+        runs, components = [], []
+        for item in items:
+            record = materialize(item)
+            (runs if isinstance(record, RunRecord) else components).append(record)
+        if self._store is None:
+            self._store = WarehouseStore(self.db_url, init_if_new=self.init_if_new)
+        self._store.write(runs, components)
+
+    def force_flush(self, timeout_s: float) -> bool:
+        return True
+
+    def shutdown(self, timeout_s: float) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
