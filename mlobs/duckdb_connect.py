@@ -39,6 +39,7 @@ EXTENSION_WHEELS: dict[str, tuple[str, str]] = {
 _BACKENDS: dict[str, tuple[str, str]] = {
     "sqlite": ("sqlite_scanner", "sqlite"),
     "postgresql": ("postgres_scanner", "postgres"),
+    "postgres": ("postgres_scanner", "postgres"),  # the libpq URI spelling
 }
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -83,7 +84,8 @@ def extension_path(name: str, duckdb_version: str | None = None) -> Path:
             the message names the pip requirement to install.
     """
     if name not in EXTENSION_WHEELS:
-        raise ConfigError(f"unknown DuckDB extension {name!r}; known: {sorted(EXTENSION_WHEELS)}")
+        raise ConfigError(
+            f"unknown DuckDB extension {name!r}; known: {sorted(EXTENSION_WHEELS)}")
     package, distribution = EXTENSION_WHEELS[name]
     version = duckdb_version or duckdb.__version__
     hint = f"install it with: pip install '{distribution}=={version}'"
@@ -154,9 +156,10 @@ def attach_warehouse(con: duckdb.DuckDBPyConnection, db_url: str, alias: str = "
         offsets).
 
     Raises:
-        ConfigError: the URL cannot be parsed, names an unsupported backend or an
-            in-memory SQLite database, or ``alias`` is not a plain identifier.
-        WarehouseError: the SQLite file does not exist, the extension is missing, or DuckDB
+        ConfigError: ``alias`` is not a plain identifier.
+        WarehouseError: the URL cannot be parsed, names an unsupported backend or an
+            in-memory SQLite database (the same class :mod:`mlobs.warehouse.engine` uses
+            for URLs); the SQLite file does not exist; the extension is missing; or DuckDB
             cannot attach the database (the password is redacted from the message).
     """
     if not _IDENTIFIER.match(alias):
@@ -164,17 +167,17 @@ def attach_warehouse(con: duckdb.DuckDBPyConnection, db_url: str, alias: str = "
     try:
         url = make_url(db_url)
     except ArgumentError as exc:
-        raise ConfigError(f"cannot parse warehouse URL {db_url!r}: {exc}") from exc
+        raise WarehouseError(f"cannot parse warehouse URL {db_url!r}: {exc}") from exc
     backend = url.get_backend_name()
     if backend not in _BACKENDS:
-        raise ConfigError(
+        raise WarehouseError(
             f"DuckDB cannot read warehouse URL {url.render_as_string(hide_password=True)!r}: "
             f"supported backends are sqlite:/// and postgresql://")
     extension, attach_type = _BACKENDS[backend]
 
     if attach_type == "sqlite":
         if not url.database or url.database == ":memory:":
-            raise ConfigError("an in-memory SQLite warehouse cannot be read from another "
+            raise WarehouseError("an in-memory SQLite warehouse cannot be read from another "
                               "connection; use a file URL sqlite:///path")
         path = Path(url.database).expanduser().resolve()
         if not path.is_file():

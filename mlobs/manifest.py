@@ -31,8 +31,28 @@ def build_manifest(run: RunRecord, components: Iterable[ComponentRecord]) -> dic
             "components": [c.to_dict() for c in components]}
 
 
-def write_manifest(path: Path, document: dict[str, Any], *, durable: bool = False) -> None:
-    """Atomically replace ``path`` with ``document``.
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+class ManifestText:
+    """A manifest kept as JSON text: each component is encoded once, when it arrives, so
+    rewriting the manifest of a long run costs a string join, not a re-encoding."""
+
+    def __init__(self, run: RunRecord) -> None:
+        self.run = run
+        self._components: list[str] = []
+
+    def add_component(self, record: ComponentRecord) -> None:
+        self._components.append(_dumps(record.to_dict()))
+
+    def render(self) -> str:
+        head = _dumps({"schema": MANIFEST_SCHEMA, **self.run.to_dict()})
+        return f'{head[:-1]},"components":[{",".join(self._components)}]}}'
+
+
+def write_manifest(path: Path, document: dict[str, Any] | str, *, durable: bool = False) -> None:
+    """Atomically replace ``path`` with ``document`` (a dict, or JSON text).
 
     Args:
         durable: also fsync the file and its directory (survives a power loss, not just a
@@ -42,7 +62,7 @@ def write_manifest(path: Path, document: dict[str, Any], *, durable: bool = Fals
     fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(document, fh, ensure_ascii=False, indent=1, allow_nan=False)
+            fh.write(document if isinstance(document, str) else _dumps(document))
             if durable:
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -102,11 +102,14 @@ def get_recorder() -> Recorder:
     return recorder
 
 
-def set_recorder(recorder: Recorder, *, shutdown_previous: bool = True) -> Recorder | None:
-    """Install ``recorder``; the previous one is flushed and shut down unless told not to.
+def set_recorder(recorder: Recorder | None, *, shutdown_previous: bool = True
+                 ) -> Recorder | None:
+    """Install ``recorder`` (``None``: the next use builds one from the environment).
+
+    The previous recorder is flushed and shut down unless ``shutdown_previous`` is False.
 
     Returns:
-        The previous recorder.
+        The previous recorder, or ``None`` if none was built yet.
     """
     with _lock:
         previous = _recorder
@@ -116,7 +119,7 @@ def set_recorder(recorder: Recorder, *, shutdown_previous: bool = True) -> Recor
     return previous
 
 
-def _install(recorder: Recorder) -> None:
+def _install(recorder: Recorder | None) -> None:
     global _recorder
     _recorder = recorder
 

@@ -36,14 +36,15 @@ import sqlalchemy as sa
 from tabulate import tabulate
 
 from mlobs.duckdb_connect import attach_warehouse, connect_duckdb
-from mlobs.errors import ConfigError, SchemaOutOfDateError, WarehouseError
-from mlobs.warehouse.engine import create_warehouse_engine
-from mlobs.warehouse.models import ComponentRollup
+from mlobs.errors import ConfigError, WarehouseError
+from mlobs.warehouse.engine import create_warehouse_engine, display_url, normalize_url
+from mlobs.warehouse.migrate import check_schema
+from mlobs.warehouse.models import ComponentRollup, ComponentRun
 
 #: Accepted ``bucket_width`` values: one bucket over everything, or UTC hours / days.
 BUCKETS = ("all", "hour", "day")
 ROLLUP_TABLE = ComponentRollup.__tablename__
-SOURCE_TABLE = "component_runs"
+SOURCE_TABLE = ComponentRun.__tablename__
 _UPGRADE_HINT = "run `mlobs db upgrade` first"
 
 
@@ -149,31 +150,21 @@ def _rollup_sql(bucket: str, alias: str, with_since: bool) -> str:
     """
 
 
-def _require_tables(con: duckdb.DuckDBPyConnection, alias: str, db_url: str,
-                    tables: Sequence[str]) -> None:
-    present = {name for (name,) in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [alias]).fetchall()}
-    missing = [t for t in tables if t not in present]
-    if missing:
-        raise SchemaOutOfDateError(
-            f"warehouse {_redacted(db_url)} has no table(s) {', '.join(missing)}; "
-            f"{_UPGRADE_HINT}")
-
-
-def _redacted(db_url: str) -> str:
-    try:
-        return sa.make_url(db_url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return "<unparsable URL>"
-
-
-def _require_sqlite_file(db_url: str) -> None:
+def _checked_engine(db_url: str) -> sa.Engine:
+    """The warehouse engine, once the database is known to exist at the head revision."""
+    url = normalize_url(db_url)
     # Opening a missing SQLite file would create an empty database; say what is wrong instead.
-    url = sa.make_url(db_url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         path = Path(url.database).expanduser().resolve()
         if not path.is_file():
             raise WarehouseError(f"no warehouse database at {path}; {_UPGRADE_HINT}")
+    engine = create_warehouse_engine(db_url)
+    try:
+        check_schema(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
 
 
 def compute_rollup(db_url: str, *, bucket: str = "all",
@@ -193,24 +184,29 @@ def compute_rollup(db_url: str, *, bucket: str = "all",
         the same ``computed_at``. Empty when nothing matches.
 
     Raises:
-        ConfigError: unknown bucket or unsupported URL.
-        WarehouseError: the database is missing or cannot be attached.
-        SchemaOutOfDateError: the warehouse has no ``component_runs`` table.
+        ConfigError: unknown bucket.
+        WarehouseError: unsupported URL; the database is missing, unreachable or cannot be
+            attached by DuckDB; the query fails.
+        SchemaOutOfDateError: the warehouse is not at the migrations' head revision
+            (:func:`mlobs.warehouse.migrate.check_schema`, the store's rule).
     """
     _check_bucket(bucket)
     computed_at = datetime.now(timezone.utc)
     params: list[Any] = []
     if since is not None:
         params.append(bucket_floor(since, bucket).replace(tzinfo=None))
+    # The SQLAlchemy side checks the revision (the same rule as the store), so the query
+    # below can rely on the columns of the current schema.
+    _checked_engine(db_url).dispose()
     con = connect_duckdb()
     try:
         attach_warehouse(con, db_url, alias="wh")
-        _require_tables(con, "wh", db_url, [SOURCE_TABLE])
         try:
             records = con.execute(_rollup_sql(bucket, "wh", since is not None),
                                   params).fetchall()
         except duckdb.Error as exc:
-            raise WarehouseError(f"rollup query failed on {_redacted(db_url)}: {exc}") from exc
+            raise WarehouseError(
+                f"rollup query failed on {display_url(db_url)}: {exc}") from exc
     finally:
         con.close()
     return [
@@ -231,8 +227,9 @@ def write_rollup(db_url: str, rows: Sequence[RollupRow], bucket: str, *,
                  since: datetime | None = None) -> int:
     """Replace the ``component_rollups`` rows of ``bucket`` with ``rows``, atomically.
 
-    Delete and insert run in one SQLAlchemy transaction, so re-running a rollup is
-    idempotent and readers never see a half-written set.
+    Delete and insert run in one SQLAlchemy transaction on the warehouse engine
+    (:func:`mlobs.warehouse.engine.create_warehouse_engine`: WAL and busy timeout on
+    SQLite), so re-running a rollup is idempotent and readers never see a half-written set.
 
     Args:
         db_url: warehouse SQLAlchemy URL.
@@ -248,22 +245,18 @@ def write_rollup(db_url: str, rows: Sequence[RollupRow], bucket: str, *,
 
     Raises:
         ConfigError: unknown bucket, or a row of another bucket width.
-        SchemaOutOfDateError: the warehouse has no ``component_rollups`` table.
-        WarehouseError: the database cannot be written.
+        SchemaOutOfDateError: the warehouse is not at the migrations' head revision.
+        WarehouseError: unsupported URL; the database is missing or cannot be written
+            (nothing of this call is kept).
     """
     _check_bucket(bucket)
     stray = sorted({r.bucket_width for r in rows} - {bucket})
     if stray:
         raise ConfigError(f"rows of bucket width {stray} passed to write_rollup({bucket!r})")
-    _require_sqlite_file(db_url)
-    engine = create_warehouse_engine(db_url)
+    engine = _checked_engine(db_url)
     table = ComponentRollup.__table__
     try:
         with engine.begin() as conn:
-            if not sa.inspect(conn).has_table(ROLLUP_TABLE):
-                raise SchemaOutOfDateError(
-                    f"warehouse {_redacted(db_url)} has no table {ROLLUP_TABLE}; "
-                    f"{_UPGRADE_HINT}")
             delete = table.delete().where(table.c.bucket_width == bucket)
             if since is not None and bucket != "all":
                 delete = delete.where(table.c.bucket_start >= bucket_floor(since, bucket))
@@ -272,7 +265,7 @@ def write_rollup(db_url: str, rows: Sequence[RollupRow], bucket: str, *,
                 conn.execute(table.insert(), [dataclasses.asdict(r) for r in rows])
     except sa.exc.SQLAlchemyError as exc:
         raise WarehouseError(
-            f"cannot write {ROLLUP_TABLE} to {_redacted(db_url)}: {exc}") from exc
+            f"cannot write {ROLLUP_TABLE} to {display_url(db_url)}: {exc}") from exc
     finally:
         engine.dispose()
     return len(rows)

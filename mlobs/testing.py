@@ -17,10 +17,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
-from mlobs.config import Settings
-from mlobs.recorder import Recorder, get_recorder, set_recorder
+from mlobs.config import settings_from_env
+from mlobs.recorder import Recorder, set_recorder
 from mlobs.records import ComponentRecord, RunRecord
 from mlobs.sinks.base import materialize
 
@@ -93,12 +94,10 @@ class Captured:
 @contextmanager
 def capture(*, sample_interval_ms: float = 5.0) -> Iterator[Captured]:
     """Record into memory only, for the duration of the block."""
-    previous = get_recorder()
     sink = MemorySink()
-    settings = Settings(root=previous.settings.root, db_url=previous.settings.db_url,
-                        sinks=(), sample_interval_ms=sample_interval_ms)
+    settings = replace(settings_from_env(), sinks=(), sample_interval_ms=sample_interval_ms)
     recorder = Recorder(settings, [sink])
-    set_recorder(recorder, shutdown_previous=False)
+    previous = set_recorder(recorder, shutdown_previous=False)
     try:
         yield Captured(recorder, sink)
     finally:

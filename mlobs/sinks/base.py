@@ -110,7 +110,8 @@ class BatchWorker:
         Returns:
             False when ``timeout_s`` passed first.
         """
-        if self._thread is None or threading.current_thread() is self._thread:
+        thread = self._thread
+        if thread is None or not thread.is_alive() or thread is threading.current_thread():
             return not self._queue
         done = threading.Event()
         self._flush_waiters.append(done)

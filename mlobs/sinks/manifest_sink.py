@@ -9,11 +9,11 @@ The final write of a run is fsynced. One writer per run: the process that opened
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlobs.manifest import build_manifest, read_manifest, write_manifest
+from mlobs.manifest import ManifestText, read_manifest, write_manifest
 from mlobs.paths import manifest_path
 from mlobs.records import ComponentRecord, RunRecord
 from mlobs.sinks.base import materialize
@@ -25,8 +25,7 @@ _CLOSED_RUNS_KEPT = 4096
 @dataclass
 class _RunDocument:
     path: Path
-    run: RunRecord
-    components: list[ComponentRecord] = field(default_factory=list)
+    text: ManifestText
 
 
 class ManifestSink:
@@ -45,13 +44,13 @@ class ManifestSink:
             record = materialize(item)
             doc = self._document_for(record)
             if isinstance(record, RunRecord):
-                doc.run = record
+                doc.text.run = record
             else:
-                doc.components.append(record)
+                doc.text.add_component(record)
             touched[record.run_id] = doc
         for run_id, doc in touched.items():
-            finished = doc.run.status != "running"
-            write_manifest(doc.path, build_manifest(doc.run, doc.components), durable=finished)
+            finished = doc.text.run.status != "running"
+            write_manifest(doc.path, doc.text.render(), durable=finished)
             if finished:  # nothing more is expected; a straggler reloads it from disk
                 del self._open[run_id]
                 self._closed[run_id] = doc.path
@@ -65,7 +64,7 @@ class ManifestSink:
         if isinstance(record, RunRecord):
             path = manifest_path(self.runs_dir, record.platform_id, record.video_id,
                                  record.run_id)
-            doc = _RunDocument(path, record)
+            doc = _RunDocument(path, ManifestText(record))
         else:
             # A component finishing after its run closed: append to the file on disk.
             path = self._closed.get(record.run_id)
@@ -73,7 +72,9 @@ class ManifestSink:
                 raise KeyError(f"component {record.component_run_id} belongs to run "
                                f"{record.run_id}, which this process never opened")
             run, components = read_manifest(path)
-            doc = _RunDocument(path, run, components)
+            doc = _RunDocument(path, ManifestText(run))
+            for component in components:
+                doc.text.add_component(component)
         self._open[record.run_id] = doc
         return doc
 

@@ -1,0 +1,132 @@
+"""``mlobs db``: manage the warehouse schema (Alembic migrations, ARCHITECTURE §6).
+
+Subcommands::
+
+    mlobs db upgrade [--revision head] [--db-url URL]   create / migrate the schema
+    mlobs db downgrade REVISION [--db-url URL]          e.g. ``base`` drops every table
+    mlobs db current [--db-url URL]                      exit 0 at head, 1 otherwise
+
+``--db-url`` defaults to ``$MLOBS_DB_URL``, else the embedded SQLite file under the mlobs
+root (``mlobs.config.settings_from_env``). Errors print one line on stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mlobs.config import settings_from_env
+from mlobs.errors import MlobsError, SchemaOutOfDateError
+from mlobs.warehouse import migrate
+from mlobs.warehouse.engine import create_warehouse_engine, display_url, normalize_url
+
+DB_URL_HELP = ("warehouse URL (default: $MLOBS_DB_URL, else sqlite:///<root>/warehouse.db "
+               "with root $MLOBS_ROOT or ./mlobs-data)")
+
+
+def add_db_url_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--db-url`` (resolved lazily by :func:`resolve_db_url`)."""
+    parser.add_argument("--db-url", default=None, metavar="URL", help=DB_URL_HELP)
+
+
+def resolve_db_url(args: argparse.Namespace) -> str:
+    """``--db-url`` if given, else the configured warehouse URL.
+
+    Raises:
+        ConfigError: an ``MLOBS_*`` variable is invalid.
+    """
+    return args.db_url or settings_from_env().db_url
+
+
+def fail(message: str) -> int:
+    """Print ``mlobs: error: <message>`` on stderr and return exit code 1."""
+    print(f"mlobs: error: {message}", file=sys.stderr)
+    return 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``db`` command and its subcommands to the ``mlobs`` parser."""
+    db = subparsers.add_parser("db", help="manage the warehouse schema (migrations)",
+                               description=__doc__.split("\n\n")[0])
+    commands = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
+
+    up = commands.add_parser("upgrade", help="create or migrate the schema to a revision")
+    up.add_argument("--revision", default="head", help="target revision (default: head)")
+    add_db_url_argument(up)
+    up.set_defaults(func=upgrade_command)
+
+    down = commands.add_parser("downgrade", help="migrate the schema back to a revision "
+                                                  "('base' drops every mlobs table)")
+    down.add_argument("revision", help="target revision, e.g. 0001 or base")
+    add_db_url_argument(down)
+    down.set_defaults(func=downgrade_command)
+
+    current = commands.add_parser("current", help="print the schema revision "
+                                                   "(exit 0 at head, 1 otherwise)")
+    add_db_url_argument(current)
+    current.set_defaults(func=current_command)
+
+
+def upgrade_command(args: argparse.Namespace) -> int:
+    """``mlobs db upgrade``: returns 0, or 1 with a message on stderr."""
+    try:
+        url = resolve_db_url(args)
+        before = migrate.current_revision(url)
+        migrate.upgrade(url, args.revision)
+        after = migrate.current_revision(url)
+    except MlobsError as exc:
+        return fail(str(exc))
+    if before == after:
+        print(f"{display_url(url)} already at revision {after}")
+    else:
+        print(f"upgraded {display_url(url)} from {before} to {after}")
+    return 0
+
+
+def downgrade_command(args: argparse.Namespace) -> int:
+    """``mlobs db downgrade REVISION``: returns 0, or 1 with a message on stderr."""
+    try:
+        url = resolve_db_url(args)
+        before = migrate.current_revision(url)
+        migrate.downgrade(url, args.revision)
+        after = migrate.current_revision(url)
+    except MlobsError as exc:
+        return fail(str(exc))
+    print(f"downgraded {display_url(url)} from {before} to {after}")
+    return 0
+
+
+def current_command(args: argparse.Namespace) -> int:
+    """``mlobs db current``: prints ``<revision> (head)`` or what to run; 0 only at head."""
+    try:
+        url = resolve_db_url(args)
+        missing = missing_sqlite_file(url)
+        if missing is not None:
+            print(f"None (no warehouse file at {missing}; run `mlobs db upgrade --db-url "
+                  f"{display_url(url)}`)")
+            return 1
+        engine = create_warehouse_engine(url)
+        try:
+            current = migrate.current_revision(engine)
+            migrate.check_schema(engine)
+        finally:
+            engine.dispose()
+    except SchemaOutOfDateError as exc:
+        print(f"{current} (not head: {exc})")
+        return 1
+    except MlobsError as exc:
+        return fail(str(exc))
+    print(f"{current} (head)")
+    return 0
+
+
+def missing_sqlite_file(db_url: str) -> Path | None:
+    """The SQLite file of ``db_url`` when it does not exist (reading must not create it)."""
+    url = normalize_url(db_url)
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:") \
+            or database.startswith("file:"):
+        return None
+    path = Path(database).expanduser()
+    return None if path.exists() else path

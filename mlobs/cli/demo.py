@@ -1,0 +1,73 @@
+"""``mlobs demo``: run the bundled demo pipelines and show what was recorded.
+
+    mlobs demo [--root DIR] [--max-videos N] [--quiet]
+
+Runs the text pipeline over CPython's pydoc topics and the visual pipeline over
+scikit-learn's digits (no network), then prints where the manifests and the warehouse are,
+and the component rollup computed from the warehouse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlobs.demo.runner import DemoSummary
+
+# The demo's imports (scikit-learn, DuckDB) happen when the command runs, not when the CLI
+# starts: scikit-learn is an optional extra (``pip install 'mlobs[demo]'``).
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``demo`` subcommand to the ``mlobs`` parser."""
+    parser = subparsers.add_parser(
+        "demo", help="run the bundled demo pipelines (text + visual, no network)",
+        description="Run the text pipeline over CPython's pydoc topics and the visual "
+                    "pipeline over scikit-learn's digits (no network), then print where the "
+                    "manifests and the warehouse are and the component rollup.")
+    parser.add_argument("--root", type=Path, default=None,
+                        help="directory for manifests and the SQLite warehouse "
+                             "(default: $MLOBS_ROOT or ./mlobs-data)")
+    parser.add_argument("--max-videos", type=_positive_int, default=None, metavar="N",
+                        help="at most N videos per pipeline (default: all)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress lines; only the final report")
+    parser.set_defaults(func=main)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the demo; exit code 0 when every run ended ok, 1 otherwise, 2 without sklearn."""
+    try:
+        from mlobs.demo.runner import run_demo
+    except ModuleNotFoundError as exc:
+        if exc.name != "sklearn":
+            raise
+        print("mlobs demo needs scikit-learn: pip install 'mlobs[demo]'", file=sys.stderr)
+        return 2
+    progress = (lambda line: None) if args.quiet else print
+    summary = run_demo(root=args.root, max_videos=args.max_videos, progress=progress)
+    print(f"\n{summary.runs} runs in {summary.duration_s:.1f} s: {summary.ok_runs} ok "
+          f"({summary.partial_runs} with an optional component empty or failed), "
+          f"{summary.error_runs} failed")
+    print(f"manifests: {summary.manifests_dir}")
+    print(f"warehouse: {summary.warehouse_url or '(warehouse sink off)'}")
+    if summary.warehouse_url:
+        print()
+        print(rollup_report(summary))
+    return 0 if summary.error_runs == 0 else 1
+
+
+def rollup_report(summary: DemoSummary) -> str:
+    """The per-component rollup of the warehouse as a text table (the one rollup call site)."""
+    from mlobs.rollup import compute_rollup, format_rollup
+    return format_rollup(compute_rollup(summary.warehouse_url))

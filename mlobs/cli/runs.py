@@ -1,0 +1,145 @@
+"""``mlobs runs``: look at runs stored in the warehouse.
+
+Subcommands::
+
+    mlobs runs list [--limit N] [--platform-id P] [--video-id V] [--status S] [--json]
+    mlobs runs show RUN_ID [--json]
+
+Both take ``--db-url`` (default: the configured warehouse, see ``mlobs db``). They never
+create or migrate the warehouse: a missing or out-of-date one is an error (exit 1, one
+line on stderr saying what to run), as is an unknown run_id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+
+from tabulate import tabulate
+
+from mlobs.cli.db import add_db_url_argument, fail, missing_sqlite_file, resolve_db_url
+from mlobs.errors import MlobsError, WarehouseError
+from mlobs.records import RUN_STATUSES, ComponentRecord, RunRecord
+from mlobs.warehouse.engine import display_url
+from mlobs.warehouse.store import WarehouseStore
+
+#: model_signature is shown shortened in tables (like a short git hash).
+SHORT_SIGNATURE = 12
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``runs`` command and its subcommands to the ``mlobs`` parser."""
+    runs = subparsers.add_parser("runs", help="list and show runs in the warehouse",
+                                 description=__doc__.split("\n\n")[0])
+    commands = runs.add_subparsers(dest="runs_command", metavar="COMMAND", required=True)
+
+    listing = commands.add_parser("list", help="recent runs, newest first")
+    listing.add_argument("--limit", type=_positive_int, default=50,
+                         help="at most this many runs (default: 50)")
+    listing.add_argument("--platform-id", default=None)
+    listing.add_argument("--video-id", default=None)
+    listing.add_argument("--status", choices=RUN_STATUSES, default=None)
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_db_url_argument(listing)
+    listing.set_defaults(func=list_command)
+
+    show = commands.add_parser("show", help="one run and its components")
+    show.add_argument("run_id")
+    show.add_argument("--json", action="store_true",
+                      help="print the run and its components as JSON (manifest field names)")
+    add_db_url_argument(show)
+    show.set_defaults(func=show_command)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def _open_store(args: argparse.Namespace) -> WarehouseStore:
+    url = resolve_db_url(args)
+    missing = missing_sqlite_file(url)
+    if missing is not None:
+        raise WarehouseError(f"no warehouse at {missing}: record a run, or create it with "
+                         f"`mlobs db upgrade --db-url {display_url(url)}`")
+    return WarehouseStore(url)
+
+
+def list_command(args: argparse.Namespace) -> int:
+    """``mlobs runs list``: returns 0, or 1 with a message on stderr."""
+    try:
+        with _open_store(args) as store:
+            runs = store.list_runs(limit=args.limit, platform_id=args.platform_id,
+                                   video_id=args.video_id, status=args.status)
+            counts = store.component_counts(run.run_id for run in runs)
+    except MlobsError as exc:
+        return fail(str(exc))
+    if args.json:
+        print(json.dumps([{**run.to_dict(), "n_components": counts.get(run.run_id, 0)}
+                          for run in runs], indent=2))
+        return 0
+    if not runs:
+        print("no runs")
+        return 0
+    rows = [(run.run_id, f"{run.platform_id}/{run.video_id}", run.profile or "", run.status,
+             _when(run.started_at), _ms(run.duration_ms), counts.get(run.run_id, 0),
+             len(run.warnings)) for run in runs]
+    print(tabulate(rows, headers=("run_id", "platform/video", "profile", "status",
+                                  "started (UTC)", "duration_ms", "components", "warnings"),
+                   disable_numparse=True))
+    return 0
+
+
+def show_command(args: argparse.Namespace) -> int:
+    """``mlobs runs show RUN_ID``: returns 0, or 1 when unknown or on error."""
+    try:
+        with _open_store(args) as store:
+            found = store.get_run(args.run_id)
+    except MlobsError as exc:
+        return fail(str(exc))
+    if found is None:
+        return fail(f"no run {args.run_id!r} in the warehouse")
+    run, components = found
+    if args.json:
+        print(json.dumps({"run": run.to_dict(),
+                          "components": [c.to_dict() for c in components]}, indent=2))
+        return 0
+    print(_run_table(run))
+    print()
+    print(_components_table(components) if components else "no components")
+    return 0
+
+
+def _run_table(run: RunRecord) -> str:
+    data = run.to_dict()
+    data["started_at"], data["finished_at"] = _when(run.started_at), _when(run.finished_at)
+    rows = [(name, _cell(value)) for name, value in data.items()]
+    return tabulate(rows, tablefmt="plain", disable_numparse=True)
+
+
+def _components_table(components: list[ComponentRecord]) -> str:
+    rows = [(c.component, c.attempt, c.status, c.empty_reason or c.error_code or "",
+             _ms(c.duration_ms), "" if c.peak_rss_bytes is None else c.peak_rss_bytes,
+             (c.model_signature or "")[:SHORT_SIGNATURE]) for c in components]
+    return tabulate(rows, headers=("component", "attempt", "status", "empty/error",
+                                   "duration_ms", "peak_rss_bytes", "model_signature"),
+                    disable_numparse=True)
+
+
+def _when(value: datetime | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True) if value else ""
+    return str(value)

@@ -1,0 +1,281 @@
+"""The demo's text processor: CPython's documentation topics read as transcripts.
+
+Each entry of ``pydoc_data.topics.topics`` (the text behind ``help("with")``; ~79 real
+documents shipped with CPython) is one "video": platform_id ``"pydoc"``, video_id the topic
+key. Every document goes through five components::
+
+    cleaning → chunking → embedding → key_sentences → summary (optional)
+
+The pipeline steps are ordinary functions (``clean``, ``chunk``, ``split_sentences``,
+``score_sentences``, ``summarize``); :func:`process_topic` wraps each in
+``run.component(...)`` and is the only place that talks to mlobs.
+
+Where the optional ``summary`` ends without a summary (these conditions come from the text,
+nothing is injected):
+
+* empty ``too_short``: the document has fewer than :data:`MIN_SUMMARY_SENTENCES` prose
+  sentences (e.g. ``await``, ``pass``), so there is nothing to condense.
+* error (``SummaryError``): none of the top :data:`KEY_SENTENCES` sentences is prose: the
+  document's centre is code, grammar or tables (e.g. ``operator-summary``). A summary made
+  of code fragments would be wrong, so the component fails rather than write one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+import mlobs
+from mlobs.demo.models import TextModel
+
+PLATFORM_ID = "pydoc"
+PIPELINE_VERSION = "1.0.0"
+#: Every component is required except ``summary`` (best-effort).
+PROFILE = mlobs.AnalysisProfile("pydoc-text-v1", optional={"summary"})
+
+#: Chunking: words per chunk and words shared by consecutive chunks.
+CHUNK_WORDS = 120
+CHUNK_OVERLAP_WORDS = 20
+#: key_sentences keeps this many best-scoring sentences.
+KEY_SENTENCES = 3
+#: summary needs at least this many prose sentences in the document.
+MIN_SUMMARY_SENTENCES = 4
+
+CONFIG = {"chunk_words": CHUNK_WORDS, "chunk_overlap_words": CHUNK_OVERLAP_WORDS,
+          "key_sentences": KEY_SENTENCES, "min_summary_sentences": MIN_SUMMARY_SENTENCES}
+
+
+# --------------------------------------------------------------------------- data shapes
+
+@dataclass(frozen=True)
+class Block:
+    """A paragraph of a cleaned document: ``kind`` is ``"prose"`` or ``"code"``.
+
+    ``code`` covers code examples, grammar productions, tables and attribute headers:
+    anything that is not running English text.
+    """
+
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True)
+class CleanDocument:
+    title: str
+    blocks: tuple[Block, ...]
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(b.text for b in self.blocks)
+
+
+@dataclass(frozen=True)
+class Sentence:
+    kind: str  # "prose" or "code", inherited from its block
+    text: str
+
+
+@dataclass(frozen=True)
+class ScoredSentence:
+    sentence: Sentence
+    #: cosine similarity to the document's mean chunk embedding, in [-1, 1].
+    score: float
+
+
+class SummaryError(ValueError):
+    """The document's key sentences contain no prose, so no summary can be written."""
+
+
+# --------------------------------------------------------------------------- pure steps
+
+_UNDERLINE = re.compile(r"^([*=\-~^])\1{2,}\s*$")
+_CODE_CHARS = set("()[]{}=<>#+-/%_@|")
+_IDENTIFIER = re.compile(r"[\w.]*[._][\w.]*(\(.*\))?|\w+\(.*\)")
+
+
+def _is_code_block(lines: list[str]) -> bool:
+    """Heuristic: is this paragraph code/grammar/table rather than English prose?"""
+    text = "\n".join(lines).strip()
+    stripped = [ln.strip() for ln in lines]
+    if "::=" in text or text.startswith(">>>") or stripped[0][:1] in {"+", "|"}:
+        return True
+    if len(stripped) == 1 and _IDENTIFIER.fullmatch(stripped[0]):
+        return True  # a lone identifier such as "object.__dict__" or "class.mro()"
+    indented = all(ln.startswith("   ") for ln in lines)
+    if not indented:
+        return False
+    dense = sum(ch in _CODE_CHARS for ch in text) / max(1, len(text.replace(" ", "")))
+    return dense > 0.15 or not text.endswith((".", ":", "?", "!", ";", ","))
+
+
+def clean(raw: str) -> CleanDocument:
+    """cleaning: split a pydoc topic into a title and prose/code paragraphs.
+
+    Drops heading underlines and blank runs, unwraps prose paragraphs onto one line with
+    single spaces, keeps code blocks verbatim (dedented).
+
+    Args:
+        raw: the topic text as shipped in ``pydoc_data.topics``.
+    """
+    lines = raw.replace("\r\n", "\n").split("\n")
+    title = lines[0].strip() if lines else ""
+    if len(lines) > 1 and _UNDERLINE.match(lines[1]):
+        lines = lines[2:]
+    blocks: list[Block] = []
+    paragraph: list[str] = []
+
+    def close() -> None:
+        # a line followed by an underline is a section heading: keep it as prose
+        body = [ln for ln in paragraph if not _UNDERLINE.match(ln)]
+        paragraph.clear()
+        if not body:
+            return
+        if _is_code_block(body):
+            indent = min(len(ln) - len(ln.lstrip()) for ln in body)
+            blocks.append(Block("code", "\n".join(ln[indent:].rstrip() for ln in body)))
+        else:
+            blocks.append(Block("prose", " ".join(" ".join(ln.split()) for ln in body)))
+
+    for line in lines:
+        if line.strip():
+            paragraph.append(line.rstrip())
+        else:
+            close()
+    close()
+    return CleanDocument(title=title, blocks=tuple(blocks))
+
+
+def chunk(doc: CleanDocument, words: int = CHUNK_WORDS,
+          overlap: int = CHUNK_OVERLAP_WORDS) -> list[str]:
+    """chunking: overlapping windows of ``words`` words over the title and all blocks.
+
+    A document shorter than one window gives one chunk; an empty document gives none.
+    """
+    tokens = " ".join([doc.title, doc.text]).split()
+    step = max(1, words - overlap)
+    return [" ".join(tokens[i:i + words])
+            for i in range(0, max(1, len(tokens) - overlap), step) if tokens[i:i + words]]
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"“(*])")
+
+
+def split_sentences(doc: CleanDocument) -> list[Sentence]:
+    """Sentences of the prose blocks (split after . ! ? before a capital); each code block
+    is one "sentence" of kind ``code``."""
+    out: list[Sentence] = []
+    for block in doc.blocks:
+        if block.kind == "code":
+            out.append(Sentence("code", block.text))
+            continue
+        out.extend(Sentence("prose", s) for s in _SENTENCE_END.split(block.text) if s.strip())
+    return out
+
+
+def score_sentences(model: TextModel, sentences: list[Sentence],
+                    chunk_vectors: np.ndarray, k: int = KEY_SENTENCES) -> list[ScoredSentence]:
+    """key_sentences: the ``k`` sentences closest (cosine) to the document's centre.
+
+    The centre is the mean of the document's chunk embeddings; sentences are embedded with
+    the same model. Ties keep document order. Returns best first.
+
+    Args:
+        chunk_vectors: shape (n_chunks, dim), as returned by ``model.embed``.
+    """
+    if not sentences or len(chunk_vectors) == 0:
+        return []
+    centre = chunk_vectors.mean(axis=0)
+    norm = np.linalg.norm(centre)
+    centre = centre / norm if norm > 0 else centre
+    scores = model.embed([s.text for s in sentences]) @ centre
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [ScoredSentence(sentences[i], float(scores[i])) for i in order]
+
+
+def summarize(key: list[ScoredSentence], prose_sentences: int,
+              min_sentences: int = MIN_SUMMARY_SENTENCES) -> str:
+    """summary: the prose key sentences, joined in score order, led by the best one.
+
+    Raises:
+        mlobs.Empty: ``too_short``: fewer than ``min_sentences`` prose sentences.
+        SummaryError: the best key sentence (the document's centre) is code, grammar or a
+            table; a prose summary that skipped it would misrepresent the document.
+    """
+    if prose_sentences < min_sentences:
+        raise mlobs.Empty("too_short")
+    if not key or key[0].sentence.kind != "prose":
+        first_line = key[0].sentence.text.splitlines()[0][:60] if key else ""
+        raise SummaryError(f"the best key sentence is not prose: {first_line!r}")
+    return " ".join(s.sentence.text for s in key if s.sentence.kind == "prose")
+
+
+def load_topics() -> dict[str, str]:
+    """The documents: ``{topic key: text}`` sorted by key, from the running CPython."""
+    from pydoc_data.topics import topics
+    return dict(sorted(topics.items()))
+
+
+def corpus_chunks(topics: dict[str, str]) -> list[str]:
+    """All chunks of all documents: what the embedding model is fitted on."""
+    return [c for raw in topics.values() for c in chunk(clean(raw))]
+
+
+# --------------------------------------------------------------------------- instrumented
+
+@dataclass
+class TextResult:
+    """What one document produced; ``summary`` is None when that component was empty or
+    failed (its record says which)."""
+
+    topic: str
+    run_id: str
+    key_sentences: list[ScoredSentence]
+    summary: str | None
+
+
+def process_topic(topic: str, raw: str, model: TextModel) -> TextResult:
+    """Run the five text components over one document inside one mlobs run.
+
+    Raises:
+        whatever a required component raises (the run is then recorded as ``error``).
+    """
+    component = {"producer_version": "1.0", "schema_version": "1"}
+    with mlobs.run(platform_id=PLATFORM_ID, video_id=topic, profile=PROFILE,
+                   pipeline_version=PIPELINE_VERSION, config=CONFIG,
+                   sampling_policy_version="1") as run:
+        with run.component("cleaning", **component) as c:
+            doc = clean(raw)
+            c.set_items(len(doc.blocks))
+            c.metric("code_blocks", sum(b.kind == "code" for b in doc.blocks))
+            if not doc.blocks:
+                c.empty("no_text")
+
+        with run.component("chunking", **component) as c:
+            chunks = chunk(doc)
+            c.set_items(len(chunks))
+            if not chunks:
+                c.empty("no_text")
+
+        with run.component("embedding", models=[model.ref], batch_size=len(chunks) or None,
+                           **component) as c:
+            vectors = model.embed(chunks)
+            c.set_items(len(chunks))
+            c.metric("explained_variance", model.explained_variance)
+
+        with run.component("key_sentences", models=[model.ref], **component) as c:
+            sentences = split_sentences(doc)
+            key = score_sentences(model, sentences, vectors)
+            c.set_items(len(sentences))
+            if key:
+                c.metric("top_score", key[0].score)
+            else:
+                c.empty("no_sentences")
+
+        summary = None
+        with run.component("summary", **component) as c:
+            prose = sum(s.kind == "prose" for s in sentences)
+            summary = summarize(key, prose)
+            c.set_items(len(summary.split()))
+    return TextResult(topic=topic, run_id=run.run_id, key_sentences=key, summary=summary)

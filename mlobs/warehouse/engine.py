@@ -1,0 +1,119 @@
+"""Creating the SQLAlchemy engine of a warehouse URL (ARCHITECTURE §6).
+
+Supported URLs:
+
+* ``sqlite:///<path>`` — the embedded default. The parent directory is created; every
+  connection gets ``journal_mode=WAL`` (readers do not block the writer),
+  ``busy_timeout`` (a writer waits for the lock instead of failing at once) and
+  ``foreign_keys=ON`` (cascades work). SQLAlchemy emits ``BEGIN`` itself so that DDL and
+  reads are transactional too (the ``sqlite3`` module's legacy mode skips them).
+* ``postgresql+psycopg://...`` (``postgresql://`` and ``postgres://`` are rewritten to
+  psycopg 3) — pooled with ``pool_pre_ping`` and ``pool_recycle``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from mlobs.errors import WarehouseError
+
+#: How long a SQLite writer waits for the database lock before failing.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Recycle pooled PostgreSQL connections older than this (servers and proxies drop idle ones).
+PG_POOL_RECYCLE_S = 1800
+
+# JSON columns refuse NaN and infinity on every backend (PostgreSQL's json type rejects
+# them, SQLite would store them as text): the same record is valid everywhere or nowhere.
+_json_dumps = functools.partial(json.dumps, allow_nan=False)
+
+
+def normalize_url(db_url: str | URL) -> URL:
+    """Parse a warehouse URL and pick the driver mlobs uses.
+
+    Args:
+        db_url: e.g. ``"sqlite:////var/lib/mlobs/warehouse.db"`` or
+            ``"postgresql://user:pw@host:5432/mlobs"``.
+
+    Returns:
+        The URL with ``postgresql``/``postgres`` mapped to ``postgresql+psycopg``.
+
+    Raises:
+        WarehouseError: the URL cannot be parsed, or names another database or driver.
+    """
+    try:
+        url = make_url(db_url)
+    except ArgumentError as exc:
+        raise WarehouseError(f"invalid warehouse URL {db_url!r}: {exc}") from exc
+    if url.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
+        return url.set(drivername="postgresql+psycopg")
+    if url.drivername in ("sqlite", "sqlite+pysqlite"):
+        return url
+    raise WarehouseError(
+        f"unsupported warehouse URL {url.render_as_string(hide_password=True)!r}: mlobs "
+        "supports sqlite:///<path> and postgresql+psycopg://user@host/db")
+
+
+def create_warehouse_engine(db_url: str | URL, **engine_kwargs: Any) -> Engine:
+    """Create the engine for a warehouse URL (see the module docstring for the settings).
+
+    Args:
+        db_url: a SQLite or PostgreSQL URL (:func:`normalize_url`).
+        **engine_kwargs: extra ``sqlalchemy.create_engine`` arguments (tests, tuning).
+
+    Returns:
+        A new :class:`sqlalchemy.Engine`; the caller disposes of it.
+
+    Raises:
+        WarehouseError: unsupported URL, or the SQLite directory cannot be created.
+    """
+    url = normalize_url(db_url)
+    engine_kwargs.setdefault("json_serializer", _json_dumps)
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, engine_kwargs)
+    engine_kwargs.setdefault("pool_pre_ping", True)
+    engine_kwargs.setdefault("pool_recycle", PG_POOL_RECYCLE_S)
+    return create_engine(url, **engine_kwargs)
+
+
+def _sqlite_engine(url: URL, engine_kwargs: dict[str, Any]) -> Engine:
+    database = url.database or ""
+    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    if not in_memory and not database.startswith("file:"):
+        try:
+            Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WarehouseError(f"cannot create the directory of {database!r}: {exc}") from exc
+    engine = create_engine(url, **engine_kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Autocommit at the driver level: SQLAlchemy's "begin" hook below issues BEGIN,
+        # and PRAGMAs (which must run outside a transaction) take effect here.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            if not in_memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def display_url(engine_or_url: Engine | URL | str) -> str:
+    """The URL as safe to print: password replaced by ``***``."""
+    url = engine_or_url.url if isinstance(engine_or_url, Engine) else make_url(engine_or_url)
+    return url.render_as_string(hide_password=True)

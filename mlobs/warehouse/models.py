@@ -1,0 +1,253 @@
+"""Warehouse tables as SQLAlchemy 2 typed models (ARCHITECTURE §4 and §6).
+
+Tables (plural snake_case; column names are the field names of ``mlobs.records``):
+
+* ``runs``               one row per :class:`~mlobs.records.RunRecord`
+* ``component_runs``     one row per :class:`~mlobs.records.ComponentRecord`
+* ``model_signatures``   one row per distinct ``model_signature``: the ``models_used``
+                         list it stands for (so component rows do not repeat it)
+* ``events``             one row per :class:`~mlobs.records.EventRecord`
+* ``component_rollups``  written by the DuckDB rollup job (ARCHITECTURE §7)
+
+Constraint and index names come from :data:`NAMING_CONVENTION`, so the hand-written
+Alembic migrations can name them identically (autogenerate comparison stays empty).
+The migrations never import this module; a schema change means editing both.
+
+Timestamps are stored as ``DateTime(timezone=True)`` through :class:`UtcDateTime`,
+which refuses naive datetimes and always hands back timezone-aware UTC values (SQLite
+keeps no offset, PostgreSQL answers in the session time zone).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from mlobs.records import RUN_STATUSES, STATUSES
+
+#: Constraint/index names (SQLAlchemy naming convention tokens). Kept short enough for
+#: PostgreSQL's 63-character identifier limit with the current tables.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: String lengths shared by the models and the store's record validation.
+ID_LEN = 36          # UUIDs: run_id, component_run_id, event_id
+HASH_LEN = 64        # SHA-256 hex: config_hash, model_signature
+NAME_LEN = 255       # identifiers and versions
+CODE_LEN = 128       # vocabulary words: error_code, empty_reason, kind, ...
+STATUS_LEN = 16
+
+#: component_rollups.bucket_width vocabulary.
+BUCKET_WIDTHS = ("all", "hour", "day")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that only accepts and returns aware UTC datetimes.
+
+    Bind: an aware datetime is converted to UTC; a naive one raises ``ValueError``
+    (mlobs records are timezone-aware by contract, ARCHITECTURE §4).
+    Result: naive values (SQLite) are taken as UTC; aware ones are converted to UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: mlobs stores timezone-aware UTC")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None,
+                             dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the warehouse tables (shared naming convention)."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Run(Base):
+    """One pipeline run over one video (``mlobs.records.RunRecord``)."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+        Index("ix_runs_started_at", "started_at"),
+        Index("ix_runs_platform_id_video_id", "platform_id", "video_id"),
+        Index("ix_runs_status", "status"),
+    )
+
+    run_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    platform_id: Mapped[str] = mapped_column(String(NAME_LEN))
+    video_id: Mapped[str] = mapped_column(String(NAME_LEN))
+    profile: Mapped[str | None] = mapped_column(String(NAME_LEN))
+    pipeline_version: Mapped[str | None] = mapped_column(String(NAME_LEN))
+    config_hash: Mapped[str | None] = mapped_column(String(HASH_LEN))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    sampling_policy_version: Mapped[str | None] = mapped_column(String(NAME_LEN))
+    status: Mapped[str] = mapped_column(String(STATUS_LEN))
+    warnings: Mapped[list[Any]] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+    environment: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: component → ["model:version", ...] as actually used.
+    resolved_models: Mapped[dict[str, Any]] = mapped_column(JSON)
+    error_code: Mapped[str | None] = mapped_column(String(CODE_LEN))
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+
+class ModelSignature(Base):
+    """The ``models_used`` list a ``model_signature`` stands for.
+
+    ``models`` holds ``ModelRef.to_dict()`` entries as first written; the signature
+    ignores the device index, so a component whose own list differs (``cuda:1`` instead
+    of ``cuda:0``, another order) keeps its exact list in
+    ``component_runs.models_used_override``.
+    """
+
+    __tablename__ = "model_signatures"
+
+    model_signature: Mapped[str] = mapped_column(String(HASH_LEN), primary_key=True)
+    models: Mapped[list[Any]] = mapped_column(JSON)
+    first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ComponentRun(Base):
+    """One component invocation (``mlobs.records.ComponentRecord`` minus events)."""
+
+    __tablename__ = "component_runs"
+    __table_args__ = (
+        UniqueConstraint("run_id", "component", "attempt"),
+        CheckConstraint(_in("status", STATUSES), name="status"),
+        Index("ix_component_runs_component_model_signature", "component", "model_signature"),
+        Index("ix_component_runs_started_at", "started_at"),
+        # No separate run_id index: the unique constraint's index leads with run_id.
+    )
+
+    component_run_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    run_id: Mapped[str] = mapped_column(
+        String(ID_LEN), ForeignKey("runs.run_id", ondelete="CASCADE"))
+    component: Mapped[str] = mapped_column(String(NAME_LEN))
+    attempt: Mapped[int] = mapped_column(Integer)
+    required: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(STATUS_LEN))
+    empty_reason: Mapped[str | None] = mapped_column(String(CODE_LEN))
+    error_code: Mapped[str | None] = mapped_column(String(CODE_LEN))
+    error_type: Mapped[str | None] = mapped_column(String(NAME_LEN))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    warnings: Mapped[list[Any]] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    producer_version: Mapped[str | None] = mapped_column(String(NAME_LEN))
+    schema_version: Mapped[str | None] = mapped_column(String(NAME_LEN))
+    device_used: Mapped[str | None] = mapped_column(String(CODE_LEN))
+    batch_size: Mapped[int | None] = mapped_column(Integer)
+    # A reference without a foreign key: the signature row is written in the same
+    # transaction, and rollups join on it without needing the constraint.
+    model_signature: Mapped[str | None] = mapped_column(String(HASH_LEN))
+    #: NULL when models_used equals the model_signatures row's list exactly; otherwise
+    #: this component's own list (see :class:`ModelSignature`).
+    models_used_override: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
+    cache_status: Mapped[str | None] = mapped_column(String(STATUS_LEN))
+    cache_key: Mapped[str | None] = mapped_column(String(NAME_LEN))
+    cache_miss_reason: Mapped[str | None] = mapped_column(String(NAME_LEN))
+    peak_rss_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    peak_gpu_allocated_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    peak_gpu_reserved_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    oom_count: Mapped[int] = mapped_column(Integer)
+    retry_count: Mapped[int] = mapped_column(Integer)
+    items: Mapped[int | None] = mapped_column(BigInteger)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Event(Base):
+    """Something that happened inside a component (``mlobs.records.EventRecord``)."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_run_id", "run_id"),
+        Index("ix_events_component_run_id", "component_run_id"),
+    )
+
+    event_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    run_id: Mapped[str] = mapped_column(
+        String(ID_LEN), ForeignKey("runs.run_id", ondelete="CASCADE"))
+    component_run_id: Mapped[str | None] = mapped_column(
+        String(ID_LEN), ForeignKey("component_runs.component_run_id", ondelete="CASCADE"))
+    #: position in its component's ``events`` list, so equal timestamps keep their order.
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(CODE_LEN))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ComponentRollup(Base):
+    """Per component × model_signature × time bucket aggregates (DuckDB rollup job).
+
+    ``bucket_width`` is ``'all'`` (``bucket_start`` NULL), ``'hour'`` or ``'day'``;
+    rates are fractions in [0, 1]; durations in milliseconds.
+    """
+
+    __tablename__ = "component_rollups"
+    __table_args__ = (
+        CheckConstraint(_in("bucket_width", BUCKET_WIDTHS), name="bucket_width"),
+        Index("ix_component_rollups_bucket_width_component", "bucket_width", "component"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    computed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    bucket_width: Mapped[str] = mapped_column(String(STATUS_LEN))
+    bucket_start: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    component: Mapped[str] = mapped_column(String(NAME_LEN))
+    model_signature: Mapped[str | None] = mapped_column(String(HASH_LEN))
+    invocations: Mapped[int] = mapped_column(Integer)
+    runs: Mapped[int] = mapped_column(Integer)
+    p50_duration_ms: Mapped[float] = mapped_column(Float)
+    p95_duration_ms: Mapped[float] = mapped_column(Float)
+    p99_duration_ms: Mapped[float] = mapped_column(Float)
+    error_rate: Mapped[float] = mapped_column(Float)
+    empty_rate: Mapped[float] = mapped_column(Float)
+    cache_hit_rate: Mapped[float | None] = mapped_column(Float)
+    p95_peak_rss_bytes: Mapped[float | None] = mapped_column(Float)
+
+
+#: Every table the migrations create (Alembic's own version table excluded).
+TABLE_NAMES: tuple[str, ...] = tuple(Base.metadata.tables)

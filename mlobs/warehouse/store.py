@@ -1,0 +1,533 @@
+"""Writing records into the warehouse and reading them back (ARCHITECTURE §4, §6).
+
+:class:`WarehouseStore` is what the warehouse sink, ``mlobs ingest`` and the CLI use.
+Writes are idempotent, so a batch can be retried or replayed from manifests:
+
+* ``runs`` are upserted (a run is written as ``running`` and again with its final
+  status), except that a ``running`` row never replaces a finished one (a late or
+  replayed snapshot must not undo the final state);
+* ``model_signatures``, ``component_runs`` and ``events`` are insert-or-ignore by primary
+  key: the first write of a record wins.
+
+A component's ``models_used`` is stored once per ``model_signature`` in
+``model_signatures``; since the signature ignores the device index and the order of the
+models, a component whose list differs from the stored one keeps its own list in
+``component_runs.models_used_override``. :meth:`WarehouseStore.get_run` therefore gives
+back records equal, field by field, to those written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Connection,
+    Engine,
+    Float,
+    Integer,
+    String,
+    Table,
+    func,
+    or_,
+    select,
+    tuple_,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from mlobs.errors import WarehouseError
+from mlobs.records import (
+    RUN_STATUSES,
+    STATUSES,
+    ComponentRecord,
+    EventRecord,
+    ModelRef,
+    RunRecord,
+)
+from mlobs.signature import model_signature as compute_signature
+from mlobs.warehouse.engine import create_warehouse_engine, display_url
+from mlobs.warehouse.migrate import check_schema, has_no_tables, upgrade
+from mlobs.warehouse.models import ComponentRun, Event, ModelSignature, Run
+
+RUNS: Table = Run.__table__  # type: ignore[assignment]
+COMPONENTS: Table = ComponentRun.__table__  # type: ignore[assignment]
+SIGNATURES: Table = ModelSignature.__table__  # type: ignore[assignment]
+EVENTS: Table = Event.__table__  # type: ignore[assignment]
+
+_INT32 = 2**31
+_INT64 = 2**63
+
+
+class _InvalidRecord(Exception):
+    """Internal: one record cannot be stored; turned into a WarehouseError by write()."""
+
+
+class WarehouseStore:
+    """Read and write mlobs records in one SQL warehouse (SQLite or PostgreSQL).
+
+    Args:
+        db_url: warehouse URL, e.g. ``"sqlite:////data/mlobs/warehouse.db"`` or
+            ``"postgresql+psycopg://mlobs@db/mlobs"``.
+        init_if_new: when the database has no table at all, create the schema (upgrade to
+            head) instead of refusing it. A database with tables is never migrated here.
+
+    Raises:
+        SchemaOutOfDateError: the schema is not at the revision this mlobs needs; the
+            message says which command to run.
+        WarehouseError: unsupported URL or unreachable database.
+
+    Safe to share between threads (each call takes its own connection). Use as a context
+    manager or call :meth:`close`.
+    """
+
+    def __init__(self, db_url: str | URL, *, init_if_new: bool = False) -> None:
+        self._engine = create_warehouse_engine(db_url)
+        try:
+            if init_if_new and has_no_tables(self._engine):
+                try:
+                    upgrade(self._engine)
+                except WarehouseError:
+                    # Another process may have created it at the same moment; the check
+                    # below tells whether the schema is usable after all.
+                    pass
+            check_schema(self._engine)
+        except SQLAlchemyError as exc:
+            self._engine.dispose()
+            raise WarehouseError(f"cannot open the warehouse at {display_url(self._engine)}: "
+                                 f"{exc}") from exc
+        except BaseException:
+            self._engine.dispose()
+            raise
+        self._prepare_statements()
+
+    # -- setup ---------------------------------------------------------------------------
+
+    def _prepare_statements(self) -> None:
+        dialect = self._engine.dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        upsert = insert(RUNS)
+        self._upsert_runs = upsert.on_conflict_do_update(
+            index_elements=[RUNS.c.run_id],
+            set_={c.name: upsert.excluded[c.name] for c in RUNS.c if not c.primary_key},
+            # A finished run is final: a "running" snapshot arriving late is ignored.
+            where=or_(RUNS.c.status == "running", upsert.excluded.status != "running"),
+        )
+        self._insert_signatures = insert(SIGNATURES).on_conflict_do_nothing(
+            index_elements=[SIGNATURES.c.model_signature])
+        self._insert_components = insert(COMPONENTS).on_conflict_do_nothing(
+            index_elements=[COMPONENTS.c.component_run_id])
+        self._insert_events = insert(EVENTS).on_conflict_do_nothing(
+            index_elements=[EVENTS.c.event_id])
+
+    @property
+    def engine(self) -> Engine:
+        """The underlying engine (for read-only queries by reports and rollups)."""
+        return self._engine
+
+    @property
+    def url(self) -> str:
+        """The warehouse URL with any password hidden."""
+        return display_url(self._engine)
+
+    def close(self) -> None:
+        """Release the connection pool. The store cannot be used afterwards."""
+        self._engine.dispose()
+
+    def __enter__(self) -> WarehouseStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- writing -------------------------------------------------------------------------
+
+    def write(self, runs: Sequence[RunRecord], components: Sequence[ComponentRecord]) -> None:
+        """Write runs and components (with their events) in one transaction, idempotently.
+
+        Args:
+            runs: run records; a run_id given twice keeps its last finished state.
+            components: component records; their runs must be in ``runs`` or already
+                stored. ``model_signature`` must be ``mlobs.signature.model_signature``
+                of ``models_used`` (None when no model was used), and each event must
+                carry its component's run_id and component_run_id.
+
+        Raises:
+            WarehouseError: a record is invalid (the message names its id and the problem;
+                nothing of the batch is written), or the database failed (locked beyond
+                the busy timeout, connection lost, ...).
+        """
+        if not runs and not components:
+            return
+        try:
+            run_rows = _run_rows(runs)
+            batch = _ComponentBatch(components)
+        except _InvalidRecord as exc:
+            raise WarehouseError(str(exc)) from None
+        try:
+            with self._engine.begin() as conn:
+                # Runs first: component and event rows reference them.
+                if run_rows:
+                    conn.execute(self._upsert_runs, run_rows)
+                signature_rows = batch.signature_rows()
+                if signature_rows:
+                    conn.execute(self._insert_signatures, signature_rows)
+                    stored = conn.execute(
+                        select(SIGNATURES.c.model_signature, SIGNATURES.c.models).where(
+                            SIGNATURES.c.model_signature.in_(batch.signatures))).all()
+                    batch.set_overrides(dict(stored))  # type: ignore[arg-type]
+                if batch.component_rows:
+                    conn.execute(self._insert_components, batch.component_rows)
+                if batch.event_rows:
+                    conn.execute(self._insert_events, batch.event_rows)
+        except (SQLAlchemyError, ValueError, TypeError) as exc:
+            # ValueError/TypeError: psycopg serialises JSON parameters itself, outside
+            # SQLAlchemy's error wrapping.
+            raise WarehouseError(self._explain_failure(exc, run_rows, batch)) from exc
+
+    def _explain_failure(self, exc: Exception, run_rows: list[dict[str, Any]],
+                         batch: _ComponentBatch) -> str:
+        """Name the record behind a failed write when one can be found (slow path)."""
+        for table, rows, key in ((RUNS, run_rows, "run_id"),
+                                 (COMPONENTS, batch.component_rows, "component_run_id"),
+                                 (EVENTS, batch.event_rows, "event_id")):
+            for row in rows:
+                problem = _row_problem(table, row)
+                if problem:
+                    return f"{table.name} record {row[key]}: {problem}"
+        if isinstance(exc, IntegrityError):
+            try:
+                found = self._find_conflict(run_rows, batch.component_rows)
+            except SQLAlchemyError:
+                found = None
+            if found:
+                return found
+        first_line = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        return (f"writing {len(run_rows)} run(s) and {len(batch.component_rows)} "
+                f"component(s) to {self.url} failed: {first_line}")
+
+    def _find_conflict(self, run_rows: list[dict[str, Any]],
+                       component_rows: list[dict[str, Any]]) -> str | None:
+        batch_runs = {row["run_id"] for row in run_rows}
+        outside = {row["run_id"] for row in component_rows} - batch_runs
+        seen: dict[tuple[str, str, int], str] = {}
+        for row in component_rows:
+            identity = (row["run_id"], row["component"], row["attempt"])
+            other = seen.setdefault(identity, row["component_run_id"])
+            if other != row["component_run_id"]:
+                return (f"component_runs record {row['component_run_id']}: run {identity[0]} "
+                        f"component {identity[1]!r} attempt {identity[2]} is also record "
+                        f"{other} in the same batch")
+        with self._engine.connect() as conn:
+            known = set(conn.scalars(select(RUNS.c.run_id).where(RUNS.c.run_id.in_(outside))))
+            for row in component_rows:
+                if row["run_id"] not in batch_runs and row["run_id"] not in known:
+                    return (f"component_runs record {row['component_run_id']}: its run "
+                            f"{row['run_id']} is neither in this batch nor in the warehouse")
+            stored = conn.execute(
+                select(COMPONENTS.c.run_id, COMPONENTS.c.component, COMPONENTS.c.attempt,
+                       COMPONENTS.c.component_run_id).where(
+                    tuple_(COMPONENTS.c.run_id, COMPONENTS.c.component,
+                           COMPONENTS.c.attempt).in_(list(seen)))).all()
+        for run_id, component, attempt, stored_id in stored:
+            mine = seen[(run_id, component, attempt)]
+            if mine != stored_id:
+                return (f"component_runs record {mine}: run {run_id} component {component!r} "
+                        f"attempt {attempt} is already stored as record {stored_id}")
+        return None
+
+    # -- reading -------------------------------------------------------------------------
+
+    def list_runs(self, *, limit: int = 50, platform_id: str | None = None,
+                  video_id: str | None = None, status: str | None = None) -> list[RunRecord]:
+        """Runs, newest ``started_at`` first, optionally filtered (exact matches).
+
+        Args:
+            limit: at most this many runs.
+
+        Raises:
+            ValueError: ``limit`` is below 1.
+            WarehouseError: the database cannot be read.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        query = select(RUNS).order_by(RUNS.c.started_at.desc(), RUNS.c.run_id.desc())
+        for column, value in (("platform_id", platform_id), ("video_id", video_id),
+                              ("status", status)):
+            if value is not None:
+                query = query.where(RUNS.c[column] == value)
+        query = query.limit(limit)
+        with self._reading() as conn:
+            return [RunRecord(**row._asdict()) for row in conn.execute(query)]
+
+    def component_counts(self, run_ids: Iterable[str]) -> dict[str, int]:
+        """Number of component records per run_id (runs without any are left out).
+
+        Raises:
+            WarehouseError: the database cannot be read.
+        """
+        ids = list(run_ids)
+        if not ids:
+            return {}
+        query = (select(COMPONENTS.c.run_id, func.count()).where(COMPONENTS.c.run_id.in_(ids))
+                 .group_by(COMPONENTS.c.run_id))
+        with self._reading() as conn:
+            return {run_id: count for run_id, count in conn.execute(query)}
+
+    def get_run(self, run_id: str) -> tuple[RunRecord, list[ComponentRecord]] | None:
+        """One run and its components (ordered by ``started_at``), or None if unknown.
+
+        Components come back with ``models_used`` and ``events`` (ordered as written), so
+        that the records equal those given to :meth:`write`.
+
+        Raises:
+            WarehouseError: the database cannot be read.
+        """
+        with self._reading() as conn:
+            run_row = conn.execute(select(RUNS).where(RUNS.c.run_id == run_id)).first()
+            if run_row is None:
+                return None
+            component_rows = conn.execute(
+                select(COMPONENTS).where(COMPONENTS.c.run_id == run_id).order_by(
+                    COMPONENTS.c.started_at, COMPONENTS.c.component, COMPONENTS.c.attempt,
+                    COMPONENTS.c.component_run_id)).all()
+            signatures = {row.model_signature for row in component_rows
+                          if row.model_signature and row.models_used_override is None}
+            models: dict[str, list[dict[str, Any]]] = {}
+            if signatures:
+                models = dict(conn.execute(  # type: ignore[arg-type]
+                    select(SIGNATURES.c.model_signature, SIGNATURES.c.models)
+                    .where(SIGNATURES.c.model_signature.in_(signatures))).all())
+            events: dict[str | None, list[EventRecord]] = {}
+            for row in conn.execute(select(EVENTS).where(EVENTS.c.run_id == run_id)
+                                    .order_by(EVENTS.c.component_run_id, EVENTS.c.seq)):
+                data = row._asdict()
+                del data["seq"]
+                events.setdefault(row.component_run_id, []).append(EventRecord(**data))
+        components = []
+        for row in component_rows:
+            data = row._asdict()
+            override = data.pop("models_used_override")
+            used = override if override is not None else models.get(row.model_signature, [])
+            components.append(ComponentRecord(
+                **data, models_used=[ModelRef.from_dict(m) for m in used or []],
+                events=events.get(row.component_run_id, [])))
+        return RunRecord(**run_row._asdict()), components
+
+    def _reading(self) -> _ReadingConnection:
+        return _ReadingConnection(self._engine)
+
+
+class _ReadingConnection:
+    """``with engine.connect()`` that turns driver errors into WarehouseError."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn: Connection | None = None
+
+    def __enter__(self) -> Connection:
+        try:
+            self._conn = self._engine.connect()
+        except SQLAlchemyError as exc:
+            raise WarehouseError(f"cannot read the warehouse at {display_url(self._engine)}: "
+                                 f"{exc}") from exc
+        return self._conn
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        assert self._conn is not None
+        self._conn.close()
+        if isinstance(exc, SQLAlchemyError):
+            raise WarehouseError(f"cannot read the warehouse at {display_url(self._engine)}: "
+                                 f"{exc}") from exc
+
+
+# -- turning records into rows (cheap checks on the hot path) ----------------------------
+
+def _aware(value: Any) -> bool:
+    return isinstance(value, datetime) and value.utcoffset() is not None
+
+
+_STRING, _INT, _BOOL, _FLOAT = range(4)
+
+
+def _column_checks(table: Table) -> tuple[tuple[str, int, int, bool], ...]:
+    """(column, kind, bound, nullable) for the columns checked on the hot path.
+
+    SQLite ignores VARCHAR lengths, integer widths and most types, PostgreSQL enforces
+    them: checking here makes both backends accept and refuse the same records. JSON and
+    datetime columns are checked elsewhere (serializer, record-specific checks).
+    """
+    checks = []
+    for c in table.c:
+        if isinstance(c.type, String) and c.type.length:
+            checks.append((c.name, _STRING, c.type.length, bool(c.nullable)))
+        elif isinstance(c.type, Integer):
+            bound = _INT64 if isinstance(c.type, BigInteger) else _INT32
+            checks.append((c.name, _INT, bound, bool(c.nullable)))
+        elif isinstance(c.type, Boolean):
+            checks.append((c.name, _BOOL, 0, bool(c.nullable)))
+        elif isinstance(c.type, Float):
+            checks.append((c.name, _FLOAT, 0, bool(c.nullable)))
+    return tuple(checks)
+
+
+_RUN_CHECKS = _column_checks(RUNS)
+_COMPONENT_CHECKS = _column_checks(COMPONENTS)
+_EVENT_CHECKS = _column_checks(EVENTS)
+
+
+def _check_columns(row: Mapping[str, Any], checks: tuple[tuple[str, int, int, bool], ...],
+                   what: str) -> None:
+    for name, kind, bound, nullable in checks:
+        value = row[name]
+        if value is None:
+            if not nullable:
+                raise _InvalidRecord(f"{what}: {name} is missing")
+        elif kind == _STRING:
+            if type(value) is not str or len(value) > bound:
+                raise _InvalidRecord(f"{what}: {name} must be a string of at most {bound} "
+                                    f"characters, got {value!r:.80}")
+        elif kind == _INT:
+            if type(value) is not int or not -bound <= value < bound:
+                raise _InvalidRecord(f"{what}: {name} must be an int in [-{bound}, {bound}), "
+                                    f"got {value!r:.80}")
+        elif kind == _BOOL:
+            if type(value) is not bool:
+                raise _InvalidRecord(f"{what}: {name} must be a bool, got {value!r:.80}")
+        elif type(value) not in (float, int) or not math.isfinite(value):
+            raise _InvalidRecord(f"{what}: {name} must be a finite number, got {value!r:.80}")
+
+
+def _run_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    by_id: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        row = dict(vars(run))
+        what = f"run record {row.get('run_id')!r}"
+        _check_columns(row, _RUN_CHECKS, what)
+        if row["status"] not in RUN_STATUSES:
+            raise _InvalidRecord(f"{what}: status {row['status']!r} is not one of "
+                                f"{RUN_STATUSES}")
+        if not _aware(row["started_at"]) or (row["finished_at"] is not None
+                                             and not _aware(row["finished_at"])):
+            raise _InvalidRecord(f"{what}: started_at/finished_at must be timezone-aware "
+                                "datetimes")
+        previous = by_id.get(run.run_id)
+        # One row per run_id (PostgreSQL refuses to upsert a key twice in one statement);
+        # like the upsert itself, a later "running" state does not replace a finished one.
+        if previous is None or previous["status"] == "running" or run.status != "running":
+            by_id[run.run_id] = row
+    return list(by_id.values())
+
+
+class _ComponentBatch:
+    """Component, signature and event rows of one write() call."""
+
+    def __init__(self, components: Sequence[ComponentRecord]) -> None:
+        self.component_rows: list[dict[str, Any]] = []
+        self.event_rows: list[dict[str, Any]] = []
+        # models tuple -> (signature, manifest dicts); computed once per distinct list.
+        self._models: dict[tuple[ModelRef, ...], tuple[str | None, list[dict[str, str]]]] = {}
+        self._first_seen: dict[str, tuple[datetime, list[dict[str, str]]]] = {}
+        self._rows_with_models: list[tuple[dict[str, Any], str, list[dict[str, str]]]] = []
+        seen: set[str] = set()
+        for component in components:
+            if component.component_run_id in seen:
+                continue  # insert-or-ignore: the first copy wins
+            seen.add(component.component_run_id)
+            self._add(component)
+
+    def _add(self, component: ComponentRecord) -> None:
+        row = dict(vars(component))
+        what = (f"component record {row.get('component_run_id')!r} (run "
+                f"{row.get('run_id')!r}, component {row.get('component')!r})")
+        models_used = row.pop("models_used")
+        events = row.pop("events")
+        _check_columns(row, _COMPONENT_CHECKS, what)
+        if row["status"] not in STATUSES:
+            raise _InvalidRecord(f"{what}: status {row['status']!r} is not one of {STATUSES}")
+        if not (_aware(row["started_at"]) and _aware(row["finished_at"])):
+            raise _InvalidRecord(f"{what}: started_at and finished_at must be timezone-aware "
+                                "datetimes")
+        key = tuple(models_used)
+        known = self._models.get(key)
+        if known is None:
+            known = (compute_signature(key), [m.to_dict() for m in key])
+            self._models[key] = known
+        signature, dicts = known
+        if row["model_signature"] != signature:
+            raise _InvalidRecord(f"{what}: model_signature {row['model_signature']!r} is not "
+                                f"the signature of its models_used ({signature!r})")
+        row["models_used_override"] = None
+        if signature is not None:
+            first = self._first_seen.get(signature)
+            if first is None or row["started_at"] < first[0]:
+                self._first_seen[signature] = (row["started_at"], dicts)
+            self._rows_with_models.append((row, signature, dicts))
+        self.component_rows.append(row)
+        for seq, event in enumerate(events):
+            event_row = dict(vars(event))
+            event_row["seq"] = seq
+            event_what = f"event record {event_row.get('event_id')!r} of {what}"
+            _check_columns(event_row, _EVENT_CHECKS, event_what)
+            if (event.run_id != component.run_id
+                    or event.component_run_id != component.component_run_id):
+                raise _InvalidRecord(f"{event_what}: run_id/component_run_id "
+                                    f"({event.run_id!r}, {event.component_run_id!r}) are "
+                                    "not its component's")
+            if not _aware(event.occurred_at):
+                raise _InvalidRecord(f"{event_what}: occurred_at must be a timezone-aware "
+                                    "datetime")
+            self.event_rows.append(event_row)
+
+    @property
+    def signatures(self) -> list[str]:
+        return list(self._first_seen)
+
+    def signature_rows(self) -> list[dict[str, Any]]:
+        return [{"model_signature": signature, "models": dicts, "first_seen_at": seen_at}
+                for signature, (seen_at, dicts) in self._first_seen.items()]
+
+    def set_overrides(self, stored: Mapping[str, list[dict[str, Any]]]) -> None:
+        """Keep a component's own models list where it differs from the stored one."""
+        for row, signature, dicts in self._rows_with_models:
+            if stored.get(signature) != dicts:
+                row["models_used_override"] = dicts
+
+
+# -- naming the culprit of a failed write (slow path) ------------------------------------
+
+def _row_problem(table: Table, row: Mapping[str, Any]) -> str | None:
+    """What would make the database refuse this row, checked column by column."""
+    for column in table.c:
+        value = row.get(column.name)
+        if value is None:
+            if not column.nullable and not column.primary_key:
+                return f"{column.name} is missing"
+            continue
+        kind = column.type
+        if isinstance(kind, Boolean):
+            if not isinstance(value, bool):
+                return f"{column.name} must be a bool, got {value!r:.80}"
+        elif isinstance(kind, (Integer, BigInteger)):
+            bound = _INT64 if isinstance(kind, BigInteger) else _INT32
+            if isinstance(value, bool) or not isinstance(value, int):
+                return f"{column.name} must be an int, got {value!r:.80}"
+            if not -bound <= value < bound:
+                return f"{column.name}={value} is out of range for the column"
+        elif isinstance(kind, Float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return f"{column.name} must be a number, got {value!r:.80}"
+        elif isinstance(kind, JSON):
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                return f"{column.name} is not JSON (NaN and infinity excluded): {exc}"
+    return None

@@ -1,0 +1,211 @@
+"""Status rules of ARCHITECTURE §4 as a user of the hook API sees them."""
+
+import asyncio
+import concurrent.futures
+
+import pytest
+
+import mlobs
+from mlobs.testing import capture
+
+PROFILE = mlobs.AnalysisProfile("baseline", optional={"summary"})
+
+
+def test_ok_empty_and_metrics_are_recorded():
+    with capture() as rec:
+        with mlobs.run("youtube", "abc", profile=PROFILE, pipeline_version="1.4.0",
+                       config={"lang": "en"}) as run:
+            with run.component("asr", producer_version="2.1.0", schema_version="3",
+                               batch_size=16) as c:
+                c.set_items(12)
+                c.metric("wer", 0.12)
+                c.warn("audio clipped")
+            with run.component("faces") as c:
+                c.empty("no_faces")
+    assert run.status == "ok"
+    asr = rec.component("asr")
+    assert (asr.status, asr.items, asr.metrics, asr.warnings) == ("ok", 12, {"wer": 0.12},
+                                                                  ["audio clipped"])
+    assert (asr.producer_version, asr.schema_version, asr.batch_size) == ("2.1.0", "3", 16)
+    faces = rec.component("faces")
+    assert (faces.status, faces.empty_reason, faces.error_code) == ("empty", "no_faces", None)
+    final = rec.run()
+    assert final.status == "ok" and final.profile == "baseline"
+    assert final.config_hash == mlobs.config_hash({"lang": "en"})
+
+
+def test_raised_empty_is_a_success_and_does_not_propagate():
+    with capture() as rec:
+        with mlobs.run("youtube", "abc") as run:
+            with run.component("asr"):
+                raise mlobs.Empty("no_speech")
+            after = True
+    assert after and run.status == "ok"
+    assert rec.component("asr").empty_reason == "no_speech"
+
+
+def test_required_failure_fails_fast_and_fails_the_run():
+    calls = []
+    with capture() as rec:
+        with pytest.raises(ValueError, match="bad audio"):
+            with mlobs.run("youtube", "abc", profile=PROFILE) as run:
+                with run.component("asr"):
+                    raise ValueError("bad audio")
+                calls.append("later component ran")  # pragma: no cover - must not run
+    assert calls == []
+    asr = rec.component("asr")
+    assert (asr.status, asr.error_code, asr.error_type) == ("error", "internal", "ValueError")
+    assert asr.error_message == "bad audio" and asr.required is True
+    final = rec.run()
+    assert final.status == "error" and final.error_code == "internal"
+    assert "asr" in final.error_message
+
+
+def test_optional_failure_is_best_effort_with_a_run_warning():
+    with capture() as rec:
+        with mlobs.run("youtube", "abc", profile=PROFILE) as run:
+            with run.component("summary"):
+                raise mlobs.ComponentError("triton_unavailable", "503 from triton")
+            with run.component("chunking"):
+                pass
+    assert run.status == "ok"
+    summary = rec.component("summary")
+    assert (summary.status, summary.error_code, summary.required) == (
+        "error", "triton_unavailable", False)
+    assert rec.component("chunking").status == "ok"
+    assert any("summary" in w and "triton_unavailable" in w for w in rec.run().warnings)
+
+
+def test_required_failure_caught_by_user_still_fails_the_run():
+    with capture() as rec:
+        with mlobs.run("youtube", "abc") as run:
+            try:
+                with run.component("asr"):
+                    raise ConnectionRefusedError("asr server down")
+            except ConnectionRefusedError:
+                pass
+    assert run.status == "error"
+    assert rec.component("asr").error_code == "transient"
+    assert rec.run().error_code == "transient"
+
+
+def test_profile_overrides_the_components_own_declaration():
+    profile = mlobs.AnalysisProfile("strict", required={"ocr"})
+    with capture() as rec:
+        with pytest.raises(RuntimeError):
+            with mlobs.run("youtube", "abc", profile=profile) as run:
+                with run.component("ocr", required=False):
+                    raise RuntimeError("ocr broke")
+    assert rec.component("ocr").required is True
+    with pytest.raises(mlobs.ConfigError):
+        mlobs.AnalysisProfile("bad", optional={"x"}, required={"x"})
+
+
+def test_decorated_component_records_inside_a_run_and_not_outside():
+    @mlobs.component("chunking", producer_version="1.0", required=False)
+    def chunk(text):
+        mlobs.current().set_items(len(text.split()))
+        return text.split()
+
+    with capture() as rec:
+        assert chunk("a b c") == ["a", "b", "c"]  # outside any run: unobserved
+        assert rec.components == []
+        with mlobs.run("youtube", "abc"):
+            chunk("a b")
+            chunk("c")
+    records = sorted(rec.components, key=lambda c: c.attempt)
+    assert [(c.attempt, c.items, c.required) for c in records] == [(1, 2, False), (2, 1, False)]
+
+
+def test_decorated_optional_failure_returns_none():
+    @mlobs.component(required=False)
+    def flaky():
+        raise ValueError("nope")
+
+    with capture() as rec:
+        with mlobs.run("youtube", "abc") as run:
+            assert flaky() is None
+    assert run.status == "ok" and rec.component("flaky").status == "error"
+
+
+def test_components_in_a_thread_pool_belong_to_the_run():
+    @mlobs.component("visual_module")
+    def module(i):
+        if i % 3 == 0:
+            raise mlobs.Empty("no_faces")
+        return i
+
+    with capture() as rec:
+        with mlobs.run("youtube", "abc") as run:
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                results = list(pool.map(module, range(9)))
+    assert results == [None, 1, 2, None, 4, 5, None, 7, 8]
+    records = rec.components
+    assert len(records) == 9 and {c.run_id for c in records} == {run.run_id}
+    assert sorted(c.attempt for c in records) == list(range(1, 10))
+    assert sum(c.status == "empty" for c in records) == 3
+
+
+def test_async_components():
+    @mlobs.component("embed")
+    async def embed(x):
+        await asyncio.sleep(0.01)
+        return x * 2
+
+    async def pipeline():
+        with mlobs.run("youtube", "abc") as run:
+            values = await asyncio.gather(*(embed(i) for i in range(4)))
+        return run, values
+
+    with capture() as rec:
+        run, values = asyncio.run(pipeline())
+    assert values == [0, 2, 4, 6]
+    records = rec.components
+    assert len(records) == 4 and all(c.duration_ms >= 10 for c in records)
+
+
+def test_timestamps_are_utc_and_durations_monotonic():
+    with capture() as rec:
+        with mlobs.run("youtube", "abc") as run:
+            with run.component("sleep"):
+                import time
+                time.sleep(0.02)
+    c = rec.component("sleep")
+    assert c.started_at.utcoffset().total_seconds() == 0
+    assert 20 <= c.duration_ms < 1000
+    assert c.finished_at > c.started_at
+    assert rec.run().duration_ms >= c.duration_ms
+
+
+def test_keyboard_interrupt_is_recorded_and_never_swallowed():
+    with capture() as rec:
+        with pytest.raises(KeyboardInterrupt):
+            with mlobs.run("youtube", "abc", profile=PROFILE) as run:
+                with run.component("summary"):  # optional, yet not swallowed
+                    raise KeyboardInterrupt
+    assert rec.component("summary").error_code == "interrupted"
+    assert run.status == "error"
+
+
+def test_bad_user_input_is_a_clear_error_or_a_warning():
+    with pytest.raises(mlobs.ConfigError, match="video_id"):
+        mlobs.run("youtube", "")
+    with pytest.raises(mlobs.ConfigError, match="serialisable"):
+        mlobs.run("youtube", "abc", config={"s": {1, 2}})
+    with capture() as rec:
+        with mlobs.run("youtube", "abc") as run:
+            with pytest.raises(mlobs.ConfigError):
+                run.component("x", models=["whisper"])
+            with run.component("asr") as c:
+                c.metric("wer", "high")
+                c.set_items(-1)
+    asr = rec.component("asr")
+    assert asr.metrics == {} and asr.items is None and len(asr.warnings) == 2
+
+
+def test_current_outside_a_component_is_a_harmless_handle():
+    handle = mlobs.current()
+    handle.set_items(3)
+    handle.metric("x", 1.0)
+    handle.empty("nothing")
+    assert mlobs.current_run() is None
