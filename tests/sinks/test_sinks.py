@@ -1,0 +1,152 @@
+"""Sinks as a user relies on them: never break the pipeline, never hide a failure."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import jsonschema
+import pytest
+
+import mlobs
+from mlobs.manifest import read_manifest
+from mlobs.recorder import set_recorder
+
+SCHEMA = json.loads((__import__("pathlib").Path(__file__).parents[2] / "docs" /
+                     "manifest.schema.json").read_text())
+
+
+class ExplodingSink:
+    name = "exploding"
+    calls = 0
+
+    def export(self, items):
+        ExplodingSink.calls += 1
+        raise OSError("disk on fire")
+
+    def force_flush(self, timeout_s):
+        raise OSError("flush on fire")
+
+    def shutdown(self, timeout_s):
+        raise OSError("shutdown on fire")
+
+
+def pipeline(run):
+    out = []
+    with run.component("cleaning") as c:
+        out.append("clean")
+        c.set_items(3)
+    with run.component("faces") as c:
+        c.empty("no_faces")
+    return out
+
+
+@pytest.fixture
+def root(tmp_path):
+    yield tmp_path
+    set_recorder(None)
+
+
+def test_a_sink_that_always_raises_changes_nothing_and_is_counted(root):
+    mlobs.configure(root=root, sinks=["manifest"], extra_sinks=[ExplodingSink()])
+    with mlobs.run("youtube", "abc") as run:
+        result = pipeline(run)
+    assert result == ["clean"] and run.status == "ok"
+    stats = {s.name: s for s in mlobs.sink_stats()}
+    assert stats["exploding"].failed == 4 and stats["exploding"].exported == 0
+    assert "on fire" in stats["exploding"].last_error
+    assert stats["manifest"].failed == 0 and stats["manifest"].exported == 4
+    record, components = read_manifest(run.manifest_path)
+    assert [c.component for c in components] == ["cleaning", "faces"]
+    assert any("'exploding' failed to export 3 record(s)" in w for w in record.warnings)
+
+
+def test_manifest_validates_and_is_rewritten_after_each_component(root):
+    mlobs.configure(root=root, sinks=["manifest"])
+    with mlobs.run("youtube", "abc", pipeline_version="1.0", config={"k": 1}) as run:
+        with run.component("cleaning"):
+            pass
+        mlobs.flush()
+        during = json.loads(run.manifest_path.read_text())
+        assert during["status"] == "running" and len(during["components"]) == 1
+        jsonschema.validate(during, SCHEMA)
+        with run.component("asr", models=[mlobs.ModelRef("whisper", "1", "sha256:00",
+                                                         engine="torch", device="cuda:0")]):
+            raise mlobs.Empty("no_speech")
+    after = json.loads(run.manifest_path.read_text())
+    jsonschema.validate(after, SCHEMA)
+    assert after["schema"] == "mlobs.manifest/1" and after["status"] == "ok"
+    assert [c["status"] for c in after["components"]] == ["ok", "empty"]
+    assert after["components"][1]["model_signature"] == mlobs.model_signature(
+        [mlobs.ModelRef("whisper", "1", "sha256:00", engine="torch", device="cuda:0")])
+
+
+def test_identifiers_cannot_escape_the_runs_directory(root):
+    mlobs.configure(root=root, sinks=["manifest"])
+    with mlobs.run("../../etc", "/abs/../..") as run:
+        pass
+    assert run.manifest_path.resolve().is_relative_to((root / "runs").resolve())
+    assert run.manifest_path.exists()
+
+
+KILLED_PIPELINE = textwrap.dedent("""
+    import sys, time, mlobs
+    mlobs.configure(root=sys.argv[1], sinks=["manifest"])
+    with mlobs.run("youtube", "killed") as run:
+        for i in range(3):
+            with run.component(f"stage{i}"):
+                pass
+        mlobs.flush()
+        print(run.manifest_path, flush=True)
+        with run.component("stuck"):
+            time.sleep(60)
+""")
+
+
+def test_a_run_killed_with_sigkill_leaves_a_valid_running_manifest(root):
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_PIPELINE, str(root)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        path = proc.stdout.readline().strip()
+        time.sleep(0.2)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert path, "the pipeline did not start"
+    document = json.loads(open(path).read())
+    jsonschema.validate(document, SCHEMA)
+    assert document["status"] == "running"
+    assert [c["component"] for c in document["components"]] == ["stage0", "stage1", "stage2"]
+    assert not [p for p in os.listdir(os.path.dirname(path)) if p.endswith(".tmp")]
+
+
+def test_records_queued_at_interpreter_exit_are_flushed(root):
+    script = textwrap.dedent("""
+        import sys, mlobs
+        mlobs.configure(root=sys.argv[1], sinks=["manifest"])
+        run = mlobs.run("youtube", "atexit")
+        with run:
+            with run.component("only"):
+                pass
+        print(run.manifest_path)
+    """)
+    out = subprocess.run([sys.executable, "-c", script, str(root)], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    record, components = read_manifest(out)
+    assert record.status == "ok" and [c.component for c in components] == ["only"]
+
+
+def test_a_dead_warehouse_does_not_stop_the_pipeline_and_the_manifest_keeps_everything(root):
+    mlobs.configure(root=root, sinks=["manifest", "warehouse"],
+                    db_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
+    with mlobs.run("youtube", "abc") as run:
+        result = pipeline(run)
+    assert result == ["clean"] and run.status == "ok"
+    warehouse = {s.name: s for s in mlobs.sink_stats()}["warehouse"]
+    assert warehouse.failed >= 3 and warehouse.exported == 0
+    record, components = read_manifest(run.manifest_path)
+    assert len(components) == 2
+    assert any("'warehouse' failed" in w for w in record.warnings)
