@@ -1,0 +1,33 @@
+"""``mlobs doctor``: check the set-up and find records that did not reach the warehouse."""
+
+from __future__ import annotations
+
+import argparse
+
+from mlobs.config import resolve_settings
+from mlobs.doctor import run_checks
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "doctor", help="check the set-up; find runs missing from the warehouse",
+        description="Checks that the root is writable, the warehouse is reachable and "
+                    "upgraded, DuckDB's scanner extension is installed, and that every "
+                    "manifest under the root is in the warehouse (sink failures or a dead "
+                    "database leave runs only in their manifests). Exit 1 if a check fails.")
+    parser.add_argument("--root", default=None, help="mlobs root (default: $MLOBS_ROOT or "
+                                                     "./mlobs-data)")
+    parser.add_argument("--db-url", default=None, metavar="URL",
+                        help="warehouse URL (default: $MLOBS_DB_URL or the root's SQLite)")
+    parser.set_defaults(func=doctor_command)
+
+
+def doctor_command(args: argparse.Namespace) -> int:
+    settings = resolve_settings(root=args.root, db_url=args.db_url)
+    checks = run_checks(settings)
+    for check in checks:
+        mark = "ok  " if check.ok else "FAIL"
+        print(f"[{mark}] {check.name:<10} {check.detail}")
+        if check.hint:
+            print(f"       {'':<10} fix: {check.hint}")
+    return 0 if all(c.ok for c in checks) else 1

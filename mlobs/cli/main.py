@@ -1,0 +1,65 @@
+"""The ``mlobs`` command line: one subcommand per module of this package.
+
+    mlobs demo | db | ingest | runs | rollup | doctor   (``mlobs COMMAND --help`` for each)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from mlobs import __version__
+from mlobs.cli import db, demo, doctor, ingest, rollup, runs
+
+DESCRIPTION = """\
+mlobs records timings, memory peaks, statuses and model signatures of ML pipeline
+components into a manifest.json per run and a SQL warehouse, and rolls them up with DuckDB.
+
+Everything lives under one root (--root of `demo`, or $MLOBS_ROOT, default ./mlobs-data);
+the warehouse is $MLOBS_DB_URL, default sqlite:///<root>/warehouse.db.
+"""
+
+EPILOG = """\
+first steps:
+  mlobs demo                 run the bundled text + visual pipelines and print a rollup
+  mlobs runs list            the latest runs in the warehouse
+  mlobs runs show RUN_ID     one run and its components
+  mlobs rollup               p50/p95/p99 durations, error/empty/cache rates per component
+  mlobs doctor               check the set-up and find records missing from the warehouse
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlobs", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"mlobs {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (demo, db, ingest, runs, rollup, doctor):
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mlobs`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `mlobs runs list | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
