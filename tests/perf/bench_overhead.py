@@ -1,0 +1,102 @@
+"""Caller-thread overhead per component (ARCHITECTURE §1: "cheap on the caller's thread").
+
+Compares, per call of a no-op function, in microseconds (median over batches):
+
+* bare:        the undecorated no-op
+* two clocks:  a bare decorator reading ``perf_counter_ns`` twice
+* otel span:   an OpenTelemetry SDK span with no span processors
+* mlobs:       ``@mlobs.component`` inside a run, manifest and warehouse sinks on
+
+Runs of ``COMPONENTS_PER_RUN`` components each, so run start/end is not in the figures.
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+BATCH = 100
+BATCHES = 300
+COMPONENTS_PER_RUN = 100
+
+
+def per_call_us(call: Callable[[], None], batches: int = BATCHES) -> float:
+    """Median over ``batches`` of the mean time of ``BATCH`` calls, in µs."""
+    for _ in range(BATCH):
+        call()
+    samples = []
+    for _ in range(batches):
+        start = time.perf_counter_ns()
+        for _ in range(BATCH):
+            call()
+        samples.append((time.perf_counter_ns() - start) / BATCH / 1000)
+    return statistics.median(samples)
+
+
+def noop() -> None:
+    return None
+
+
+def two_clocks(fn: Callable[[], None]) -> Callable[[], None]:
+    @functools.wraps(fn)
+    def wrapper() -> None:
+        start = time.perf_counter_ns()
+        try:
+            fn()
+        finally:
+            wrapper.last_ns = time.perf_counter_ns() - start  # type: ignore[attr-defined]
+    return wrapper
+
+
+def otel_span_call() -> Callable[[], None]:
+    from opentelemetry.sdk.trace import TracerProvider
+    tracer = TracerProvider().get_tracer("bench")
+
+    def call() -> None:
+        with tracer.start_as_current_span("noop"):
+            noop()
+    return call
+
+
+def mlobs_per_call_us(root: str) -> tuple[float, dict[str, int]]:
+    import mlobs
+    mlobs.configure(root=root, sinks=["manifest", "warehouse"])
+    instrumented = mlobs.component("noop")(noop)
+    samples = []
+    for _ in range(BATCHES // (COMPONENTS_PER_RUN // BATCH) + 5):
+        with mlobs.run("bench", "video"):
+            for _ in range(COMPONENTS_PER_RUN // BATCH):
+                start = time.perf_counter_ns()
+                for _ in range(BATCH):
+                    instrumented()
+                samples.append((time.perf_counter_ns() - start) / BATCH / 1000)
+    stats = {s.name: s.failed + s.dropped for s in mlobs.sink_stats()}
+    return statistics.median(samples[5:]), stats
+
+
+def main() -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as root:
+        bare = per_call_us(noop)
+        clocks = per_call_us(two_clocks(noop))
+        otel = per_call_us(otel_span_call())
+        instrumented, lost = mlobs_per_call_us(root)
+    print("caller-thread cost per component call (median, µs)")
+    rows = [("bare no-op", bare), ("decorator + 2 perf_counter_ns", clocks),
+            ("OpenTelemetry SDK span (no processors)", otel),
+            ("mlobs component (manifest + warehouse sinks)", instrumented)]
+    for label, value in rows:
+        print(f"  {label:<46} {value:8.3f} µs   {value / otel:5.2f}× otel span")
+    overhead = instrumented - bare
+    print(f"  mlobs overhead over the bare call: {overhead:.3f} µs "
+          f"(target ≤ 5 µs: {'met' if overhead <= 5 else 'NOT met'}); "
+          f"{overhead / (otel - bare):.2f}× an otel span's overhead")
+    print(f"  records failed or dropped by sinks during the run: {lost}")
+    return {"bare_us": bare, "two_clocks_us": clocks, "otel_span_us": otel,
+            "mlobs_us": instrumented}
+
+
+if __name__ == "__main__":
+    main()

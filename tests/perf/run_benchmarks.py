@@ -1,0 +1,14 @@
+"""``make bench``: every benchmark, each printing figures measured in this same run."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import bench_ingest  # noqa: E402
+import bench_overhead  # noqa: E402
+
+if __name__ == "__main__":
+    bench_overhead.main()
+    print()
+    bench_ingest.main()
