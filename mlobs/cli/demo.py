@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run the text pipeline over CPython's pydoc topics and the visual "
                     "pipeline over scikit-learn's digits (no network), then print where the "
                     "manifests and the warehouse are and the component rollup.")
-    parser.add_argument("--root", type=Path, default=None,
+    parser.add_argument("--root", type=Path, default=None, metavar="DIR",
                         help="directory for manifests and the SQLite warehouse "
                              "(default: $MLOBS_ROOT or ./mlobs-data)")
     parser.add_argument("--max-videos", type=_positive_int, default=None, metavar="N",

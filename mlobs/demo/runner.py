@@ -70,8 +70,8 @@ def run_demo(root: Path | None = None, max_videos: int | None = None,
     Args:
         root: directory for manifests and the SQLite warehouse; None: mlobs's default
             (``$MLOBS_ROOT`` or ``./mlobs-data``).
-        max_videos: at most this many videos per pipeline (None: all 79 pydoc topics and
-            all 27 digits clips).
+        max_videos: at most this many videos per pipeline (None: every pydoc topic, 79 on
+            CPython 3.11, and all 27 digits clips).
         progress: called with one human-readable line at a time.
         sinks: mlobs sinks to enable (None: mlobs's default, manifest + warehouse).
 

@@ -91,9 +91,9 @@ def make_components(models: VisualModels) -> VisualComponents:
     @mlobs.component("features", models=[models.pca_ref], **_VERSIONS)
     def features(frames: np.ndarray) -> np.ndarray:
         """PCA projection of each frame: (n, 64) → (n, VISUAL_DIMENSIONS)."""
-        mlobs.current().set_items(len(frames))
-        mlobs.current().metric("explained_variance",
-                               float(models.pca.explained_variance_ratio_.sum()))
+        handle = mlobs.current()
+        handle.set_items(len(frames))
+        handle.metric("explained_variance", float(models.pca.explained_variance_ratio_.sum()))
         return models.pca.transform(frames)
 
     @mlobs.component("digit_classifier", models=[models.classifier_ref], **_VERSIONS)
@@ -109,10 +109,11 @@ def make_components(models: VisualModels) -> VisualComponents:
     def frame_quality(frames: np.ndarray) -> np.ndarray:
         """Indices of low-contrast frames; empty ``no_low_contrast_frames`` when none."""
         low = low_contrast_frames(frames)
-        mlobs.current().set_items(len(frames))
+        handle = mlobs.current()
+        handle.set_items(len(frames))
         if len(low) == 0:
             raise mlobs.Empty("no_low_contrast_frames")
-        mlobs.current().metric("low_contrast_frames", len(low))
+        handle.metric("low_contrast_frames", len(low))
         return low
 
     return VisualComponents(features, digit_classifier, frame_quality)
@@ -144,6 +145,7 @@ def process_video(video: DigitVideo, components: VisualComponents,
             if len(frames) == 0:
                 c.empty("no_frames")
 
+        # Plain submits: the pool threads find the run because it is the only one open.
         classified = pool.submit(
             lambda: components.digit_classifier(components.features(frames), video.labels))
         quality = pool.submit(components.frame_quality, frames)
