@@ -52,12 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "duration percentiles, error/empty/cache-hit rates and memory peaks "
                     "from the warehouse, print them, and replace the rows of that bucket "
                     f"width in {ROLLUP_TABLE}.")
-    parser.add_argument("--db-url", default=None,
+    parser.add_argument("--db-url", default=None, metavar="URL",
                         help="warehouse URL (default: $MLOBS_DB_URL, else the embedded "
                              "SQLite warehouse under $MLOBS_ROOT)")
     parser.add_argument("--bucket", choices=BUCKETS, default="all",
                         help="time bucket of started_at, in UTC (default: all)")
-    parser.add_argument("--since", type=_iso_datetime, default=None,
+    parser.add_argument("--since", type=_iso_datetime, default=None, metavar="ISO",
                         help="only invocations started at or after this ISO 8601 time "
                              "(naive = UTC); hour/day buckets start at its bucket boundary "
                              "and earlier stored buckets are kept")

@@ -1,0 +1,475 @@
+"""DuckDB rollups (mlobs.rollup, mlobs.duckdb_connect, ``mlobs rollup``).
+
+The rollup numbers are checked against an independent computation: the same
+component_runs rows read back with SQLAlchemy and aggregated in Python with
+``numpy.percentile`` (linear interpolation, the definition ``quantile_cont`` shares).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import uuid
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+
+import duckdb
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from mlobs.cli import rollup as rollup_cli
+from mlobs.duckdb_connect import (
+    EXTENSION_WHEELS,
+    attach_warehouse,
+    connect_duckdb,
+    extension_path,
+    libpq_conninfo,
+)
+from mlobs.errors import ConfigError, SchemaOutOfDateError, WarehouseError
+from mlobs.records import ComponentRecord, ModelRef, RunRecord
+from mlobs.rollup import (
+    RollupRow,
+    bucket_floor,
+    compute_rollup,
+    export_parquet,
+    format_rollup,
+    write_rollup,
+)
+from mlobs.signature import model_signature
+from mlobs.warehouse.engine import create_warehouse_engine
+from mlobs.warehouse.migrate import upgrade
+from mlobs.warehouse.models import ComponentRollup, ComponentRun
+from mlobs.warehouse.store import WarehouseStore
+
+WHISPER_FP16 = [ModelRef(name="openai/whisper-small", version="r1", weights_digest="sha256:aa",
+                         engine="torch", precision="fp16", device="cuda:0")]
+WHISPER_FP32 = [ModelRef(name="openai/whisper-small", version="r1", weights_digest="sha256:aa",
+                         engine="torch", precision="fp32", device="cpu")]
+BART = [ModelRef(name="facebook/bart-large-cnn", version="r7", engine="torch", device="cpu")]
+SIG_FP16 = model_signature(WHISPER_FP16)
+SIG_FP32 = model_signature(WHISPER_FP32)
+SIG_BART = model_signature(BART)
+#: Start of the synthetic history; records spread over three UTC days from here.
+T0 = datetime(2024, 5, 1, 20, 0, tzinfo=timezone.utc)
+#: A non-UTC offset: buckets must follow UTC, whatever offset a record was written with.
+CEST = timezone(timedelta(hours=2))
+
+
+# --------------------------------------------------------------------------- fixtures
+
+def _populate(db_url: str, runs: list[RunRecord], components: list[ComponentRecord]) -> None:
+    upgrade(db_url)
+    with WarehouseStore(db_url) as store:
+        store.write(runs, components)
+
+
+def _records(seed: int = 7, n_runs: int = 36) -> tuple[list[RunRecord], list[ComponentRecord]]:
+    """Runs over ~3 days; asr has two model signatures, chunking none, summarize one
+    that never looks up the cache nor records RSS (its rates must come out NULL)."""
+    rng = random.Random(seed)
+    runs: list[RunRecord] = []
+    components: list[ComponentRecord] = []
+    for i in range(n_runs):
+        run_id = str(uuid.uuid4())
+        started = T0 + timedelta(hours=2 * i, minutes=rng.randrange(60))
+        if i % 5 == 0:
+            started = started.astimezone(CEST)
+        runs.append(RunRecord(run_id=run_id, platform_id="youtube", video_id=f"v{i}",
+                              status="ok", started_at=started, profile="baseline",
+                              pipeline_version="1.4.0", config_hash="c" * 64,
+                              finished_at=started + timedelta(seconds=30),
+                              duration_ms=30_000.0))
+        plan = [("asr", WHISPER_FP16 if i % 3 else WHISPER_FP32, 1),
+                ("chunking", [], 1), ("chunking", [], 2),
+                ("summarize", BART, 1)]
+        offset = timedelta()
+        for component, models, attempt in plan:
+            begin = started + offset
+            duration_ms = rng.lognormvariate(4.0, 0.8)
+            offset += timedelta(milliseconds=duration_ms + 1)
+            status = rng.choices(["ok", "empty", "error"], weights=[6, 2, 1])[0]
+            summarize = component == "summarize"
+            components.append(ComponentRecord(
+                component_run_id=str(uuid.uuid4()), run_id=run_id, component=component,
+                attempt=attempt, required=component != "chunking", status=status,
+                started_at=begin, finished_at=begin + timedelta(milliseconds=duration_ms),
+                duration_ms=duration_ms,
+                empty_reason="no_speech" if status == "empty" else None,
+                error_code="internal" if status == "error" else None,
+                models_used=models, model_signature=model_signature(models),
+                cache_status=None if summarize else rng.choice(["hit", "miss", "bypass", None]),
+                peak_rss_bytes=None if summarize or rng.random() < 0.2
+                else rng.randrange(200, 4000) * 2**20,
+            ))
+    return runs, components
+
+
+@pytest.fixture
+def warehouse_url(db_url: str) -> str:
+    """A migrated warehouse holding :func:`_records`, on SQLite and on PostgreSQL
+    (``db_url`` and ``pg_url`` come from tests/conftest.py)."""
+    runs, components = _records()
+    _populate(db_url, runs, components)
+    return db_url
+
+
+@pytest.fixture
+def sqlite_warehouse(sqlite_url: str) -> str:
+    """A smaller SQLite-only warehouse for tests that need no second backend."""
+    runs, components = _records(seed=3, n_runs=12)
+    _populate(sqlite_url, runs, components)
+    return sqlite_url
+
+
+# --------------------------------------------------------------------- reference model
+
+
+def _reference(db_url: str, bucket: str, since: datetime | None = None) -> dict:
+    """Rollup computed without DuckDB: SQLAlchemy rows + Python + numpy.percentile."""
+    engine = create_warehouse_engine(db_url)
+    cols = [ComponentRun.component, ComponentRun.model_signature, ComponentRun.run_id,
+            ComponentRun.status, ComponentRun.cache_status, ComponentRun.duration_ms,
+            ComponentRun.peak_rss_bytes, ComponentRun.started_at]
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(*cols)).all()
+    engine.dispose()
+    groups: dict[tuple, list] = defaultdict(list)
+    for row in rows:
+        started = row.started_at.astimezone(timezone.utc)
+        if since is not None and started < bucket_floor(since, bucket):
+            continue
+        start = None if bucket == "all" else bucket_floor(started, bucket)
+        groups[(start, row.component, row.model_signature)].append(row)
+    out = {}
+    for key, members in groups.items():
+        durations = [m.duration_ms for m in members]
+        hits = sum(m.cache_status == "hit" for m in members)
+        lookups = sum(m.cache_status in ("hit", "miss") for m in members)
+        rss = [m.peak_rss_bytes for m in members if m.peak_rss_bytes is not None]
+        out[key] = {
+            "invocations": len(members),
+            "runs": len({m.run_id for m in members}),
+            "p50_duration_ms": np.percentile(durations, 50),
+            "p95_duration_ms": np.percentile(durations, 95),
+            "p99_duration_ms": np.percentile(durations, 99),
+            "error_rate": sum(m.status == "error" for m in members) / len(members),
+            "empty_rate": sum(m.status == "empty" for m in members) / len(members),
+            "cache_hit_rate": hits / lookups if lookups else None,
+            "p95_peak_rss_bytes": np.percentile(rss, 95) if rss else None,
+        }
+    return out
+
+
+def _assert_matches(rows: list[RollupRow], expected: dict) -> None:
+    got = {(r.bucket_start, r.component, r.model_signature): r for r in rows}
+    assert set(got) == set(expected)
+    for key, values in expected.items():
+        row = got[key]
+        for name, value in values.items():
+            actual = getattr(row, name)
+            if value is None:
+                assert actual is None, (key, name)
+            else:
+                assert actual == pytest.approx(value, rel=1e-9), (key, name)
+
+
+def _stored(db_url: str) -> list[dict]:
+    engine = create_warehouse_engine(db_url)
+    table = ComponentRollup.__table__
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(sa.select(table)).all()]
+    engine.dispose()
+    return rows
+
+
+# ------------------------------------------------------------------------ rollup maths
+
+
+@pytest.mark.parametrize("bucket", ["all", "hour", "day"])
+def test_rollup_matches_numpy_reference(warehouse_url: str, bucket: str) -> None:
+    rows = compute_rollup(warehouse_url, bucket=bucket)
+    _assert_matches(rows, _reference(warehouse_url, bucket))
+    assert {r.bucket_width for r in rows} == {bucket}
+    assert len({r.computed_at for r in rows}) == 1
+
+
+def test_rollup_all_shape(warehouse_url: str) -> None:
+    rows = compute_rollup(warehouse_url)
+    keys = [(r.component, r.model_signature) for r in rows]
+    # Ordered by component, then model_signature with NULL first.
+    assert keys == [("asr", min(SIG_FP16, SIG_FP32)), ("asr", max(SIG_FP16, SIG_FP32)),
+                    ("chunking", None), ("summarize", SIG_BART)]
+    by_key = dict(zip(keys, rows))
+    # chunking ran twice per run: invocations count attempts, runs count distinct runs.
+    assert by_key[("chunking", None)].invocations == 72
+    assert by_key[("chunking", None)].runs == 36
+    summarize = by_key[("summarize", SIG_BART)]
+    assert summarize.cache_hit_rate is None and summarize.p95_peak_rss_bytes is None
+    assert all(r.bucket_start is None for r in rows)
+
+
+def test_day_buckets_split_by_utc_day(warehouse_url: str) -> None:
+    total = {(r.component, r.model_signature): r.invocations
+             for r in compute_rollup(warehouse_url)}
+    days = compute_rollup(warehouse_url, bucket="day")
+    starts = sorted({r.bucket_start for r in days})
+    assert starts == [datetime(2024, 5, d, tzinfo=timezone.utc) for d in (1, 2, 3, 4)]
+    assert all(s.hour == 0 and s.tzinfo is not None for s in starts)
+    summed: dict[tuple, int] = defaultdict(int)
+    for r in days:
+        summed[(r.component, r.model_signature)] += r.invocations
+    assert summed == total
+
+
+def test_since_floors_to_bucket_and_filters(warehouse_url: str) -> None:
+    since = datetime(2024, 5, 2, 13, 30, tzinfo=timezone.utc)
+    days = compute_rollup(warehouse_url, bucket="day", since=since)
+    assert min(r.bucket_start for r in days) == datetime(2024, 5, 2, tzinfo=timezone.utc)
+    _assert_matches(days, _reference(warehouse_url, "day", since))
+    everything = compute_rollup(warehouse_url, since=since)
+    _assert_matches(everything, _reference(warehouse_url, "all", since))
+    # A naive since is UTC.
+    naive = compute_rollup(warehouse_url, since=since.replace(tzinfo=None))
+    assert [r.invocations for r in naive] == [r.invocations for r in everything]
+
+
+def test_empty_warehouse_gives_no_rows(db_url: str) -> None:
+    _populate(db_url, [], [])
+    assert compute_rollup(db_url, bucket="day") == []
+    assert "no component runs" in format_rollup([])
+
+
+# ---------------------------------------------------------------------- writing back
+
+
+def test_write_rollup_replaces_rows_of_its_bucket(warehouse_url: str) -> None:
+    all_rows = compute_rollup(warehouse_url)
+    day_rows = compute_rollup(warehouse_url, bucket="day")
+    assert write_rollup(warehouse_url, day_rows, "day") == len(day_rows)
+    for _ in range(2):  # re-running is idempotent
+        assert write_rollup(warehouse_url, all_rows, "all") == len(all_rows)
+    stored = _stored(warehouse_url)
+    by_width: dict[str, list[dict]] = defaultdict(list)
+    for row in stored:
+        by_width[row["bucket_width"]].append(row)
+    assert len(by_width["all"]) == len(all_rows)
+    assert len(by_width["day"]) == len(day_rows)
+    # Values survive the round trip (timestamps come back aware UTC).
+    written = {(r.component, r.model_signature): r for r in all_rows}
+    for row in by_width["all"]:
+        expected = written[(row["component"], row["model_signature"])]
+        assert row["bucket_start"] is None
+        assert row["computed_at"] == expected.computed_at
+        assert row["invocations"] == expected.invocations
+        assert row["p95_duration_ms"] == pytest.approx(expected.p95_duration_ms)
+        assert row["cache_hit_rate"] == (None if expected.cache_hit_rate is None
+                                         else pytest.approx(expected.cache_hit_rate))
+    day_starts = {row["bucket_start"] for row in by_width["day"]}
+    assert day_starts == {r.bucket_start for r in day_rows}
+
+
+def test_incremental_write_keeps_earlier_buckets(warehouse_url: str) -> None:
+    full = compute_rollup(warehouse_url, bucket="day")
+    write_rollup(warehouse_url, full, "day")
+    since = datetime(2024, 5, 3, 6, 0, tzinfo=timezone.utc)
+    partial = compute_rollup(warehouse_url, bucket="day", since=since)
+    write_rollup(warehouse_url, partial, "day", since=since)
+    stored = sorted((r["bucket_start"], r["component"], r["model_signature"] or "")
+                    for r in _stored(warehouse_url))
+    expected = sorted((r.bucket_start, r.component, r.model_signature or "") for r in full)
+    assert stored == expected
+
+
+def test_write_rollup_rejects_mixed_buckets(sqlite_warehouse: str) -> None:
+    rows = compute_rollup(sqlite_warehouse, bucket="hour")
+    with pytest.raises(ConfigError, match="bucket width"):
+        write_rollup(sqlite_warehouse, rows, "day")
+    with pytest.raises(ConfigError):
+        compute_rollup(sqlite_warehouse, bucket="week")
+
+
+def test_missing_and_unmigrated_databases(tmp_path) -> None:
+    missing = f"sqlite:///{tmp_path / 'nope.db'}"
+    with pytest.raises(WarehouseError, match="no warehouse database"):
+        compute_rollup(missing)
+    with pytest.raises(WarehouseError, match="no warehouse database"):
+        write_rollup(missing, [], "all")
+    assert not (tmp_path / "nope.db").exists()
+    bare = tmp_path / "bare.db"
+    bare.touch()  # an empty file is a valid SQLite database without tables
+    with pytest.raises(SchemaOutOfDateError, match="mlobs db upgrade"):
+        compute_rollup(f"sqlite:///{bare}")
+    with sa.create_engine(f"sqlite:///{bare}").connect() as conn:
+        assert sa.inspect(conn).get_table_names() == []  # the rollup migrated nothing
+    with pytest.raises(SchemaOutOfDateError, match="mlobs db upgrade"):
+        write_rollup(f"sqlite:///{bare}", [], "all")
+
+
+# --------------------------------------------------------------- DuckDB, offline only
+
+
+def test_connection_never_autoinstalls_or_autoloads() -> None:
+    con = connect_duckdb()
+    settings = dict(con.execute(
+        "SELECT name, value FROM duckdb_settings() WHERE name IN "
+        "('autoinstall_known_extensions', 'autoload_known_extensions', "
+        "'allow_community_extensions', 'TimeZone')").fetchall())
+    assert settings == {"autoinstall_known_extensions": "false",
+                        "autoload_known_extensions": "false",
+                        "allow_community_extensions": "false", "TimeZone": "UTC"}
+    # Without an explicit load, DuckDB must refuse instead of fetching the extension.
+    with pytest.raises(duckdb.Error):
+        con.execute("ATTACH ':memory:' AS x (TYPE sqlite)")
+    con.close()
+
+
+def test_extensions_come_from_the_pinned_wheels(sqlite_warehouse: str) -> None:
+    for name, (package, _) in EXTENSION_WHEELS.items():
+        path = extension_path(name)
+        assert path.is_file()
+        assert path.parent.name == f"v{duckdb.__version__}"
+        assert path.parent.parent.parent.name == package
+    con = connect_duckdb()
+    assert attach_warehouse(con, sqlite_warehouse) == "sqlite"
+    loaded = dict(con.execute("SELECT extension_name, loaded FROM duckdb_extensions() "
+                              "WHERE extension_name = 'sqlite_scanner'").fetchall())
+    assert loaded == {"sqlite_scanner": True}
+    assert con.execute("SELECT readonly FROM duckdb_databases() "
+                       "WHERE database_name = 'wh'").fetchone() == (True,)
+    with pytest.raises(duckdb.Error):
+        con.execute("DELETE FROM wh.component_runs")
+    con.close()
+
+
+def test_missing_extension_build_names_the_pip_package() -> None:
+    with pytest.raises(WarehouseError, match=r"pip install 'duckdb-extension-sqlite-scanner==0\.0\.1'"):
+        extension_path("sqlite_scanner", duckdb_version="0.0.1")
+    with pytest.raises(ConfigError):
+        extension_path("httpfs")
+
+
+@pytest.mark.parametrize("url", ["mysql://u@h/db", "sqlite://", "sqlite:///:memory:",
+                                 "not a url"])
+def test_unsupported_urls(url: str) -> None:
+    con = connect_duckdb()
+    with pytest.raises(WarehouseError):
+        attach_warehouse(con, url)
+    with pytest.raises(ConfigError):
+        attach_warehouse(con, "sqlite:///x.db", alias="wh; DROP")
+    con.close()
+    with pytest.raises(WarehouseError):
+        compute_rollup(url)
+
+
+def test_libpq_conninfo_quotes_values() -> None:
+    url = sa.make_url("postgresql+psycopg://ml obs:p'w\\d@db.local:6543/metrics?sslmode=require")
+    assert libpq_conninfo(url) == ("host=db.local port=6543 user='ml obs' "
+                                   "password='p\\'w\\\\d' dbname=metrics sslmode=require")
+    assert libpq_conninfo(sa.make_url("postgresql://postgres@127.0.0.1:5432/mlobs")) == \
+        "host=127.0.0.1 port=5432 user=postgres dbname=mlobs"
+
+
+def test_postgres_attach_failure_hides_password() -> None:
+    con = connect_duckdb()
+    with pytest.raises(WarehouseError) as info:
+        attach_warehouse(con, "postgresql://someone:s3cret@127.0.0.1:1/none")
+    assert "s3cret" not in str(info.value)
+    con.close()
+
+
+# ------------------------------------------------------------------ output and export
+
+
+def test_format_rollup_columns(sqlite_warehouse: str) -> None:
+    rows = compute_rollup(sqlite_warehouse)
+    text = format_rollup(rows)
+    lines = text.splitlines()
+    for header in ("component", "model", "invocations", "runs", "p50 ms", "p95 ms",
+                   "p99 ms", "error %", "empty %", "cache hit %", "p95 RSS MiB"):
+        assert header in lines[0]
+    asr = next(line for line in lines if line.startswith("asr") and SIG_FP16[:12] in line)
+    assert SIG_FP16[:13] not in asr
+    chunking = next(line for line in lines if line.startswith("chunking"))
+    assert " - " in chunking
+    row = next(r for r in rows if r.component == "asr" and r.model_signature == SIG_FP16)
+    assert f"{row.p95_peak_rss_bytes / 2**20:.1f}" in asr
+    assert f"{100 * row.error_rate:.1f}" in asr
+    day_text = format_rollup(compute_rollup(sqlite_warehouse, bucket="day"))
+    assert day_text.splitlines()[0].startswith("bucket (UTC)")
+    assert "2024-05-01 00:00" in day_text
+
+
+def test_export_parquet_round_trip(sqlite_warehouse: str, tmp_path) -> None:
+    rows = compute_rollup(sqlite_warehouse, bucket="day")
+    path = export_parquet(rows, tmp_path / "out" / "rollup.parquet")
+    con = connect_duckdb()
+    back = con.execute(
+        "SELECT timezone('UTC', bucket_start), component, model_signature, invocations, "
+        "p95_duration_ms, cache_hit_rate FROM read_parquet(?) "
+        "ORDER BY 1, 2, 3 NULLS FIRST", [str(path)]).fetchall()
+    con.close()
+    assert back == [(r.bucket_start.replace(tzinfo=None), r.component, r.model_signature,
+                     r.invocations, r.p95_duration_ms, r.cache_hit_rate) for r in rows]
+
+
+# ------------------------------------------------------------------------------- CLI
+
+
+def _cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="mlobs")
+    rollup_cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["rollup", *argv])
+    return args.func(args)
+
+
+def test_cli_prints_table_and_writes(warehouse_url: str, capsys) -> None:
+    assert _cli("--db-url", warehouse_url) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0].split()[:4] == ["component", "model", "invocations", "runs"]
+    assert "chunking" in out and SIG_FP16[:12] in out
+    assert "replaced component_rollups" in err
+    assert {r["bucket_width"] for r in _stored(warehouse_url)} == {"all"}
+
+
+def test_cli_json_no_write_and_parquet(sqlite_warehouse: str, tmp_path, capsys) -> None:
+    parquet = tmp_path / "r.parquet"
+    assert _cli("--db-url", sqlite_warehouse, "--bucket", "day", "--since", "2024-05-01",
+                "--json", "--no-write", "--parquet", str(parquet)) == 0
+    out, _ = capsys.readouterr()
+    data = json.loads(out)
+    assert data and {d["bucket_width"] for d in data} == {"day"}
+    assert data[0]["bucket_start"] == "2024-05-01T00:00:00+00:00"
+    assert parquet.is_file()
+    assert _stored(sqlite_warehouse) == []
+
+
+def test_cli_default_db_url_from_environment(sqlite_warehouse: str, monkeypatch,
+                                             capsys) -> None:
+    monkeypatch.setenv("MLOBS_DB_URL", sqlite_warehouse)
+    assert _cli("--no-write") == 0
+    assert "asr" in capsys.readouterr().out
+
+
+def test_cli_missing_database_fails_clearly(tmp_path, capsys) -> None:
+    assert _cli("--db-url", f"sqlite:///{tmp_path / 'none.db'}") == 1
+    _, err = capsys.readouterr()
+    assert "mlobs rollup: error: no warehouse database" in err
+    bare = tmp_path / "bare.db"
+    bare.touch()
+    assert _cli("--db-url", f"sqlite:///{bare}") == 1
+    assert "mlobs db upgrade" in capsys.readouterr().err
+
+
+def test_cli_choices_follow_the_library() -> None:
+    import mlobs.rollup
+    assert rollup_cli.BUCKETS == mlobs.rollup.BUCKETS
+    assert rollup_cli.ROLLUP_TABLE == mlobs.rollup.ROLLUP_TABLE
+
+
+def test_cli_rejects_bad_since(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        _cli("--since", "yesterday")
+    assert info.value.code == 2
+    assert "ISO 8601" in capsys.readouterr().err
