@@ -1,0 +1,116 @@
+"""The demo's three outputs agree: manifests (valid against the published schema), the
+warehouse rows (field for field), and the rollup (against a direct SQL computation)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, text
+
+pytest.importorskip("sklearn")
+
+import mlobs  # noqa: E402
+from mlobs.demo.runner import run_demo  # noqa: E402
+from mlobs.manifest import read_manifest  # noqa: E402
+from mlobs.rollup import compute_rollup  # noqa: E402
+from mlobs.warehouse.store import WarehouseStore  # noqa: E402
+
+SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "manifest.schema.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    summary = run_demo(root, max_videos=12, progress=lambda line: None)
+    yield root, summary
+    mlobs.configure(sinks=[])
+
+
+def test_every_manifest_validates_and_equals_its_warehouse_rows(demo_root):
+    root, summary = demo_root
+    paths = sorted((root / "runs").rglob("manifest.json"))
+    assert len(paths) == summary.runs == 24
+    store = WarehouseStore(f"sqlite:///{root / 'warehouse.db'}")
+    try:
+        for path in paths:
+            jsonschema.validate(json.loads(path.read_text()), SCHEMA)
+            run, components = read_manifest(path)
+            stored_run, stored_components = store.get_run(run.run_id)
+            assert stored_run == run
+            by_id = {c.component_run_id: c for c in stored_components}
+            assert set(by_id) == {c.component_run_id for c in components}
+            for component in components:
+                stored = by_id[component.component_run_id]
+                for field in dataclasses.fields(component):
+                    assert getattr(stored, field.name) == getattr(component, field.name), (
+                        f"{component.component}.{field.name} differs")
+    finally:
+        store.close()
+
+
+def test_rollup_agrees_with_direct_sql_on_the_same_rows(demo_root):
+    root, _ = demo_root
+    url = f"sqlite:///{root / 'warehouse.db'}"
+    rows = {(r.component, r.model_signature): r for r in compute_rollup(url)}
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        records = conn.execute(text(
+            "SELECT component, model_signature, run_id, status, duration_ms, peak_rss_bytes "
+            "FROM component_runs")).all()
+    groups: dict = {}
+    for record in records:
+        groups.setdefault((record.component, record.model_signature), []).append(record)
+    assert set(groups) == set(rows)
+    for key, group in groups.items():
+        durations = np.array([r.duration_ms for r in group])
+        rollup = rows[key]
+        assert rollup.invocations == len(group)
+        assert rollup.runs == len({r.run_id for r in group})
+        for q, value in ((50, rollup.p50_duration_ms), (95, rollup.p95_duration_ms),
+                         (99, rollup.p99_duration_ms)):
+            assert value == pytest.approx(np.percentile(durations, q), rel=1e-9, abs=1e-9)
+        assert rollup.error_rate == pytest.approx(
+            sum(r.status == "error" for r in group) / len(group))
+        assert rollup.empty_rate == pytest.approx(
+            sum(r.status == "empty" for r in group) / len(group))
+        assert rollup.p95_peak_rss_bytes == pytest.approx(
+            np.percentile([r.peak_rss_bytes for r in group], 95))
+    # the demo's optional summary really shows both failure modes in the rollup
+    summary = [r for (component, _), r in rows.items() if component == "summary"]
+    assert summary and summary[0].empty_rate + summary[0].error_rate > 0
+
+
+def test_killing_the_demo_midway_leaves_valid_manifests_and_a_clean_warehouse(tmp_path):
+    root = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "mlobs.cli.main", "demo", "--root",
+                             str(root)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        for line in proc.stdout:  # kill once the pipelines are running
+            if "videos" in line:
+                break
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    paths = sorted((root / "runs").rglob("manifest.json"))
+    assert paths, "the demo was killed before any run started"
+    for path in paths:
+        jsonschema.validate(json.loads(path.read_text()), SCHEMA)
+    assert not list((root / "runs").rglob("*.tmp"))
+    engine = create_engine(f"sqlite:///{root / 'warehouse.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+        stored = {r for (r,) in conn.execute(text("SELECT run_id FROM runs"))}
+    assert stored <= {read_manifest(p)[0].run_id for p in paths}
+    store = WarehouseStore(f"sqlite:///{root / 'warehouse.db'}")  # opens cleanly at head
+    assert len(store.list_runs(limit=1000)) == len(stored)
+    store.close()
