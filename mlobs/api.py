@@ -33,7 +33,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mlobs.classify import classify_exception
-from mlobs.context import active_runs, current_component_var, current_run_var, resolve_run
+from mlobs.context import (
+    active_runs,
+    current_component_var,
+    current_run_var,
+    fork_generation,
+    resolve_run,
+)
 from mlobs.environment import run_environment
 from mlobs.errors import ConfigError, Empty
 from mlobs.paths import manifest_path
@@ -230,6 +236,7 @@ class Run:
             sampling_policy_version=sampling_policy_version,
         )
         self._seed = seed
+        self.fork_generation = fork_generation.value
         self._attempts: dict[str, count[int]] = {}
         self._attempts_lock = threading.Lock()
         self._required_cache: dict[tuple[str, bool | None], bool] = {}

@@ -6,13 +6,17 @@ decorated component called from a pool thread would not see the run. When exactl
 is active in the process, such calls attach to it; with several concurrent runs the call
 is ambiguous and runs unobserved (copy the context with ``contextvars.copy_context().run``
 to bind a thread to its run).
+
+A process forked while a run is open does not write into that run (one writer per run):
+its inherited run is ignored and its components run unobserved unless it opens its own.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mlobs.api import ComponentCall, Run
@@ -30,17 +34,29 @@ def suppress_in_this_thread() -> None:
     _thread_flags.suppressed = True
 
 
+class _ForkGeneration:
+    """Counts forks; a run remembers the value at its creation."""
+
+    value = 0
+
+
+fork_generation = _ForkGeneration()
+
+
 def resolve_run() -> Run | None:
     """The run a component called here belongs to, or ``None`` (unobserved)."""
     run = current_run_var.get()
     if run is not None:
-        return run
+        return run if run.fork_generation == fork_generation.value else None
     if len(active_runs) == 1 and not getattr(_thread_flags, "suppressed", False):
         for run in active_runs.values():
             return run
     return None
 
 
-def reset_after_fork() -> Any:
-    """A forked child inherits no running runs of its parent."""
+def _after_fork_in_child() -> None:
+    fork_generation.value += 1
     active_runs.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
