@@ -199,7 +199,7 @@ class WarehouseStore:
                                  (COMPONENTS, batch.component_rows, "component_run_id"),
                                  (EVENTS, batch.event_rows, "event_id")):
             for row in rows:
-                problem = _row_problem(table, row)
+                problem = _json_problem(table, row)
                 if problem:
                     return f"{table.name} record {row[key]}: {problem}"
         if isinstance(exc, IntegrityError):
@@ -394,11 +394,11 @@ def _check_columns(row: Mapping[str, Any], checks: tuple[tuple[str, int, int, bo
         elif kind == _STRING:
             if type(value) is not str or len(value) > bound:
                 raise _InvalidRecord(f"{what}: {name} must be a string of at most {bound} "
-                                    f"characters, got {value!r:.80}")
+                                     f"characters, got {value!r:.80}")
         elif kind == _INT:
             if type(value) is not int or not -bound <= value < bound:
                 raise _InvalidRecord(f"{what}: {name} must be an int in [-{bound}, {bound}), "
-                                    f"got {value!r:.80}")
+                                     f"got {value!r:.80}")
         elif kind == _BOOL:
             if type(value) is not bool:
                 raise _InvalidRecord(f"{what}: {name} must be a bool, got {value!r:.80}")
@@ -414,11 +414,11 @@ def _run_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
         _check_columns(row, _RUN_CHECKS, what)
         if row["status"] not in RUN_STATUSES:
             raise _InvalidRecord(f"{what}: status {row['status']!r} is not one of "
-                                f"{RUN_STATUSES}")
+                                 f"{RUN_STATUSES}")
         if not _aware(row["started_at"]) or (row["finished_at"] is not None
                                              and not _aware(row["finished_at"])):
             raise _InvalidRecord(f"{what}: started_at/finished_at must be timezone-aware "
-                                "datetimes")
+                                 "datetimes")
         previous = by_id.get(run.run_id)
         # One row per run_id (PostgreSQL refuses to upsert a key twice in one statement);
         # like the upsert itself, a later "running" state does not replace a finished one.
@@ -455,7 +455,7 @@ class _ComponentBatch:
             raise _InvalidRecord(f"{what}: status {row['status']!r} is not one of {STATUSES}")
         if not (_aware(row["started_at"]) and _aware(row["finished_at"])):
             raise _InvalidRecord(f"{what}: started_at and finished_at must be timezone-aware "
-                                "datetimes")
+                                 "datetimes")
         key = tuple(models_used)
         known = self._models.get(key)
         if known is None:
@@ -464,7 +464,7 @@ class _ComponentBatch:
         signature, dicts = known
         if row["model_signature"] != signature:
             raise _InvalidRecord(f"{what}: model_signature {row['model_signature']!r} is not "
-                                f"the signature of its models_used ({signature!r})")
+                                 f"the signature of its models_used ({signature!r})")
         row["models_used_override"] = None
         if signature is not None:
             first = self._first_seen.get(signature)
@@ -480,11 +480,11 @@ class _ComponentBatch:
             if (event.run_id != component.run_id
                     or event.component_run_id != component.component_run_id):
                 raise _InvalidRecord(f"{event_what}: run_id/component_run_id "
-                                    f"({event.run_id!r}, {event.component_run_id!r}) are "
-                                    "not its component's")
+                                     f"({event.run_id!r}, {event.component_run_id!r}) are "
+                                     "not its component's")
             if not _aware(event.occurred_at):
                 raise _InvalidRecord(f"{event_what}: occurred_at must be a timezone-aware "
-                                    "datetime")
+                                     "datetime")
             self.event_rows.append(event_row)
 
     @property
@@ -504,28 +504,11 @@ class _ComponentBatch:
 
 # -- naming the culprit of a failed write (slow path) ------------------------------------
 
-def _row_problem(table: Table, row: Mapping[str, Any]) -> str | None:
-    """What would make the database refuse this row, checked column by column."""
+def _json_problem(table: Table, row: Mapping[str, Any]) -> str | None:
+    """Why a JSON column of this row cannot be serialised (the hot path checks the rest)."""
     for column in table.c:
         value = row.get(column.name)
-        if value is None:
-            if not column.nullable and not column.primary_key:
-                return f"{column.name} is missing"
-            continue
-        kind = column.type
-        if isinstance(kind, Boolean):
-            if not isinstance(value, bool):
-                return f"{column.name} must be a bool, got {value!r:.80}"
-        elif isinstance(kind, (Integer, BigInteger)):
-            bound = _INT64 if isinstance(kind, BigInteger) else _INT32
-            if isinstance(value, bool) or not isinstance(value, int):
-                return f"{column.name} must be an int, got {value!r:.80}"
-            if not -bound <= value < bound:
-                return f"{column.name}={value} is out of range for the column"
-        elif isinstance(kind, Float):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                return f"{column.name} must be a number, got {value!r:.80}"
-        elif isinstance(kind, JSON):
+        if value is not None and isinstance(column.type, JSON):
             try:
                 json.dumps(value, allow_nan=False)
             except (TypeError, ValueError) as exc:
