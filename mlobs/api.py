@@ -41,11 +41,12 @@ from mlobs.context import (
     resolve_run,
 )
 from mlobs.environment import run_environment
-from mlobs.errors import ConfigError, Empty
+from mlobs.errors import ConfigError, Empty, check_word
 from mlobs.paths import manifest_path
 from mlobs.profile import AnalysisProfile
 from mlobs.recorder import Recorder, get_recorder
-from mlobs.records import ERROR_MESSAGE_MAX_CHARS, ComponentRecord, EventRecord, ModelRef, RunRecord
+from mlobs.limits import CODE_MAX_CHARS, ERROR_MESSAGE_MAX_CHARS, NAME_MAX_CHARS
+from mlobs.records import ComponentRecord, EventRecord, ModelRef, RunRecord
 from mlobs.signature import config_hash, model_signature
 
 log = logging.getLogger("mlobs")
@@ -65,7 +66,19 @@ def _signature_of(models: tuple[ModelRef, ...]) -> str | None:
     return model_signature(models)
 
 
-def _check_models(models: Iterable[ModelRef]) -> tuple[ModelRef, ...]:
+def _check_optional(label: str, value: str | None, max_chars: int) -> None:
+    if value is not None:
+        check_word(label, value, max_chars)
+
+
+def _check_component_args(name: str, producer_version: str | None,
+                          schema_version: str | None, models: Iterable[ModelRef],
+                          device: str | None) -> tuple[ModelRef, ...]:
+    """Validate what a component declares (bounds: :mod:`mlobs.limits`); returns models."""
+    check_word("component name", name, NAME_MAX_CHARS)
+    _check_optional("producer_version", producer_version, NAME_MAX_CHARS)
+    _check_optional("schema_version", schema_version, NAME_MAX_CHARS)
+    _check_optional("device", device, CODE_MAX_CHARS)
     models = tuple(models)
     for model in models:
         if not isinstance(model, ModelRef):
@@ -128,10 +141,13 @@ class ComponentCall:
 
     # -- inside the component --------------------------------------------------------
     def empty(self, reason: str) -> None:
-        """End as ``empty`` with ``reason`` (e.g. ``"no_speech"``) once the block finishes."""
-        if not reason or not isinstance(reason, str):
-            raise ConfigError("empty() needs a non-empty string reason")
-        self.status, self.empty_reason = "empty", reason
+        """End as ``empty`` with ``reason`` (e.g. ``"no_speech"``) once the block finishes.
+
+        Raises:
+            ConfigError: ``reason`` is not a non-empty string of at most 128 characters.
+        """
+        self.status, self.empty_reason = "empty", check_word("empty reason", reason,
+                                                             CODE_MAX_CHARS)
 
     def warn(self, message: str) -> None:
         """Attach a warning to this component's record."""
@@ -222,9 +238,10 @@ class Run:
                  profile: str | AnalysisProfile, pipeline_version: str | None,
                  config: Mapping[str, Any] | None, sampling_policy_version: str | None,
                  seed: int | None, flush_timeout_s: float) -> None:
-        for label, value in (("platform_id", platform_id), ("video_id", video_id)):
-            if not isinstance(value, str) or not value:
-                raise ConfigError(f"{label} must be a non-empty string, got {value!r}")
+        check_word("platform_id", platform_id, NAME_MAX_CHARS)
+        check_word("video_id", video_id, NAME_MAX_CHARS)
+        _check_optional("pipeline_version", pipeline_version, NAME_MAX_CHARS)
+        _check_optional("sampling_policy_version", sampling_policy_version, NAME_MAX_CHARS)
         self._profile = profile if isinstance(profile, AnalysisProfile) else AnalysisProfile(profile)
         self._recorder = recorder
         self._flush_timeout_s = flush_timeout_s
@@ -278,10 +295,9 @@ class Run:
         Raises:
             ConfigError: invalid arguments.
         """
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"component name must be a non-empty string, got {name!r}")
+        models = _check_component_args(name, producer_version, schema_version, models, device)
         return ComponentCall(self, name, self._is_required(name, required), producer_version,
-                             schema_version, _check_models(models), batch_size, device)
+                             schema_version, models, batch_size, device)
 
     def _is_required(self, name: str, declared: bool | None) -> bool:
         key = (name, declared)
@@ -383,10 +399,10 @@ def component(name: str | None = None, *, producer_version: str | None = None,
     recorded like ``run.component(...)``; outside any run the function is called directly.
     A failing optional component returns ``None`` (best-effort).
     """
-    frozen_models = _check_models(models)
-
     def decorate(fn: F) -> F:
         component_name = name or fn.__name__
+        frozen_models = _check_component_args(component_name, producer_version,
+                                              schema_version, models, device)
 
         def open_call(run: Run) -> ComponentCall:
             return ComponentCall(run, component_name, run._is_required(component_name, required),

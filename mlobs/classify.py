@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 
 from mlobs.errors import ComponentError, ConfigError
+from mlobs.limits import CODE_MAX_CHARS
 
 Classifier = Callable[[BaseException], "str | None"]
 
@@ -84,12 +85,5 @@ def classify_exception(exc: BaseException) -> str:
         except Exception:  # a broken user rule must not hide the real error
             continue
         if code:
-            return code
+            return str(code)[:CODE_MAX_CHARS]
     return "internal"
-
-
-def reset_classifiers() -> None:
-    """Forget user rules (tests)."""
-    global _rules
-    with _lock:
-        _rules = (_builtin,)

@@ -7,13 +7,16 @@ Hierarchy::
     ├── ComponentError              raised *by user code* to end a component with an
     │                               explicit error_code (ARCHITECTURE §3)
     └── WarehouseError              the SQL warehouse cannot be used
-        └── SchemaOutOfDateError    the database is not at the migrations' head revision
+        ├── SchemaOutOfDateError    the database is not at the migrations' head revision
+        └── InvalidRecordError      a record the warehouse refuses (names its id)
 
     Empty                           not an error: raised inside a component to end it with
                                     status ``empty`` and an ``empty_reason``
 """
 
 from __future__ import annotations
+
+from mlobs.limits import CODE_MAX_CHARS
 
 
 class MlobsError(Exception):
@@ -36,6 +39,35 @@ class SchemaOutOfDateError(WarehouseError):
     """
 
 
+class InvalidRecordError(WarehouseError):
+    """A record the warehouse refuses; the message names the record and the problem.
+
+    Retrying the same record cannot succeed, unlike a database that is away.
+
+    Args:
+        message: what was refused and why.
+        run_ids: the runs whose records were refused, when known (others of the same
+            batch were written).
+    """
+
+    def __init__(self, message: str, run_ids: frozenset[str] | None = None) -> None:
+        super().__init__(message)
+        self.run_ids = run_ids
+
+
+def check_word(label: str, value: object, max_chars: int) -> str:
+    """``value`` if it is a non-empty string of at most ``max_chars`` characters.
+
+    Raises:
+        ConfigError: naming ``label`` and the problem.
+    """
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{label} must be a non-empty string, got {value!r:.80}")
+    if len(value) > max_chars:
+        raise ConfigError(f"{label} must be at most {max_chars} characters, got {len(value)}")
+    return value
+
+
 class ComponentError(MlobsError):
     """End the current component with status ``error`` and an explicit ``error_code``.
 
@@ -46,8 +78,7 @@ class ComponentError(MlobsError):
     """
 
     def __init__(self, code: str, message: str = "") -> None:
-        if not code or not isinstance(code, str):
-            raise ConfigError("ComponentError needs a non-empty string error code")
+        check_word("ComponentError code", code, CODE_MAX_CHARS)
         super().__init__(message or code)
         self.code = code
         self.message = message
@@ -64,7 +95,6 @@ class Empty(Exception):
     """
 
     def __init__(self, reason: str) -> None:
-        if not reason or not isinstance(reason, str):
-            raise ConfigError("Empty needs a non-empty string reason")
+        check_word("Empty reason", reason, CODE_MAX_CHARS)
         super().__init__(reason)
         self.reason = reason

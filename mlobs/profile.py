@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from mlobs.errors import ConfigError
+from mlobs.errors import ConfigError, check_word
+from mlobs.limits import NAME_MAX_CHARS
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,7 @@ class AnalysisProfile:
 
     def __init__(self, name: str, optional: Iterable[str] = (),
                  required: Iterable[str] = ()) -> None:
-        if not name or not isinstance(name, str):
-            raise ConfigError("AnalysisProfile needs a non-empty name")
+        check_word("profile name", name, NAME_MAX_CHARS)
         optional_set, required_set = frozenset(optional), frozenset(required)
         both = sorted(optional_set & required_set)
         if both:

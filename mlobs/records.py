@@ -18,8 +18,6 @@ from mlobs.errors import ConfigError
 STATUSES = ("ok", "empty", "error")
 RUN_STATUSES = ("running", "ok", "error")
 CACHE_STATUSES = ("hit", "miss", "bypass")
-#: error_message is truncated to this many characters (ARCHITECTURE §4: "truncated to a bound").
-ERROR_MESSAGE_MAX_CHARS = 2000
 
 
 @dataclass(frozen=True)

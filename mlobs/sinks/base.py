@@ -168,12 +168,16 @@ class BatchWorker:
         try:
             self.sink.export(batch)
         except Exception as exc:  # a sink error is counted, never raised into the pipeline
-            self.failed += len(batch)
-            for item in batch:
+            # A sink may say which runs failed (the rest of the batch was exported).
+            failed_runs = getattr(exc, "run_ids", None)
+            failed = [item for item in batch if failed_runs is None or item.run_id in failed_runs]
+            self.failed += len(failed)
+            self.exported += len(batch) - len(failed)
+            for item in failed:
                 self.failed_by_run[item.run_id] += 1
             self.last_error = f"{type(exc).__name__}: {exc}"[:500]
             log.error("mlobs sink %r failed to export %d item(s): %s", self.sink.name,
-                      len(batch), self.last_error)
+                      len(failed), self.last_error)
         else:
             self.exported += len(batch)
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlobs.records import RunRecord
+from mlobs.errors import InvalidRecordError
+from mlobs.records import ComponentRecord, RunRecord
 from mlobs.sinks.base import materialize
 from mlobs.warehouse.store import WarehouseStore
 
@@ -40,7 +41,27 @@ class WarehouseSink:
             (runs if isinstance(record, RunRecord) else components).append(record)
         if self._store is None:
             self._store = WarehouseStore(self.db_url, init_if_new=self.init_if_new)
-        self._store.write(runs, components)
+        try:
+            self._store.write(runs, components)
+        except InvalidRecordError:
+            self._write_each_run(runs, components)
+
+    def _write_each_run(self, runs: list[RunRecord], components: list[ComponentRecord]) -> None:
+        """One refused record must not keep the other runs of its batch out: write run by
+        run, then raise for the runs refused (their records stay in their manifests)."""
+        by_run: dict[str, tuple[list[RunRecord], list[ComponentRecord]]] = {}
+        for run in runs:
+            by_run.setdefault(run.run_id, ([], []))[0].append(run)
+        for component in components:
+            by_run.setdefault(component.run_id, ([], []))[1].append(component)
+        refused: dict[str, str] = {}
+        for run_id, (run_records, component_records) in by_run.items():
+            try:
+                self._store.write(run_records, component_records)
+            except InvalidRecordError as exc:
+                refused[run_id] = str(exc)
+        if refused:
+            raise InvalidRecordError("; ".join(refused.values()), frozenset(refused))
 
     def force_flush(self, timeout_s: float) -> bool:
         return True

@@ -42,6 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from mlobs.limits import CODE_MAX_CHARS, NAME_MAX_CHARS
 from mlobs.records import RUN_STATUSES, STATUSES
 
 #: Constraint/index names (SQLAlchemy naming convention tokens). Kept short enough for
@@ -57,8 +58,8 @@ NAMING_CONVENTION: dict[str, str] = {
 #: String lengths shared by the models and the store's record validation.
 ID_LEN = 36          # UUIDs: run_id, component_run_id, event_id
 HASH_LEN = 64        # SHA-256 hex: config_hash, model_signature
-NAME_LEN = 255       # identifiers and versions
-CODE_LEN = 128       # vocabulary words: error_code, empty_reason, kind, ...
+NAME_LEN = NAME_MAX_CHARS   # identifiers and versions
+CODE_LEN = CODE_MAX_CHARS   # vocabulary words: error_code, empty_reason, kind, ...
 STATUS_LEN = 16
 
 #: component_rollups.bucket_width vocabulary.

@@ -43,7 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from mlobs.errors import WarehouseError
+from mlobs.errors import InvalidRecordError, WarehouseError
 from mlobs.records import (
     RUN_STATUSES,
     STATUSES,
@@ -160,8 +160,9 @@ class WarehouseStore:
                 carry its component's run_id and component_run_id.
 
         Raises:
-            WarehouseError: a record is invalid (the message names its id and the problem;
-                nothing of the batch is written), or the database failed (locked beyond
+            InvalidRecordError: a record is invalid (the message names its id and the
+                problem; nothing of the batch is written).
+            WarehouseError: the database failed (locked beyond
                 the busy timeout, connection lost, ...).
         """
         if not runs and not components:
@@ -170,7 +171,7 @@ class WarehouseStore:
             run_rows = _run_rows(runs)
             batch = _ComponentBatch(components)
         except _InvalidRecord as exc:
-            raise WarehouseError(str(exc)) from None
+            raise InvalidRecordError(str(exc)) from None
         try:
             with self._engine.begin() as conn:
                 # Runs first: component and event rows reference them.

@@ -209,3 +209,16 @@ def test_current_outside_a_component_is_a_harmless_handle():
     handle.metric("x", 1.0)
     handle.empty("nothing")
     assert mlobs.current_run() is None
+
+
+def test_identifiers_longer_than_the_warehouse_columns_are_refused_up_front():
+    with pytest.raises(mlobs.ConfigError, match="at most 255"):
+        mlobs.run("youtube", "v" * 256)
+    with pytest.raises(mlobs.ConfigError, match="component name"):
+        mlobs.component("c" * 300)
+    with pytest.raises(mlobs.ConfigError, match="at most 128"):
+        mlobs.Empty("r" * 129)
+    with capture():
+        with mlobs.run("youtube", "abc") as run:
+            with pytest.raises(mlobs.ConfigError):
+                run.component("asr", device="d" * 200)

@@ -150,3 +150,28 @@ def test_a_dead_warehouse_does_not_stop_the_pipeline_and_the_manifest_keeps_ever
     record, components = read_manifest(run.manifest_path)
     assert len(components) == 2
     assert any("'warehouse' failed" in w for w in record.warnings)
+
+
+def test_a_record_the_warehouse_refuses_keeps_only_its_own_run_out(root):
+    from mlobs.warehouse.store import WarehouseStore
+    db_url = f"sqlite:///{root / 'wh.db'}"
+    mlobs.configure(root=root, db_url=db_url, sinks=["manifest", "warehouse"])
+    from mlobs.warehouse.migrate import upgrade
+    upgrade(db_url)
+    with mlobs.run("youtube", "good") as good:
+        with good.component("asr"):
+            pass
+    with mlobs.run("youtube", "bad") as bad:
+        with bad.component("asr") as c:
+            c.items = 2**70  # corrupted on purpose: out of range for the warehouse
+    warehouse = {s.name: s for s in mlobs.sink_stats()}["warehouse"]
+    assert warehouse.failed >= 1 and "items" in warehouse.last_error
+    store = WarehouseStore(db_url)
+    assert store.get_run(good.run_id) is not None
+    stored_bad = store.get_run(bad.run_id)
+    assert stored_bad is None or stored_bad[1] == []
+    store.close()
+    record, components = read_manifest(bad.manifest_path)
+    assert components[0].items == 2**70  # the manifest keeps what the warehouse refused
+    assert any("'warehouse' failed" in w for w in record.warnings)
+    assert not any("failed" in w for w in read_manifest(good.manifest_path)[0].warnings)

@@ -1,0 +1,8 @@
+"""Size bounds of record fields, shared by the API's validation and the warehouse columns."""
+
+#: longest identifier or version (platform_id, video_id, component, producer_version, ...).
+NAME_MAX_CHARS = 255
+#: longest vocabulary word (error_code, empty_reason, event kind, device).
+CODE_MAX_CHARS = 128
+#: error_message is truncated to this many characters (ARCHITECTURE §4: "truncated to a bound").
+ERROR_MESSAGE_MAX_CHARS = 2000
