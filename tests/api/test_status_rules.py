@@ -215,7 +215,7 @@ def test_identifiers_longer_than_the_warehouse_columns_are_refused_up_front():
     with pytest.raises(mlobs.ConfigError, match="at most 255"):
         mlobs.run("youtube", "v" * 256)
     with pytest.raises(mlobs.ConfigError, match="component name"):
-        mlobs.component("c" * 300)
+        mlobs.component("c" * 300)(lambda: None)
     with pytest.raises(mlobs.ConfigError, match="at most 128"):
         mlobs.Empty("r" * 129)
     with capture():
