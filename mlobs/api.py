@@ -32,6 +32,7 @@ from itertools import count
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mlobs.canonical import canonical_json
 from mlobs.classify import classify_exception
 from mlobs.context import (
     active_runs,
@@ -175,7 +176,17 @@ class ComponentCall:
         self.metrics[name] = value
 
     def event(self, kind: str, **attributes: Any) -> None:
-        """Record an event (``kind`` plus JSON attributes) at the current time."""
+        """Record an event (``kind`` plus JSON attributes) at the current time.
+
+        An invalid kind, or attributes JSON cannot represent, become a warning on the
+        record instead (the event is not kept).
+        """
+        try:
+            check_word("event kind", kind, CODE_MAX_CHARS)
+            canonical_json(attributes)
+        except ConfigError as exc:
+            self.warn(f"event ignored: {exc}")
+            return
         if self.events is None:
             self.events = []
         self.events.append((kind, _wall_ns(), attributes))
@@ -328,6 +339,8 @@ class Run:
     # -- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> Run:
         self.record.environment = run_environment(self._seed)
+        # Both clocks are read here, so started_at + duration_ms brackets the components.
+        self.record.started_at = datetime.now(timezone.utc)
         self._t0_ns = _perf_ns()
         self._token = current_run_var.set(self)
         active_runs[self.run_id] = self
@@ -348,7 +361,7 @@ class Run:
         if failed is not None:
             record.status, record.error_code = "error", failed.error_code
             record.error_message = (f"required component {failed.name!r} failed: "
-                                    f"{str(failed.error)[:ERROR_MESSAGE_MAX_CHARS]}")
+                                    f"{failed.error}")[:ERROR_MESSAGE_MAX_CHARS]
         elif exc is not None:
             record.status, record.error_code = "error", classify_exception(exc)
             record.error_message = str(exc)[:ERROR_MESSAGE_MAX_CHARS]

@@ -74,12 +74,14 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         interval = float(env.get("MLOBS_SAMPLE_INTERVAL_MS", "5"))
     except ValueError as exc:
         raise ConfigError(f"MLOBS_SAMPLE_INTERVAL_MS must be a number: {exc}") from exc
+    if not interval > 0:
+        raise ConfigError(f"MLOBS_SAMPLE_INTERVAL_MS must be > 0, got {interval}")
     return Settings(
         root=root,
         db_url=env.get("MLOBS_DB_URL") or default_db_url(root),
         sinks=_parse_sinks(env.get("MLOBS_SINKS", ",".join(KNOWN_SINKS))),
         sample_interval_ms=interval,
-        disabled=env.get("MLOBS_DISABLED", "") not in ("", "0", "false", "no"),
+        disabled=env.get("MLOBS_DISABLED", "").strip().lower() not in ("", "0", "false", "no"),
     )
 
 

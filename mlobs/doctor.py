@@ -19,7 +19,7 @@ from mlobs.config import Settings
 from mlobs.errors import MlobsError
 from mlobs.ingest import find_manifests
 from mlobs.manifest import ManifestError, read_manifest
-from mlobs.warehouse.engine import display_url
+from mlobs.warehouse.engine import display_url, missing_sqlite_file, normalize_url
 from mlobs.warehouse.models import Run
 from mlobs.warehouse.store import WarehouseStore
 
@@ -43,6 +43,11 @@ def check_root(settings: Settings) -> Check:
 
 def check_warehouse(settings: Settings) -> tuple[Check, WarehouseStore | None]:
     url = display_url(settings.db_url)
+    absent = missing_sqlite_file(settings.db_url)
+    if absent is not None:  # opening it would create an empty file
+        ok = settings.db_is_embedded_default
+        detail = (f"{absent} does not exist yet" + (" (the first run creates it)" if ok else ""))
+        return Check("warehouse", ok, detail, "" if ok else f"mlobs db upgrade --db-url '{url}'"), None
     try:
         store = WarehouseStore(settings.db_url)
     except MlobsError as exc:
@@ -52,7 +57,8 @@ def check_warehouse(settings: Settings) -> tuple[Check, WarehouseStore | None]:
 
 def check_duckdb_extensions(settings: Settings) -> Check:
     from mlobs.duckdb_connect import extension_path
-    name = "postgres_scanner" if settings.db_url.startswith("postgresql") else "sqlite_scanner"
+    backend = normalize_url(settings.db_url).get_backend_name()
+    name = "postgres_scanner" if backend == "postgresql" else "sqlite_scanner"
     try:
         path = extension_path(name)
     except MlobsError as exc:
@@ -121,7 +127,9 @@ def compare_manifests(settings: Settings, store: WarehouseStore) -> ManifestComp
 
 def check_manifests(settings: Settings, store: WarehouseStore | None) -> list[Check]:
     if store is None:
-        return [Check("manifests", False, "not compared: the warehouse is not usable")]
+        ok = missing_sqlite_file(settings.db_url) is not None and not settings.runs_dir.exists()
+        return [Check("manifests", ok, "none yet" if ok else
+                      "not compared: the warehouse is not usable")]
     found = compare_manifests(settings, store)
     checks = [Check("manifests", found.missing == 0 and found.stale == 0,
                     f"{found.manifests} manifest(s); {found.missing} run(s) missing from the "

@@ -35,7 +35,12 @@ class Recorder:
         self.workers: tuple[BatchWorker, ...] = tuple(
             BatchWorker(sink, flush_interval_s=settings.flush_interval_s) for sink in sinks)
         self.sampler = RssSampler(settings.sample_interval_ms)
-        os.register_at_fork(after_in_child=self.sampler.after_fork_in_child)
+
+    def after_fork_in_child(self) -> None:
+        """Give a forked child its own (empty) sink queues, threads and sampler."""
+        for worker in self.workers:
+            worker.after_fork_in_child()
+        self.sampler.after_fork_in_child()
 
     def emit(self, item: Any) -> None:
         """Queue a RunRecord snapshot or a finished component call for every sink."""
@@ -133,4 +138,13 @@ def _flush_at_exit() -> None:
             log.exception("mlobs: flushing sinks at exit failed")
 
 
+def _after_fork_in_child() -> None:
+    # One process-wide hook for whichever recorder is installed (per-object hooks would
+    # keep every recorder ever configured alive).
+    recorder = _recorder
+    if recorder is not None:
+        recorder.after_fork_in_child()
+
+
 atexit.register(_flush_at_exit)
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from mlobs.config import settings_from_env
 from mlobs.errors import MlobsError, SchemaOutOfDateError
 from mlobs.warehouse import migrate
-from mlobs.warehouse.engine import create_warehouse_engine, display_url, normalize_url
+from mlobs.warehouse.engine import (
+    create_warehouse_engine,
+    display_url,
+    missing_sqlite_file,
+)
 
 DB_URL_HELP = ("warehouse URL (default: $MLOBS_DB_URL, else sqlite:///<root>/warehouse.db "
                "with root $MLOBS_ROOT or ./mlobs-data)")
@@ -48,7 +51,8 @@ def fail(message: str) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``db`` command and its subcommands to the ``mlobs`` parser."""
     db = subparsers.add_parser("db", help="manage the warehouse schema (migrations)",
-                               description=__doc__.split("\n\n")[0])
+                               description="Manage the warehouse schema with Alembic migrations: "
+                               "upgrade, downgrade, or show the current revision.")
     commands = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
 
     up = commands.add_parser("upgrade", help="create or migrate the schema to a revision")
@@ -119,14 +123,3 @@ def current_command(args: argparse.Namespace) -> int:
         return fail(str(exc))
     print(f"{current} (head)")
     return 0
-
-
-def missing_sqlite_file(db_url: str) -> Path | None:
-    """The SQLite file of ``db_url`` when it does not exist (reading must not create it)."""
-    url = normalize_url(db_url)
-    database = url.database or ""
-    if url.get_backend_name() != "sqlite" or database in ("", ":memory:") \
-            or database.startswith("file:"):
-        return None
-    path = Path(database).expanduser()
-    return None if path.exists() else path

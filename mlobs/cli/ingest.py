@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from mlobs.cli.db import add_db_url_argument, fail, resolve_db_url
+from mlobs.warehouse.engine import missing_sqlite_file
 from mlobs.errors import MlobsError
 from mlobs.ingest import find_manifests, ingest_manifests
 from mlobs.warehouse.engine import display_url
@@ -26,24 +28,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def ingest_command(args: argparse.Namespace) -> int:
     db_url = resolve_db_url(args)
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        return fail(f"no such file or directory: {', '.join(missing)}")
     paths = list(find_manifests(args.paths))
     if not paths:
         return fail(f"no manifest.json found under {', '.join(args.paths)}")
+    absent_db = missing_sqlite_file(db_url)
+    if absent_db is not None:
+        return fail(f"no warehouse at {absent_db}: run `mlobs db upgrade --db-url {db_url}`")
     try:
         store = WarehouseStore(db_url)
     except MlobsError as exc:
         return fail(str(exc))
+    tty = sys.stderr.isatty()
 
     def progress(done: int) -> None:
-        if sys.stderr.isatty() or done == len(paths) or done % 100 == 0:
+        if tty:
             print(f"\ringested {done}/{len(paths)} manifests", end="", file=sys.stderr,
                   flush=True)
+        elif done == len(paths) or done % 100 == 0:
+            print(f"ingested {done}/{len(paths)} manifests", file=sys.stderr, flush=True)
 
     try:
         report = ingest_manifests(store, paths, on_progress=progress)
     finally:
         store.close()
-    print(file=sys.stderr)
+    if tty:
+        print(file=sys.stderr)
     print(f"{report.manifests} manifest(s), {report.components} component record(s) "
           f"written to {display_url(db_url)}")
     for problem in report.problems:

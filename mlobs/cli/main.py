@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from mlobs import __version__
 from mlobs.cli import db, demo, doctor, ingest, rollup, runs
+from mlobs.errors import MlobsError
 
 DESCRIPTION = """\
 mlobs records timings, memory peaks, statuses and model signatures of ML pipeline
@@ -54,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except MlobsError as exc:  # expected failures: one line, no traceback
+        print(f"mlobs: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

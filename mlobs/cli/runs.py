@@ -18,7 +18,8 @@ from datetime import datetime
 
 from tabulate import tabulate
 
-from mlobs.cli.db import add_db_url_argument, fail, missing_sqlite_file, resolve_db_url
+from mlobs.cli.db import add_db_url_argument, fail, resolve_db_url
+from mlobs.warehouse.engine import missing_sqlite_file
 from mlobs.errors import MlobsError, WarehouseError
 from mlobs.records import RUN_STATUSES, ComponentRecord, RunRecord
 from mlobs.warehouse.engine import display_url
@@ -31,7 +32,8 @@ SHORT_SIGNATURE = 12
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``runs`` command and its subcommands to the ``mlobs`` parser."""
     runs = subparsers.add_parser("runs", help="list and show runs in the warehouse",
-                                 description=__doc__.split("\n\n")[0])
+                                 description="List the runs in the warehouse, or show one run "
+                                 "with its components.")
     commands = runs.add_subparsers(dest="runs_command", metavar="COMMAND", required=True)
 
     listing = commands.add_parser("list", help="recent runs, newest first")

@@ -2,8 +2,8 @@
 
 The sampler reads the process's resident set size every ``interval_ms`` and raises the
 peak of every component active at that moment. A component's peak is therefore the
-maximum RSS seen during its own active interval (including the last reading before it
-started and a reading at its end), so components overlapping in threads each get the
+maximum RSS seen during its own active interval (including the last sample before it
+started and the last sample at its end), so components overlapping in threads each get the
 peak over their own interval. The caller's thread only adds and removes a dict entry.
 
 RSS comes from ``/proc/self/statm`` on Linux (one small read) and psutil elsewhere.
@@ -52,7 +52,8 @@ class PeakTracker:
 
 
 class RssSampler:
-    """Samples RSS on a daemon thread while at least one component is active.
+    """Samples RSS on a daemon thread, started by the first component and kept until
+    :meth:`stop` (``configure`` or interpreter exit): an idle wake-up costs one small read.
 
     Args:
         interval_ms: sampling period in milliseconds.

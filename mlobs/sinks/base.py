@@ -17,7 +17,6 @@ into the pipeline; items that do not fit the queue are counted as dropped.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -76,10 +75,12 @@ class BatchWorker:
         self.max_batch_size = max_batch_size
         self.max_queue_size = max_queue_size
         self._init_state()
-        os.register_at_fork(after_in_child=self._init_state)
+
+    def after_fork_in_child(self) -> None:
+        """The parent's thread and queue do not belong to a forked child: start empty."""
+        self._init_state()
 
     def _init_state(self) -> None:
-        # Also the after-fork hook: the parent's thread and queue do not belong to a child.
         self._queue: deque[Any] = deque()
         self._flush_waiters: deque[threading.Event] = deque()
         self._wake = threading.Event()

@@ -117,3 +117,14 @@ def display_url(engine_or_url: Engine | URL | str) -> str:
     """The URL as safe to print: password replaced by ``***``."""
     url = engine_or_url.url if isinstance(engine_or_url, Engine) else make_url(engine_or_url)
     return url.render_as_string(hide_password=True)
+
+
+def missing_sqlite_file(db_url: str) -> Path | None:
+    """The SQLite file of ``db_url`` when it does not exist (reading must not create it)."""
+    url = normalize_url(db_url)
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:") \
+            or database.startswith("file:"):
+        return None
+    path = Path(database).expanduser()
+    return None if path.exists() else path

@@ -222,3 +222,25 @@ def test_identifiers_longer_than_the_warehouse_columns_are_refused_up_front():
         with mlobs.run("youtube", "abc") as run:
             with pytest.raises(mlobs.ConfigError):
                 run.component("asr", device="d" * 200)
+
+
+def test_run_timestamps_bracket_its_components():
+    with capture() as rec:
+        with mlobs.run("youtube", "abc") as run:
+            with run.component("asr"):
+                pass
+    final, asr = rec.run(), rec.component("asr")
+    assert final.started_at <= asr.started_at <= asr.finished_at <= final.finished_at
+
+
+def test_events_with_attributes_json_cannot_hold_become_warnings():
+    with capture() as rec:
+        with mlobs.run("youtube", "abc") as run:
+            with run.component("asr") as c:
+                c.event("oom", batch_size=32, requested_bytes=2**31)
+                c.event("retry", when=object())
+                c.event("k" * 200)
+    asr = rec.component("asr")
+    assert [(e.kind, e.attributes) for e in asr.events] == [
+        ("oom", {"batch_size": 32, "requested_bytes": 2**31})]
+    assert len(asr.warnings) == 2 and all("event ignored" in w for w in asr.warnings)
