@@ -159,8 +159,8 @@ class ComponentCall:
     def set_items(self, n: int) -> None:
         """Throughput count (items processed). A non-integer or negative ``n`` is not
         recorded; a warning on the record says why."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            self.warn(f"set_items ignored: {n!r} is not a non-negative integer")
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < 2**63:
+            self.warn(f"set_items ignored: {n!r:.40} is not a non-negative 64-bit integer")
             return
         self.items = n
 
