@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,6 @@ MANIFEST_SCHEMA = "mlobs.manifest/1"
 
 class ManifestError(MlobsError):
     """A manifest file cannot be read: missing, not JSON, or not ``mlobs.manifest/1``."""
-
-
-def build_manifest(run: RunRecord, components: Iterable[ComponentRecord]) -> dict[str, Any]:
-    """The manifest document of ``run`` with its ``components``."""
-    return {"schema": MANIFEST_SCHEMA, **run.to_dict(),
-            "components": [c.to_dict() for c in components]}
 
 
 def _dumps(value: Any) -> str:

@@ -17,7 +17,6 @@ from mlobs.errors import ConfigError
 
 STATUSES = ("ok", "empty", "error")
 RUN_STATUSES = ("running", "ok", "error")
-CACHE_STATUSES = ("hit", "miss", "bypass")
 
 
 @dataclass(frozen=True)
