@@ -48,10 +48,11 @@ def resolve_run() -> Run | None:
     run = current_run_var.get()
     if run is not None:
         return run if run.fork_generation == fork_generation.value else None
-    if len(active_runs) == 1 and not getattr(_thread_flags, "suppressed", False):
-        for run in active_runs.values():
-            return run
-    return None
+    if getattr(_thread_flags, "suppressed", False):
+        return None
+    # tuple() copies in one step, so a run closing on another thread cannot break this.
+    runs = tuple(active_runs.values())
+    return runs[0] if len(runs) == 1 else None
 
 
 def _after_fork_in_child() -> None:

@@ -13,14 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-
 from mlobs.config import Settings
 from mlobs.errors import MlobsError
 from mlobs.ingest import find_manifests
 from mlobs.manifest import ManifestError, read_manifest
 from mlobs.warehouse.engine import display_url, missing_sqlite_file, normalize_url
-from mlobs.warehouse.models import Run
 from mlobs.warehouse.store import WarehouseStore
 
 
@@ -76,17 +73,6 @@ class ManifestComparison:
     sink_warnings: int = 0
 
 
-def _status_by_run(store: WarehouseStore, run_ids: list[str]) -> dict[str, str]:
-    table = Run.__table__
-    statuses: dict[str, str] = {}
-    with store.engine.connect() as conn:
-        for start in range(0, len(run_ids), 500):  # stay below bind-parameter limits
-            chunk = run_ids[start:start + 500]
-            statuses.update(conn.execute(
-                select(table.c.run_id, table.c.status).where(table.c.run_id.in_(chunk))).all())
-    return statuses
-
-
 def _chunks(paths: Iterator[Path], size: int) -> Iterator[list[Path]]:
     chunk: list[Path] = []
     for path in paths:
@@ -103,6 +89,7 @@ def compare_manifests(settings: Settings, store: WarehouseStore) -> ManifestComp
     result = ManifestComparison()
     if not settings.runs_dir.exists():
         return result
+    # chunks of 500 keep the IN (...) lists below every backend's bind-parameter limit
     for chunk in _chunks(find_manifests([settings.runs_dir]), 500):
         runs = {}
         for path in chunk:
@@ -113,7 +100,7 @@ def compare_manifests(settings: Settings, store: WarehouseStore) -> ManifestComp
                 result.unreadable += 1
                 continue
             runs[run.run_id] = (run, len(components))
-        statuses = _status_by_run(store, list(runs))
+        statuses = store.run_statuses(runs)
         counts = store.component_counts(list(runs))
         for run_id, (run, n_components) in runs.items():
             result.running += run.status == "running"

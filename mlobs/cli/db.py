@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from mlobs.config import settings_from_env
 from mlobs.errors import MlobsError, SchemaOutOfDateError
@@ -74,30 +75,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def upgrade_command(args: argparse.Namespace) -> int:
     """``mlobs db upgrade``: returns 0, or 1 with a message on stderr."""
+    return _migrate(args, migrate.upgrade, "upgraded")
+
+
+def downgrade_command(args: argparse.Namespace) -> int:
+    """``mlobs db downgrade REVISION``: returns 0, or 1 with a message on stderr."""
+    return _migrate(args, migrate.downgrade, "downgraded")
+
+
+def _migrate(args: argparse.Namespace, action: Callable[[str, str], None], verb: str) -> int:
     try:
         url = resolve_db_url(args)
         before = migrate.current_revision(url)
-        migrate.upgrade(url, args.revision)
+        action(url, args.revision)
         after = migrate.current_revision(url)
     except MlobsError as exc:
         return fail(str(exc))
     if before == after:
         print(f"{display_url(url)} already at revision {after}")
     else:
-        print(f"upgraded {display_url(url)} from {before} to {after}")
-    return 0
-
-
-def downgrade_command(args: argparse.Namespace) -> int:
-    """``mlobs db downgrade REVISION``: returns 0, or 1 with a message on stderr."""
-    try:
-        url = resolve_db_url(args)
-        before = migrate.current_revision(url)
-        migrate.downgrade(url, args.revision)
-        after = migrate.current_revision(url)
-    except MlobsError as exc:
-        return fail(str(exc))
-    print(f"downgraded {display_url(url)} from {before} to {after}")
+        print(f"{verb} {display_url(url)} from {before} to {after}")
     return 0
 
 

@@ -42,8 +42,9 @@ class Sink(Protocol):
 
 
 def materialize(item: Any) -> RunRecord | ComponentRecord:
-    """The record behind a queued item (component calls build theirs once, lazily)."""
-    return item if isinstance(item, RunRecord) else item.record()
+    """The record behind a queued item: a record as is (a replay), or the record a finished
+    component call builds once, lazily."""
+    return item if isinstance(item, (RunRecord, ComponentRecord)) else item.record()
 
 
 @dataclass(frozen=True)

@@ -282,6 +282,19 @@ class WarehouseStore:
         with self._reading() as conn:
             return {run_id: count for run_id, count in conn.execute(query)}
 
+    def run_statuses(self, run_ids: Iterable[str]) -> dict[str, str]:
+        """Status per run_id for the runs the warehouse holds (unknown ids are left out).
+
+        Raises:
+            WarehouseError: the database cannot be read.
+        """
+        ids = list(run_ids)
+        if not ids:
+            return {}
+        query = select(RUNS.c.run_id, RUNS.c.status).where(RUNS.c.run_id.in_(ids))
+        with self._reading() as conn:
+            return {run_id: status for run_id, status in conn.execute(query)}
+
     def get_run(self, run_id: str) -> tuple[RunRecord, list[ComponentRecord]] | None:
         """One run and its components (ordered by ``started_at``), or None if unknown.
 

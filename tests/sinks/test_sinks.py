@@ -175,3 +175,36 @@ def test_a_record_the_warehouse_refuses_keeps_only_its_own_run_out(root):
     assert components[0].items == 2**70  # the manifest keeps what the warehouse refused
     assert any("'warehouse' failed" in w for w in record.warnings)
     assert not any("failed" in w for w in read_manifest(good.manifest_path)[0].warnings)
+
+
+def test_a_refused_record_does_not_keep_other_runs_of_its_batch_out(tmp_path):
+    from datetime import datetime, timezone
+
+    from mlobs.errors import InvalidRecordError
+    from mlobs.records import ComponentRecord, RunRecord
+    from mlobs.sinks.warehouse_sink import WarehouseSink
+    from mlobs.warehouse.store import WarehouseStore
+
+    now = datetime.now(timezone.utc)
+
+    def run_and_component(run_id, items):
+        run = RunRecord(run_id=run_id, platform_id="youtube", video_id=run_id, status="ok",
+                        started_at=now)
+        component = ComponentRecord(component_run_id=f"{run_id}-asr", run_id=run_id,
+                                    component="asr", attempt=1, required=True, status="ok",
+                                    started_at=now, finished_at=now, duration_ms=1.0,
+                                    items=items)
+        return [run, component]
+
+    db_url = f"sqlite:///{tmp_path / 'wh.db'}"
+    sink = WarehouseSink(db_url, init_if_new=True)
+    batch = run_and_component("good-1", 3) + run_and_component("bad", 2**70) \
+        + run_and_component("good-2", 4)
+    with pytest.raises(InvalidRecordError) as refused:
+        sink.export(batch)
+    assert refused.value.run_ids == {"bad"}
+    sink.shutdown(1)
+    store = WarehouseStore(db_url)
+    assert store.run_statuses(["good-1", "bad", "good-2"]) == {"good-1": "ok", "good-2": "ok"}
+    assert store.component_counts(["good-1", "good-2"]) == {"good-1": 1, "good-2": 1}
+    store.close()
