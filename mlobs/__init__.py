@@ -12,6 +12,7 @@ unless their docs say otherwise.
 """
 
 from mlobs.api import ComponentCall, Run, component, current, current_run, run
+from mlobs.batch_size import BatchSizeChoice, MemoryCost, choose_batch_size, load_checklist
 from mlobs.classify import classify_exception, register_classifier, register_error_code
 from mlobs.errors import (
     ComponentError,
@@ -19,11 +20,16 @@ from mlobs.errors import (
     Empty,
     InvalidRecordError,
     MlobsError,
+    ModelLoadFailed,
     SchemaOutOfDateError,
     WarehouseError,
 )
+from mlobs.fallback import FallbackFailure, FallbackResult, predict_with_fallback
+from mlobs.oom import HalveBatch, OomPolicy
 from mlobs.profile import AnalysisProfile
 from mlobs.records import ComponentRecord, EventRecord, ModelRef, RunRecord
+from mlobs.retry import RetryPolicy
+from mlobs.seeding import set_seed
 from mlobs.setup import configure, flush, settings, sink_stats
 from mlobs.signature import IdempotencyKey, config_hash, idempotency_key, model_signature
 
@@ -31,21 +37,29 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnalysisProfile",
+    "BatchSizeChoice",
     "ComponentCall",
     "ComponentError",
     "ComponentRecord",
     "ConfigError",
     "Empty",
     "EventRecord",
+    "FallbackFailure",
+    "FallbackResult",
+    "HalveBatch",
     "IdempotencyKey",
     "InvalidRecordError",
+    "MemoryCost",
     "MlobsError",
+    "ModelLoadFailed",
     "ModelRef",
+    "OomPolicy",
+    "RetryPolicy",
     "Run",
     "RunRecord",
     "SchemaOutOfDateError",
     "WarehouseError",
-    "__version__",
+    "choose_batch_size",
     "classify_exception",
     "component",
     "config_hash",
@@ -54,10 +68,14 @@ __all__ = [
     "current_run",
     "flush",
     "idempotency_key",
+    "load_checklist",
     "model_signature",
+    "predict_with_fallback",
     "register_classifier",
     "register_error_code",
     "run",
+    "set_seed",
     "settings",
     "sink_stats",
+    "__version__",
 ]

@@ -32,6 +32,10 @@ from itertools import count
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tenacity import AsyncRetrying, Retrying
+
+from mlobs.attempts import async_attempts, attempts
+from mlobs.batch_size import BatchSizeChoice
 from mlobs.canonical import canonical_json
 from mlobs.classify import classify_exception
 from mlobs.context import (
@@ -47,7 +51,16 @@ from mlobs.paths import manifest_path
 from mlobs.profile import AnalysisProfile
 from mlobs.recorder import Recorder, get_recorder
 from mlobs.limits import CODE_MAX_CHARS, ERROR_MESSAGE_MAX_CHARS, NAME_MAX_CHARS
-from mlobs.records import ComponentRecord, EventRecord, ModelRef, RunRecord
+from mlobs.oom import OomPolicy, oom_snapshot
+from mlobs.probes.gpu import cuda_end, cuda_start
+from mlobs.retry import RetryPolicy
+from mlobs.records import (
+    PREDICTION_STATUSES,
+    ComponentRecord,
+    EventRecord,
+    ModelRef,
+    RunRecord,
+)
 from mlobs.signature import config_hash, model_signature
 
 log = logging.getLogger("mlobs")
@@ -74,9 +87,21 @@ def _check_optional(label: str, value: str | None, max_chars: int) -> None:
 
 def _check_component_args(name: str, producer_version: str | None,
                           schema_version: str | None, models: Iterable[ModelRef],
-                          device: str | None) -> tuple[ModelRef, ...]:
+                          device: str | None, batch_size: int | BatchSizeChoice | None = None,
+                          on_oom: OomPolicy | None = None, retry: RetryPolicy | None = None
+                          ) -> tuple[ModelRef, ...]:
     """Validate what a component declares (bounds: :mod:`mlobs.limits`); returns models."""
     check_word("component name", name, NAME_MAX_CHARS)
+    if batch_size is not None and not isinstance(batch_size, BatchSizeChoice) and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r:.40}")
+    if on_oom is not None:
+        if not isinstance(on_oom, OomPolicy):
+            raise ConfigError("on_oom must be an OOM policy such as mlobs.HalveBatch(min=1)")
+        if batch_size is None:
+            raise ConfigError(f"component {name!r}: on_oom needs a batch_size to degrade")
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise ConfigError("retry must be an mlobs.RetryPolicy")
     _check_optional("producer_version", producer_version, NAME_MAX_CHARS)
     _check_optional("schema_version", schema_version, NAME_MAX_CHARS)
     _check_optional("device", device, CODE_MAX_CHARS)
@@ -91,34 +116,49 @@ class ComponentCall:
     """One invocation of a component; the handle ``c`` of ``with run.component(...) as c``.
 
     Methods called inside the component: :meth:`empty`, :meth:`warn`, :meth:`set_items`,
-    :meth:`metric`. After it ends, :meth:`record` gives its :class:`ComponentRecord`.
+    :meth:`metric`, :meth:`event`, :meth:`set_prediction`, and :meth:`attempts` to run
+    the body under the OOM and retry policies (``batch_size`` is then the size to use in
+    the current attempt). After it ends, :meth:`record` gives its :class:`ComponentRecord`.
     """
 
     __slots__ = ("run", "name", "required", "producer_version", "schema_version", "models",
-                 "batch_size", "device", "attempt", "status", "empty_reason", "error",
-                 "error_code", "warnings", "items", "metrics", "events", "_t0_wall_ns",
-                 "_t0_ns", "_t1_ns", "_tracker", "_token", "_record", "_id")
+                 "batch_size", "batch_size_requested", "device", "attempt", "status",
+                 "empty_reason", "error", "error_code", "warnings", "items", "metrics",
+                 "events", "oom_count", "retry_count", "prediction_status", "on_oom",
+                 "retry", "device_used", "_t0_wall_ns", "_t0_ns", "_t1_ns", "_tracker",
+                 "_gpu", "_gpu_peaks", "_oom_seen", "_final", "_token", "_record", "_id")
 
     def __init__(self, run: Run, name: str, required: bool, producer_version: str | None,
                  schema_version: str | None, models: tuple[ModelRef, ...],
-                 batch_size: int | None, device: str | None) -> None:
+                 batch_size: int | BatchSizeChoice | None, device: str | None,
+                 on_oom: OomPolicy | None = None, retry: RetryPolicy | None = None) -> None:
         self.run = run
         self.name = name
         self.required = required
         self.producer_version = producer_version
         self.schema_version = schema_version
         self.models = models
-        self.batch_size = batch_size
         self.device = device
+        self.device_used = device or (models[0].device if models else None)
+        self.on_oom, self.retry = on_oom, retry
+        self.oom_count = self.retry_count = 0
+        self.prediction_status = None
         self.status = "ok"
         self.empty_reason = self.error = self.error_code = None
         self.warnings = self.metrics = self.events = self.items = None
+        self._gpu_peaks = self._oom_seen = self._final = None
         self._record = self._id = None
+        if isinstance(batch_size, BatchSizeChoice):
+            self.event("batch_size_chosen", **batch_size.attributes())
+            batch_size = batch_size.batch_size
+        self.batch_size = self.batch_size_requested = batch_size
 
     # -- lifecycle (caller's thread) -------------------------------------------------
     def __enter__(self) -> ComponentCall:
         self.attempt = self.run._next_attempt(self.name)
-        self._tracker = self.run._recorder.sampler.start_component()
+        recorder = self.run._recorder
+        self._tracker = recorder.sampler.start_component()
+        self._gpu = cuda_start(self.device_used) if recorder.gpu_probes else None
         self._token = current_component_var.set(self)
         self._t0_wall_ns = _wall_ns()
         self._t0_ns = _perf_ns()
@@ -128,6 +168,8 @@ class ComponentCall:
         self._t1_ns = _perf_ns()
         run = self.run
         run._recorder.sampler.end_component(self._tracker)
+        if self._gpu is not None:
+            self._gpu_peaks = cuda_end(self._gpu)
         current_component_var.reset(self._token)
         suppress = False
         if exc is not None:
@@ -135,12 +177,49 @@ class ComponentCall:
                 self.status, self.empty_reason, suppress = "empty", exc.reason, True
             else:
                 self.status, self.error = "error", exc
-                self.error_code = classify_exception(exc)
+                self.error_code = self._error_code_of(exc)
                 suppress = not self.required and isinstance(exc, Exception)
         run._component_finished(self)
         return suppress
 
+    def _error_code_of(self, exc: BaseException) -> str:
+        final = self._final
+        if final is not None and final[0] is exc:
+            return final[1]
+        code = classify_exception(exc)
+        if code == "oom" and self._oom_seen is not exc:
+            self.record_oom(exc, oom_snapshot(exc, self.device_used), attempt=None)
+        return code
+
     # -- inside the component --------------------------------------------------------
+    def attempts(self) -> Retrying:
+        """Run the body under this component's OOM and retry policies::
+
+            for attempt in c.attempts():
+                with attempt:
+                    outputs = model(inputs, batch_size=c.batch_size)
+
+        Without policies there is exactly one attempt. See :mod:`mlobs.attempts` for
+        what is retried and what each retry records.
+        """
+        return attempts(self)
+
+    def async_attempts(self) -> AsyncRetrying:
+        """:meth:`attempts` for ``async for``: backoff waits with ``asyncio.sleep``."""
+        return async_attempts(self)
+
+    def record_oom(self, exc: BaseException, snapshot: Mapping[str, Any],
+                   attempt: int | None) -> None:
+        """Count an OOM and record its ``oom`` event (batch size that failed, snapshot)."""
+        self._oom_seen = exc
+        self.oom_count += 1
+        self.event("oom", attempt=attempt, batch_size=self.batch_size,
+                   error_type=type(exc).__qualname__, **snapshot)
+
+    def final_error_code(self, exc: BaseException, code: str) -> None:
+        """Make ``code`` the error_code if ``exc`` ends this component."""
+        self._final = (exc, code)
+
     def empty(self, reason: str) -> None:
         """End as ``empty`` with ``reason`` (e.g. ``"no_speech"``) once the block finishes.
 
@@ -191,6 +270,27 @@ class ComponentCall:
             self.events = []
         self.events.append((kind, _wall_ns(), attributes))
 
+    def set_prediction(self, model: ModelRef, prediction_status: str) -> None:
+        """Record which model answered a fallback chain (model system rules §11.2).
+
+        ``model`` replaces ``models_used`` (so ``model_signature`` names the model whose
+        output this is) and, unless the component declared a ``device``, sets
+        ``device_used``; ``prediction_status`` is ``"ok"`` (the first choice answered) or
+        ``"degraded"``.
+
+        Raises:
+            ConfigError: ``model`` is not a ModelRef or the status is unknown.
+        """
+        if not isinstance(model, ModelRef):
+            raise ConfigError(f"set_prediction needs an mlobs.ModelRef, got {model!r:.80}")
+        if prediction_status not in PREDICTION_STATUSES:
+            raise ConfigError(f"prediction_status must be one of {PREDICTION_STATUSES}, "
+                              f"got {prediction_status!r:.40}")
+        self.models = (model,)
+        if self.device is None:  # the device follows the model that answered
+            self.device_used = model.device
+        self.prediction_status = prediction_status
+
     # -- the record (sink threads) ---------------------------------------------------
     @property
     def run_id(self) -> str:
@@ -224,6 +324,11 @@ class ComponentCall:
         events = [EventRecord(str(uuid.uuid4()), run_id, component_run_id, kind,
                               _utc_from_ns(at_ns), attributes)
                   for kind, at_ns, attributes in self.events or ()]
+        tracker = self._tracker
+        # torch's own counters when they covered this component, else NVML's process total.
+        gpu_allocated, gpu_reserved = self._gpu_peaks or (None, None)
+        if gpu_reserved is None:
+            gpu_reserved = tracker.peak_gpu_process_bytes
         return ComponentRecord(
             component_run_id=component_run_id, run_id=run_id, component=self.name,
             attempt=self.attempt, required=self.required, status=self.status,
@@ -234,10 +339,15 @@ class ComponentCall:
             error_message=None if error is None else str(error)[:ERROR_MESSAGE_MAX_CHARS],
             warnings=list(self.warnings or ()), producer_version=self.producer_version,
             schema_version=self.schema_version,
-            device_used=self.device or (self.models[0].device if self.models else None),
-            batch_size=self.batch_size, models_used=list(self.models),
+            device_used=self.device_used,
+            batch_size=self.batch_size, batch_size_requested=self.batch_size_requested,
+            models_used=list(self.models),
             model_signature=_signature_of(self.models),
-            peak_rss_bytes=self._tracker.peak_rss_bytes, items=self.items,
+            peak_rss_bytes=tracker.peak_rss_bytes,
+            peak_gpu_allocated_bytes=gpu_allocated, peak_gpu_reserved_bytes=gpu_reserved,
+            oom_count=self.oom_count,
+            retry_count=self.retry_count, prediction_status=self.prediction_status,
+            items=self.items,
             metrics=dict(self.metrics or {}), events=events,
         )
 
@@ -290,8 +400,9 @@ class Run:
 
     def component(self, name: str, *, producer_version: str | None = None,
                   schema_version: str | None = None, models: Sequence[ModelRef] = (),
-                  batch_size: int | None = None, device: str | None = None,
-                  required: bool | None = None) -> ComponentCall:
+                  batch_size: int | BatchSizeChoice | None = None, device: str | None = None,
+                  required: bool | None = None, on_oom: OomPolicy | None = None,
+                  retry: RetryPolicy | None = None) -> ComponentCall:
         """A context manager recording one invocation of component ``name``.
 
         Args:
@@ -299,16 +410,22 @@ class Run:
             producer_version: the component's code version.
             schema_version: the version of its output schema.
             models: the models it uses (enter ``model_signature``).
-            batch_size: the batch size it runs with.
+            batch_size: the batch size it runs with (>= 1), or a
+                :func:`~mlobs.choose_batch_size` result (recorded as an event).
             device: the device used (``"cuda:1"``); default: the first model's device.
             required: the code's own declaration; the run's analysis profile wins.
+            on_oom: batch-size degradation on OOM, e.g. ``mlobs.HalveBatch(min=1)``
+                (needs ``batch_size``; applies inside :meth:`ComponentCall.attempts`).
+            retry: transient-failure retries, e.g. ``mlobs.RetryPolicy(max_attempts=4)``
+                (applies inside :meth:`ComponentCall.attempts`).
 
         Raises:
             ConfigError: invalid arguments.
         """
-        models = _check_component_args(name, producer_version, schema_version, models, device)
+        models = _check_component_args(name, producer_version, schema_version, models, device,
+                                       batch_size, on_oom, retry)
         return ComponentCall(self, name, self._is_required(name, required), producer_version,
-                             schema_version, models, batch_size, device)
+                             schema_version, models, batch_size, device, on_oom, retry)
 
     def _is_required(self, name: str, declared: bool | None) -> bool:
         key = (name, declared)
@@ -402,25 +519,49 @@ def run(platform_id: str, video_id: str, *, profile: str | AnalysisProfile = "de
                flush_timeout_s=flush_timeout_s)
 
 
+def _accepts_batch_size(fn: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: assume not
+        return False
+    return any(p.name == "batch_size" or p.kind is p.VAR_KEYWORD for p in params)
+
+
 def component(name: str | None = None, *, producer_version: str | None = None,
               schema_version: str | None = None, models: Sequence[ModelRef] = (),
-              batch_size: int | None = None, device: str | None = None,
-              required: bool | None = None) -> Callable[[F], F]:
+              batch_size: int | BatchSizeChoice | None = None, device: str | None = None,
+              required: bool | None = None, on_oom: OomPolicy | None = None,
+              retry: RetryPolicy | None = None) -> Callable[[F], F]:
     """Decorate a sync or async function as component ``name`` (default: its __name__).
 
     Inside a run (including calls from worker threads of the run's process) each call is
     recorded like ``run.component(...)``; outside any run the function is called directly.
     A failing optional component returns ``None`` (best-effort).
+
+    With ``on_oom`` the function must take a ``batch_size`` argument: each attempt
+    receives the current size (a ``batch_size=`` given by the caller is the size to start
+    from). With ``on_oom`` or ``retry`` the whole call is the attempt that is repeated.
+
+    Raises:
+        ConfigError: invalid arguments, or ``on_oom`` on a function without
+            ``batch_size``.
     """
     def decorate(fn: F) -> F:
         component_name = name or fn.__name__
         frozen_models = _check_component_args(component_name, producer_version,
-                                              schema_version, models, device)
+                                              schema_version, models, device, batch_size,
+                                              on_oom, retry)
+        passes_batch_size = on_oom is not None
+        if passes_batch_size and not _accepts_batch_size(fn):
+            raise ConfigError(f"component {component_name!r}: on_oom needs the function to "
+                              "take a batch_size argument")
+        loops = on_oom is not None or retry is not None
 
-        def open_call(run: Run) -> ComponentCall:
+        def open_call(run: Run, kwargs: dict[str, Any]) -> ComponentCall:
+            size = kwargs.pop("batch_size", batch_size) if passes_batch_size else batch_size
             return ComponentCall(run, component_name, run._is_required(component_name, required),
-                                 producer_version, schema_version, frozen_models, batch_size,
-                                 device)
+                                 producer_version, schema_version, frozen_models, size,
+                                 device, on_oom, retry)
 
         if inspect.iscoroutinefunction(fn):
             @functools.wraps(fn)
@@ -428,8 +569,14 @@ def component(name: str | None = None, *, producer_version: str | None = None,
                 run = resolve_run()
                 if run is None:
                     return await fn(*args, **kwargs)
-                with open_call(run):
-                    return await fn(*args, **kwargs)
+                with open_call(run, kwargs) as c:
+                    if not loops:
+                        return await fn(*args, **kwargs)
+                    async for attempt in c.async_attempts():
+                        with attempt:
+                            if passes_batch_size:
+                                kwargs["batch_size"] = c.batch_size
+                            return await fn(*args, **kwargs)
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(fn)
@@ -437,8 +584,14 @@ def component(name: str | None = None, *, producer_version: str | None = None,
             run = resolve_run()
             if run is None:
                 return fn(*args, **kwargs)
-            with open_call(run):
-                return fn(*args, **kwargs)
+            with open_call(run, kwargs) as c:
+                if not loops:
+                    return fn(*args, **kwargs)
+                for attempt in c.attempts():
+                    with attempt:
+                        if passes_batch_size:
+                            kwargs["batch_size"] = c.batch_size
+                        return fn(*args, **kwargs)
         return wrapper  # type: ignore[return-value]
 
     if callable(name):  # used bare: @mlobs.component
@@ -455,6 +608,7 @@ class _UnobservedComponent:
     def set_items(self, n: int) -> None: ...
     def metric(self, name: str, value: float) -> None: ...
     def event(self, kind: str, **attributes: Any) -> None: ...
+    def set_prediction(self, model: ModelRef, prediction_status: str) -> None: ...
 
 
 _UNOBSERVED = _UnobservedComponent()

@@ -8,8 +8,9 @@ embedded defaults. The embedded default keeps everything under one root director
 * warehouse:  ``$MLOBS_DB_URL``, else ``sqlite:///<root>/warehouse.db``
 
 Other variables: ``MLOBS_SINKS`` (comma list of ``manifest``, ``warehouse``; empty string
-for none), ``MLOBS_SAMPLE_INTERVAL_MS`` (RSS sampler period, default 5),
-``MLOBS_DISABLED=1`` (record nothing at all).
+for none), ``MLOBS_SAMPLE_INTERVAL_MS`` (memory sampler period, default 5),
+``MLOBS_MEMORY_PROBES=0`` (no memory peaks at all), ``MLOBS_GPU_PROBES=0`` (no GPU peaks:
+neither torch's counters nor NVML), ``MLOBS_DISABLED=1`` (record nothing at all).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class Settings:
     db_url: str
     sinks: tuple[str, ...] = KNOWN_SINKS
     sample_interval_ms: float = 5.0
+    #: per-component memory peaks (RSS; GPU too unless ``gpu_probes`` is off).
+    memory_probes: bool = True
+    #: GPU peaks from torch's counters (when the user imported torch) and NVML.
+    gpu_probes: bool = True
     disabled: bool = False
     #: seconds a sink worker waits between batches when nobody asks it to flush.
     flush_interval_s: float = 0.05
@@ -62,6 +67,13 @@ def _parse_sinks(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _flag(env: dict[str, str] | os._Environ[str], name: str, default: bool) -> bool:
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    return value not in ("0", "false", "no", "off")
+
+
 def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
     """Settings from ``MLOBS_*`` variables over the embedded defaults.
 
@@ -81,13 +93,16 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         db_url=env.get("MLOBS_DB_URL") or default_db_url(root),
         sinks=_parse_sinks(env.get("MLOBS_SINKS", ",".join(KNOWN_SINKS))),
         sample_interval_ms=interval,
-        disabled=env.get("MLOBS_DISABLED", "").strip().lower() not in ("", "0", "false", "no"),
+        memory_probes=_flag(env, "MLOBS_MEMORY_PROBES", True),
+        gpu_probes=_flag(env, "MLOBS_GPU_PROBES", True),
+        disabled=_flag(env, "MLOBS_DISABLED", False),
     )
 
 
 def resolve_settings(*, root: str | os.PathLike[str] | None = None, db_url: str | None = None,
                      sinks: str | list[str] | tuple[str, ...] | None = None,
                      sample_interval_ms: float | None = None,
+                     memory_probes: bool | None = None, gpu_probes: bool | None = None,
                      disabled: bool | None = None) -> Settings:
     """Apply explicit arguments over :func:`settings_from_env`.
 
@@ -103,5 +118,6 @@ def resolve_settings(*, root: str | os.PathLike[str] | None = None, db_url: str 
     return base.with_overrides(
         root=new_root, db_url=db_url,
         sinks=_parse_sinks(sinks) if sinks is not None else None,
-        sample_interval_ms=sample_interval_ms, disabled=disabled,
+        sample_interval_ms=sample_interval_ms, memory_probes=memory_probes,
+        gpu_probes=gpu_probes, disabled=disabled,
     )

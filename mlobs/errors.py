@@ -5,7 +5,8 @@ Hierarchy::
     MlobsError                      base of everything mlobs raises
     ├── ConfigError                 bad arguments to configure()/run()/component()
     ├── ComponentError              raised *by user code* to end a component with an
-    │                               explicit error_code (ARCHITECTURE §3)
+    │   │                           explicit error_code (ARCHITECTURE §3)
+    │   └── ModelLoadFailed         error_code ``model_load_failed``: never retried
     └── WarehouseError              the SQL warehouse cannot be used
         ├── SchemaOutOfDateError    the database is not at the migrations' head revision
         └── InvalidRecordError      a record the warehouse refuses (names its id)
@@ -82,6 +83,17 @@ class ComponentError(MlobsError):
         super().__init__(message or code)
         self.code = code
         self.message = message
+
+
+class ModelLoadFailed(ComponentError):
+    """A model is missing or cannot be loaded: error_code ``model_load_failed``.
+
+    Never retried and never answered by another model: the component fails fast
+    (model system rules §7).
+    """
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__("model_load_failed", message)
 
 
 class Empty(Exception):

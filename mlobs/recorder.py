@@ -1,6 +1,6 @@
 """The Recorder: the in-process hub between the API and the sinks.
 
-It owns the configured sinks (each behind a :class:`BatchWorker`) and the RSS sampler.
+It owns the configured sinks (each behind a :class:`BatchWorker`) and the memory sampler.
 ``emit`` is the only thing the pipeline's thread calls per record: one deque append per
 sink. ``flush`` waits for the workers; at interpreter exit everything is flushed.
 The set of workers is replaced as a whole (copy-on-write) by ``configure``.
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlobs.config import Settings
-from mlobs.probes.rss import RssSampler
+from mlobs.probes.memory_sampler import MemorySampler, NoMemorySampler
 from mlobs.sinks.base import BatchWorker, Sink, SinkStats
 
 log = logging.getLogger("mlobs")
@@ -34,7 +34,11 @@ class Recorder:
         self.settings = settings
         self.workers: tuple[BatchWorker, ...] = tuple(
             BatchWorker(sink, flush_interval_s=settings.flush_interval_s) for sink in sinks)
-        self.sampler = RssSampler(settings.sample_interval_ms)
+        self.sampler: MemorySampler | NoMemorySampler = (
+            MemorySampler(settings.sample_interval_ms, gpu=settings.gpu_probes)
+            if settings.memory_probes else NoMemorySampler())
+        #: read per component start: torch's CUDA peak counters are probed only when on.
+        self.gpu_probes = settings.memory_probes and settings.gpu_probes
 
     def after_fork_in_child(self) -> None:
         """Give a forked child its own (empty) sink queues, threads and sampler."""

@@ -16,6 +16,7 @@ from typing import Any
 from mlobs.errors import ConfigError
 
 STATUSES = ("ok", "empty", "error")
+PREDICTION_STATUSES = ("ok", "degraded")
 RUN_STATUSES = ("running", "ok", "error")
 
 
@@ -133,7 +134,10 @@ class ComponentRecord:
     producer_version: str | None = None
     schema_version: str | None = None
     device_used: str | None = None
+    #: the batch size actually used (after any OOM degradation).
     batch_size: int | None = None
+    #: the batch size the component asked for, before any OOM degradation.
+    batch_size_requested: int | None = None
     models_used: list[ModelRef] = field(default_factory=list)
     model_signature: str | None = None
     cache_status: str | None = None
@@ -144,6 +148,9 @@ class ComponentRecord:
     peak_gpu_reserved_bytes: int | None = None
     oom_count: int = 0
     retry_count: int = 0
+    #: ``ok`` or ``degraded`` when a model fallback chain answered (model system rules
+    #: §11.2); ``None`` when the component used no fallback chain.
+    prediction_status: str | None = None
     items: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     events: list[EventRecord] = field(default_factory=list)

@@ -3,7 +3,8 @@
 One rollup row summarises the invocations of one component with one model_signature
 (``NULL`` when the component used no model) over one time bucket of ``started_at`` (UTC):
 invocation and run counts, p50/p95/p99 ``duration_ms``, error and empty rates, cache hit
-rate and p95 peak RSS. Rows are written back to the warehouse table ``component_rollups``
+rate, OOM rate, OOMs per run and retries, p95 peak RSS and GPU memory, and the rate of
+degraded predictions. Rows are written back to the warehouse table ``component_rollups``
 (schema: ARCHITECTURE §6, migrations) and may be exported to Parquet.
 
 DuckDB only reads the warehouse (attached read-only, see :mod:`mlobs.duckdb_connect`);
@@ -19,6 +20,16 @@ Definitions (each row's denominators are its own invocations):
 * ``cache_hit_rate``: hits / (hits + misses); ``bypass`` and no lookup (``NULL``) are not
   lookups. ``None`` when the group made no lookup.
 * ``p95_peak_rss_bytes``: over the invocations that recorded a peak; ``None`` if none did.
+* ``oom_rate``: fraction of invocations with ``oom_count > 0``.
+* ``mean_ooms_per_run``: ``sum(oom_count) / runs`` (OOM events, not invocations, per
+  distinct run).
+* ``retries``: ``sum(retry_count)``, transient retries inside the invocations.
+* ``p95_peak_gpu_allocated_bytes`` / ``p95_peak_gpu_reserved_bytes``: like
+  ``p95_peak_rss_bytes``, over the invocations that recorded that GPU peak; ``None`` if
+  none did.
+* ``degraded_rate``: invocations with ``prediction_status = 'degraded'`` / invocations
+  that set a ``prediction_status`` (``ok`` or ``degraded``: they used a model fallback
+  chain). ``None`` when none did.
 """
 
 from __future__ import annotations
@@ -52,8 +63,9 @@ _UPGRADE_HINT = "run `mlobs db upgrade` first"
 class RollupRow:
     """One row of ``component_rollups`` (without its autoincrement ``id``).
 
-    Timestamps are timezone-aware UTC; durations in milliseconds; rates are fractions in
-    [0, 1]; ``bucket_start`` is ``None`` for ``bucket_width == "all"``.
+    Timestamps are timezone-aware UTC; durations in milliseconds; memory peaks in bytes;
+    rates are fractions in [0, 1]; ``bucket_start`` is ``None`` for
+    ``bucket_width == "all"``. Definitions: the module docstring.
     """
 
     computed_at: datetime
@@ -70,6 +82,12 @@ class RollupRow:
     empty_rate: float
     cache_hit_rate: float | None
     p95_peak_rss_bytes: float | None
+    oom_rate: float
+    mean_ooms_per_run: float
+    retries: int
+    p95_peak_gpu_allocated_bytes: float | None
+    p95_peak_gpu_reserved_bytes: float | None
+    degraded_rate: float | None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: timestamps as ISO 8601 UTC strings."""
@@ -126,6 +144,11 @@ def _rollup_sql(bucket: str, alias: str, with_since: bool) -> str:
                CAST(cache_status AS VARCHAR)     AS cache_status,
                CAST(duration_ms AS DOUBLE)       AS duration_ms,
                CAST(peak_rss_bytes AS DOUBLE)    AS peak_rss_bytes,
+               CAST(peak_gpu_allocated_bytes AS DOUBLE) AS peak_gpu_allocated_bytes,
+               CAST(peak_gpu_reserved_bytes AS DOUBLE)  AS peak_gpu_reserved_bytes,
+               CAST(oom_count AS BIGINT)         AS oom_count,
+               CAST(retry_count AS BIGINT)       AS retry_count,
+               CAST(prediction_status AS VARCHAR) AS prediction_status,
                timezone('UTC', CAST(started_at AS TIMESTAMPTZ)) AS started_utc
         FROM {alias}.{SOURCE_TABLE}
     )
@@ -142,7 +165,15 @@ def _rollup_sql(bucket: str, alias: str, with_since: bool) -> str:
            count(*) FILTER (WHERE cache_status = 'hit')
              / nullif(count(*) FILTER (WHERE cache_status IN ('hit', 'miss')), 0)
                                                            AS cache_hit_rate,
-           quantile_cont(peak_rss_bytes, 0.95)             AS p95_peak_rss_bytes
+           quantile_cont(peak_rss_bytes, 0.95)             AS p95_peak_rss_bytes,
+           count(*) FILTER (WHERE oom_count > 0) / count(*) AS oom_rate,
+           CAST(sum(oom_count) AS DOUBLE) / count(DISTINCT run_id) AS mean_ooms_per_run,
+           CAST(sum(retry_count) AS BIGINT)                AS retries,
+           quantile_cont(peak_gpu_allocated_bytes, 0.95)   AS p95_peak_gpu_allocated_bytes,
+           quantile_cont(peak_gpu_reserved_bytes, 0.95)    AS p95_peak_gpu_reserved_bytes,
+           count(*) FILTER (WHERE prediction_status = 'degraded')
+             / nullif(count(*) FILTER (WHERE prediction_status IS NOT NULL), 0)
+                                                           AS degraded_rate
     FROM src
     {where}
     GROUP BY ALL
@@ -202,25 +233,37 @@ def compute_rollup(db_url: str, *, bucket: str = "all",
     try:
         attach_warehouse(con, db_url, alias="wh")
         try:
-            records = con.execute(_rollup_sql(bucket, "wh", since is not None),
-                                  params).fetchall()
+            cursor = con.execute(_rollup_sql(bucket, "wh", since is not None), params)
+            names = [column[0] for column in cursor.description]
+            records = cursor.fetchall()
         except duckdb.Error as exc:
             raise WarehouseError(
                 f"rollup query failed on {display_url(db_url)}: {exc}") from exc
     finally:
         con.close()
-    return [
-        RollupRow(computed_at=computed_at, bucket_width=bucket,
-                  bucket_start=None if start is None else start.replace(tzinfo=timezone.utc),
-                  component=component, model_signature=signature,
-                  invocations=int(invocations), runs=int(runs),
-                  p50_duration_ms=p50, p95_duration_ms=p95, p99_duration_ms=p99,
-                  error_rate=float(error_rate), empty_rate=float(empty_rate),
-                  cache_hit_rate=None if hit_rate is None else float(hit_rate),
-                  p95_peak_rss_bytes=rss)
-        for (start, component, signature, invocations, runs, p50, p95, p99, error_rate,
-             empty_rate, hit_rate, rss) in records
-    ]
+    return [_rollup_row(dict(zip(names, record)), computed_at, bucket) for record in records]
+
+
+#: RollupRow fields that are counts (ints), and the other numbers (floats or None).
+_INT_FIELDS = ("invocations", "runs", "retries")
+_FLOAT_FIELDS = ("p50_duration_ms", "p95_duration_ms", "p99_duration_ms", "error_rate",
+                 "empty_rate", "cache_hit_rate", "p95_peak_rss_bytes", "oom_rate",
+                 "mean_ooms_per_run", "p95_peak_gpu_allocated_bytes",
+                 "p95_peak_gpu_reserved_bytes", "degraded_rate")
+
+
+def _rollup_row(values: dict[str, Any], computed_at: datetime, bucket: str) -> RollupRow:
+    """A :class:`RollupRow` from one result row of :func:`_rollup_sql`, keyed by column."""
+    start = values.pop("bucket_start")
+    # The conversions pin the Python types whatever DuckDB picked for an expression.
+    for name in _INT_FIELDS:
+        values[name] = int(values[name])
+    for name in _FLOAT_FIELDS:
+        if values[name] is not None:
+            values[name] = float(values[name])
+    return RollupRow(computed_at=computed_at, bucket_width=bucket,
+                     bucket_start=None if start is None else start.replace(tzinfo=timezone.utc),
+                     **values)
 
 
 def write_rollup(db_url: str, rows: Sequence[RollupRow], bucket: str, *,
@@ -271,12 +314,12 @@ def write_rollup(db_url: str, rows: Sequence[RollupRow], bucket: str, *,
     return len(rows)
 
 
-_PARQUET_COLUMNS = """
-    computed_at TIMESTAMPTZ, bucket_width VARCHAR, bucket_start TIMESTAMPTZ,
-    component VARCHAR, model_signature VARCHAR, invocations BIGINT, runs BIGINT,
-    p50_duration_ms DOUBLE, p95_duration_ms DOUBLE, p99_duration_ms DOUBLE,
-    error_rate DOUBLE, empty_rate DOUBLE, cache_hit_rate DOUBLE, p95_peak_rss_bytes DOUBLE
-"""
+#: DuckDB type of each RollupRow field; the Parquet columns follow the field order.
+_PARQUET_TYPES: dict[str, str] = {
+    "computed_at": "TIMESTAMPTZ", "bucket_width": "VARCHAR", "bucket_start": "TIMESTAMPTZ",
+    "component": "VARCHAR", "model_signature": "VARCHAR",
+    **dict.fromkeys(_INT_FIELDS, "BIGINT"), **dict.fromkeys(_FLOAT_FIELDS, "DOUBLE"),
+}
 
 
 def export_parquet(rows: Sequence[RollupRow], path: str | Path) -> Path:
@@ -293,9 +336,10 @@ def export_parquet(rows: Sequence[RollupRow], path: str | Path) -> Path:
     target = Path(path).expanduser().resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     fields = [f.name for f in dataclasses.fields(RollupRow)]
+    columns = ", ".join(f"{name} {_PARQUET_TYPES[name]}" for name in fields)
     con = connect_duckdb()
     try:
-        con.execute(f"CREATE TEMP TABLE rollup ({_PARQUET_COLUMNS})")
+        con.execute(f"CREATE TEMP TABLE rollup ({columns})")
         if rows:
             con.executemany(f"INSERT INTO rollup VALUES ({', '.join('?' * len(fields))})",
                             [[getattr(r, name) for name in fields] for r in rows])
@@ -314,19 +358,33 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _mib(value: float | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.1f}"
+
+
 def format_rollup(rows: Sequence[RollupRow]) -> str:
     """A plain-text table of rollup rows, for terminals and logs.
 
     Columns: bucket start (only when some row has one, as ``YYYY-MM-DD HH:MM`` UTC),
     component, model_signature's first 12 characters (``-`` when none), invocations, runs,
-    p50/p95/p99 duration in ms, error %, empty %, cache hit % and p95 peak RSS in MiB
-    (``-`` where not measured).
+    p50/p95/p99 duration in ms, error %, empty %, cache hit %, OOM % (of invocations),
+    retries and p95 peak RSS in MiB; then p95 GPU allocated / reserved peaks in MiB only
+    when some row has one, and degraded % only when some row set a prediction_status.
+    ``-`` means not measured.
     """
     if not rows:
         return "(no component runs to roll up)"
     bucketed = any(r.bucket_start is not None for r in rows)
+    # Optional columns keep the usual table (CPU-only, no fallback chains) narrow.
+    gpu = any(r.p95_peak_gpu_allocated_bytes is not None
+              or r.p95_peak_gpu_reserved_bytes is not None for r in rows)
+    degraded = any(r.degraded_rate is not None for r in rows)
     headers = ["component", "model", "invocations", "runs", "p50 ms", "p95 ms", "p99 ms",
-               "error %", "empty %", "cache hit %", "p95 RSS MiB"]
+               "error %", "empty %", "cache hit %", "OOM %", "retries", "p95 RSS MiB"]
+    if gpu:
+        headers += ["p95 GPU alloc MiB", "p95 GPU rsvd MiB"]
+    if degraded:
+        headers.append("degraded %")
     if bucketed:
         headers.insert(0, "bucket (UTC)")
     table = []
@@ -334,8 +392,12 @@ def format_rollup(rows: Sequence[RollupRow]) -> str:
         line = [r.component, r.model_signature[:12] if r.model_signature else "-",
                 r.invocations, r.runs, _ms(r.p50_duration_ms), _ms(r.p95_duration_ms),
                 _ms(r.p99_duration_ms), _pct(r.error_rate), _pct(r.empty_rate),
-                _pct(r.cache_hit_rate),
-                "-" if r.p95_peak_rss_bytes is None else f"{r.p95_peak_rss_bytes / 2**20:.1f}"]
+                _pct(r.cache_hit_rate), _pct(r.oom_rate),
+                r.retries, _mib(r.p95_peak_rss_bytes)]
+        if gpu:
+            line += [_mib(r.p95_peak_gpu_allocated_bytes), _mib(r.p95_peak_gpu_reserved_bytes)]
+        if degraded:
+            line.append(_pct(r.degraded_rate))
         if bucketed:
             line.insert(0, "-" if r.bucket_start is None
                         else r.bucket_start.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"))

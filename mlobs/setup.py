@@ -15,6 +15,7 @@ from mlobs.sinks.base import Sink, SinkStats
 def configure(*, root: str | os.PathLike[str] | None = None, db_url: str | None = None,
               sinks: Sequence[str] | str | None = None,
               extra_sinks: Sequence[Sink] = (), sample_interval_ms: float | None = None,
+              memory_probes: bool | None = None, gpu_probes: bool | None = None,
               disabled: bool | None = None) -> Settings:
     """Configure mlobs for this process (optional: the embedded defaults need no call).
 
@@ -25,7 +26,10 @@ def configure(*, root: str | os.PathLike[str] | None = None, db_url: str | None 
         sinks: built-in sinks to enable, from ``"manifest"`` and ``"warehouse"``.
         extra_sinks: further sink objects (see :mod:`mlobs.sinks.base`), e.g. a
             ``mlobs.testing`` capture.
-        sample_interval_ms: RSS sampler period in milliseconds.
+        sample_interval_ms: memory sampler period in milliseconds.
+        memory_probes: record per-component memory peaks (default on).
+        gpu_probes: record GPU peaks from torch's counters and NVML (default on; costs
+            nothing on a machine without GPUs or when torch is not imported).
         disabled: record nothing (components still apply their status rules).
 
     Returns:
@@ -38,7 +42,9 @@ def configure(*, root: str | os.PathLike[str] | None = None, db_url: str | None 
     if active_runs:
         raise ConfigError("configure() cannot be called while a run is open")
     settings = resolve_settings(root=root, db_url=db_url, sinks=sinks,
-                                sample_interval_ms=sample_interval_ms, disabled=disabled)
+                                sample_interval_ms=sample_interval_ms,
+                                memory_probes=memory_probes, gpu_probes=gpu_probes,
+                                disabled=disabled)
     chosen = [] if settings.disabled else [*build_sinks(settings), *extra_sinks]
     set_recorder(Recorder(settings, chosen))
     return settings

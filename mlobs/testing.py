@@ -92,10 +92,12 @@ class Captured:
 
 
 @contextmanager
-def capture(*, sample_interval_ms: float = 5.0) -> Iterator[Captured]:
+def capture(*, sample_interval_ms: float = 5.0, memory_probes: bool = True
+            ) -> Iterator[Captured]:
     """Record into memory only, for the duration of the block."""
     sink = MemorySink()
-    settings = replace(settings_from_env(), sinks=(), sample_interval_ms=sample_interval_ms)
+    settings = replace(settings_from_env(), sinks=(), sample_interval_ms=sample_interval_ms,
+                       memory_probes=memory_probes)
     recorder = Recorder(settings, [sink])
     previous = set_recorder(recorder, shutdown_previous=False)
     try:

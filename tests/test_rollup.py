@@ -8,6 +8,7 @@ component_runs rows read back with SQLAlchemy and aggregated in Python with
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import uuid
@@ -67,8 +68,15 @@ def _populate(db_url: str, runs: list[RunRecord], components: list[ComponentReco
 
 def _records(seed: int = 7, n_runs: int = 36) -> tuple[list[RunRecord], list[ComponentRecord]]:
     """Runs over ~3 days; asr has two model signatures, chunking none, summarize one
-    that never looks up the cache nor records RSS (its rates must come out NULL)."""
+    that never looks up the cache nor records RSS (its rates must come out NULL).
+
+    OOMs, retries, GPU peaks and prediction statuses: only asr on fp16 (cuda) records GPU
+    peaks, each one sometimes missing; chunking never OOMs nor sets a prediction_status
+    (its degraded_rate must come out NULL); summarize always answers ``ok``.
+    """
     rng = random.Random(seed)
+    # A second generator for the fields of revision 0002, so the others keep their values.
+    extra = random.Random(seed + 1000)
     runs: list[RunRecord] = []
     components: list[ComponentRecord] = []
     for i in range(n_runs):
@@ -91,6 +99,11 @@ def _records(seed: int = 7, n_runs: int = 36) -> tuple[list[RunRecord], list[Com
             offset += timedelta(milliseconds=duration_ms + 1)
             status = rng.choices(["ok", "empty", "error"], weights=[6, 2, 1])[0]
             summarize = component == "summarize"
+            on_gpu = models is WHISPER_FP16
+            allocated = extra.randrange(500, 8000) * 2**20 \
+                if on_gpu and extra.random() < 0.8 else None
+            reserved = (allocated or 0) + extra.randrange(0, 1024) * 2**20 \
+                if on_gpu and extra.random() < 0.7 else None
             components.append(ComponentRecord(
                 component_run_id=str(uuid.uuid4()), run_id=run_id, component=component,
                 attempt=attempt, required=component != "chunking", status=status,
@@ -102,6 +115,13 @@ def _records(seed: int = 7, n_runs: int = 36) -> tuple[list[RunRecord], list[Com
                 cache_status=None if summarize else rng.choice(["hit", "miss", "bypass", None]),
                 peak_rss_bytes=None if summarize or rng.random() < 0.2
                 else rng.randrange(200, 4000) * 2**20,
+                peak_gpu_allocated_bytes=allocated, peak_gpu_reserved_bytes=reserved,
+                oom_count=0 if component == "chunking" else extra.choice([0, 0, 0, 1, 2]),
+                retry_count=extra.choice([0, 0, 1, 3]),
+                batch_size=8 if on_gpu else None,
+                batch_size_requested=extra.choice([8, 16]) if on_gpu else None,
+                prediction_status=("ok" if summarize else None if component == "chunking"
+                                   else extra.choice(["ok", "degraded", None])),
             ))
     return runs, components
 
@@ -131,7 +151,9 @@ def _reference(db_url: str, bucket: str, since: datetime | None = None) -> dict:
     engine = create_warehouse_engine(db_url)
     cols = [ComponentRun.component, ComponentRun.model_signature, ComponentRun.run_id,
             ComponentRun.status, ComponentRun.cache_status, ComponentRun.duration_ms,
-            ComponentRun.peak_rss_bytes, ComponentRun.started_at]
+            ComponentRun.peak_rss_bytes, ComponentRun.started_at,
+            ComponentRun.peak_gpu_allocated_bytes, ComponentRun.peak_gpu_reserved_bytes,
+            ComponentRun.oom_count, ComponentRun.retry_count, ComponentRun.prediction_status]
     with engine.connect() as conn:
         rows = conn.execute(sa.select(*cols)).all()
     engine.dispose()
@@ -148,9 +170,15 @@ def _reference(db_url: str, bucket: str, since: datetime | None = None) -> dict:
         hits = sum(m.cache_status == "hit" for m in members)
         lookups = sum(m.cache_status in ("hit", "miss") for m in members)
         rss = [m.peak_rss_bytes for m in members if m.peak_rss_bytes is not None]
+        allocated = [m.peak_gpu_allocated_bytes for m in members
+                     if m.peak_gpu_allocated_bytes is not None]
+        reserved = [m.peak_gpu_reserved_bytes for m in members
+                    if m.peak_gpu_reserved_bytes is not None]
+        predicted = [m.prediction_status for m in members if m.prediction_status is not None]
+        runs = len({m.run_id for m in members})
         out[key] = {
             "invocations": len(members),
-            "runs": len({m.run_id for m in members}),
+            "runs": runs,
             "p50_duration_ms": np.percentile(durations, 50),
             "p95_duration_ms": np.percentile(durations, 95),
             "p99_duration_ms": np.percentile(durations, 99),
@@ -158,6 +186,13 @@ def _reference(db_url: str, bucket: str, since: datetime | None = None) -> dict:
             "empty_rate": sum(m.status == "empty" for m in members) / len(members),
             "cache_hit_rate": hits / lookups if lookups else None,
             "p95_peak_rss_bytes": np.percentile(rss, 95) if rss else None,
+            "oom_rate": sum(m.oom_count > 0 for m in members) / len(members),
+            "mean_ooms_per_run": sum(m.oom_count for m in members) / runs,
+            "retries": sum(m.retry_count for m in members),
+            "p95_peak_gpu_allocated_bytes": np.percentile(allocated, 95) if allocated else None,
+            "p95_peak_gpu_reserved_bytes": np.percentile(reserved, 95) if reserved else None,
+            "degraded_rate": (predicted.count("degraded") / len(predicted)
+                              if predicted else None),
         }
     return out
 
@@ -173,6 +208,8 @@ def _assert_matches(rows: list[RollupRow], expected: dict) -> None:
                 assert actual is None, (key, name)
             else:
                 assert actual == pytest.approx(value, rel=1e-9), (key, name)
+        for name in ("invocations", "runs", "retries"):
+            assert type(getattr(row, name)) is int, (key, name)
 
 
 def _stored(db_url: str) -> list[dict]:
@@ -208,6 +245,48 @@ def test_rollup_all_shape(warehouse_url: str) -> None:
     summarize = by_key[("summarize", SIG_BART)]
     assert summarize.cache_hit_rate is None and summarize.p95_peak_rss_bytes is None
     assert all(r.bucket_start is None for r in rows)
+    # No fallback chain: no degraded rate; one that always answered: 0, not None.
+    chunking = by_key[("chunking", None)]
+    assert chunking.degraded_rate is None and summarize.degraded_rate == 0.0
+    assert chunking.oom_rate == 0.0 and chunking.mean_ooms_per_run == 0.0
+    # GPU peaks only where some invocation recorded one (asr on fp16).
+    fp32 = by_key[("asr", SIG_FP32)]
+    assert fp32.p95_peak_gpu_allocated_bytes is None
+    assert fp32.p95_peak_gpu_reserved_bytes is None
+    assert by_key[("asr", SIG_FP16)].p95_peak_gpu_allocated_bytes is not None
+
+
+def test_oom_retry_gpu_and_degraded_columns_on_known_rows(db_url: str) -> None:
+    """Hand-checkable numbers: one component over three runs, four invocations."""
+    runs = [RunRecord(run_id=str(uuid.uuid4()), platform_id="p", video_id=f"v{i}",
+                      status="ok", started_at=T0 + timedelta(minutes=i))
+            for i in range(3)]
+    # (run, attempt, oom_count, retry_count, allocated MiB, reserved MiB, prediction_status)
+    plan = [(0, 1, 2, 1, 1000, 1200, "degraded"), (0, 2, 0, 0, None, 1500, "ok"),
+            (1, 1, 1, 3, 3000, None, None), (2, 1, 0, 0, 2000, 2400, "ok")]
+    components = []
+    for run_index, attempt, ooms, retries, allocated, reserved, prediction in plan:
+        run = runs[run_index]
+        began = run.started_at + timedelta(seconds=attempt)
+        components.append(ComponentRecord(
+            component_run_id=str(uuid.uuid4()), run_id=run.run_id, component="asr",
+            attempt=attempt, required=True, status="ok", started_at=began,
+            finished_at=began + timedelta(milliseconds=10), duration_ms=10.0,
+            models_used=WHISPER_FP16, model_signature=SIG_FP16, oom_count=ooms,
+            retry_count=retries, prediction_status=prediction,
+            peak_gpu_allocated_bytes=None if allocated is None else allocated * 2**20,
+            peak_gpu_reserved_bytes=None if reserved is None else reserved * 2**20))
+    _populate(db_url, runs, components)
+    [row] = compute_rollup(db_url)
+    assert (row.invocations, row.runs) == (4, 3)
+    assert row.oom_rate == pytest.approx(2 / 4)          # two invocations had an OOM
+    assert row.mean_ooms_per_run == pytest.approx(3 / 3)  # three OOMs over three runs
+    assert row.retries == 4
+    # numpy.percentile's linear interpolation, by hand: 95 % of the way from the
+    # second-largest to the largest value (three values: index 1.9).
+    assert row.p95_peak_gpu_allocated_bytes == pytest.approx((2000 + 0.9 * 1000) * 2**20)
+    assert row.p95_peak_gpu_reserved_bytes == pytest.approx((1500 + 0.9 * 900) * 2**20)
+    assert row.degraded_rate == pytest.approx(1 / 3)     # of the three that set one
 
 
 def test_day_buckets_split_by_utc_day(warehouse_url: str) -> None:
@@ -266,6 +345,11 @@ def test_write_rollup_replaces_rows_of_its_bucket(warehouse_url: str) -> None:
         assert row["p95_duration_ms"] == pytest.approx(expected.p95_duration_ms)
         assert row["cache_hit_rate"] == (None if expected.cache_hit_rate is None
                                          else pytest.approx(expected.cache_hit_rate))
+        for name in ("oom_rate", "mean_ooms_per_run", "retries",
+                     "p95_peak_gpu_allocated_bytes", "p95_peak_gpu_reserved_bytes",
+                     "degraded_rate"):
+            value = getattr(expected, name)
+            assert row[name] == (None if value is None else pytest.approx(value)), name
     day_starts = {row["bucket_start"] for row in by_width["day"]}
     assert day_starts == {r.bucket_start for r in day_rows}
 
@@ -387,7 +471,8 @@ def test_format_rollup_columns(sqlite_warehouse: str) -> None:
     text = format_rollup(rows)
     lines = text.splitlines()
     for header in ("component", "model", "invocations", "runs", "p50 ms", "p95 ms",
-                   "p99 ms", "error %", "empty %", "cache hit %", "p95 RSS MiB"):
+                   "p99 ms", "error %", "empty %", "cache hit %", "OOM %", "retries",
+                   "p95 RSS MiB", "p95 GPU alloc MiB", "p95 GPU rsvd MiB", "degraded %"):
         assert header in lines[0]
     asr = next(line for line in lines if line.startswith("asr") and SIG_FP16[:12] in line)
     assert SIG_FP16[:13] not in asr
@@ -396,9 +481,26 @@ def test_format_rollup_columns(sqlite_warehouse: str) -> None:
     row = next(r for r in rows if r.component == "asr" and r.model_signature == SIG_FP16)
     assert f"{row.p95_peak_rss_bytes / 2**20:.1f}" in asr
     assert f"{100 * row.error_rate:.1f}" in asr
+    assert f"{row.p95_peak_gpu_allocated_bytes / 2**20:.1f}" in asr
+    assert f"{100 * row.oom_rate:.1f}" in asr and f" {row.retries} " in asr
     day_text = format_rollup(compute_rollup(sqlite_warehouse, bucket="day"))
     assert day_text.splitlines()[0].startswith("bucket (UTC)")
     assert "2024-05-01 00:00" in day_text
+
+
+def test_format_rollup_leaves_out_gpu_and_degraded_columns_nobody_has(
+        sqlite_warehouse: str) -> None:
+    rows = [dataclasses.replace(r, p95_peak_gpu_allocated_bytes=None,
+                                p95_peak_gpu_reserved_bytes=None, degraded_rate=None)
+            for r in compute_rollup(sqlite_warehouse)]
+    header = format_rollup(rows).splitlines()[0]
+    assert "OOM %" in header and "retries" in header
+    assert "GPU" not in header and "degraded" not in header
+    # One row with a reserved peak only is enough to show both GPU columns.
+    rows[0] = dataclasses.replace(rows[0], p95_peak_gpu_reserved_bytes=2.0 * 2**30)
+    lines = format_rollup(rows).splitlines()
+    assert "p95 GPU alloc MiB" in lines[0] and "p95 GPU rsvd MiB" in lines[0]
+    assert lines[2].split()[-2:] == ["-", "2048.0"]
 
 
 def test_export_parquet_round_trip(sqlite_warehouse: str, tmp_path) -> None:
@@ -407,11 +509,17 @@ def test_export_parquet_round_trip(sqlite_warehouse: str, tmp_path) -> None:
     con = connect_duckdb()
     back = con.execute(
         "SELECT timezone('UTC', bucket_start), component, model_signature, invocations, "
-        "p95_duration_ms, cache_hit_rate FROM read_parquet(?) "
-        "ORDER BY 1, 2, 3 NULLS FIRST", [str(path)]).fetchall()
+        "p95_duration_ms, cache_hit_rate, oom_rate, mean_ooms_per_run, retries, "
+        "p95_peak_gpu_allocated_bytes, p95_peak_gpu_reserved_bytes, degraded_rate "
+        "FROM read_parquet(?) ORDER BY 1, 2, 3 NULLS FIRST", [str(path)]).fetchall()
+    columns = [c[0] for c in con.execute("SELECT * FROM read_parquet(?) LIMIT 0",
+                                         [str(path)]).description]
     con.close()
+    assert columns == [f.name for f in dataclasses.fields(RollupRow)]
     assert back == [(r.bucket_start.replace(tzinfo=None), r.component, r.model_signature,
-                     r.invocations, r.p95_duration_ms, r.cache_hit_rate) for r in rows]
+                     r.invocations, r.p95_duration_ms, r.cache_hit_rate, r.oom_rate,
+                     r.mean_ooms_per_run, r.retries, r.p95_peak_gpu_allocated_bytes,
+                     r.p95_peak_gpu_reserved_bytes, r.degraded_rate) for r in rows]
 
 
 # ------------------------------------------------------------------------------- CLI
@@ -441,6 +549,8 @@ def test_cli_json_no_write_and_parquet(sqlite_warehouse: str, tmp_path, capsys) 
     data = json.loads(out)
     assert data and {d["bucket_width"] for d in data} == {"day"}
     assert data[0]["bucket_start"] == "2024-05-01T00:00:00+00:00"
+    assert all(set(d) == {f.name for f in dataclasses.fields(RollupRow)} for d in data)
+    assert all(type(d["retries"]) is int and 0 <= d["oom_rate"] <= 1 for d in data)
     assert parquet.is_file()
     assert _stored(sqlite_warehouse) == []
 

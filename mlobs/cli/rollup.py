@@ -5,8 +5,10 @@ Usage::
     mlobs rollup [--db-url URL] [--bucket all|hour|day] [--since ISO] [--parquet PATH]
                  [--json] [--no-write]
 
-The table (or, with ``--json``, a JSON array) goes to stdout; progress and errors go to
-stderr so that stdout stays machine-readable.
+The table (or, with ``--json``, a JSON array with every column of ``RollupRow``) goes to
+stdout; progress and errors go to stderr so that stdout stays machine-readable. The table
+shows the GPU peak columns only when some row has one, and degraded % only when some
+component used a model fallback chain.
 """
 
 from __future__ import annotations
@@ -49,9 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "rollup", help="compute per-component rollups (DuckDB) and store them",
         description="Compute per component x model_signature (x time bucket) counts, "
-                    "duration percentiles, error/empty/cache-hit rates and memory peaks "
-                    "from the warehouse, print them, and replace the rows of that bucket "
-                    f"width in {ROLLUP_TABLE}.")
+                    "duration percentiles, error/empty/cache-hit/OOM/degraded rates, "
+                    "OOMs per run, retries and RSS/GPU memory peaks from the warehouse, "
+                    "print them, and replace the rows of that bucket width in "
+                    f"{ROLLUP_TABLE}.")
     parser.add_argument("--db-url", default=None, metavar="URL",
                         help="warehouse URL (default: $MLOBS_DB_URL, else the embedded "
                              "SQLite warehouse under $MLOBS_ROOT)")

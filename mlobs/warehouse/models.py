@@ -43,7 +43,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from mlobs.limits import CODE_MAX_CHARS, NAME_MAX_CHARS
-from mlobs.records import RUN_STATUSES, STATUSES
+from mlobs.records import PREDICTION_STATUSES, RUN_STATUSES, STATUSES
 
 #: Constraint/index names (SQLAlchemy naming convention tokens). Kept short enough for
 #: PostgreSQL's 63-character identifier limit with the current tables.
@@ -157,6 +157,9 @@ class ComponentRun(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "component", "attempt"),
         CheckConstraint(_in("status", STATUSES), name="status"),
+        # NULL passes (no fallback chain): a CHECK only refuses rows where it is false.
+        CheckConstraint(_in("prediction_status", PREDICTION_STATUSES),
+                        name="prediction_status"),
         Index("ix_component_runs_component_model_signature", "component", "model_signature"),
         Index("ix_component_runs_started_at", "started_at"),
         # No separate run_id index: the unique constraint's index leads with run_id.
@@ -181,6 +184,7 @@ class ComponentRun(Base):
     schema_version: Mapped[str | None] = mapped_column(String(NAME_LEN))
     device_used: Mapped[str | None] = mapped_column(String(CODE_LEN))
     batch_size: Mapped[int | None] = mapped_column(Integer)
+    batch_size_requested: Mapped[int | None] = mapped_column(Integer)
     # A reference without a foreign key: the signature row is written in the same
     # transaction, and rollups join on it without needing the constraint.
     model_signature: Mapped[str | None] = mapped_column(String(HASH_LEN))
@@ -195,6 +199,7 @@ class ComponentRun(Base):
     peak_gpu_reserved_bytes: Mapped[int | None] = mapped_column(BigInteger)
     oom_count: Mapped[int] = mapped_column(Integer)
     retry_count: Mapped[int] = mapped_column(Integer)
+    prediction_status: Mapped[str | None] = mapped_column(String(STATUS_LEN))
     items: Mapped[int | None] = mapped_column(BigInteger)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
 
@@ -224,7 +229,8 @@ class ComponentRollup(Base):
     """Per component × model_signature × time bucket aggregates (DuckDB rollup job).
 
     ``bucket_width`` is ``'all'`` (``bucket_start`` NULL), ``'hour'`` or ``'day'``;
-    rates are fractions in [0, 1]; durations in milliseconds.
+    rates are fractions in [0, 1]; durations in milliseconds; memory peaks in bytes.
+    Definitions: :mod:`mlobs.rollup`.
     """
 
     __tablename__ = "component_rollups"
@@ -248,6 +254,14 @@ class ComponentRollup(Base):
     empty_rate: Mapped[float] = mapped_column(Float)
     cache_hit_rate: Mapped[float | None] = mapped_column(Float)
     p95_peak_rss_bytes: Mapped[float | None] = mapped_column(Float)
+    # Added by revision 0002. oom_rate, mean_ooms_per_run and retries are NULL only in
+    # rows computed before it (the migration invents no values for them).
+    oom_rate: Mapped[float | None] = mapped_column(Float)
+    mean_ooms_per_run: Mapped[float | None] = mapped_column(Float)
+    retries: Mapped[int | None] = mapped_column(Integer)
+    p95_peak_gpu_allocated_bytes: Mapped[float | None] = mapped_column(Float)
+    p95_peak_gpu_reserved_bytes: Mapped[float | None] = mapped_column(Float)
+    degraded_rate: Mapped[float | None] = mapped_column(Float)
 
 
 #: Every table the migrations create (Alembic's own version table excluded).

@@ -45,6 +45,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from mlobs.errors import InvalidRecordError, WarehouseError
 from mlobs.records import (
+    PREDICTION_STATUSES,
     RUN_STATUSES,
     STATUSES,
     ComponentRecord,
@@ -467,6 +468,12 @@ class _ComponentBatch:
         _check_columns(row, _COMPONENT_CHECKS, what)
         if row["status"] not in STATUSES:
             raise _InvalidRecord(f"{what}: status {row['status']!r} is not one of {STATUSES}")
+        # Checked here too so that both backends refuse it with this message, not with
+        # an IntegrityError from ck_component_runs_prediction_status.
+        if row["prediction_status"] is not None \
+                and row["prediction_status"] not in PREDICTION_STATUSES:
+            raise _InvalidRecord(f"{what}: prediction_status {row['prediction_status']!r} "
+                                 f"is not one of {PREDICTION_STATUSES} or None")
         if not (_aware(row["started_at"]) and _aware(row["finished_at"])):
             raise _InvalidRecord(f"{what}: started_at and finished_at must be timezone-aware "
                                  "datetimes")

@@ -64,8 +64,9 @@ def test_rollup_agrees_with_direct_sql_on_the_same_rows(demo_root):
     engine = create_engine(url)
     with engine.connect() as conn:
         records = conn.execute(text(
-            "SELECT component, model_signature, run_id, status, duration_ms, peak_rss_bytes "
-            "FROM component_runs")).all()
+            "SELECT component, model_signature, run_id, status, duration_ms, peak_rss_bytes, "
+            "oom_count, retry_count, peak_gpu_allocated_bytes, peak_gpu_reserved_bytes, "
+            "prediction_status FROM component_runs")).all()
     groups: dict = {}
     for record in records:
         groups.setdefault((record.component, record.model_signature), []).append(record)
@@ -84,6 +85,20 @@ def test_rollup_agrees_with_direct_sql_on_the_same_rows(demo_root):
             sum(r.status == "empty" for r in group) / len(group))
         assert rollup.p95_peak_rss_bytes == pytest.approx(
             np.percentile([r.peak_rss_bytes for r in group], 95))
+        runs = len({r.run_id for r in group})
+        assert rollup.oom_rate == pytest.approx(
+            sum(r.oom_count > 0 for r in group) / len(group))
+        assert rollup.mean_ooms_per_run == pytest.approx(
+            sum(r.oom_count for r in group) / runs)
+        assert rollup.retries == sum(r.retry_count for r in group)
+        for column in ("peak_gpu_allocated_bytes", "peak_gpu_reserved_bytes"):
+            peaks = [getattr(r, column) for r in group if getattr(r, column) is not None]
+            got = getattr(rollup, f"p95_{column}")
+            assert got == (pytest.approx(np.percentile(peaks, 95)) if peaks else None), column
+        predicted = [r.prediction_status for r in group if r.prediction_status is not None]
+        assert rollup.degraded_rate == (
+            pytest.approx(predicted.count("degraded") / len(predicted)) if predicted
+            else None)
     # the demo's optional summary really shows both failure modes in the rollup
     summary = [r for (component, _), r in rows.items() if component == "summary"]
     assert summary and summary[0].empty_rate + summary[0].error_rate > 0

@@ -6,6 +6,9 @@ Compares, per call of a no-op function, in microseconds (median over batches):
 * two clocks:  a bare decorator reading ``perf_counter_ns`` twice
 * otel span:   an OpenTelemetry SDK span with no span processors
 * mlobs:       ``@mlobs.component`` inside a run, manifest and warehouse sinks on
+* memory probes: the same with memory probes on (GPU probes off) against memory probes
+  off; their difference is what the start/end RSS readings and the sampler's bookkeeping
+  cost the caller's thread (target ≤ 2 µs)
 
 Runs of ``COMPONENTS_PER_RUN`` components each, so run start/end is not in the figures.
 """
@@ -61,9 +64,9 @@ def otel_span_call() -> Callable[[], None]:
     return call
 
 
-def mlobs_per_call_us(root: str) -> tuple[float, dict[str, int]]:
+def mlobs_per_call_us(root: str, **settings: bool) -> tuple[float, dict[str, int]]:
     import mlobs
-    mlobs.configure(root=root, sinks=["manifest", "warehouse"])
+    mlobs.configure(root=root, sinks=["manifest", "warehouse"], **settings)
     instrumented = mlobs.component("noop")(noop)
     samples = []
     for _ in range(BATCHES // (COMPONENTS_PER_RUN // BATCH) + 5):
@@ -83,6 +86,11 @@ def main() -> dict[str, float]:
         clocks = per_call_us(two_clocks(noop))
         otel = per_call_us(otel_span_call())
         instrumented, lost = mlobs_per_call_us(root)
+        # Alternate the two settings so drift in machine load hits both alike.
+        probes_on, probes_off = [], []
+        for _ in range(3):
+            probes_off.append(mlobs_per_call_us(root, memory_probes=False)[0])
+            probes_on.append(mlobs_per_call_us(root, memory_probes=True, gpu_probes=False)[0])
     print("caller-thread cost per component call (median, µs)")
     rows = [("bare no-op", bare), ("decorator + 2 perf_counter_ns", clocks),
             ("OpenTelemetry SDK span (no processors)", otel),
@@ -94,8 +102,16 @@ def main() -> dict[str, float]:
           f"(target ≤ 5 µs: {'met' if overhead <= 5 else 'NOT met'}); "
           f"{overhead / (otel - bare):.2f}× an otel span's overhead")
     print(f"  records failed or dropped by sinks during the run: {lost}")
+    on, off = statistics.median(probes_on), statistics.median(probes_off)
+    extra = on - off
+    print("memory probes (median of 3 alternating rounds, µs per component)")
+    print(f"  memory probes off                              {off:8.3f} µs")
+    print(f"  memory probes on, GPU probes off               {on:8.3f} µs")
+    print(f"  memory probes' extra cost: {extra:.3f} µs "
+          f"(target ≤ 2 µs: {'met' if extra <= 2 else 'NOT met'}); "
+          f"{on / off:.2f}× the cost without them")
     return {"bare_us": bare, "two_clocks_us": clocks, "otel_span_us": otel,
-            "mlobs_us": instrumented}
+            "mlobs_us": instrumented, "memory_probes_extra_us": extra}
 
 
 if __name__ == "__main__":

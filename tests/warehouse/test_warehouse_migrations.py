@@ -1,17 +1,33 @@
-"""Alembic migrations: up/down/up, schema equal to the models, and the schema check."""
+"""Alembic migrations: up/down/up, schema equal to the models, rows kept across
+revisions, and the schema check."""
 
 from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import func, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 
 from mlobs.errors import SchemaOutOfDateError, WarehouseError
+from mlobs.records import ComponentRecord, RunRecord
 from mlobs.warehouse import migrate
 from mlobs.warehouse.engine import create_warehouse_engine
-from mlobs.warehouse.models import TABLE_NAMES, Base
-from mlobs.warehouse.store import WarehouseStore
+from mlobs.warehouse.models import TABLE_NAMES, Base, ComponentRollup
+from mlobs.warehouse.store import COMPONENTS, EVENTS, RUNS, SIGNATURES, WarehouseStore
+
+HEAD = "0002"
+ROLLUPS = ComponentRollup.__table__
+#: Columns revision 0002 adds, per table.
+NEW_IN_0002 = {
+    "component_runs": {"batch_size_requested", "prediction_status"},
+    "component_rollups": {"oom_rate", "mean_ooms_per_run", "retries",
+                          "p95_peak_gpu_allocated_bytes", "p95_peak_gpu_reserved_bytes",
+                          "degraded_rate"},
+}
 
 
 def _tables(db_url: str) -> set[str]:
@@ -23,8 +39,35 @@ def _tables(db_url: str) -> set[str]:
         engine.dispose()
 
 
-def test_head_is_the_initial_revision_and_scripts_are_found():
-    assert migrate.head_revision() == "0001"
+def _columns(db_url: str, table: str) -> set[str]:
+    engine = create_warehouse_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return {c["name"] for c in inspect(conn).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+def _check_names(db_url: str, table: str) -> set[str]:
+    engine = create_warehouse_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return {c["name"] for c in inspect(conn).get_check_constraints(table)}
+    finally:
+        engine.dispose()
+
+
+def _schema_diff(db_url: str) -> list:
+    engine = create_warehouse_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    finally:
+        engine.dispose()
+
+
+def test_head_is_0002_and_scripts_are_found():
+    assert migrate.head_revision() == HEAD
     assert (migrate.migrations_dir() / "env.py").is_file()
 
 
@@ -47,19 +90,25 @@ def test_upgrade_downgrade_upgrade(db_url):
     assert _tables(db_url) == set()
 
     migrate.upgrade(db_url, "head")
-    assert migrate.current_revision(db_url) == "0001"
+    assert migrate.current_revision(db_url) == HEAD
     assert _tables(db_url) == set(TABLE_NAMES)
+
+    # One revision at a time, both ways.
+    migrate.downgrade(db_url, "0001")
+    assert migrate.current_revision(db_url) == "0001"
+    for table, added in NEW_IN_0002.items():
+        assert not _columns(db_url, table) & added, table
+    assert "ck_component_runs_prediction_status" not in _check_names(db_url, "component_runs")
+    migrate.upgrade(db_url, "0002")
+    assert migrate.current_revision(db_url) == HEAD
+    for table, added in NEW_IN_0002.items():
+        assert added <= _columns(db_url, table), table
+    assert _schema_diff(db_url) == []
 
 
 def test_migrated_schema_matches_the_models(db_url):
     migrate.upgrade(db_url)
-    engine = create_warehouse_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-    finally:
-        engine.dispose()
-    assert diff == []
+    assert _schema_diff(db_url) == []
 
 
 def test_opening_an_empty_database_says_what_to_run(db_url):
@@ -68,7 +117,7 @@ def test_opening_an_empty_database_says_what_to_run(db_url):
     message = str(caught.value)
     assert "mlobs db upgrade" in message
     assert "revision None (empty)" in message
-    assert "needs 0001" in message
+    assert f"needs {HEAD}" in message
 
 
 def test_opening_a_downgraded_database_is_refused(sqlite_url):
@@ -93,7 +142,7 @@ def test_unknown_newer_revision_is_refused_with_its_own_advice(sqlite_url):
 def test_init_if_new_creates_the_schema_of_an_empty_database(db_url):
     store = WarehouseStore(db_url, init_if_new=True)
     store.close()
-    assert migrate.current_revision(db_url) == "0001"
+    assert migrate.current_revision(db_url) == HEAD
 
 
 def test_init_if_new_leaves_a_foreign_database_alone(sqlite_url):
@@ -124,4 +173,157 @@ def test_alembic_config_from_url_runs_env_with_its_own_engine(sqlite_url):
     from alembic import command
 
     command.upgrade(migrate.alembic_config(sqlite_url), "head")
-    assert migrate.current_revision(sqlite_url) == "0001"
+    assert migrate.current_revision(sqlite_url) == HEAD
+
+
+# -- revision 0002 on a warehouse holding rows ---------------------------------------------
+
+#: component_runs columns at revision 0001.
+COMPONENT_COLUMNS_0001 = set(COMPONENTS.c.keys()) - NEW_IN_0002["component_runs"]
+ROLLUP_COLUMNS_0001 = set(ROLLUPS.c.keys()) - NEW_IN_0002["component_rollups"] - {"id"}
+ROLLUP_0001 = {
+    "computed_at": datetime(2026, 5, 10, 3, 0, tzinfo=timezone.utc), "bucket_width": "all",
+    "bucket_start": None, "component": "asr", "model_signature": "a" * 64,
+    "invocations": 4, "runs": 3, "p50_duration_ms": 10.5, "p95_duration_ms": 20.25,
+    "p99_duration_ms": 21.0, "error_rate": 0.25, "empty_rate": 0.0, "cache_hit_rate": None,
+    "p95_peak_rss_bytes": 3.5e9,
+}
+
+
+def _write_as_0001(db_url: str, run: RunRecord, components: list[ComponentRecord]) -> None:
+    """Write records with the columns revision 0001 has, as an mlobs of that revision did
+    (the statements name only the columns given, so they run against the 0001 schema)."""
+    signatures = {c.model_signature: [m.to_dict() for m in c.models_used]
+                  for c in components if c.model_signature}
+    engine = create_warehouse_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(RUNS.insert(), [dict(vars(run))])
+            conn.execute(SIGNATURES.insert(), [
+                {"model_signature": sig, "models": models, "first_seen_at": run.started_at}
+                for sig, models in signatures.items()])
+            conn.execute(COMPONENTS.insert(), [
+                {**{k: v for k, v in vars(c).items() if k in COMPONENT_COLUMNS_0001},
+                 "models_used_override": None} for c in components])
+            conn.execute(EVENTS.insert(), [
+                {**dict(vars(e)), "seq": seq} for c in components
+                for seq, e in enumerate(c.events)])
+            conn.execute(ROLLUPS.insert(), [ROLLUP_0001])
+    finally:
+        engine.dispose()
+
+
+def _counts(db_url: str) -> dict[str, int]:
+    engine = create_warehouse_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+                    for t in (RUNS, COMPONENTS, SIGNATURES, EVENTS)}
+    finally:
+        engine.dispose()
+
+
+def _refused(db_url: str, statement, rows) -> bool:
+    engine = create_warehouse_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(statement, rows)
+    except IntegrityError:
+        return True
+    finally:
+        engine.dispose()
+    return False
+
+
+def _assert_constraints_hold(db_url: str, run: RunRecord,
+                             components: list[ComponentRecord]) -> None:
+    """The constraints SQLite's batch mode must carry over when it copies component_runs
+    (autogenerate does not compare CHECK constraints or ON DELETE rules)."""
+    first = {k: v for k, v in vars(components[0]).items() if k in COMPONENT_COLUMNS_0001}
+    fresh = {**first, "component_run_id": "ffffffff-0000-0000-0000-000000000000",
+             "attempt": 9, "models_used_override": None}
+    assert _refused(db_url, COMPONENTS.insert(), [{**fresh, "status": "failed"}])  # check
+    assert _refused(db_url, COMPONENTS.insert(), [{**fresh, "attempt": 1}])  # unique
+    assert _refused(db_url, COMPONENTS.insert(), [{**fresh, "run_id": "no-such-run"}])  # fk
+    # ON DELETE CASCADE from runs to component_runs and events (the events foreign key
+    # points at the copied table).
+    engine = create_warehouse_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(RUNS.delete().where(RUNS.c.run_id == run.run_id))
+    finally:
+        engine.dispose()
+    counts = _counts(db_url)
+    assert counts["component_runs"] == counts["events"] == 0
+
+
+def test_0002_keeps_the_rows_of_a_0001_warehouse(db_url, make_run):
+    migrate.upgrade(db_url, "0001")
+    run, components = make_run()
+    _write_as_0001(db_url, run, components)
+    before = _counts(db_url)
+    assert before == {"runs": 1, "component_runs": 5, "model_signatures": 3, "events": 2}
+
+    migrate.upgrade(db_url)
+    assert migrate.current_revision(db_url) == HEAD
+    assert _counts(db_url) == before
+    assert _schema_diff(db_url) == []
+    with WarehouseStore(db_url) as store:
+        got_run, got_components = store.get_run(run.run_id)
+    # The new fields read back as "not recorded", everything else as written.
+    assert got_run == run
+    assert got_components == components
+    assert all(c.batch_size_requested is None and c.prediction_status is None
+               for c in got_components)
+    engine = create_warehouse_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rollup = dict(conn.execute(select(ROLLUPS)).one()._mapping)
+    finally:
+        engine.dispose()
+    assert {k: rollup[k] for k in ROLLUP_COLUMNS_0001} == ROLLUP_0001
+    assert all(rollup[k] is None for k in NEW_IN_0002["component_rollups"])
+    _assert_constraints_hold(db_url, run, components)
+
+
+def test_0002_refuses_an_unknown_prediction_status_and_accepts_null(db_url, make_run):
+    migrate.upgrade(db_url)
+    run, components = make_run()
+    with WarehouseStore(db_url) as store:
+        store.write([run], components)
+    row = {**{k: v for k, v in vars(components[0]).items() if k in COMPONENTS.c},
+           "component_run_id": "ffffffff-0000-0000-0000-000000000000", "attempt": 2,
+           "models_used_override": None}
+    # Past the store's own validation: the database itself refuses it.
+    assert _refused(db_url, COMPONENTS.insert(), [{**row, "prediction_status": "fallback"}])
+    assert not _refused(db_url, COMPONENTS.insert(), [{**row, "prediction_status": None}])
+    assert "ck_component_runs_prediction_status" in _check_names(db_url, "component_runs")
+
+
+def test_downgrade_to_0001_keeps_the_rows_and_upgrade_restores_the_columns(db_url,
+                                                                            make_run):
+    migrate.upgrade(db_url)
+    run, components = make_run()
+    components[0].batch_size_requested = 32
+    components[0].prediction_status = "degraded"
+    components[2].prediction_status = "ok"
+    with WarehouseStore(db_url) as store:
+        store.write([run], components)
+    before = _counts(db_url)
+
+    migrate.downgrade(db_url, "0001")
+    assert migrate.current_revision(db_url) == "0001"
+    assert _counts(db_url) == before
+    assert _columns(db_url, "component_runs") == COMPONENT_COLUMNS_0001
+    assert _columns(db_url, "component_rollups") == ROLLUP_COLUMNS_0001 | {"id"}
+    assert _check_names(db_url, "component_runs") == {"ck_component_runs_status"}
+
+    # Back at head: the rows are there, the values only 0002 could hold are gone.
+    migrate.upgrade(db_url)
+    assert _counts(db_url) == before
+    with WarehouseStore(db_url) as store:
+        _, got_components = store.get_run(run.run_id)
+    cleared = [dataclasses.replace(c, batch_size_requested=None, prediction_status=None)
+               for c in components]
+    assert got_components == cleared
+    _assert_constraints_hold(db_url, run, components)

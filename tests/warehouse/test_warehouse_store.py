@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import threading
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
+import jsonschema
 import pytest
 from sqlalchemy import func, select
 
 from mlobs.errors import WarehouseError
+from mlobs.ingest import ingest_manifests
+from mlobs.manifest import ManifestText, write_manifest
 from mlobs.records import ComponentRecord, EventRecord, RunRecord
 from mlobs.signature import model_signature
 from mlobs.warehouse.store import COMPONENTS, EVENTS, RUNS, SIGNATURES, WarehouseStore
+
+MANIFEST_SCHEMA = json.loads(
+    (Path(__file__).parents[2] / "docs" / "manifest.schema.json").read_text())
 
 
 @pytest.fixture
@@ -63,6 +71,74 @@ def test_round_trip_of_manifest_form(store, make_run):
     got_run, got_components = store.get_run(run.run_id)
     assert got_run.to_dict() == run.to_dict()
     assert [c.to_dict() for c in got_components] == [c.to_dict() for c in components]
+
+
+def _with_fallbacks(components: list[ComponentRecord]) -> list[ComponentRecord]:
+    """The fixture's components with every value of the fields added by revision 0002:
+    asr degraded after halving its batch, embedding answered by its first model."""
+    asr, cleaning, embedding, faces, summary = components
+    asr.batch_size_requested, asr.prediction_status = 32, "degraded"
+    embedding.batch_size_requested, embedding.prediction_status = 64, "ok"
+    summary.batch_size_requested = 4  # degraded to 1, then failed: no prediction
+    return components
+
+
+def test_batch_size_requested_and_prediction_status_round_trip(store, make_run):
+    run, components = make_run()
+    _with_fallbacks(components)
+    store.write([run], components)
+    assert store.get_run(run.run_id) == (run, components)
+    with store.engine.connect() as conn:
+        stored = {row.component: (row.batch_size, row.batch_size_requested,
+                                  row.prediction_status)
+                  for row in conn.execute(select(COMPONENTS))}
+    assert stored == {"asr": (16, 32, "degraded"), "cleaning": (None, None, None),
+                      "embedding": (64, 64, "ok"), "faces": (8, None, None),
+                      "summarization": (1, 4, None)}
+
+
+def test_ingested_manifests_carry_the_new_fields_and_old_ones_still_load(store, make_run,
+                                                                        tmp_path):
+    run, components = make_run()
+    _with_fallbacks(components)
+    text = ManifestText(run)
+    for component in components:
+        text.add_component(component)
+    new = tmp_path / "new" / "manifest.json"
+    new.parent.mkdir()
+    write_manifest(new, text.render())
+    jsonschema.validate(json.loads(new.read_text()), MANIFEST_SCHEMA)
+
+    # A manifest written before the fields existed: no such keys at all.
+    old_run, old_components = make_run()
+    document = json.loads(new.read_text())
+    document.update(old_run.to_dict())
+    document["components"] = [
+        {k: v for k, v in c.to_dict().items()
+         if k not in ("batch_size_requested", "prediction_status")} for c in old_components]
+    old = tmp_path / "old" / "manifest.json"
+    old.parent.mkdir()
+    write_manifest(old, json.dumps(document))
+    jsonschema.validate(document, MANIFEST_SCHEMA)
+
+    report = ingest_manifests(store, [new, old])
+    assert report.problems == [] and report.manifests == 2
+    assert store.get_run(run.run_id) == (run, components)
+    assert store.get_run(old_run.run_id) == (old_run, old_components)
+
+
+@pytest.mark.parametrize("field, value", [("prediction_status", "fallback"),
+                                          ("prediction_status", "OK"),
+                                          ("batch_size_requested", -1.5),
+                                          ("batch_size_requested", "32")])
+def test_the_manifest_schema_refuses_bad_new_fields(make_run, field, value):
+    run, components = make_run()
+    document = {"schema": "mlobs.manifest/1", **run.to_dict(),
+                "components": [c.to_dict() for c in components]}
+    jsonschema.validate(document, MANIFEST_SCHEMA)
+    document["components"][0][field] = value
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(document, MANIFEST_SCHEMA)
 
 
 def test_write_is_idempotent_and_updates_the_run_status(store, make_run):
@@ -186,6 +262,10 @@ INVALID_CASES = {
         "component_run_id", comps[0].component_run_id),
     "attempt out of range": lambda run, comps: setattr(comps[0], "attempt", 2**40),
     "required not a bool": lambda run, comps: setattr(comps[0], "required", "yes"),
+    "unknown prediction_status": lambda run, comps: setattr(comps[0], "prediction_status",
+                                                            "fallback"),
+    "batch_size_requested not an int": lambda run, comps: setattr(
+        comps[0], "batch_size_requested", 32.0),
 }
 
 
