@@ -89,7 +89,7 @@ def build_sinks(settings: Settings) -> list[Sink]:
         # The warehouse stack (SQLAlchemy, Alembic) is imported only when it is used.
         from mlobs.sinks.warehouse_sink import WarehouseSink
         sinks.append(WarehouseSink(settings.db_url,
-                                   init_if_new=settings.db_is_embedded_default))
+                                   manage_schema=settings.db_is_embedded_default))
     return sinks
 
 

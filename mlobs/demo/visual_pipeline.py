@@ -5,7 +5,8 @@ scikit-learn) is split once: :data:`~mlobs.demo.models.TRAIN_FRACTION` fits the 
 held-out rest is cut, in data set order, into "videos" of :data:`FRAMES_PER_VIDEO` frames
 (platform_id ``"digits"``, video_id ``"clip-000"``, ...). Each video runs::
 
-    frames ─┬─ features → digit_classifier      (one pool thread)
+    frames ─┬─ features → digit_classifier      (one pool thread; features in batches
+            │                                     chosen by mlobs.choose_batch_size)
             └─ frame_quality (optional)          (another pool thread)
 
 ``frames`` runs in the caller's thread via ``run.component``; the three visual modules are
@@ -38,6 +39,12 @@ FRAMES_PER_VIDEO = 40
 LOW_CONTRAST_STD = 0.32
 #: Raw digits pixels are integers 0..16.
 PIXEL_MAX = 16.0
+
+#: The memory checklist of ``features``: per frame, the float64 input row and its PCA
+#: output plus scikit-learn's centred copy (3 × 64 × 8 bytes, rounded up); no fixed cost.
+FEATURES_COST = mlobs.MemoryCost(per_item_bytes=2048)
+#: Frames per PCA batch at most; the chooser may pick less on a machine short of memory.
+FEATURES_MAX_BATCH = 16
 
 CONFIG = {"frames_per_video": FRAMES_PER_VIDEO, "low_contrast_std": LOW_CONTRAST_STD}
 _VERSIONS = {"producer_version": "1.0", "schema_version": "1"}
@@ -88,13 +95,20 @@ class VisualComponents:
 def make_components(models: VisualModels) -> VisualComponents:
     """Decorate the visual modules with the ModelRefs of ``models`` (known after fitting)."""
 
-    @mlobs.component("features", models=[models.pca_ref], **_VERSIONS)
-    def features(frames: np.ndarray) -> np.ndarray:
-        """PCA projection of each frame: (n, 64) → (n, VISUAL_DIMENSIONS)."""
+    # Chosen once, before any video runs (model system rules §8); halved on OOM.
+    batch = mlobs.choose_batch_size(FEATURES_COST, device="cpu",
+                                    max_batch_size=FEATURES_MAX_BATCH)
+
+    @mlobs.component("features", models=[models.pca_ref], batch_size=batch,
+                     on_oom=mlobs.HalveBatch(min=1), **_VERSIONS)
+    def features(frames: np.ndarray, batch_size: int = FEATURES_MAX_BATCH) -> np.ndarray:
+        """PCA projection of each frame, ``batch_size`` frames at a time:
+        (n, 64) → (n, VISUAL_DIMENSIONS)."""
         handle = mlobs.current()
         handle.set_items(len(frames))
         handle.metric("explained_variance", float(models.pca.explained_variance_ratio_.sum()))
-        return models.pca.transform(frames)
+        return np.concatenate([models.pca.transform(frames[i:i + batch_size])
+                               for i in range(0, len(frames), batch_size)])
 
     @mlobs.component("digit_classifier", models=[models.classifier_ref], **_VERSIONS)
     def digit_classifier(feats: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -23,15 +23,15 @@ class WarehouseSink:
 
     Args:
         db_url: SQLAlchemy URL (``sqlite:///...`` or ``postgresql+psycopg://...``).
-        init_if_new: create the schema when the database is brand new (used for the
-            embedded default SQLite file only; other databases need ``mlobs db upgrade``).
+        manage_schema: create or upgrade the schema as needed (for the embedded default
+            SQLite file only; other databases need ``mlobs db upgrade``).
     """
 
     name = "warehouse"
 
-    def __init__(self, db_url: str, *, init_if_new: bool = False) -> None:
+    def __init__(self, db_url: str, *, manage_schema: bool = False) -> None:
         self.db_url = db_url
-        self.init_if_new = init_if_new
+        self.manage_schema = manage_schema
         self._store: WarehouseStore | None = None
 
     def export(self, items: list[Any]) -> None:
@@ -40,7 +40,7 @@ class WarehouseSink:
             record = materialize(item)
             (runs if isinstance(record, RunRecord) else components).append(record)
         if self._store is None:
-            self._store = WarehouseStore(self.db_url, init_if_new=self.init_if_new)
+            self._store = WarehouseStore(self.db_url, manage_schema=self.manage_schema)
         try:
             self._store.write(runs, components)
         except InvalidRecordError:

@@ -1,7 +1,7 @@
 """Schema revisions of the warehouse: Alembic upgrade/downgrade and the schema check.
 
 Migrations run only when asked (``mlobs db upgrade``, or ``WarehouseStore(...,
-init_if_new=True)`` on a database with no tables), never on import (ARCHITECTURE §6).
+manage_schema=True)`` for the embedded default warehouse), never on import (ARCHITECTURE §6).
 The store calls :func:`check_schema` when it opens and refuses any other revision than
 :func:`head_revision`, with a message saying what to run.
 
@@ -146,10 +146,16 @@ def current_revision(db_url: str | URL | Engine) -> str | None:
                                  f"{exc}") from exc
 
 
-def has_no_tables(engine: Engine) -> bool:
-    """True when the database holds no table at all (a new, never-used warehouse)."""
+def needs_managed_upgrade(engine: Engine) -> bool:
+    """True when a managed warehouse should be upgraded: it holds no table at all (new),
+    or it is at an older revision this mlobs knows. A database with tables but no mlobs
+    revision, or at a revision from a newer mlobs, is left alone."""
     with engine.connect() as conn:
-        return not inspect(conn).get_table_names()
+        if not inspect(conn).get_table_names():
+            return True
+        current = _current(conn)
+    known = {script.revision for script in _script_directory().walk_revisions()}
+    return current is not None and current != head_revision() and current in known
 
 
 def check_schema(engine: Engine) -> None:

@@ -55,7 +55,7 @@ from mlobs.records import (
 )
 from mlobs.signature import model_signature as compute_signature
 from mlobs.warehouse.engine import create_warehouse_engine, display_url
-from mlobs.warehouse.migrate import check_schema, has_no_tables, upgrade
+from mlobs.warehouse.migrate import check_schema, needs_managed_upgrade, upgrade
 from mlobs.warehouse.models import ComponentRun, Event, ModelSignature, Run
 
 RUNS: Table = Run.__table__  # type: ignore[assignment]
@@ -77,8 +77,9 @@ class WarehouseStore:
     Args:
         db_url: warehouse URL, e.g. ``"sqlite:////data/mlobs/warehouse.db"`` or
             ``"postgresql+psycopg://mlobs@db/mlobs"``.
-        init_if_new: when the database has no table at all, create the schema (upgrade to
-            head) instead of refusing it. A database with tables is never migrated here.
+        manage_schema: mlobs owns this database (the embedded default): create the schema
+            when it has no table, upgrade it when it is at an older mlobs revision. Other
+            databases are never migrated here (``mlobs db upgrade``).
 
     Raises:
         SchemaOutOfDateError: the schema is not at the revision this mlobs needs; the
@@ -89,14 +90,14 @@ class WarehouseStore:
     manager or call :meth:`close`.
     """
 
-    def __init__(self, db_url: str | URL, *, init_if_new: bool = False) -> None:
+    def __init__(self, db_url: str | URL, *, manage_schema: bool = False) -> None:
         self._engine = create_warehouse_engine(db_url)
         try:
-            if init_if_new and has_no_tables(self._engine):
+            if manage_schema and needs_managed_upgrade(self._engine):
                 try:
                     upgrade(self._engine)
                 except WarehouseError:
-                    # Another process may have created it at the same moment; the check
+                    # Another process may have migrated it at the same moment; the check
                     # below tells whether the schema is usable after all.
                     pass
             check_schema(self._engine)

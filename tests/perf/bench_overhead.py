@@ -102,6 +102,8 @@ def main() -> dict[str, float]:
           f"(target ≤ 5 µs: {'met' if overhead <= 5 else 'NOT met'}); "
           f"{overhead / (otel - bare):.2f}× an otel span's overhead")
     print(f"  records failed or dropped by sinks during the run: {lost}")
+    from mlobs.probes.rss import make_rss_reader
+    read_us = per_call_us(make_rss_reader())
     on, off = statistics.median(probes_on), statistics.median(probes_off)
     extra = on - off
     print("memory probes (median of 3 alternating rounds, µs per component)")
@@ -110,8 +112,11 @@ def main() -> dict[str, float]:
     print(f"  memory probes' extra cost: {extra:.3f} µs "
           f"(target ≤ 2 µs: {'met' if extra <= 2 else 'NOT met'}); "
           f"{on / off:.2f}× the cost without them")
+    print(f"  one RSS reading (/proc/self/statm pread) on this machine: {read_us:.3f} µs; "
+          "back-to-back components take about one per component")
     return {"bare_us": bare, "two_clocks_us": clocks, "otel_span_us": otel,
-            "mlobs_us": instrumented, "memory_probes_extra_us": extra}
+            "mlobs_us": instrumented, "memory_probes_extra_us": extra,
+            "rss_read_us": read_us}
 
 
 if __name__ == "__main__":

@@ -197,7 +197,7 @@ def test_a_refused_record_does_not_keep_other_runs_of_its_batch_out(tmp_path):
         return [run, component]
 
     db_url = f"sqlite:///{tmp_path / 'wh.db'}"
-    sink = WarehouseSink(db_url, init_if_new=True)
+    sink = WarehouseSink(db_url, manage_schema=True)
     batch = run_and_component("good-1", 3) + run_and_component("bad", 2**70) \
         + run_and_component("good-2", 4)
     with pytest.raises(InvalidRecordError) as refused:

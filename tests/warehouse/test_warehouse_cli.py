@@ -23,7 +23,7 @@ def mlobs(*argv: str) -> int:
 
 @pytest.fixture
 def stored_runs(db_url, make_run):
-    with WarehouseStore(db_url, init_if_new=True) as store:
+    with WarehouseStore(db_url, manage_schema=True) as store:
         written = [make_run(video_id=f"v{i}") for i in range(3)]
         for run, components in written:
             store.write([run], components)

@@ -139,20 +139,36 @@ def test_unknown_newer_revision_is_refused_with_its_own_advice(sqlite_url):
         engine.dispose()
 
 
-def test_init_if_new_creates_the_schema_of_an_empty_database(db_url):
-    store = WarehouseStore(db_url, init_if_new=True)
+def test_manage_schema_creates_the_schema_of_an_empty_database(db_url):
+    store = WarehouseStore(db_url, manage_schema=True)
     store.close()
     assert migrate.current_revision(db_url) == HEAD
 
 
-def test_init_if_new_leaves_a_foreign_database_alone(sqlite_url):
+def test_manage_schema_leaves_a_foreign_database_alone(sqlite_url):
     engine = create_warehouse_engine(sqlite_url)
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE something_else (id INTEGER)"))
     engine.dispose()
     with pytest.raises(SchemaOutOfDateError, match="tables but no mlobs revision"):
-        WarehouseStore(sqlite_url, init_if_new=True)
+        WarehouseStore(sqlite_url, manage_schema=True)
     assert _tables(sqlite_url) == {"something_else"}
+
+
+def test_manage_schema_upgrades_an_older_revision_and_keeps_its_rows(sqlite_url):
+    migrate.upgrade(sqlite_url, "0001")
+    engine = create_warehouse_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO runs (run_id, platform_id, video_id, status, "
+                          "started_at, config, warnings, environment, resolved_models) "
+                          "VALUES ('r-old', 'youtube', 'abc', 'ok', '2026-01-01 00:00:00', "
+                          "'{}', '[]', '{}', '{}')"))
+    engine.dispose()
+    with pytest.raises(SchemaOutOfDateError, match="mlobs db upgrade"):
+        WarehouseStore(sqlite_url)  # not managed: refused with the command to run
+    with WarehouseStore(sqlite_url, manage_schema=True) as store:
+        assert store.get_run("r-old") is not None
+    assert migrate.current_revision(sqlite_url) == HEAD
 
 
 @pytest.mark.postgres

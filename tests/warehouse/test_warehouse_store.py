@@ -26,7 +26,7 @@ MANIFEST_SCHEMA = json.loads(
 
 @pytest.fixture
 def store(db_url):
-    with WarehouseStore(db_url, init_if_new=True) as opened:
+    with WarehouseStore(db_url, manage_schema=True) as opened:
         yield opened
 
 
@@ -316,7 +316,7 @@ def test_empty_write_is_a_no_op(store):
 
 def test_concurrent_writers_wait_for_each_other(sqlite_url, make_run):
     errors: list[BaseException] = []
-    WarehouseStore(sqlite_url, init_if_new=True).close()
+    WarehouseStore(sqlite_url, manage_schema=True).close()
 
     def writer() -> None:
         try:
