@@ -32,7 +32,7 @@ from itertools import count
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tenacity import AsyncRetrying, Retrying
+from tenacity import AsyncRetrying, Retrying, stop_after_attempt
 
 from mlobs.attempts import async_attempts, attempts
 from mlobs.batch_size import BatchSizeChoice
@@ -48,12 +48,11 @@ from mlobs.context import (
 from mlobs.environment import run_environment
 from mlobs.errors import ConfigError, Empty, check_word
 from mlobs.paths import manifest_path
-from mlobs.profile import AnalysisProfile
-from mlobs.recorder import Recorder, get_recorder
 from mlobs.limits import CODE_MAX_CHARS, ERROR_MESSAGE_MAX_CHARS, NAME_MAX_CHARS
 from mlobs.oom import OomPolicy, oom_snapshot
 from mlobs.probes.gpu import cuda_end, cuda_start
-from mlobs.retry import RetryPolicy
+from mlobs.profile import AnalysisProfile
+from mlobs.recorder import Recorder, get_recorder
 from mlobs.records import (
     PREDICTION_STATUSES,
     ComponentRecord,
@@ -61,6 +60,7 @@ from mlobs.records import (
     ModelRef,
     RunRecord,
 )
+from mlobs.retry import RetryPolicy
 from mlobs.signature import config_hash, model_signature
 
 log = logging.getLogger("mlobs")
@@ -541,6 +541,8 @@ def component(name: str | None = None, *, producer_version: str | None = None,
     With ``on_oom`` the function must take a ``batch_size`` argument: each attempt
     receives the current size (a ``batch_size=`` given by the caller is the size to start
     from). With ``on_oom`` or ``retry`` the whole call is the attempt that is repeated.
+    Outside a run the policies do not apply: the function is called once, with the
+    declared ``batch_size`` unless the caller gives one.
 
     Raises:
         ConfigError: invalid arguments, or ``on_oom`` on a function without
@@ -556,6 +558,13 @@ def component(name: str | None = None, *, producer_version: str | None = None,
             raise ConfigError(f"component {component_name!r}: on_oom needs the function to "
                               "take a batch_size argument")
         loops = on_oom is not None or retry is not None
+        declared_size = batch_size.batch_size if isinstance(batch_size, BatchSizeChoice) \
+            else batch_size
+
+        def unobserved_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+            if passes_batch_size:
+                kwargs.setdefault("batch_size", declared_size)
+            return kwargs
 
         def open_call(run: Run, kwargs: dict[str, Any]) -> ComponentCall:
             size = kwargs.pop("batch_size", batch_size) if passes_batch_size else batch_size
@@ -568,7 +577,7 @@ def component(name: str | None = None, *, producer_version: str | None = None,
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 run = resolve_run()
                 if run is None:
-                    return await fn(*args, **kwargs)
+                    return await fn(*args, **unobserved_kwargs(kwargs))
                 with open_call(run, kwargs) as c:
                     if not loops:
                         return await fn(*args, **kwargs)
@@ -583,7 +592,7 @@ def component(name: str | None = None, *, producer_version: str | None = None,
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             run = resolve_run()
             if run is None:
-                return fn(*args, **kwargs)
+                return fn(*args, **unobserved_kwargs(kwargs))
             with open_call(run, kwargs) as c:
                 if not loops:
                     return fn(*args, **kwargs)
@@ -601,7 +610,16 @@ def component(name: str | None = None, *, producer_version: str | None = None,
 
 
 class _UnobservedComponent:
-    """Stands in for a component handle outside any run: every method does nothing."""
+    """Stands in for a component handle outside any run: every method does nothing, and
+    :meth:`attempts` gives exactly one attempt (no policy applies outside a run)."""
+
+    batch_size = None
+
+    def attempts(self) -> Retrying:
+        return Retrying(stop=stop_after_attempt(1), reraise=True)
+
+    def async_attempts(self) -> AsyncRetrying:
+        return AsyncRetrying(stop=stop_after_attempt(1), reraise=True)
 
     def empty(self, reason: str) -> None: ...
     def warn(self, message: str) -> None: ...

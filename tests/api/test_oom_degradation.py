@@ -174,3 +174,21 @@ def test_decorator_refuses_on_oom_without_a_batch_size_parameter():
 def test_halve_batch_refuses_a_floor_below_one():
     with pytest.raises(mlobs.ConfigError):
         mlobs.HalveBatch(min=0)
+
+
+def test_outside_a_run_the_function_gets_the_declared_size_and_one_attempt():
+    seen: list[int] = []
+
+    @mlobs.component("asr", batch_size=32, on_oom=mlobs.HalveBatch())
+    def transcribe(batch_size: int) -> int:
+        return fits_up_to(64, seen)(batch_size)
+
+    assert transcribe() == 32
+    handle = mlobs.current()
+    tries = 0
+    with pytest.raises(MemoryError):
+        for attempt in handle.attempts():
+            with attempt:
+                tries += 1
+                raise MemoryError()
+    assert tries == 1
