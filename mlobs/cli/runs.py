@@ -123,12 +123,40 @@ def _run_table(run: RunRecord) -> str:
 
 
 def _components_table(components: list[ComponentRecord]) -> str:
-    rows = [(c.component, c.attempt, c.status, c.empty_reason or c.error_code or "",
-             _ms(c.duration_ms), "" if c.peak_rss_bytes is None else c.peak_rss_bytes,
-             (c.model_signature or "")[:SHORT_SIGNATURE]) for c in components]
-    return tabulate(rows, headers=("component", "attempt", "status", "empty/error",
-                                   "duration_ms", "peak_rss_bytes", "model_signature"),
-                    disable_numparse=True)
+    """One row per invocation; GPU and prediction columns only when some row has them."""
+    with_gpu = any(c.peak_gpu_allocated_bytes is not None or c.peak_gpu_reserved_bytes
+                   is not None for c in components)
+    with_prediction = any(c.prediction_status for c in components)
+    headers = ["component", "attempt", "status", "empty/error", "duration_ms", "batch_size",
+               "ooms", "retries", "peak_rss_mib"]
+    headers += ["peak_gpu_alloc_mib", "peak_gpu_reserved_mib"] if with_gpu else []
+    headers += ["prediction"] if with_prediction else []
+    headers.append("model_signature")
+    rows = []
+    for c in components:
+        row = [c.component, c.attempt, c.status, c.empty_reason or c.error_code or "",
+               _ms(c.duration_ms), _batch(c), c.oom_count, c.retry_count,
+               _mib(c.peak_rss_bytes)]
+        if with_gpu:
+            row += [_mib(c.peak_gpu_allocated_bytes), _mib(c.peak_gpu_reserved_bytes)]
+        if with_prediction:
+            row.append(c.prediction_status or "")
+        row.append((c.model_signature or "")[:SHORT_SIGNATURE])
+        rows.append(row)
+    return tabulate(rows, headers=headers, disable_numparse=True)
+
+
+def _batch(c: ComponentRecord) -> str:
+    """``"8"``, or ``"8 of 32"`` when OOMs degraded the requested 32 to 8."""
+    if c.batch_size is None:
+        return ""
+    if c.batch_size_requested not in (None, c.batch_size):
+        return f"{c.batch_size} of {c.batch_size_requested}"
+    return str(c.batch_size)
+
+
+def _mib(value: int | None) -> str:
+    return "" if value is None else f"{value / 2**20:.1f}"
 
 
 def _when(value: datetime | None) -> str:

@@ -119,3 +119,19 @@ def test_runs_list_of_a_missing_sqlite_file_says_so(sqlite_url, tmp_path, capsys
     assert mlobs("runs", "list", "--db-url", sqlite_url) == 1
     assert "no warehouse at" in capsys.readouterr().err
     assert not (tmp_path / "warehouse").exists()
+
+
+def test_runs_show_says_how_oom_degraded_the_batch_and_the_gpu_peaks(db_url, make_run, capsys):
+    run, components = make_run(video_id="oom")
+    degraded = components[0]
+    degraded.batch_size, degraded.batch_size_requested, degraded.oom_count = 8, 32, 2
+    degraded.peak_gpu_allocated_bytes = 3 * 2**30
+    with WarehouseStore(db_url, manage_schema=True) as store:
+        store.write([run], components)
+    assert mlobs("runs", "show", run.run_id, "--db-url", db_url) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[[i for i, line in enumerate(out.splitlines())
+                               if line.startswith("component")][0]]
+    assert "ooms" in header and "peak_gpu_alloc_mib" in header
+    row = next(line for line in out.splitlines() if line.startswith(degraded.component))
+    assert "8 of 32" in row and "3072.0" in row
