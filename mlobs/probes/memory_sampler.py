@@ -1,22 +1,22 @@
 """Per-component memory peaks: readings at start and end plus one light sampler thread.
 
-A component's tracker starts at a fresh RSS reading, ends at the maximum of its own
-readings and every sample the sampler thread took while it was active. Components
-overlapping in threads each get the peak over their own active interval; a component is
-never charged for memory a neighbour held only outside that interval. A spike shorter than
-the sampling interval that falls between two samples and is freed before the end reading
-is not seen: lower ``interval_ms`` to catch shorter spikes.
+A component's peak RSS is the maximum of a reading at its start, every sample the
+sampler thread took while it was active, and a reading at its end. Components overlapping
+in threads each get the peak over their own active interval; a component is not charged
+for memory a neighbour held only outside that interval. A spike shorter than the sampling
+interval that falls between two samples and is freed before the end reading is not seen:
+lower ``interval_ms`` to catch shorter spikes.
+
+A start or end reading is a reading of RSS at most :data:`REUSE_WINDOW_NS` (100 µs) old,
+taken by any thread: one ``/proc/self/statm`` read costs a syscall (0.7 to 3 µs depending
+on the machine), and back-to-back components would otherwise pay two each. In 100 µs RSS
+moves only by the pages touched or unmapped in that time (page faults bound growth to a
+few MiB), an error far below the sampling interval's; a component running longer than the
+window always gets a fresh end reading.
 
 When NVML opens (nvidia-ml-py, a driver, at least one GPU) the same thread also samples
 this process's used GPU memory; components that torch's own peak counters do not cover
 (ONNX Runtime, TensorRT, ...) get that as ``peak_gpu_reserved_bytes``.
-
-The caller's thread pays up to two RSS reads (one ``pread`` syscall each, 0.7 to 2 µs
-depending on the machine) and a dict insert/remove per component. A start reading reuses
-any reading taken in the last :data:`REUSE_WINDOW_NS` (typically the end reading of the
-component before it, back to back), so a pipeline of sequential components pays about one
-syscall per component. Within that window RSS can only have moved by what was touched or
-freed in it, a far smaller error than the sampling interval's.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from mlobs.probes.rss import make_rss_reader
 
 log = logging.getLogger("mlobs")
 
-#: A start reading reuses a reading at most this old (nanoseconds).
+#: A start or end reading reuses a reading at most this old (nanoseconds).
 REUSE_WINDOW_NS = 100_000
 _perf_ns = time.perf_counter_ns
 
@@ -86,8 +86,11 @@ class MemorySampler:
     def end_component(self, tracker: PeakTracker) -> None:
         """Unregister; the tracker keeps the peak seen while it was active."""
         self._active.pop(id(tracker), None)
-        rss = self._read()
-        self._last = (_perf_ns(), rss)
+        now_ns = _perf_ns()
+        taken_ns, rss = self._last
+        if now_ns - taken_ns > REUSE_WINDOW_NS:
+            rss = self._read()
+            self._last = (now_ns, rss)
         if rss > tracker.peak_rss_bytes:
             tracker.peak_rss_bytes = rss
 
