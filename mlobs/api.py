@@ -12,9 +12,10 @@ Status rules (ARCHITECTURE §4, orchestration notes §2):
   warning.
 
 Cost on the caller's thread: two clock reads at start, one at the end, a context variable
-set/reset, a dict entry for the RSS sampler and one deque append per sink. Everything
-else (UUIDs, timestamps, model_signature, the record itself) is built lazily on the sink
-threads.
+set/reset, the memory probes (RSS readings at start and end, shared between back-to-back
+components, see :mod:`mlobs.probes.memory_sampler`; torch's CUDA peak counters only when
+the program initialised CUDA) and one deque append per sink. Everything else (UUIDs,
+timestamps, model_signature, the record itself) is built lazily on the sink threads.
 """
 
 from __future__ import annotations
@@ -85,6 +86,12 @@ def _check_optional(label: str, value: str | None, max_chars: int) -> None:
         check_word(label, value, max_chars)
 
 
+def _checked_batch_size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"batch_size must be an integer >= 1, got {value!r:.40}")
+    return value
+
+
 def _check_component_args(name: str, producer_version: str | None,
                           schema_version: str | None, models: Iterable[ModelRef],
                           device: str | None, batch_size: int | BatchSizeChoice | None = None,
@@ -92,9 +99,8 @@ def _check_component_args(name: str, producer_version: str | None,
                           ) -> tuple[ModelRef, ...]:
     """Validate what a component declares (bounds: :mod:`mlobs.limits`); returns models."""
     check_word("component name", name, NAME_MAX_CHARS)
-    if batch_size is not None and not isinstance(batch_size, BatchSizeChoice) and (
-            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r:.40}")
+    if batch_size is not None and not isinstance(batch_size, BatchSizeChoice):
+        _checked_batch_size(batch_size)
     if on_oom is not None:
         if not isinstance(on_oom, OomPolicy):
             raise ConfigError("on_oom must be an OOM policy such as mlobs.HalveBatch(min=1)")
@@ -453,6 +459,14 @@ class Run:
                     f"{str(call.error)[:200]}")
         self._recorder.emit(call)
 
+    def _snapshot(self) -> RunRecord:
+        """A copy of the run record for the sinks: what the run still changes (warnings,
+        the environment through ``mlobs.set_seed``) is copied, so no sink thread reads a
+        dict while the pipeline writes it."""
+        record = self.record
+        return replace(record, warnings=list(record.warnings),
+                       environment=dict(record.environment))
+
     # -- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> Run:
         self.record.environment = run_environment(self._seed)
@@ -461,7 +475,7 @@ class Run:
         self._t0_ns = _perf_ns()
         self._token = current_run_var.set(self)
         active_runs[self.run_id] = self
-        self._recorder.emit(replace(self.record, warnings=list(self.record.warnings)))
+        self._recorder.emit(self._snapshot())
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
@@ -489,7 +503,7 @@ class Run:
             record.warnings.append(f"sinks did not finish within {self._flush_timeout_s} s "
                                    "at run end; records may arrive late")
         record.warnings.extend(recorder.failures_for_run(self.run_id))
-        recorder.emit(replace(record, warnings=list(record.warnings)))
+        recorder.emit(self._snapshot())
         recorder.flush(self._flush_timeout_s)
         return False
 
@@ -567,7 +581,9 @@ def component(name: str | None = None, *, producer_version: str | None = None,
             return kwargs
 
         def open_call(run: Run, kwargs: dict[str, Any]) -> ComponentCall:
-            size = kwargs.pop("batch_size", batch_size) if passes_batch_size else batch_size
+            size = batch_size
+            if passes_batch_size and "batch_size" in kwargs:
+                size = _checked_batch_size(kwargs.pop("batch_size"))
             return ComponentCall(run, component_name, run._is_required(component_name, required),
                                  producer_version, schema_version, frozen_models, size,
                                  device, on_oom, retry)

@@ -19,7 +19,6 @@ Keys ``per_item_bytes``/``fixed_bytes`` or ``per_item_mib``/``fixed_mib`` are ac
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,7 +72,7 @@ def load_checklist(source: str | Path | Mapping[str, Mapping[str, Any]]
         path = Path(source)
         try:
             text = path.read_text(encoding="utf-8")
-            raw = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+            raw = _load_toml(text) if path.suffix == ".toml" else json.loads(text)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read memory checklist {path}: {exc}") from exc
     costs = {}
@@ -83,6 +82,15 @@ def load_checklist(source: str | Path | Mapping[str, Mapping[str, Any]]
         costs[name] = MemoryCost(per_item_bytes=_bytes(entry, name, "per_item"),
                                  fixed_bytes=_bytes(entry, name, "fixed", default=0))
     return costs
+
+
+def _load_toml(text: str) -> Mapping[str, Any]:
+    try:
+        import tomllib  # Python 3.11+
+    except ImportError as exc:
+        raise ConfigError("TOML checklists need Python 3.11 or later; use a .json "
+                          "checklist") from exc
+    return tomllib.loads(text)
 
 
 def _bytes(entry: Mapping[str, Any], name: str, key: str, default: int | None = None) -> int:

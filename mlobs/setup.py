@@ -28,8 +28,9 @@ def configure(*, root: str | os.PathLike[str] | None = None, db_url: str | None 
             ``mlobs.testing`` capture.
         sample_interval_ms: memory sampler period in milliseconds.
         memory_probes: record per-component memory peaks (default on).
-        gpu_probes: record GPU peaks from torch's counters and NVML (default on; costs
-            nothing on a machine without GPUs or when torch is not imported).
+        gpu_probes: record GPU peaks from torch's counters and NVML (default on; tens of
+            nanoseconds per component when torch is not imported or lacks CUDA, and no
+            NVML sampling on a machine without GPUs).
         disabled: record nothing (components still apply their status rules).
 
     Returns:

@@ -11,8 +11,11 @@ What mlobs never does:
   ``current_device()`` / ``mem_get_info()`` create a CUDA context. The probes therefore
   ask ``torch.cuda.is_initialized()`` and use torch's CUDA API only once the program
   itself has initialized CUDA. A torch build without CUDA or ROCm (``torch.version.cuda``
-  and ``torch.version.hip`` both ``None``) is remembered per torch module object, so on
-  a machine without a GPU :func:`cuda_start` costs one dict lookup and one comparison;
+  and ``torch.version.hip`` both ``None``) is remembered per torch module object, so
+  without torch or with a CPU build :func:`cuda_start` costs one dict lookup and one
+  comparison; a CUDA build whose CUDA is not initialised (the usual Linux wheel on a
+  machine without a GPU) costs an ``is_initialized()`` call and a set add/discard per
+  component;
 
 and every function here returns ``None`` / ``(None, None)`` / ``{}`` rather than raise
 (the reason is logged at debug level on the ``mlobs`` logger).

@@ -192,3 +192,15 @@ def test_outside_a_run_the_function_gets_the_declared_size_and_one_attempt():
                 tries += 1
                 raise MemoryError()
     assert tries == 1
+
+
+def test_a_callers_batch_size_is_checked_like_a_declared_one():
+    @mlobs.component("asr", batch_size=8, on_oom=mlobs.HalveBatch())
+    def transcribe(batch_size: int) -> int:
+        return batch_size
+
+    with capture():
+        with mlobs.run("youtube", "abc"):
+            with pytest.raises(mlobs.ConfigError, match="batch_size must be an integer"):
+                transcribe(batch_size="big")
+            assert transcribe(batch_size=3) == 3
