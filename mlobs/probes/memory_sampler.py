@@ -64,7 +64,7 @@ class MemorySampler:
         self._read = make_rss_reader()
         #: (perf_counter_ns, rss_bytes) of the latest reading, from any thread.
         self._last = (0, 0)
-        self._active: dict[int, PeakTracker] = {}
+        self._active: set[PeakTracker] = set()
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -78,14 +78,14 @@ class MemorySampler:
             rss = self._read()
             self._last = (now_ns, rss)
         tracker = PeakTracker(rss)
-        self._active[id(tracker)] = tracker
+        self._active.add(tracker)
         if self._thread is None:
             self._start_thread()
         return tracker
 
     def end_component(self, tracker: PeakTracker) -> None:
         """Unregister; the tracker keeps the peak seen while it was active."""
-        self._active.pop(id(tracker), None)
+        self._active.discard(tracker)
         now_ns = _perf_ns()
         taken_ns, rss = self._last
         if now_ns - taken_ns > REUSE_WINDOW_NS:
@@ -114,7 +114,7 @@ class MemorySampler:
         while not self._stop:
             rss = read()
             self._last = (_perf_ns(), rss)
-            trackers = list(self._active.values())
+            trackers = list(self._active)
             for tracker in trackers:
                 if rss > tracker.peak_rss_bytes:
                     tracker.peak_rss_bytes = rss
@@ -146,7 +146,7 @@ class MemorySampler:
         self._thread = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._active = {}
+        self._active = set()
         self._read = make_rss_reader()
         self._last = (0, 0)
 
