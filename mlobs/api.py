@@ -37,6 +37,12 @@ from tenacity import AsyncRetrying, Retrying, stop_after_attempt
 
 from mlobs.attempts import async_attempts, attempts
 from mlobs.batch_size import BatchSizeChoice
+from mlobs.cache.codecs import Codec
+from mlobs.cache.component_cache import (
+    ComponentCache,
+    check_cache_mode,
+    run_status_from_manifest,
+)
 from mlobs.canonical import canonical_json
 from mlobs.classify import classify_exception
 from mlobs.context import (
@@ -95,10 +101,14 @@ def _checked_batch_size(value: Any) -> int:
 def _check_component_args(name: str, producer_version: str | None,
                           schema_version: str | None, models: Iterable[ModelRef],
                           device: str | None, batch_size: int | BatchSizeChoice | None = None,
-                          on_oom: OomPolicy | None = None, retry: RetryPolicy | None = None
+                          on_oom: OomPolicy | None = None, retry: RetryPolicy | None = None,
+                          cache: bool | str = False, codec: Codec | None = None
                           ) -> tuple[ModelRef, ...]:
     """Validate what a component declares (bounds: :mod:`mlobs.limits`); returns models."""
     check_word("component name", name, NAME_MAX_CHARS)
+    check_cache_mode(cache)
+    if codec is not None and not isinstance(codec, Codec):
+        raise ConfigError("codec must have name, encode(value) -> bytes and decode(bytes)")
     if batch_size is not None and not isinstance(batch_size, BatchSizeChoice):
         _checked_batch_size(batch_size)
     if on_oom is not None:
@@ -131,13 +141,17 @@ class ComponentCall:
                  "batch_size", "batch_size_requested", "device", "attempt", "status",
                  "empty_reason", "error", "error_code", "warnings", "items", "metrics",
                  "events", "oom_count", "retry_count", "prediction_status", "on_oom",
-                 "retry", "device_used", "_t0_wall_ns", "_t0_ns", "_t1_ns", "_tracker",
-                 "_gpu", "_gpu_peaks", "_oom_seen", "_final", "_token", "_record", "_id")
+                 "retry", "device_used", "cache_status", "cache_key", "cache_miss_reason",
+                 "cache_version", "_cache", "_result", "_has_result", "_t0_wall_ns",
+                 "_t0_ns", "_t1_ns", "_tracker", "_gpu", "_gpu_peaks", "_oom_seen",
+                 "_final", "_token", "_record", "_id")
 
     def __init__(self, run: Run, name: str, required: bool, producer_version: str | None,
                  schema_version: str | None, models: tuple[ModelRef, ...],
                  batch_size: int | BatchSizeChoice | None, device: str | None,
-                 on_oom: OomPolicy | None = None, retry: RetryPolicy | None = None) -> None:
+                 on_oom: OomPolicy | None = None, retry: RetryPolicy | None = None,
+                 cache: bool | str = False, inputs: Any = None, codec: Codec | None = None,
+                 cache_ttl_days: float | None = None) -> None:
         self.run = run
         self.name = name
         self.required = required
@@ -154,6 +168,11 @@ class ComponentCall:
         self.warnings = self.metrics = self.events = self.items = None
         self._gpu_peaks = self._oom_seen = self._final = None
         self._record = self._id = None
+        self.cache_status = self.cache_key = self.cache_miss_reason = None
+        self.cache_version = self._result = None
+        self._has_result = False
+        self._cache = ComponentCache(self, cache, inputs, codec, cache_ttl_days) \
+            if cache else None
         if isinstance(batch_size, BatchSizeChoice):
             self.event("batch_size_chosen", **batch_size.attributes())
             batch_size = batch_size.batch_size
@@ -168,6 +187,8 @@ class ComponentCall:
         self._token = current_component_var.set(self)
         self._t0_wall_ns = _wall_ns()
         self._t0_ns = _perf_ns()
+        if self._cache is not None:  # inside the timed interval: a hit lasts its lookup
+            self._cache.begin()
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
@@ -185,8 +206,19 @@ class ComponentCall:
                 self.status, self.error = "error", exc
                 self.error_code = self._error_code_of(exc)
                 suppress = not self.required and isinstance(exc, Exception)
+        if self._cache is not None and self.status != "error":
+            self._finish_cache()
         run._component_finished(self)
         return suppress
+
+    def _finish_cache(self) -> None:
+        cache = self._cache
+        if cache.hit:
+            return
+        if self._has_result or self.status == "empty":
+            cache.finish(self._result)
+        elif cache.mode:
+            self.warn("nothing cached: the component set no result (c.set_result)")
 
     def _error_code_of(self, exc: BaseException) -> str:
         final = self._final
@@ -198,6 +230,22 @@ class ComponentCall:
         return code
 
     # -- inside the component --------------------------------------------------------
+    @property
+    def hit(self) -> bool:
+        """True when the cache held a valid result: read it from :attr:`result` and skip
+        the work (``cache=True`` components)."""
+        return self._cache is not None and self._cache.hit
+
+    @property
+    def result(self) -> Any:
+        """The cached result on a :attr:`hit`, else what :meth:`set_result` was given."""
+        return self._cache.value if self.hit else self._result
+
+    def set_result(self, value: Any) -> None:
+        """The component's result: stored as a new cached version when the component
+        ends successfully (``cache=True`` or ``"bypass"``)."""
+        self._result, self._has_result = value, True
+
     def attempts(self) -> Retrying:
         """Run the body under this component's OOM and retry policies::
 
@@ -349,6 +397,8 @@ class ComponentCall:
             batch_size=self.batch_size, batch_size_requested=self.batch_size_requested,
             models_used=list(self.models),
             model_signature=_signature_of(self.models),
+            cache_status=self.cache_status, cache_key=self.cache_key,
+            cache_miss_reason=self.cache_miss_reason, cache_version=self.cache_version,
             peak_rss_bytes=tracker.peak_rss_bytes,
             peak_gpu_allocated_bytes=gpu_allocated, peak_gpu_reserved_bytes=gpu_reserved,
             oom_count=self.oom_count,
@@ -386,6 +436,7 @@ class Run:
         self._required_cache: dict[tuple[str, bool | None], bool] = {}
         self._models_by_component: dict[str, tuple[ModelRef, ...]] = {}
         self._failed_required: list[ComponentCall] = []
+        self._producer_runs_seen: set[str] = set()
         self._t0_ns = 0
         self._token: Any = None
 
@@ -408,7 +459,9 @@ class Run:
                   schema_version: str | None = None, models: Sequence[ModelRef] = (),
                   batch_size: int | BatchSizeChoice | None = None, device: str | None = None,
                   required: bool | None = None, on_oom: OomPolicy | None = None,
-                  retry: RetryPolicy | None = None) -> ComponentCall:
+                  retry: RetryPolicy | None = None, cache: bool | str = False,
+                  inputs: Any = None, codec: Codec | None = None,
+                  cache_ttl_days: float | None = None) -> ComponentCall:
         """A context manager recording one invocation of component ``name``.
 
         Args:
@@ -424,14 +477,23 @@ class Run:
                 (needs ``batch_size``; applies inside :meth:`ComponentCall.attempts`).
             retry: transient-failure retries, e.g. ``mlobs.RetryPolicy(max_attempts=4)``
                 (applies inside :meth:`ComponentCall.attempts`).
+            cache: ``True`` to cache the result by the idempotency key (read
+                :attr:`ComponentCall.hit` / :attr:`ComponentCall.result`, and give a
+                computed result to :meth:`ComponentCall.set_result`); ``"bypass"`` to
+                compute again and store a new version. See :mod:`mlobs.cache`.
+            inputs: what the result is computed from (JSON values, arrays,
+                :class:`~mlobs.FileInput`); hashed so a changed input is a miss.
+            codec: how the result is stored (default: JSON).
+            cache_ttl_days: a cached version older than this is a miss (``expired``).
 
         Raises:
             ConfigError: invalid arguments.
         """
         models = _check_component_args(name, producer_version, schema_version, models, device,
-                                       batch_size, on_oom, retry)
+                                       batch_size, on_oom, retry, cache, codec)
         return ComponentCall(self, name, self._is_required(name, required), producer_version,
-                             schema_version, models, batch_size, device, on_oom, retry)
+                             schema_version, models, batch_size, device, on_oom, retry,
+                             cache, inputs, codec, cache_ttl_days)
 
     def _is_required(self, name: str, declared: bool | None) -> bool:
         key = (name, declared)
@@ -446,6 +508,21 @@ class Run:
             with self._attempts_lock:
                 counter = self._attempts.setdefault(name, count(1))
         return next(counter)
+
+    def _note_cache_hit(self, producer_run_id: str | None) -> None:
+        """A hit on a result made by ``producer_run_id``: if that run never finished
+        (its manifest says ``running`` or ``error``), this run resumes it."""
+        if producer_run_id is None or producer_run_id == self.run_id or \
+                producer_run_id in self._producer_runs_seen:
+            return
+        self._producer_runs_seen.add(producer_run_id)
+        if self.record.resumed_from_run_id is None:
+            record = self.record
+            status = run_status_from_manifest(self._recorder.settings.runs_dir,
+                                              record.platform_id, record.video_id,
+                                              producer_run_id)
+            if status in ("running", "error"):
+                record.resumed_from_run_id = producer_run_id
 
     def _component_finished(self, call: ComponentCall) -> None:
         if call.models:
@@ -541,11 +618,17 @@ def _accepts_batch_size(fn: Callable[..., Any]) -> bool:
     return any(p.name == "batch_size" or p.kind is p.VAR_KEYWORD for p in params)
 
 
+#: arguments never treated as inputs of a cached decorated call.
+_NOT_INPUTS = frozenset({"self", "cls", "batch_size"})
+
+
 def component(name: str | None = None, *, producer_version: str | None = None,
               schema_version: str | None = None, models: Sequence[ModelRef] = (),
               batch_size: int | BatchSizeChoice | None = None, device: str | None = None,
               required: bool | None = None, on_oom: OomPolicy | None = None,
-              retry: RetryPolicy | None = None) -> Callable[[F], F]:
+              retry: RetryPolicy | None = None, cache: bool | str = False,
+              codec: Codec | None = None, cache_ttl_days: float | None = None
+              ) -> Callable[[F], F]:
     """Decorate a sync or async function as component ``name`` (default: its __name__).
 
     Inside a run (including calls from worker threads of the run's process) each call is
@@ -558,6 +641,10 @@ def component(name: str | None = None, *, producer_version: str | None = None,
     Outside a run the policies do not apply: the function is called once, with the
     declared ``batch_size`` unless the caller gives one.
 
+    With ``cache=True`` the call's arguments (all but ``self``, ``cls`` and
+    ``batch_size``) are its inputs and its return value is the cached result: on a hit the
+    function is not called and the cached value is returned.
+
     Raises:
         ConfigError: invalid arguments, or ``on_oom`` on a function without
             ``batch_size``.
@@ -566,7 +653,7 @@ def component(name: str | None = None, *, producer_version: str | None = None,
         component_name = name or fn.__name__
         frozen_models = _check_component_args(component_name, producer_version,
                                               schema_version, models, device, batch_size,
-                                              on_oom, retry)
+                                              on_oom, retry, cache, codec)
         passes_batch_size = on_oom is not None
         if passes_batch_size and not _accepts_batch_size(fn):
             raise ConfigError(f"component {component_name!r}: on_oom needs the function to "
@@ -574,49 +661,75 @@ def component(name: str | None = None, *, producer_version: str | None = None,
         loops = on_oom is not None or retry is not None
         declared_size = batch_size.batch_size if isinstance(batch_size, BatchSizeChoice) \
             else batch_size
+        signature = inspect.signature(fn) if cache else None
 
         def unobserved_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
             if passes_batch_size:
                 kwargs.setdefault("batch_size", declared_size)
             return kwargs
 
-        def open_call(run: Run, kwargs: dict[str, Any]) -> ComponentCall:
+        def call_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            try:
+                bound = signature.bind_partial(*args, **kwargs)  # type: ignore[union-attr]
+            except TypeError:  # the call itself will fail with the real message
+                return {"args": list(args), "kwargs": kwargs}
+            return {k: v for k, v in bound.arguments.items() if k not in _NOT_INPUTS}
+
+        def open_call(run: Run, args: tuple[Any, ...], kwargs: dict[str, Any]
+                      ) -> ComponentCall:
             size = batch_size
             if passes_batch_size and "batch_size" in kwargs:
                 size = _checked_batch_size(kwargs.pop("batch_size"))
             return ComponentCall(run, component_name, run._is_required(component_name, required),
                                  producer_version, schema_version, frozen_models, size,
-                                 device, on_oom, retry)
+                                 device, on_oom, retry, cache,
+                                 call_inputs(args, kwargs) if cache else None, codec,
+                                 cache_ttl_days)
 
         if inspect.iscoroutinefunction(fn):
+            async def call_async(c: ComponentCall, args: tuple[Any, ...],
+                                 kwargs: dict[str, Any]) -> Any:
+                if not loops:
+                    return await fn(*args, **kwargs)
+                async for attempt in c.async_attempts():
+                    with attempt:
+                        if passes_batch_size:
+                            kwargs["batch_size"] = c.batch_size
+                        return await fn(*args, **kwargs)
+
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 run = resolve_run()
                 if run is None:
                     return await fn(*args, **unobserved_kwargs(kwargs))
-                with open_call(run, kwargs) as c:
-                    if not loops:
-                        return await fn(*args, **kwargs)
-                    async for attempt in c.async_attempts():
-                        with attempt:
-                            if passes_batch_size:
-                                kwargs["batch_size"] = c.batch_size
-                            return await fn(*args, **kwargs)
+                with open_call(run, args, kwargs) as c:
+                    if c.hit:
+                        return c.result
+                    result = await call_async(c, args, kwargs)
+                    c.set_result(result)
+                    return result
             return async_wrapper  # type: ignore[return-value]
+
+        def call_sync(c: ComponentCall, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            if not loops:
+                return fn(*args, **kwargs)
+            for attempt in c.attempts():
+                with attempt:
+                    if passes_batch_size:
+                        kwargs["batch_size"] = c.batch_size
+                    return fn(*args, **kwargs)
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             run = resolve_run()
             if run is None:
                 return fn(*args, **unobserved_kwargs(kwargs))
-            with open_call(run, kwargs) as c:
-                if not loops:
-                    return fn(*args, **kwargs)
-                for attempt in c.attempts():
-                    with attempt:
-                        if passes_batch_size:
-                            kwargs["batch_size"] = c.batch_size
-                        return fn(*args, **kwargs)
+            with open_call(run, args, kwargs) as c:
+                if c.hit:
+                    return c.result
+                result = call_sync(c, args, kwargs)
+                c.set_result(result)
+                return result
         return wrapper  # type: ignore[return-value]
 
     if callable(name):  # used bare: @mlobs.component
@@ -630,6 +743,10 @@ class _UnobservedComponent:
     :meth:`attempts` gives exactly one attempt (no policy applies outside a run)."""
 
     batch_size = None
+    hit = False
+    result = None
+
+    def set_result(self, value: Any) -> None: ...
 
     def attempts(self) -> Retrying:
         return Retrying(stop=stop_after_attempt(1), reraise=True)

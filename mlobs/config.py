@@ -46,6 +46,11 @@ class Settings:
         return self.root / "runs"
 
     @property
+    def cache_dir(self) -> Path:
+        """Where component results are cached (:mod:`mlobs.cache.store`)."""
+        return self.root / "cache"
+
+    @property
     def db_is_embedded_default(self) -> bool:
         """True when the warehouse is the embedded SQLite file under root."""
         return self.db_url == default_db_url(self.root)

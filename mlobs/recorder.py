@@ -13,11 +13,14 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlobs.config import Settings
 from mlobs.probes.memory_sampler import MemorySampler, NoMemorySampler
 from mlobs.sinks.base import BatchWorker, Sink, SinkStats
+
+if TYPE_CHECKING:
+    from mlobs.cache.store import ArtifactStore
 
 log = logging.getLogger("mlobs")
 
@@ -39,6 +42,15 @@ class Recorder:
             if settings.memory_probes else NoMemorySampler())
         #: read per component start: torch's CUDA peak counters are probed only when on.
         self.gpu_probes = settings.memory_probes and settings.gpu_probes
+        self._artifact_store: ArtifactStore | None = None
+
+    @property
+    def artifact_store(self) -> ArtifactStore:
+        """The component cache under ``settings.cache_dir`` (made on first use)."""
+        if self._artifact_store is None:
+            from mlobs.cache.store import ArtifactStore
+            self._artifact_store = ArtifactStore(self.settings.cache_dir)
+        return self._artifact_store
 
     def after_fork_in_child(self) -> None:
         """Give a forked child its own (empty) sink queues, threads and sampler."""

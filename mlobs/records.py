@@ -143,6 +143,8 @@ class ComponentRecord:
     cache_status: str | None = None
     cache_key: str | None = None
     cache_miss_reason: str | None = None
+    #: the version of the cached result loaded (hit) or written (miss, bypass).
+    cache_version: int | None = None
     peak_rss_bytes: int | None = None
     peak_gpu_allocated_bytes: int | None = None
     peak_gpu_reserved_bytes: int | None = None
@@ -200,6 +202,9 @@ class RunRecord:
     resolved_models: dict[str, list[str]] = field(default_factory=dict)
     error_code: str | None = None
     error_message: str | None = None
+    #: set when cached results of an earlier run of this video that did not finish
+    #: (status ``running`` or ``error`` in its manifest) were reused: a resume.
+    resumed_from_run_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

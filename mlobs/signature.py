@@ -72,6 +72,14 @@ class IdempotencyKey:
         """SHA-256 (64 hex) of the canonical JSON of the parts."""
         return sha256_hex(asdict(self))
 
+    def parts(self) -> dict[str, str | None]:
+        """The parts by name (what the cache index stores beside the digest)."""
+        return asdict(self)
+
+    @classmethod
+    def from_parts(cls, parts: dict[str, str | None]) -> IdempotencyKey:
+        return cls(**{f: parts.get(f) for f in cls.__dataclass_fields__})
+
     def changed_parts(self, other: IdempotencyKey) -> list[str]:
         """Names of the parts that differ from ``other``, in key order."""
         mine, theirs = asdict(self), asdict(other)
