@@ -13,6 +13,8 @@ unless their docs say otherwise.
 
 from mlobs.api import ComponentCall, Run, component, current, current_run, run
 from mlobs.batch_size import BatchSizeChoice, MemoryCost, choose_batch_size, load_checklist
+from mlobs.cache.codecs import Codec, JsonCodec
+from mlobs.cache.inputs import FileInput
 from mlobs.classify import classify_exception, register_classifier, register_error_code
 from mlobs.errors import (
     ComponentError,
@@ -38,6 +40,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AnalysisProfile",
     "BatchSizeChoice",
+    "Codec",
     "ComponentCall",
     "ComponentError",
     "ComponentRecord",
@@ -46,9 +49,11 @@ __all__ = [
     "EventRecord",
     "FallbackFailure",
     "FallbackResult",
+    "FileInput",
     "HalveBatch",
     "IdempotencyKey",
     "InvalidRecordError",
+    "JsonCodec",
     "MemoryCost",
     "MlobsError",
     "ModelLoadFailed",
