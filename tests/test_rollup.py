@@ -12,7 +12,7 @@ import dataclasses
 import json
 import random
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 
 import duckdb
@@ -77,6 +77,8 @@ def _records(seed: int = 7, n_runs: int = 36) -> tuple[list[RunRecord], list[Com
     rng = random.Random(seed)
     # A second generator for the fields of revision 0002, so the others keep their values.
     extra = random.Random(seed + 1000)
+    # And a third for the miss reasons (revision 0003); None is a miss without a reason.
+    reasons = random.Random(seed + 2000)
     runs: list[RunRecord] = []
     components: list[ComponentRecord] = []
     for i in range(n_runs):
@@ -100,6 +102,11 @@ def _records(seed: int = 7, n_runs: int = 36) -> tuple[list[RunRecord], list[Com
             status = rng.choices(["ok", "empty", "error"], weights=[6, 2, 1])[0]
             summarize = component == "summarize"
             on_gpu = models is WHISPER_FP16
+            cache_status = None if summarize else rng.choice(["hit", "miss", "bypass", None])
+            miss_reason = {"miss": reasons.choice(["no_entry", "input_changed",
+                                                   "model_signature_changed", "expired",
+                                                   None]),
+                           "bypass": "forced"}.get(cache_status)
             allocated = extra.randrange(500, 8000) * 2**20 \
                 if on_gpu and extra.random() < 0.8 else None
             reserved = (allocated or 0) + extra.randrange(0, 1024) * 2**20 \
@@ -112,7 +119,7 @@ def _records(seed: int = 7, n_runs: int = 36) -> tuple[list[RunRecord], list[Com
                 empty_reason="no_speech" if status == "empty" else None,
                 error_code="internal" if status == "error" else None,
                 models_used=models, model_signature=model_signature(models),
-                cache_status=None if summarize else rng.choice(["hit", "miss", "bypass", None]),
+                cache_status=cache_status, cache_miss_reason=miss_reason,
                 peak_rss_bytes=None if summarize or rng.random() < 0.2
                 else rng.randrange(200, 4000) * 2**20,
                 peak_gpu_allocated_bytes=allocated, peak_gpu_reserved_bytes=reserved,
@@ -153,7 +160,8 @@ def _reference(db_url: str, bucket: str, since: datetime | None = None) -> dict:
             ComponentRun.status, ComponentRun.cache_status, ComponentRun.duration_ms,
             ComponentRun.peak_rss_bytes, ComponentRun.started_at,
             ComponentRun.peak_gpu_allocated_bytes, ComponentRun.peak_gpu_reserved_bytes,
-            ComponentRun.oom_count, ComponentRun.retry_count, ComponentRun.prediction_status]
+            ComponentRun.oom_count, ComponentRun.retry_count, ComponentRun.prediction_status,
+            ComponentRun.cache_miss_reason]
     with engine.connect() as conn:
         rows = conn.execute(sa.select(*cols)).all()
     engine.dispose()
@@ -193,6 +201,9 @@ def _reference(db_url: str, bucket: str, since: datetime | None = None) -> dict:
             "p95_peak_gpu_reserved_bytes": np.percentile(reserved, 95) if reserved else None,
             "degraded_rate": (predicted.count("degraded") / len(predicted)
                               if predicted else None),
+            "cache_miss_reasons": dict(Counter(m.cache_miss_reason or "unknown"
+                                               for m in members
+                                               if m.cache_status == "miss")),
         }
     return out
 
@@ -206,6 +217,9 @@ def _assert_matches(rows: list[RollupRow], expected: dict) -> None:
             actual = getattr(row, name)
             if value is None:
                 assert actual is None, (key, name)
+            elif isinstance(value, dict):
+                assert actual == value, (key, name)
+                assert all(type(n) is int for n in actual.values()), (key, name)
             else:
                 assert actual == pytest.approx(value, rel=1e-9), (key, name)
         for name in ("invocations", "runs", "retries"):

@@ -35,6 +35,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="at most N videos per pipeline (default: all)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress lines; only the final report")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="recompute every cached text component and store the results "
+                             "as new versions (default: reuse results cached under "
+                             "<root>/cache)")
+    parser.add_argument("--embedding-dimensions", type=_positive_int, default=None,
+                        metavar="N",
+                        help="dimensions of the tfidf-svd embedding model (default: 64); "
+                             "another value is another model, so its cache misses with "
+                             "model_signature_changed")
     parser.set_defaults(func=main)
 
 
@@ -55,7 +64,9 @@ def main(args: argparse.Namespace) -> int:
         print("mlobs demo needs scikit-learn: pip install 'mlobs[demo]'", file=sys.stderr)
         return 2
     progress = (lambda line: None) if args.quiet else print
-    summary = run_demo(root=args.root, max_videos=args.max_videos, progress=progress)
+    summary = run_demo(root=args.root, max_videos=args.max_videos, progress=progress,
+                       cache="bypass" if args.no_cache else True,
+                       embedding_dimensions=args.embedding_dimensions)
     print(f"\n{summary.runs} runs in {summary.duration_s:.1f} s: {summary.ok_runs} ok "
           f"({summary.partial_runs} with an optional component empty or failed), "
           f"{summary.error_runs} failed")

@@ -5,10 +5,16 @@ Usage::
     mlobs rollup [--db-url URL] [--bucket all|hour|day] [--since ISO] [--parquet PATH]
                  [--json] [--no-write]
 
-The table (or, with ``--json``, a JSON array with every column of ``RollupRow``) goes to
-stdout; progress and errors go to stderr so that stdout stays machine-readable. The table
-shows the GPU peak columns only when some row has one, and degraded % only when some
-component used a model fallback chain.
+The component table goes to stdout, followed, when some component recorded lookups of
+external caches (:mod:`mlobs.external_cache`), by a second table of their hit rates per
+component × cache name. With ``--json`` stdout holds one JSON object instead:
+``{"component_rollups": [every column of RollupRow ...], "external_caches":
+[ExternalCacheRow ...]}``. Progress and errors go to stderr so that stdout stays
+machine-readable. The component table shows the cache miss reasons only when some row
+has a miss, the GPU peak columns only when some row has one, and degraded % only when
+some component used a model fallback chain. Only the component rows are written to
+``component_rollups`` and exported to Parquet; the external cache rows are computed
+each time from ``events``.
 """
 
 from __future__ import annotations
@@ -52,9 +58,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "rollup", help="compute per-component rollups (DuckDB) and store them",
         description="Compute per component x model_signature (x time bucket) counts, "
                     "duration percentiles, error/empty/cache-hit/OOM/degraded rates, "
-                    "OOMs per run, retries and RSS/GPU memory peaks from the warehouse, "
-                    "print them, and replace the rows of that bucket width in "
-                    f"{ROLLUP_TABLE}.")
+                    "cache miss reasons, OOMs per run, retries and RSS/GPU memory peaks "
+                    "from the warehouse, print them, and replace the rows of that bucket "
+                    f"width in {ROLLUP_TABLE}. Hit rates of external caches (recorded "
+                    "with mlobs.external_cache.record_cache_lookup) are printed below, "
+                    "per component x cache name, and not stored.")
     parser.add_argument("--db-url", default=None, metavar="URL",
                         help="warehouse URL (default: $MLOBS_DB_URL, else the embedded "
                              "SQLite warehouse under $MLOBS_ROOT)")
@@ -67,7 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--parquet", default=None, metavar="PATH",
                         help="also export the rollup rows to this Parquet file")
     parser.add_argument("--json", action="store_true",
-                        help="print the rows as JSON instead of a table")
+                        help="print a JSON object instead of the tables: "
+                             "{\"component_rollups\": [...], \"external_caches\": [...]}")
     parser.add_argument("--no-write", action="store_true",
                         help=f"do not write {ROLLUP_TABLE}")
     parser.set_defaults(func=run_rollup)
@@ -82,8 +91,10 @@ def run_rollup(args: argparse.Namespace) -> int:
         configuration is invalid (the reason is printed to stderr).
     """
     from mlobs.rollup import (
+        compute_external_cache_rollup,
         compute_rollup,
         export_parquet,
+        format_external_cache_rollup,
         format_rollup,
         rollup_json,
         write_rollup,
@@ -92,7 +103,16 @@ def run_rollup(args: argparse.Namespace) -> int:
     try:
         db_url = args.db_url or settings_from_env().db_url
         rows = compute_rollup(db_url, bucket=args.bucket, since=args.since)
-        print(rollup_json(rows) if args.json else format_rollup(rows))
+        external = compute_external_cache_rollup(db_url, bucket=args.bucket,
+                                                 since=args.since)
+        if args.json:
+            print(rollup_json(rows, external))
+        else:
+            print(format_rollup(rows))
+            if external:
+                print()
+                print("external caches")
+                print(format_external_cache_rollup(external))
         if args.parquet:
             path = export_parquet(rows, args.parquet)
             print(f"wrote {len(rows)} rollup rows to {path}", file=sys.stderr)

@@ -83,12 +83,13 @@ class TextModel:
         return vectors / np.where(norms > 0, norms, 1.0)
 
 
-def fit_text_model(chunks: list[str]) -> TextModel:
-    """Fit ``tfidf-svd`` on ``chunks`` (all documents' chunks)."""
+def fit_text_model(chunks: list[str], dimensions: int = TEXT_DIMENSIONS) -> TextModel:
+    """Fit ``tfidf-svd`` on ``chunks`` (all documents' chunks), reduced to ``dimensions``
+    (another value gives other weights, hence another model_signature)."""
     vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True, min_df=2,
                                  token_pattern=r"(?u)\b[A-Za-z_][A-Za-z_0-9]+\b")
     tfidf = vectorizer.fit_transform(chunks)
-    svd = TruncatedSVD(n_components=TEXT_DIMENSIONS, random_state=RANDOM_STATE).fit(tfidf)
+    svd = TruncatedSVD(n_components=dimensions, random_state=RANDOM_STATE).fit(tfidf)
     digest = weights_digest({"idf": vectorizer.idf_, "svd.components": svd.components_},
                             vocabulary=vectorizer.vocabulary_)
     return TextModel(vectorizer=vectorizer, svd=svd, ref=_ref("tfidf-svd", digest))

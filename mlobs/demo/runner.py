@@ -14,7 +14,8 @@ from typing import Callable, Iterable
 
 import mlobs
 from mlobs.demo import text_pipeline, visual_pipeline
-from mlobs.demo.models import fit_text_model, fit_visual_models
+from mlobs.demo.codecs import TEXT_CODECS
+from mlobs.demo.models import TEXT_DIMENSIONS, fit_text_model, fit_visual_models
 
 #: A progress line is printed after every this many videos (and after the last one).
 PROGRESS_EVERY = 10
@@ -64,7 +65,8 @@ def _limit(items: Iterable, max_videos: int | None) -> list:
 
 def run_demo(root: Path | None = None, max_videos: int | None = None,
              progress: Callable[[str], None] = print,
-             sinks: list[str] | None = None) -> DemoSummary:
+             sinks: list[str] | None = None, cache: bool | str = True,
+             embedding_dimensions: int | None = None) -> DemoSummary:
     """Configure mlobs under ``root`` and run both demo pipelines.
 
     Args:
@@ -74,6 +76,10 @@ def run_demo(root: Path | None = None, max_videos: int | None = None,
             CPython 3.11, and all 27 digits clips).
         progress: called with one human-readable line at a time.
         sinks: mlobs sinks to enable (None: mlobs's default, manifest + warehouse).
+        cache: the text components' cache mode: ``True`` (reuse results cached under
+            ``<root>/cache``), ``"bypass"`` (recompute and store new versions), ``False``.
+        embedding_dimensions: dimensions of the ``tfidf-svd`` embedding model (None: 64);
+            another value is another model (a ``model_signature_changed`` cache miss).
 
     A failed run (a required component raised) is counted and the demo goes on.
     Takes about a second or two for everything on one core.
@@ -89,7 +95,8 @@ def run_demo(root: Path | None = None, max_videos: int | None = None,
     progress("fitting models (scikit-learn) ...")
 
     topics = text_pipeline.load_topics()
-    text_model = fit_text_model(text_pipeline.corpus_chunks(topics))
+    text_model = fit_text_model(text_pipeline.corpus_chunks(topics),
+                                embedding_dimensions or TEXT_DIMENSIONS)
     visual_models = fit_visual_models()
     progress(f"models fitted in {time.monotonic() - started:.1f} s: "
              f"{text_model.ref.name}, {visual_models.pca_ref.name}, "
@@ -99,7 +106,8 @@ def run_demo(root: Path | None = None, max_videos: int | None = None,
     text = _Tally("text (pydoc topics)", len(documents), started, progress)
     for topic, raw in documents:
         try:
-            result = text_pipeline.process_topic(topic, raw, text_model)
+            result = text_pipeline.process_topic(topic, raw, text_model, cache=cache,
+                                                 codecs=TEXT_CODECS)
         except Exception as exc:  # a required component failed: the run says why
             progress(f"run failed: {text_pipeline.PLATFORM_ID}/{topic}: {exc!r}")
             text.record(None)

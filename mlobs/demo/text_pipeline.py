@@ -26,11 +26,14 @@ nothing is injected):
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 import mlobs
+from mlobs.cache.codecs import Codec
 from mlobs.demo.models import TextModel
 
 PLATFORM_ID = "pydoc"
@@ -244,46 +247,71 @@ class TextResult:
     summary: str | None
 
 
-def process_topic(topic: str, raw: str, model: TextModel) -> TextResult:
+def process_topic(topic: str, raw: str, model: TextModel, *, cache: bool | str = True,
+                  codecs: Mapping[str, Codec] | None = None) -> TextResult:
     """Run the five text components over one document inside one mlobs run.
+
+    Every component is cached by its idempotency key (``cache=True``; ``"bypass"``
+    recomputes and stores new versions; ``False`` turns caching off); each one's inputs
+    are the upstream results it reads, so a changed upstream result is a miss downstream.
+
+    Args:
+        codecs: per component name, the codec of results that are not plain JSON.
 
     Raises:
         whatever a required component raises (the run is then recorded as ``error``).
     """
+    codecs = codecs or {}
+
+    def cached(name: str, inputs: Any) -> dict[str, Any]:
+        return {"cache": cache, "inputs": inputs, "codec": codecs.get(name), **_VERSIONS}
+
     with mlobs.run(platform_id=PLATFORM_ID, video_id=topic, profile=PROFILE,
                    pipeline_version=PIPELINE_VERSION, config=CONFIG,
                    sampling_policy_version="1") as run:
-        with run.component("cleaning", **_VERSIONS) as c:
-            doc = clean(raw)
-            c.set_items(len(doc.blocks))
-            c.metric("code_blocks", sum(b.kind == "code" for b in doc.blocks))
-            if not doc.blocks:
-                c.empty("no_text")
+        with run.component("cleaning", **cached("cleaning", {"raw": raw})) as c:
+            if not c.hit:
+                doc = clean(raw)
+                c.set_result(doc)
+                c.set_items(len(doc.blocks))
+                c.metric("code_blocks", sum(b.kind == "code" for b in doc.blocks))
+                if not doc.blocks:
+                    c.empty("no_text")
+            doc = c.result
 
-        with run.component("chunking", **_VERSIONS) as c:
-            chunks = chunk(doc)
-            c.set_items(len(chunks))
-            if not chunks:
-                c.empty("no_text")
+        with run.component("chunking", **cached("chunking", {"doc": doc})) as c:
+            if not c.hit:
+                c.set_result(chunk(doc))
+                c.set_items(len(c.result))
+                if not c.result:
+                    c.empty("no_text")
+            chunks = c.result
 
         with run.component("embedding", models=[model.ref], batch_size=len(chunks) or None,
-                           **_VERSIONS) as c:
-            vectors = model.embed(chunks)
-            c.set_items(len(chunks))
-            c.metric("explained_variance", model.explained_variance)
+                           **cached("embedding", {"chunks": chunks})) as c:
+            if not c.hit:
+                c.set_result(model.embed(chunks))
+                c.set_items(len(chunks))
+                c.metric("explained_variance", model.explained_variance)
+            vectors = c.result
 
-        with run.component("key_sentences", models=[model.ref], **_VERSIONS) as c:
-            sentences = split_sentences(doc)
-            key = score_sentences(model, sentences, vectors)
-            c.set_items(len(sentences))
-            if key:
-                c.metric("top_score", key[0].score)
-            else:
-                c.empty("no_sentences")
+        sentences = split_sentences(doc)
+        with run.component("key_sentences", models=[model.ref],
+                           **cached("key_sentences", {"doc": doc, "vectors": vectors})) as c:
+            if not c.hit:
+                c.set_result(score_sentences(model, sentences, vectors))
+                c.set_items(len(sentences))
+                if c.result:
+                    c.metric("top_score", c.result[0].score)
+                else:
+                    c.empty("no_sentences")
+            key = c.result
 
         summary = None
-        with run.component("summary", **_VERSIONS) as c:
-            prose = sum(s.kind == "prose" for s in sentences)
-            summary = summarize(key, prose)
-            c.set_items(len(summary.split()))
+        prose = sum(s.kind == "prose" for s in sentences)
+        with run.component("summary", **cached("summary", {"key": key, "prose": prose})) as c:
+            if not c.hit:
+                c.set_result(summarize(key, prose))
+                c.set_items(len(c.result.split()))
+            summary = c.result
     return TextResult(topic=topic, run_id=run.run_id, key_sentences=key, summary=summary)

@@ -8,6 +8,8 @@ Tables (plural snake_case; column names are the field names of ``mlobs.records``
                          list it stands for (so component rows do not repeat it)
 * ``events``             one row per :class:`~mlobs.records.EventRecord`
 * ``component_rollups``  written by the DuckDB rollup job (ARCHITECTURE §7)
+* ``artifact_index``     per (platform_id, video_id, config_hash, sampling_policy_version,
+                         pipeline_version): the latest successful run (revision 0003)
 
 Constraint and index names come from :data:`NAMING_CONVENTION`, so the hand-written
 Alembic migrations can name them identically (autogenerate comparison stays empty).
@@ -132,6 +134,8 @@ class Run(Base):
     resolved_models: Mapped[dict[str, Any]] = mapped_column(JSON)
     error_code: Mapped[str | None] = mapped_column(String(CODE_LEN))
     error_message: Mapped[str | None] = mapped_column(Text)
+    # Added by revision 0003. No foreign key: the earlier run may be ingested later.
+    resumed_from_run_id: Mapped[str | None] = mapped_column(String(ID_LEN))
 
 
 class ModelSignature(Base):
@@ -194,6 +198,8 @@ class ComponentRun(Base):
     cache_status: Mapped[str | None] = mapped_column(String(STATUS_LEN))
     cache_key: Mapped[str | None] = mapped_column(String(NAME_LEN))
     cache_miss_reason: Mapped[str | None] = mapped_column(String(NAME_LEN))
+    #: version of the cached result loaded (hit) or written (miss, bypass); revision 0003.
+    cache_version: Mapped[int | None] = mapped_column(Integer)
     peak_rss_bytes: Mapped[int | None] = mapped_column(BigInteger)
     peak_gpu_allocated_bytes: Mapped[int | None] = mapped_column(BigInteger)
     peak_gpu_reserved_bytes: Mapped[int | None] = mapped_column(BigInteger)
@@ -262,6 +268,59 @@ class ComponentRollup(Base):
     p95_peak_gpu_allocated_bytes: Mapped[float | None] = mapped_column(Float)
     p95_peak_gpu_reserved_bytes: Mapped[float | None] = mapped_column(Float)
     degraded_rate: Mapped[float | None] = mapped_column(Float)
+    # Added by revision 0003: {cache_miss_reason: count} over the group's misses; NULL in
+    # rows computed before it.
+    cache_miss_reasons: Mapped[dict[str, int] | None] = mapped_column(
+        JSON(none_as_null=True))
+
+
+class ArtifactIndex(Base):
+    """The latest successful run per video and pipeline key (orchestration notes §5).
+
+    Key: (platform_id, video_id, config_hash, sampling_policy_version, pipeline_version),
+    the composite primary key. The last three may be None in a run record; they are
+    stored as ``''`` (:data:`UNSET`), because a primary key cannot hold NULL, a UNIQUE
+    constraint treats NULLs as distinct on SQLite, and the store's ``ON CONFLICT``
+    upsert needs one conflict target that works on SQLite and PostgreSQL alike. None and
+    ``''`` are therefore the same key. Use :func:`index_key` to build one.
+
+    Maintained by :meth:`mlobs.warehouse.store.WarehouseStore.write` in the same
+    transaction as the runs: a run with status ``ok`` and a ``finished_at`` moves its
+    key's row when it finished later than the stored run (ties: the greater run_id), so
+    replaying older runs never moves it backwards. ``updated_at`` is when the row last
+    changed (wall clock of the writer). Read by :func:`mlobs.reuse.reusable_run`.
+    """
+
+    __tablename__ = "artifact_index"
+    __table_args__ = (
+        Index("ix_artifact_index_latest_success_run_id", "latest_success_run_id"),
+    )
+
+    platform_id: Mapped[str] = mapped_column(String(NAME_LEN), primary_key=True)
+    video_id: Mapped[str] = mapped_column(String(NAME_LEN), primary_key=True)
+    config_hash: Mapped[str] = mapped_column(String(HASH_LEN), primary_key=True)
+    sampling_policy_version: Mapped[str] = mapped_column(String(NAME_LEN), primary_key=True)
+    pipeline_version: Mapped[str] = mapped_column(String(NAME_LEN), primary_key=True)
+    #: the run deleted, its index row goes too (the next lookup recomputes).
+    latest_success_run_id: Mapped[str] = mapped_column(
+        String(ID_LEN), ForeignKey("runs.run_id", ondelete="CASCADE"))
+    finished_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+#: How artifact_index stores a None key part.
+UNSET = ""
+
+
+def index_key(platform_id: str, video_id: str, config_hash: str | None,
+              sampling_policy_version: str | None,
+              pipeline_version: str | None) -> dict[str, str]:
+    """The ``artifact_index`` primary key of these parts (None stored as :data:`UNSET`)."""
+    return {"platform_id": platform_id, "video_id": video_id,
+            "config_hash": UNSET if config_hash is None else config_hash,
+            "sampling_policy_version": (UNSET if sampling_policy_version is None
+                                        else sampling_policy_version),
+            "pipeline_version": UNSET if pipeline_version is None else pipeline_version}
 
 
 #: Every table the migrations create (Alembic's own version table excluded).

@@ -7,7 +7,13 @@ Writes are idempotent, so a batch can be retried or replayed from manifests:
   status), except that a ``running`` row never replaces a finished one (a late or
   replayed snapshot must not undo the final state);
 * ``model_signatures``, ``component_runs`` and ``events`` are insert-or-ignore by primary
-  key: the first write of a record wins.
+  key: the first write of a record wins;
+* ``artifact_index`` (orchestration notes §5) is maintained in the same transaction: a
+  run with status ``ok`` and a ``finished_at`` becomes its key's
+  ``latest_success_run_id`` when it finished later than the run stored there (equal
+  times: the greater run_id), so replaying older runs never moves the index backwards;
+  a run indexed there that is written again as ``error`` hands its key back to the
+  latest other successful run of that key (or the row goes).
 
 A component's ``models_used`` is stored once per ``model_signature`` in
 ``model_signatures``; since the signature ignores the device index and the order of the
@@ -21,8 +27,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -34,6 +40,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    and_,
     func,
     or_,
     select,
@@ -56,12 +63,33 @@ from mlobs.records import (
 from mlobs.signature import model_signature as compute_signature
 from mlobs.warehouse.engine import create_warehouse_engine, display_url
 from mlobs.warehouse.migrate import check_schema, needs_managed_upgrade, upgrade
-from mlobs.warehouse.models import ComponentRun, Event, ModelSignature, Run
+from mlobs.warehouse.models import (
+    UNSET,
+    ArtifactIndex,
+    ComponentRun,
+    Event,
+    ModelSignature,
+    Run,
+    index_key,
+)
 
 RUNS: Table = Run.__table__  # type: ignore[assignment]
 COMPONENTS: Table = ComponentRun.__table__  # type: ignore[assignment]
 SIGNATURES: Table = ModelSignature.__table__  # type: ignore[assignment]
 EVENTS: Table = Event.__table__  # type: ignore[assignment]
+ARTIFACT_INDEX: Table = ArtifactIndex.__table__  # type: ignore[assignment]
+
+#: The artifact_index key columns, in key order.
+INDEX_KEY = ("platform_id", "video_id", "config_hash", "sampling_policy_version",
+             "pipeline_version")
+
+
+class IndexEntry(NamedTuple):
+    """One ``artifact_index`` row: the latest successful run of a key."""
+
+    latest_success_run_id: str
+    finished_at: datetime
+    updated_at: datetime
 
 _INT32 = 2**31
 _INT64 = 2**63
@@ -128,6 +156,19 @@ class WarehouseStore:
             index_elements=[COMPONENTS.c.component_run_id])
         self._insert_events = insert(EVENTS).on_conflict_do_nothing(
             index_elements=[EVENTS.c.event_id])
+        index = insert(ARTIFACT_INDEX)
+        newer = index.excluded
+        self._upsert_index = index.on_conflict_do_update(
+            index_elements=[ARTIFACT_INDEX.c[name] for name in INDEX_KEY],
+            set_={name: newer[name] for name in ("latest_success_run_id", "finished_at",
+                                                 "updated_at")},
+            # Only a later success moves the row (ties: the greater run_id, so the outcome
+            # does not depend on the order runs arrive in); the same run again is a no-op.
+            where=or_(newer.finished_at > ARTIFACT_INDEX.c.finished_at,
+                      and_(newer.finished_at == ARTIFACT_INDEX.c.finished_at,
+                           newer.latest_success_run_id
+                           > ARTIFACT_INDEX.c.latest_success_run_id)),
+        )
 
     @property
     def engine(self) -> Engine:
@@ -190,10 +231,40 @@ class WarehouseStore:
                     conn.execute(self._insert_components, batch.component_rows)
                 if batch.event_rows:
                     conn.execute(self._insert_events, batch.event_rows)
+                if run_rows:
+                    self._update_index(conn, run_rows)
         except (SQLAlchemyError, ValueError, TypeError) as exc:
             # ValueError/TypeError: psycopg serialises JSON parameters itself, outside
             # SQLAlchemy's error wrapping.
             raise WarehouseError(self._explain_failure(exc, run_rows, batch)) from exc
+
+    def _update_index(self, conn: Connection, run_rows: list[dict[str, Any]]) -> None:
+        """Maintain ``artifact_index`` for the runs of one write (inside its transaction)."""
+        now = datetime.now(timezone.utc)
+        rows = _index_rows(run_rows, now)
+        if rows:
+            conn.execute(self._upsert_index, rows)
+        # Rare: a run the index names was written again as "error" (a "running" snapshot
+        # never replaces a finished run). Its key goes back to the latest other success.
+        failed = [row["run_id"] for row in run_rows if row["status"] == "error"]
+        if not failed:
+            return
+        stale = conn.execute(select(*(ARTIFACT_INDEX.c[name] for name in INDEX_KEY)).where(
+            ARTIFACT_INDEX.c.latest_success_run_id.in_(failed))).all()
+        for key_row in stale:
+            key = dict(key_row._mapping)
+            where = [ARTIFACT_INDEX.c[name] == key[name] for name in INDEX_KEY]
+            conn.execute(ARTIFACT_INDEX.delete().where(*where))
+            best = conn.execute(
+                select(RUNS.c.run_id, RUNS.c.finished_at)
+                .where(RUNS.c.status == "ok", RUNS.c.finished_at.is_not(None),
+                       *(func.coalesce(RUNS.c[name], UNSET) == key[name]
+                         for name in INDEX_KEY))
+                .order_by(RUNS.c.finished_at.desc(), RUNS.c.run_id.desc()).limit(1)).first()
+            if best is not None:
+                conn.execute(ARTIFACT_INDEX.insert(), [{
+                    **key, "latest_success_run_id": best.run_id,
+                    "finished_at": best.finished_at, "updated_at": now}])
 
     def _explain_failure(self, exc: Exception, run_rows: list[dict[str, Any]],
                          batch: _ComponentBatch) -> str:
@@ -337,6 +408,27 @@ class WarehouseStore:
                 events=events.get(row.component_run_id, [])))
         return RunRecord(**run_row._asdict()), components
 
+    def latest_success(self, platform_id: str, video_id: str, *, config_hash: str | None,
+                       sampling_policy_version: str | None,
+                       pipeline_version: str | None) -> IndexEntry | None:
+        """The ``artifact_index`` row of this key, or None when no run of it succeeded.
+
+        None parts match runs that recorded None (stored as ``''``, see
+        :class:`~mlobs.warehouse.models.ArtifactIndex`). Age rules are the caller's
+        (:func:`mlobs.reuse.reusable_run`).
+
+        Raises:
+            WarehouseError: the database cannot be read.
+        """
+        key = index_key(platform_id, video_id, config_hash, sampling_policy_version,
+                        pipeline_version)
+        query = select(ARTIFACT_INDEX.c.latest_success_run_id, ARTIFACT_INDEX.c.finished_at,
+                       ARTIFACT_INDEX.c.updated_at).where(
+            *(ARTIFACT_INDEX.c[name] == key[name] for name in INDEX_KEY))
+        with self._reading() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else IndexEntry(*row)
+
     def _reading(self) -> _ReadingConnection:
         return _ReadingConnection(self._engine)
 
@@ -441,6 +533,23 @@ def _run_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
         if previous is None or previous["status"] == "running" or run.status != "running":
             by_id[run.run_id] = row
     return list(by_id.values())
+
+
+def _index_rows(run_rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """artifact_index candidates: per key, the latest successful run of the batch (one
+    row per key: PostgreSQL refuses to upsert a key twice in one statement)."""
+    best: dict[tuple[str, ...], dict[str, Any]] = {}
+    for row in run_rows:
+        if row["status"] != "ok" or row["finished_at"] is None:
+            continue
+        key = index_key(*(row[name] for name in INDEX_KEY))
+        identity = tuple(key.values())
+        previous = best.get(identity)
+        if previous is None or ((row["finished_at"], row["run_id"])
+                                > (previous["finished_at"], previous["latest_success_run_id"])):
+            best[identity] = {**key, "latest_success_run_id": row["run_id"],
+                              "finished_at": row["finished_at"], "updated_at": now}
+    return list(best.values())
 
 
 class _ComponentBatch:

@@ -19,7 +19,7 @@ from mlobs.warehouse.engine import create_warehouse_engine
 from mlobs.warehouse.models import TABLE_NAMES, Base, ComponentRollup
 from mlobs.warehouse.store import COMPONENTS, EVENTS, RUNS, SIGNATURES, WarehouseStore
 
-HEAD = "0002"
+HEAD = "0003"
 ROLLUPS = ComponentRollup.__table__
 #: Columns revision 0002 adds, per table.
 NEW_IN_0002 = {
