@@ -26,6 +26,7 @@ from mlobs.errors import (
     SchemaOutOfDateError,
     WarehouseError,
 )
+from mlobs.external_cache import record_cache_lookup
 from mlobs.fallback import FallbackFailure, FallbackResult, predict_with_fallback
 from mlobs.oom import HalveBatch, OomPolicy
 from mlobs.profile import AnalysisProfile
@@ -76,6 +77,7 @@ __all__ = [
     "load_checklist",
     "model_signature",
     "predict_with_fallback",
+    "record_cache_lookup",
     "register_classifier",
     "register_error_code",
     "run",

@@ -171,8 +171,7 @@ class ComponentCall:
         self.cache_status = self.cache_key = self.cache_miss_reason = None
         self.cache_version = self._result = None
         self._has_result = False
-        self._cache = ComponentCache(self, cache, inputs, codec, cache_ttl_days) \
-            if cache else None
+        self._cache = ComponentCache(cache, inputs, codec, cache_ttl_days) if cache else None
         if isinstance(batch_size, BatchSizeChoice):
             self.event("batch_size_chosen", **batch_size.attributes())
             batch_size = batch_size.batch_size
@@ -188,7 +187,7 @@ class ComponentCall:
         self._t0_wall_ns = _wall_ns()
         self._t0_ns = _perf_ns()
         if self._cache is not None:  # inside the timed interval: a hit lasts its lookup
-            self._cache.begin()
+            self._cache.begin(self)
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
@@ -216,7 +215,7 @@ class ComponentCall:
         if cache.hit:
             return
         if self._has_result or self.status == "empty":
-            cache.finish(self._result)
+            cache.finish(self, self._result)
         elif cache.mode:
             self.warn("nothing cached: the component set no result (c.set_result)")
 

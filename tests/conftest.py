@@ -120,7 +120,7 @@ def build_run(*, platform_id: str = "youtube", video_id: str | None = None,
 
     asr = component("asr", 0.0, 5234.125, models=[WHISPER], device_used="cuda:0",
                     batch_size=16, cache_status="miss", cache_key="k" * 64,
-                    cache_miss_reason="model_signature", peak_rss_bytes=3_221_225_472,
+                    cache_miss_reason="model_signature_changed", peak_rss_bytes=3_221_225_472,
                     peak_gpu_allocated_bytes=5_368_709_120,
                     peak_gpu_reserved_bytes=6_442_450_944, items=412,
                     metrics={"segments": 412.0, "rtf": 0.087},

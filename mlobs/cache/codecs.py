@@ -36,6 +36,11 @@ def to_json_value(value: Any) -> Any:
     return value
 
 
+def _is_typed(value: Any) -> bool:
+    return (hasattr(value, "model_dump") and callable(value.model_dump)) or (
+        dataclasses.is_dataclass(value) and not isinstance(value, type))
+
+
 class JsonCodec:
     """The default codec: UTF-8 JSON.
 
@@ -44,7 +49,10 @@ class JsonCodec:
             loads plain JSON data: dicts, lists, strings, numbers, booleans, ``None``).
 
     Encoding raises :class:`~mlobs.errors.ConfigError` for values JSON cannot hold (NaN,
-    sets, arbitrary objects), so an unstorable result is caught when it is produced.
+    sets, arbitrary objects), so an unstorable result is caught when it is produced; and
+    for a dataclass or pydantic result when ``result_type`` is not given, since a hit
+    would otherwise hand back a dict where the code expects its type. ``result_type`` is
+    rebuilt one level deep: nested dataclasses need pydantic models or a codec of your own.
     """
 
     name = "json"
@@ -53,6 +61,10 @@ class JsonCodec:
         self.result_type = result_type
 
     def encode(self, value: Any) -> bytes:
+        if self.result_type is None and _is_typed(value):
+            raise ConfigError(f"a {type(value).__name__} result needs "
+                              f"codec=mlobs.JsonCodec(result_type={type(value).__name__}) "
+                              "so that a cache hit gives the same type back")
         try:
             return json.dumps(to_json_value(value), ensure_ascii=False, allow_nan=False,
                               separators=(",", ":")).encode("utf-8")

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 from mlobs.cache.codecs import DEFAULT_CODEC, Codec
 from mlobs.cache.inputs import input_hash
 from mlobs.cache.lookup import CacheLookup, lookup
-from mlobs.cache.store import ArtifactStore
 from mlobs.errors import ConfigError
 from mlobs.paths import manifest_path
 from mlobs.signature import IdempotencyKey, model_signature
@@ -48,14 +47,14 @@ def check_cache_mode(cache: Any) -> None:
 
 
 class ComponentCache:
-    """Cache state of one :class:`~mlobs.api.ComponentCall`."""
+    """Cache state of one :class:`~mlobs.api.ComponentCall` (which it does not hold: the
+    call holds it, and a reference back would keep a hit's value alive until the garbage
+    collector's next cycle)."""
 
-    __slots__ = ("call", "mode", "inputs", "codec", "ttl_days", "key", "input_hash",
-                 "found")
+    __slots__ = ("mode", "inputs", "codec", "ttl_days", "key", "input_hash", "found")
 
-    def __init__(self, call: ComponentCall, mode: bool | str, inputs: Any,
-                 codec: Codec | None, ttl_days: float | None) -> None:
-        self.call = call
+    def __init__(self, mode: bool | str, inputs: Any, codec: Codec | None,
+                 ttl_days: float | None) -> None:
         self.mode = mode
         self.inputs = inputs
         self.codec = codec or DEFAULT_CODEC
@@ -64,22 +63,19 @@ class ComponentCache:
         self.input_hash: str | None = None
         self.found: CacheLookup | None = None
 
-    def _store(self) -> ArtifactStore:
-        return self.call.run._recorder.artifact_store
-
-    def begin(self) -> None:
+    def begin(self, call: ComponentCall) -> None:
         """Compute the key and look it up (at the component's start)."""
-        call, run = self.call, self.call.run
+        run = call.run
         missing = [name for name, value in (("producer_version", call.producer_version),
                                             ("schema_version", call.schema_version))
                    if value is None]
         if missing:
-            self._bypass(f"not cached: the idempotency key lacks {', '.join(missing)}")
+            self._bypass(call, f"not cached: the idempotency key lacks {', '.join(missing)}")
             return
         try:
             self.input_hash = input_hash(self.inputs)
         except ConfigError as exc:
-            self._bypass(f"not cached: inputs cannot be hashed ({exc})")
+            self._bypass(call, f"not cached: inputs cannot be hashed ({exc})")
             return
         record = run.record
         self.key = IdempotencyKey(
@@ -93,8 +89,8 @@ class ComponentCache:
             call.cache_status, call.cache_miss_reason = "bypass", "forced"
             return
         try:
-            found = lookup(self._store(), self.key, self.input_hash, codec=self.codec,
-                           ttl_days=self.ttl_days)
+            found = lookup(run._recorder.artifact_store, self.key, self.input_hash,
+                           codec=self.codec, ttl_days=self.ttl_days)
         except Exception as exc:  # an unreadable cache must not stop the pipeline
             log.warning("mlobs: cache lookup of %r failed: %r", call.name, exc)
             found = CacheLookup("miss", "corrupt")
@@ -107,8 +103,7 @@ class ComponentCache:
                 call.status, call.empty_reason = "empty", entry.empty_reason
             run._note_cache_hit(entry.run_id)
 
-    def _bypass(self, warning: str) -> None:
-        call = self.call
+    def _bypass(self, call: ComponentCall, warning: str) -> None:
         call.cache_status = "bypass"
         call.warn(warning)
         self.mode = False  # nothing is stored
@@ -121,14 +116,13 @@ class ComponentCache:
     def value(self) -> Any:
         return self.found.value if self.found is not None else None
 
-    def finish(self, result: Any) -> None:
+    def finish(self, call: ComponentCall, result: Any) -> None:
         """Store ``result`` as a new version (at a successful end of a miss or bypass)."""
-        call = self.call
         if self.hit or not self.mode or self.key is None or call.status == "error":
             return
         record = call.run.record
         try:
-            entry = self._store().save(
+            entry = call.run._recorder.artifact_store.save(
                 record.platform_id, record.video_id, call.name, result, key=self.key,
                 input_hash=self.input_hash or "", models=call.models, run_id=record.run_id,
                 codec=self.codec, status=call.status, empty_reason=call.empty_reason)

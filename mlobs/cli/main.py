@@ -1,6 +1,7 @@
 """The ``mlobs`` command line: one subcommand per module of this package.
 
-    mlobs demo | db | ingest | runs | rollup | doctor   (``mlobs COMMAND --help`` for each)
+    mlobs demo | db | ingest | runs | rollup | doctor | cache | gc | forget
+    (``mlobs COMMAND --help`` for each)
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from mlobs import __version__
-from mlobs.cli import db, demo, doctor, ingest, rollup, runs
+from mlobs.cli import cache, db, demo, doctor, forget, gc, ingest, rollup, runs
 from mlobs.errors import MlobsError
 
 DESCRIPTION = """\
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mlobs {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (demo, db, ingest, runs, rollup, doctor):
+    for module in (demo, db, ingest, runs, rollup, doctor, cache, gc, forget):
         module.register(sub)
     return parser
 

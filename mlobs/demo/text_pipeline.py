@@ -247,13 +247,14 @@ class TextResult:
     summary: str | None
 
 
-def process_topic(topic: str, raw: str, model: TextModel, *, cache: bool | str = True,
+def process_topic(topic: str, raw: str, model: TextModel, *, cache: bool | str = False,
                   codecs: Mapping[str, Codec] | None = None) -> TextResult:
     """Run the five text components over one document inside one mlobs run.
 
-    Every component is cached by its idempotency key (``cache=True``; ``"bypass"``
-    recomputes and stores new versions; ``False`` turns caching off); each one's inputs
-    are the upstream results it reads, so a changed upstream result is a miss downstream.
+    With ``cache=True`` every component is cached by its idempotency key (``"bypass"``
+    recomputes and stores new versions; the default ``False`` does not cache); each one's
+    inputs are the upstream results it reads, so a changed upstream result is a miss
+    downstream.
 
     Args:
         codecs: per component name, the codec of results that are not plain JSON.

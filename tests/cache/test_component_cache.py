@@ -207,3 +207,15 @@ def test_the_index_is_readable_json_with_one_current_version(root):
     assert [v["is_current"] for v in versions] == [False, True]
     assert versions[0]["model_name"] == "whisper-small:r1"
     assert versions[0]["file_path"] == "asr/v1.json"
+
+
+def test_a_typed_result_without_result_type_is_not_cached_and_says_why(root):
+    for _ in range(2):
+        with capture() as rec:
+            with mlobs.run("youtube", "abc") as run:
+                with run.component("asr", cache=True, **VERSIONS) as c:
+                    assert not c.hit
+                    c.set_result(Segment(0.5, "hi"))
+    asr = rec.component("asr")
+    assert asr.cache_version is None
+    assert any("JsonCodec(result_type=Segment)" in w for w in asr.warnings)

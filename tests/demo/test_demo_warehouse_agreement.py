@@ -1,5 +1,6 @@
 """The demo's three outputs agree: manifests (valid against the published schema), the
-warehouse rows (field for field), and the rollup (against a direct SQL computation)."""
+warehouse rows (field for field, the artifact index included), and the rollup (against a
+direct SQL computation)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import jsonschema
@@ -21,7 +24,8 @@ pytest.importorskip("sklearn")
 import mlobs  # noqa: E402
 from mlobs.demo.runner import run_demo  # noqa: E402
 from mlobs.manifest import read_manifest  # noqa: E402
-from mlobs.rollup import compute_rollup  # noqa: E402
+from mlobs.reuse import reusable_run  # noqa: E402
+from mlobs.rollup import UNKNOWN_MISS_REASON, compute_rollup  # noqa: E402
 from mlobs.warehouse.store import WarehouseStore  # noqa: E402
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "manifest.schema.json").read_text())
@@ -40,10 +44,12 @@ def test_every_manifest_validates_and_equals_its_warehouse_rows(demo_root):
     paths = sorted((root / "runs").rglob("manifest.json"))
     assert len(paths) == summary.runs == 24
     store = WarehouseStore(f"sqlite:///{root / 'warehouse.db'}")
+    runs = []
     try:
         for path in paths:
             jsonschema.validate(json.loads(path.read_text()), SCHEMA)
             run, components = read_manifest(path)
+            runs.append(run)
             stored_run, stored_components = store.get_run(run.run_id)
             assert stored_run == run
             by_id = {c.component_run_id: c for c in stored_components}
@@ -53,6 +59,29 @@ def test_every_manifest_validates_and_equals_its_warehouse_rows(demo_root):
                 for field in dataclasses.fields(component):
                     assert getattr(stored, field.name) == getattr(component, field.name), (
                         f"{component.component}.{field.name} differs")
+        # The artifact index names, per key, the successful run that finished last.
+        latest: dict[tuple, object] = {}
+        for run in runs:
+            if run.status != "ok":
+                continue
+            key = (run.platform_id, run.video_id, run.config_hash,
+                   run.sampling_policy_version, run.pipeline_version)
+            if key not in latest or (run.finished_at, run.run_id) > (
+                    latest[key].finished_at, latest[key].run_id):
+                latest[key] = run
+        assert latest
+        for (platform_id, video_id, config_hash, sampling, pipeline), run in latest.items():
+            entry = store.latest_success(platform_id, video_id, config_hash=config_hash,
+                                         sampling_policy_version=sampling,
+                                         pipeline_version=pipeline)
+            assert entry is not None and entry.latest_success_run_id == run.run_id
+            assert entry.finished_at == run.finished_at
+            assert reusable_run(store, platform_id, video_id, config_hash=config_hash,
+                                sampling_policy_version=sampling, pipeline_version=pipeline,
+                                now=run.finished_at + timedelta(days=1)) == run
+            assert reusable_run(store, platform_id, video_id, config_hash=config_hash,
+                                sampling_policy_version=sampling, pipeline_version=pipeline,
+                                now=run.finished_at + timedelta(days=4)) is None
     finally:
         store.close()
 
@@ -66,7 +95,7 @@ def test_rollup_agrees_with_direct_sql_on_the_same_rows(demo_root):
         records = conn.execute(text(
             "SELECT component, model_signature, run_id, status, duration_ms, peak_rss_bytes, "
             "oom_count, retry_count, peak_gpu_allocated_bytes, peak_gpu_reserved_bytes, "
-            "prediction_status FROM component_runs")).all()
+            "prediction_status, cache_status, cache_miss_reason FROM component_runs")).all()
     groups: dict = {}
     for record in records:
         groups.setdefault((record.component, record.model_signature), []).append(record)
@@ -99,6 +128,12 @@ def test_rollup_agrees_with_direct_sql_on_the_same_rows(demo_root):
         assert rollup.degraded_rate == (
             pytest.approx(predicted.count("degraded") / len(predicted)) if predicted
             else None)
+        lookups = [r.cache_status for r in group if r.cache_status in ("hit", "miss")]
+        assert rollup.cache_hit_rate == (
+            pytest.approx(lookups.count("hit") / len(lookups)) if lookups else None)
+        assert rollup.cache_miss_reasons == dict(Counter(
+            r.cache_miss_reason or UNKNOWN_MISS_REASON for r in group
+            if r.cache_status == "miss"))
     # the demo's optional summary really shows both failure modes in the rollup
     summary = [r for (component, _), r in rows.items() if component == "summary"]
     assert summary and summary[0].empty_rate + summary[0].error_rate > 0

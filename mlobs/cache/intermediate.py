@@ -1,0 +1,155 @@
+"""Intermediate directories: short-lived working data of one video (extracted frames, ...).
+
+Rule (orchestration notes §7, model system rules §6): intermediate data such as the
+union frames (``frames_dir``) is kept 7 days for debugging and re-rendering, then
+deleted. A pipeline asks for such a directory with :func:`intermediate_dir`; it is
+created and *registered* (a small JSON file inside it records when), so that ``mlobs gc``
+can expire it (``--intermediate-ttl-days``, default 7) and ``mlobs forget`` deletes it with
+the rest of the video::
+
+    <root>/cache/<platform_id>/<video_id>/intermediate/<name>/
+        .mlobs-intermediate.json     {"schema": "mlobs.intermediate/1", "platform_id": ...,
+                                      "video_id": ..., "name": ..., "created_at": ISO UTC}
+        ...                          whatever the pipeline writes
+
+Only directories holding the registration file are ever expired; anything else under
+``intermediate/`` is left alone. The TTL counts from the first registration: asking for
+the same directory again returns it as it is and does not extend its life.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from mlobs.errors import ConfigError
+from mlobs.paths import safe_segment
+from mlobs.records import iso_utc, parse_utc
+
+log = logging.getLogger("mlobs")
+
+INTERMEDIATE_SCHEMA = "mlobs.intermediate/1"
+#: the registration file inside each intermediate directory.
+REGISTRATION_FILE = ".mlobs-intermediate.json"
+#: the folder under a video's cache directory holding its intermediate directories.
+INTERMEDIATE_FOLDER = "intermediate"
+
+
+@dataclass(frozen=True)
+class Intermediate:
+    """One registered intermediate directory, with its size now (files and bytes)."""
+
+    platform_id: str
+    video_id: str
+    name: str
+    path: Path
+    created_at: datetime
+    files: int
+    size_bytes: int
+
+
+def _default_root() -> Path:
+    # The configured root of this process (mlobs.configure), without building a recorder
+    # (and its sinks) just to read a path.
+    from mlobs import recorder as _recorder_module
+    from mlobs.config import settings_from_env
+
+    recorder = _recorder_module._recorder
+    return (recorder.settings if recorder is not None else settings_from_env()).root
+
+
+def intermediate_path(platform_id: str, video_id: str, name: str, *,
+                      root: str | os.PathLike[str] | None = None) -> Path:
+    """Where :func:`intermediate_dir` puts ``name`` (nothing is created)."""
+    base = Path(root) if root is not None else _default_root()
+    return (base / "cache" / safe_segment(platform_id) / safe_segment(video_id)
+            / INTERMEDIATE_FOLDER / safe_segment(name))
+
+
+def intermediate_dir(platform_id: str, video_id: str, name: str, *,
+                     root: str | os.PathLike[str] | None = None) -> Path:
+    """Create (if needed) and register an intermediate directory of a video.
+
+    Args:
+        platform_id: the video's platform.
+        video_id: the video.
+        name: what it holds, e.g. ``"frames"``; one safe path segment is made of it.
+        root: the mlobs root (default: the configured root, ``mlobs.configure(root=...)``
+            or ``$MLOBS_ROOT``).
+
+    Returns:
+        ``<root>/cache/<platform_id>/<video_id>/intermediate/<name>``, existing and
+        registered; ``mlobs gc`` deletes it once it is older than the intermediate TTL.
+
+    Raises:
+        ConfigError: an identifier is not a string, or ``name`` is empty.
+        OSError: the directory cannot be created.
+    """
+    if not isinstance(name, str) or not name:
+        raise ConfigError("an intermediate directory needs a non-empty name")
+    path = intermediate_path(platform_id, video_id, name, root=root)
+    path.mkdir(parents=True, exist_ok=True)
+    registration = path / REGISTRATION_FILE
+    if read_registration(registration) is None:
+        document = {"schema": INTERMEDIATE_SCHEMA, "platform_id": platform_id,
+                    "video_id": video_id, "name": name,
+                    "created_at": iso_utc(datetime.now(timezone.utc))}
+        fd, tmp = tempfile.mkstemp(dir=path, prefix=f"{REGISTRATION_FILE}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(document, handle, ensure_ascii=False)
+            # Two processes registering at once: the first rename wins, both are valid.
+            os.replace(tmp, registration)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return path
+
+
+def read_registration(path: Path) -> dict[str, object] | None:
+    """The registration document at ``path``, or ``None`` when missing or unreadable."""
+    try:
+        document = json.loads(path.read_bytes())
+        if not isinstance(document, dict) or document.get("schema") != INTERMEDIATE_SCHEMA:
+            return None
+        parse_utc(str(document["created_at"]))
+        return document
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _tree_size(path: Path) -> tuple[int, int]:
+    files = size = 0
+    for dirpath, _dirnames, filenames in os.walk(path):
+        for filename in filenames:
+            try:
+                size += os.lstat(os.path.join(dirpath, filename)).st_size
+            except OSError:
+                continue
+            files += 1
+    return files, size
+
+
+def find_intermediates(cache_dir: str | os.PathLike[str]) -> Iterator[Intermediate]:
+    """Every registered intermediate directory under ``cache_dir`` (``<root>/cache``), in
+    path order. Directories with a missing or unreadable registration are skipped (and
+    logged when the file exists but cannot be read)."""
+    for registration in sorted(Path(cache_dir).glob(
+            f"*/*/{INTERMEDIATE_FOLDER}/*/{REGISTRATION_FILE}")):
+        document = read_registration(registration)
+        if document is None:
+            log.warning("mlobs: intermediate registration %s is unreadable; the directory "
+                        "is left alone", registration)
+            continue
+        files, size = _tree_size(registration.parent)
+        yield Intermediate(platform_id=str(document["platform_id"]),
+                           video_id=str(document["video_id"]), name=str(document["name"]),
+                           path=registration.parent,
+                           created_at=parse_utc(str(document["created_at"])),  # type: ignore[arg-type]
+                           files=files, size_bytes=size)

@@ -1,0 +1,219 @@
+"""``mlobs cache``: the versions of cached component results (ADR-005), from the CLI.
+
+Subcommands::
+
+    mlobs cache ls [--platform-id P] [--video-id V] [--json] [--root DIR]
+    mlobs cache use --platform-id P --video-id V COMPONENT VERSION [--root DIR]
+    mlobs cache diff --platform-id P --video-id V COMPONENT V1 V2 [--context N] [--root DIR]
+
+``--root`` defaults to the configured root (``$MLOBS_ROOT``, else ``./mlobs-data``); the
+cache is ``<root>/cache``. ``use`` makes a version the one the pipeline loads (a rollback
+or a switch; :meth:`ArtifactStore.set_current`). ``diff`` prints a unified diff of the two
+versions' results as pretty-printed JSON (keys sorted). An unknown video, component or
+version, or a file that no longer matches its recorded SHA-256, is an error: exit 1 with
+one line on stderr.
+
+The functions behind them, :func:`list_videos` and :func:`diff_versions`, can be called
+directly (``set_current`` is the store's own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import hashlib
+import json
+
+from tabulate import tabulate
+
+from mlobs.cache.entries import CacheEntry, VideoCacheIndex
+from mlobs.cache.store import ArtifactStore, CorruptArtifactError
+from mlobs.cli.db import fail
+from mlobs.config import resolve_settings
+from mlobs.errors import ConfigError, MlobsError
+
+ROOT_HELP = "mlobs root holding cache/ (default: $MLOBS_ROOT or ./mlobs-data)"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``cache`` command and its subcommands to the ``mlobs`` parser."""
+    cache = subparsers.add_parser(
+        "cache", help="list, switch and compare versions of cached component results",
+        description="The versions of cached component results per video: list them, make "
+                    "one current, or diff two of them.")
+    commands = cache.add_subparsers(dest="cache_command", metavar="COMMAND", required=True)
+
+    ls = commands.add_parser("ls", help="per video: components, versions, model, created, "
+                                        "current")
+    ls.add_argument("--platform-id", default=None)
+    ls.add_argument("--video-id", default=None)
+    ls.add_argument("--json", action="store_true",
+                    help="print the cache indexes as JSON (schema mlobs.cache/1)")
+    ls.add_argument("--root", default=None, help=ROOT_HELP)
+    ls.set_defaults(func=ls_command)
+
+    use = commands.add_parser("use", help="make a version the current one")
+    use.add_argument("--platform-id", required=True)
+    use.add_argument("--video-id", required=True)
+    use.add_argument("component")
+    use.add_argument("version", type=_version)
+    use.add_argument("--root", default=None, help=ROOT_HELP)
+    use.set_defaults(func=use_command)
+
+    diff = commands.add_parser("diff", help="unified diff of two versions of a component")
+    diff.add_argument("--platform-id", required=True)
+    diff.add_argument("--video-id", required=True)
+    diff.add_argument("component")
+    diff.add_argument("v1", type=_version, metavar="V1")
+    diff.add_argument("v2", type=_version, metavar="V2")
+    diff.add_argument("--context", type=_non_negative, default=3, metavar="N",
+                      help="lines of context around each change (default: 3)")
+    diff.add_argument("--root", default=None, help=ROOT_HELP)
+    diff.set_defaults(func=diff_command)
+
+
+def _version(text: str) -> int:
+    """``3`` or ``v3``."""
+    try:
+        value = int(text[1:] if text[:1] in ("v", "V") else text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a version number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"versions start at 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def _store(args: argparse.Namespace) -> ArtifactStore:
+    return ArtifactStore(resolve_settings(root=args.root).cache_dir)
+
+
+# -- the functions -------------------------------------------------------------------------
+
+def list_videos(store: ArtifactStore, *, platform_id: str | None = None,
+                video_id: str | None = None) -> list[VideoCacheIndex]:
+    """The cache indexes of the store, optionally only of one platform and/or video."""
+    if platform_id is not None and video_id is not None:
+        index = store.info(platform_id, video_id)
+        return [index] if index is not None else []
+    return [index for index in store.videos()
+            if platform_id in (None, index.platform_id) and video_id in (None, index.video_id)]
+
+
+def version_text(store: ArtifactStore, platform_id: str, video_id: str,
+                 entry: CacheEntry) -> str:
+    """A version's result as text: pretty-printed JSON (sorted keys) for the JSON codec,
+    the file's text for another codec.
+
+    Raises:
+        CorruptArtifactError: the file is missing, edited, or not text.
+    """
+    path = store.video_dir(platform_id, video_id) / entry.file_path
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CorruptArtifactError(f"{path} cannot be read: {exc}") from exc
+    if hashlib.sha256(data).hexdigest() != entry.content_sha256:
+        raise CorruptArtifactError(f"{path} does not match its recorded SHA-256 "
+                                   "(truncated or edited)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorruptArtifactError(f"{path} (codec {entry.codec!r}) is not text; it cannot "
+                                   "be diffed") from exc
+    if entry.codec == "json":
+        try:
+            return json.dumps(json.loads(text), indent=2, sort_keys=True,
+                              ensure_ascii=False) + "\n"
+        except ValueError as exc:
+            raise CorruptArtifactError(f"{path} is not JSON: {exc}") from exc
+    return text if text.endswith("\n") or not text else text + "\n"
+
+
+def diff_versions(store: ArtifactStore, platform_id: str, video_id: str, component: str,
+                  v1: int, v2: int, *, context: int = 3) -> str:
+    """A unified diff of two versions of a component's result (empty when equal).
+
+    Raises:
+        ConfigError: nothing cached for the component, or no such version.
+        CorruptArtifactError: a version's file is missing, edited, or not text.
+    """
+    old = store.entry(platform_id, video_id, component, v1)
+    new = store.entry(platform_id, video_id, component, v2)
+    a = version_text(store, platform_id, video_id, old).splitlines(keepends=True)
+    b = version_text(store, platform_id, video_id, new).splitlines(keepends=True)
+    return "".join(difflib.unified_diff(a, b, fromfile=_label(component, old),
+                                        tofile=_label(component, new), n=context))
+
+
+def _label(component: str, entry: CacheEntry) -> str:
+    return (f"{component} v{entry.version} ({entry.model_name or 'no model'}, "
+            f"{entry.created_at.strftime('%Y-%m-%d %H:%M:%S')} UTC, run {entry.run_id or '-'})")
+
+
+# -- the commands --------------------------------------------------------------------------
+
+def ls_command(args: argparse.Namespace) -> int:
+    """``mlobs cache ls``: returns 0 (an empty cache included)."""
+    try:
+        store = _store(args)
+        videos = list_videos(store, platform_id=args.platform_id, video_id=args.video_id)
+    except MlobsError as exc:
+        return fail(str(exc))
+    if args.json:
+        print(json.dumps([index.to_dict() for index in videos], indent=2, ensure_ascii=False))
+        return 0
+    rows = []
+    for index in videos:
+        for component in sorted(index.entries):
+            for e in index.versions(component):
+                rows.append((f"{index.platform_id}/{index.video_id}", component,
+                             f"v{e.version}", "*" if e.is_current else "",
+                             e.model_name or "", e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                             e.status, e.size_bytes, e.run_id or ""))
+    if not rows:
+        print(f"no cached results under {store.root}")
+        return 0
+    print(tabulate(rows, headers=("platform/video", "component", "version", "current",
+                                  "model", "created (UTC)", "status", "bytes", "run_id"),
+                   disable_numparse=True))
+    return 0
+
+
+def use_command(args: argparse.Namespace) -> int:
+    """``mlobs cache use``: returns 0, or 1 for an unknown video, component or version."""
+    try:
+        store = _store(args)
+        before = store.entry(args.platform_id, args.video_id, args.component)
+        chosen = store.set_current(args.platform_id, args.video_id, args.component,
+                                   args.version)
+    except (ConfigError, OSError) as exc:
+        return fail(str(exc))
+    where = f"{args.platform_id}/{args.video_id} {args.component}"
+    if before.version == chosen.version:
+        print(f"{where}: v{chosen.version} was already current")
+    else:
+        print(f"{where}: current version is now v{chosen.version} (was v{before.version})")
+    return 0
+
+
+def diff_command(args: argparse.Namespace) -> int:
+    """``mlobs cache diff``: returns 0 (the diff, or a line saying they are identical),
+    or 1 for an unknown version or an unreadable file."""
+    try:
+        text = diff_versions(_store(args), args.platform_id, args.video_id, args.component,
+                             args.v1, args.v2, context=args.context)
+    except (ConfigError, CorruptArtifactError) as exc:
+        return fail(str(exc))
+    if text:
+        print(text, end="" if text.endswith("\n") else "\n")
+    else:
+        print(f"{args.component} v{args.v1} and v{args.v2} have identical results")
+    return 0
+
