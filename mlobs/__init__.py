@@ -15,6 +15,7 @@ from mlobs.api import ComponentCall, Run, component, current, current_run, run
 from mlobs.batch_size import BatchSizeChoice, MemoryCost, choose_batch_size, load_checklist
 from mlobs.cache.codecs import Codec, JsonCodec
 from mlobs.cache.inputs import FileInput
+from mlobs.cache.intermediate import intermediate_dir
 from mlobs.classify import classify_exception, register_classifier, register_error_code
 from mlobs.errors import (
     ComponentError,
@@ -74,6 +75,7 @@ __all__ = [
     "current_run",
     "flush",
     "idempotency_key",
+    "intermediate_dir",
     "load_checklist",
     "model_signature",
     "predict_with_fallback",

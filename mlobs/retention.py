@@ -17,10 +17,16 @@ warehouse together). Within a key, runs are ordered by ``started_at`` (then ``ru
    still in progress among them);
 3. the remaining older runs are dropped (``superseded``);
 4. a key with no ``ok`` run inside the cap keeps all its runs inside the cap
-   (``no_ok_run``).
+   (``no_ok_run``);
+5. a run the warehouse's ``artifact_index`` names (the latest success of its
+   ``(platform_id, video_id, config_hash, sampling_policy_version, pipeline_version)``,
+   what :func:`mlobs.reuse.reusable_run` hands out) is kept instead of being superseded
+   (``artifact_index``), so that the index never points at a run whose artifacts are gone.
+   The hard cap still applies to it.
 
 So GC never drops a run newer than the last success of its key, and inside the cap it
-only drops runs that have at least ``keep_previous`` runs and a success after them.
+drops a run only when its key has a newer ``ok`` run with at least ``keep_previous`` runs
+between the two.
 Note that a run that failed before one of its model components ran has a smaller
 model_signature-set, hence a key of its own, and is kept until the cap.
 
@@ -84,7 +90,7 @@ INTERMEDIATE_TTL_DAYS = 7.0
 #: ``GcPolicy.warehouse``: delete the rows of every dropped run, or only past the cap.
 WAREHOUSE_MODES = ("dropped", "cap")
 
-KEEP_REASONS = ("latest_ok", "previous", "after_latest_ok", "no_ok_run")
+KEEP_REASONS = ("latest_ok", "previous", "after_latest_ok", "no_ok_run", "artifact_index")
 DROP_REASONS = ("hard_cap", "superseded")
 
 #: (platform_id, video_id, config_hash, sampling_policy_version, model_signature-set)
@@ -99,8 +105,10 @@ class GcPolicy:
         keep_previous: runs kept before the latest ``ok`` run of each key (>= 0).
         hard_cap_days: anything older than this many days goes (> 0).
         intermediate_ttl_days: registered intermediate directories older than this go (> 0).
-        warehouse: ``"dropped"`` deletes the warehouse rows of every dropped run; ``"cap"``
-            only those of runs past the hard cap.
+        warehouse: ``"cap"`` (default) deletes the warehouse rows of runs past the hard cap
+            only, so rollups keep their history (the issue's rule: "warehouse rows older
+            than the cap are removed too"); ``"dropped"`` deletes those of every dropped
+            run.
 
     Raises:
         ConfigError: a value is out of range.
@@ -109,7 +117,7 @@ class GcPolicy:
     keep_previous: int = KEEP_PREVIOUS
     hard_cap_days: float = HARD_CAP_DAYS
     intermediate_ttl_days: float = INTERMEDIATE_TTL_DAYS
-    warehouse: str = "dropped"
+    warehouse: str = "cap"
 
     def __post_init__(self) -> None:
         if isinstance(self.keep_previous, bool) or not isinstance(self.keep_previous, int) \
@@ -146,6 +154,8 @@ class RunInfo:
     manifest_files: int = 0
     manifest_bytes: int = 0
     warehouse_rows: Any = None  # mlobs.warehouse.deletion.RowCounts | None
+    #: the warehouse's artifact_index names it (the latest success of its pipeline key).
+    indexed: bool = False
 
     @property
     def key(self) -> RunKey:
@@ -275,7 +285,8 @@ class GcPlan:
         lines = [
             f"gc plan at {iso_utc(self.now)}",
             f"policy: per key, keep the latest ok run, the {policy.keep_previous} run(s) "
-            f"before it and every run after it; hard cap {policy.hard_cap_days:g} days "
+            f"before it, every run after it and the runs artifact_index names; hard cap "
+            f"{policy.hard_cap_days:g} days "
             f"(everything before {iso_utc(self.cutoff)}); intermediate directories "
             f"{policy.intermediate_ttl_days:g} days (before "
             f"{iso_utc(self.intermediate_cutoff)}); warehouse rows of "
@@ -470,6 +481,8 @@ def decide_runs(runs: Iterable[RunInfo], policy: GcPolicy, now: datetime) -> lis
                 decide(run, True, "latest_ok")
             elif i <= anchor + policy.keep_previous:
                 decide(run, True, "previous")
+            elif run.indexed:
+                decide(run, True, "artifact_index")
             else:
                 decide(run, False, "superseded")
     return decisions
@@ -563,7 +576,14 @@ def _warehouse_runs(db_url: str) -> dict[str, RunInfo]:
     from sqlalchemy import MetaData, Table, inspect, select
     from sqlalchemy.exc import SQLAlchemyError
 
-    from mlobs.warehouse.deletion import COMPONENTS, RUNS, count_run_rows, has_mlobs_tables
+    from mlobs.warehouse.deletion import (
+        COMPONENTS,
+        RUNS,
+        artifact_index_table,
+        count_run_rows,
+        has_mlobs_tables,
+        run_columns,
+    )
     from mlobs.warehouse.engine import create_warehouse_engine, display_url
 
     engine = create_warehouse_engine(db_url)
@@ -590,6 +610,11 @@ def _warehouse_runs(db_url: str) -> dict[str, RunInfo]:
                         select(table.c.run_id, table.c.component, table.c.cache_version)
                         .where(table.c.cache_version.is_not(None))):
                     refs[run_id].add((component, int(version)))
+            indexed: set[str] = set()
+            index = artifact_index_table(conn)
+            for column in run_columns(index) if index is not None else ():
+                indexed.update(conn.scalars(select(column).distinct()
+                                            .where(column.is_not(None))))
         counts = count_run_rows(engine)
     except SQLAlchemyError as exc:
         raise WarehouseError(f"cannot read the warehouse at {display_url(engine)}: "
@@ -600,6 +625,7 @@ def _warehouse_runs(db_url: str) -> dict[str, RunInfo]:
         info.model_signatures = frozenset(signatures.get(run_id, ()))
         info.cache_refs = frozenset(refs.get(run_id, ()))
         info.warehouse_rows = counts[run_id]
+        info.indexed = run_id in indexed
     return found
 
 
@@ -614,6 +640,7 @@ def _merge(manifest: RunInfo | None, stored: RunInfo | None) -> RunInfo:
     manifest.model_signatures = manifest.model_signatures | stored.model_signatures
     manifest.cache_refs = manifest.cache_refs | stored.cache_refs
     manifest.warehouse_rows = stored.warehouse_rows
+    manifest.indexed = stored.indexed
     return manifest
 
 

@@ -303,6 +303,45 @@ def test_oom_retry_gpu_and_degraded_columns_on_known_rows(db_url: str) -> None:
     assert row.degraded_rate == pytest.approx(1 / 3)     # of the three that set one
 
 
+def test_cache_miss_reasons_on_known_rows(db_url: str) -> None:
+    """Counts per reason over misses only, in MISS_REASONS order, ``unknown`` last."""
+    run = RunRecord(run_id=str(uuid.uuid4()), platform_id="p", video_id="v", status="ok",
+                    started_at=T0)
+    # (component, cache_status, cache_miss_reason)
+    plan = ([("asr", "miss", "input_changed")] * 5 + [("asr", "miss", "no_entry")] * 2
+            + [("asr", "miss", "model_signature_changed")] * 3
+            + [("asr", "miss", None), ("asr", "miss", "some_future_reason")]
+            + [("asr", "hit", None)] * 4 + [("asr", "bypass", "forced")] * 2
+            + [("asr", None, None)]
+            + [("chunking", "hit", None), ("chunking", "bypass", "forced")]
+            + [("ocr", None, None)])
+    components = []
+    for attempt, (component, status, reason) in enumerate(plan, start=1):
+        began = T0 + timedelta(seconds=attempt)
+        components.append(ComponentRecord(
+            component_run_id=str(uuid.uuid4()), run_id=run.run_id, component=component,
+            attempt=attempt, required=True, status="ok", started_at=began,
+            finished_at=began + timedelta(milliseconds=5), duration_ms=5.0,
+            cache_status=status, cache_miss_reason=reason))
+    _populate(db_url, [run], components)
+    rows = {r.component: r for r in compute_rollup(db_url)}
+    asr = rows["asr"]
+    assert list(asr.cache_miss_reasons.items()) == [
+        ("no_entry", 2), ("model_signature_changed", 3), ("input_changed", 5),
+        ("some_future_reason", 1), ("unknown", 1)]
+    assert sum(asr.cache_miss_reasons.values()) == 12  # the misses; bypass is not one
+    assert asr.cache_hit_rate == pytest.approx(4 / 16)
+    assert rows["chunking"].cache_miss_reasons == {}  # lookups, but no miss
+    assert rows["ocr"].cache_miss_reasons == {}       # no lookup at all
+    text = format_rollup(list(rows.values()))
+    assert "miss reasons" in text.splitlines()[0]
+    assert ("no_entry:2, model_signature_changed:3, input_changed:5, "
+            "some_future_reason:1, unknown:1") in text
+    write_rollup(db_url, list(rows.values()), "all")
+    stored = {r["component"]: r["cache_miss_reasons"] for r in _stored(db_url)}
+    assert stored == {"asr": asr.cache_miss_reasons, "chunking": {}, "ocr": {}}
+
+
 def test_day_buckets_split_by_utc_day(warehouse_url: str) -> None:
     total = {(r.component, r.model_signature): r.invocations
              for r in compute_rollup(warehouse_url)}
@@ -364,6 +403,8 @@ def test_write_rollup_replaces_rows_of_its_bucket(warehouse_url: str) -> None:
                      "degraded_rate"):
             value = getattr(expected, name)
             assert row[name] == (None if value is None else pytest.approx(value)), name
+        assert row["cache_miss_reasons"] == expected.cache_miss_reasons  # JSON round trip
+    assert any(row["cache_miss_reasons"] for row in by_width["all"])
     day_starts = {row["bucket_start"] for row in by_width["day"]}
     assert day_starts == {r.bucket_start for r in day_rows}
 
@@ -515,6 +556,11 @@ def test_format_rollup_leaves_out_gpu_and_degraded_columns_nobody_has(
     lines = format_rollup(rows).splitlines()
     assert "p95 GPU alloc MiB" in lines[0] and "p95 GPU rsvd MiB" in lines[0]
     assert lines[2].split()[-2:] == ["-", "2048.0"]
+    # Miss reasons: a column only while some row has a miss.
+    assert "miss reasons" in lines[0]
+    no_misses = [dataclasses.replace(r, cache_miss_reasons={}) for r in rows]
+    header = format_rollup(no_misses).splitlines()[0]
+    assert "miss reasons" not in header and "cache hit %" in header
 
 
 def test_export_parquet_round_trip(sqlite_warehouse: str, tmp_path) -> None:
@@ -524,7 +570,8 @@ def test_export_parquet_round_trip(sqlite_warehouse: str, tmp_path) -> None:
     back = con.execute(
         "SELECT timezone('UTC', bucket_start), component, model_signature, invocations, "
         "p95_duration_ms, cache_hit_rate, oom_rate, mean_ooms_per_run, retries, "
-        "p95_peak_gpu_allocated_bytes, p95_peak_gpu_reserved_bytes, degraded_rate "
+        "p95_peak_gpu_allocated_bytes, p95_peak_gpu_reserved_bytes, degraded_rate, "
+        "cache_miss_reasons "
         "FROM read_parquet(?) ORDER BY 1, 2, 3 NULLS FIRST", [str(path)]).fetchall()
     columns = [c[0] for c in con.execute("SELECT * FROM read_parquet(?) LIMIT 0",
                                          [str(path)]).description]
@@ -533,7 +580,9 @@ def test_export_parquet_round_trip(sqlite_warehouse: str, tmp_path) -> None:
     assert back == [(r.bucket_start.replace(tzinfo=None), r.component, r.model_signature,
                      r.invocations, r.p95_duration_ms, r.cache_hit_rate, r.oom_rate,
                      r.mean_ooms_per_run, r.retries, r.p95_peak_gpu_allocated_bytes,
-                     r.p95_peak_gpu_reserved_bytes, r.degraded_rate) for r in rows]
+                     r.p95_peak_gpu_reserved_bytes, r.degraded_rate, r.cache_miss_reasons)
+                    for r in rows]
+    assert any(r.cache_miss_reasons for r in rows)
 
 
 # ------------------------------------------------------------------------------- CLI
@@ -551,6 +600,8 @@ def test_cli_prints_table_and_writes(warehouse_url: str, capsys) -> None:
     out, err = capsys.readouterr()
     assert out.splitlines()[0].split()[:4] == ["component", "model", "invocations", "runs"]
     assert "chunking" in out and SIG_FP16[:12] in out
+    assert "miss reasons" in out.splitlines()[0]
+    assert "external caches" not in out  # no lookups recorded: no second table
     assert "replaced component_rollups" in err
     assert {r["bucket_width"] for r in _stored(warehouse_url)} == {"all"}
 
@@ -560,11 +611,16 @@ def test_cli_json_no_write_and_parquet(sqlite_warehouse: str, tmp_path, capsys) 
     assert _cli("--db-url", sqlite_warehouse, "--bucket", "day", "--since", "2024-05-01",
                 "--json", "--no-write", "--parquet", str(parquet)) == 0
     out, _ = capsys.readouterr()
-    data = json.loads(out)
+    document = json.loads(out)
+    assert set(document) == {"component_rollups", "external_caches"}
+    assert document["external_caches"] == []  # these records looked up no external cache
+    data = document["component_rollups"]
     assert data and {d["bucket_width"] for d in data} == {"day"}
     assert data[0]["bucket_start"] == "2024-05-01T00:00:00+00:00"
     assert all(set(d) == {f.name for f in dataclasses.fields(RollupRow)} for d in data)
     assert all(type(d["retries"]) is int and 0 <= d["oom_rate"] <= 1 for d in data)
+    assert all(isinstance(d["cache_miss_reasons"], dict) for d in data)
+    assert any(d["cache_miss_reasons"] for d in data)
     assert parquet.is_file()
     assert _stored(sqlite_warehouse) == []
 

@@ -27,9 +27,10 @@ index names, so an autogenerate comparison against the models is empty).
   ``latest_success_run_id`` references ``runs.run_id`` with ``ON DELETE CASCADE`` (a
   deleted run takes its index row with it) and is indexed for that cascade.
 
-Existing runs are not indexed by this migration (it copies no data): the index fills as
-runs are written or manifests are ingested again (``mlobs ingest``); until then a lookup
-finds nothing and the caller recomputes, which is the safe answer.
+The upgrade fills ``artifact_index`` from the runs already stored (per key the ``ok``
+run with a ``finished_at`` that finished last, ties to the greater run_id: the store's
+rule), with ``updated_at`` the time of the migration. Downgrading drops the table and the
+three columns with their values; every other row stays.
 
 On SQLite the ALTERs go through batch mode (adding a column only would not need it, but
 dropping one on downgrade does; env.py turns foreign keys off during the copy).
@@ -48,6 +49,29 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _TS = sa.DateTime(timezone=True)
+
+# Window functions: PostgreSQL, SQLite >= 3.25. On SQLite, timestamps are text in one
+# fixed UTC format, so ordering the text orders the instants.
+_BACKFILL = sa.text("""
+INSERT INTO artifact_index (platform_id, video_id, config_hash, sampling_policy_version,
+                            pipeline_version, latest_success_run_id, finished_at, updated_at)
+SELECT platform_id, video_id, config_hash, sampling_policy_version, pipeline_version,
+       run_id, finished_at, CURRENT_TIMESTAMP
+FROM (
+    SELECT run_id, platform_id, video_id, finished_at,
+           COALESCE(config_hash, '') AS config_hash,
+           COALESCE(sampling_policy_version, '') AS sampling_policy_version,
+           COALESCE(pipeline_version, '') AS pipeline_version,
+           ROW_NUMBER() OVER (
+               PARTITION BY platform_id, video_id, COALESCE(config_hash, ''),
+                            COALESCE(sampling_policy_version, ''),
+                            COALESCE(pipeline_version, '')
+               ORDER BY finished_at DESC, run_id DESC) AS rank_in_key
+    FROM runs
+    WHERE status = 'ok' AND finished_at IS NOT NULL
+) AS ranked
+WHERE rank_in_key = 1
+""")
 
 
 def upgrade() -> None:
@@ -79,6 +103,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_artifact_index_latest_success_run_id", "artifact_index",
                     ["latest_success_run_id"])
+    op.execute(_BACKFILL)
 
 
 def downgrade() -> None:

@@ -69,6 +69,9 @@ class VideoCacheIndex:
     created_at: datetime
     updated_at: datetime
     entries: dict[str, list[CacheEntry]] = field(default_factory=dict)
+    #: per component, the highest version number ever issued: numbers are never reused,
+    #: so a run's recorded ``cache_version`` never names other content after a GC.
+    last_versions: dict[str, int] = field(default_factory=dict)
 
     def versions(self, component: str) -> list[CacheEntry]:
         """The component's versions, oldest first."""
@@ -82,7 +85,8 @@ class VideoCacheIndex:
                 "video_id": self.video_id, "created_at": iso_utc(self.created_at),
                 "updated_at": iso_utc(self.updated_at),
                 "entries": {name: [e.to_dict() for e in self.versions(name)]
-                            for name in sorted(self.entries)}}
+                            for name in sorted(self.entries)},
+                "last_versions": dict(sorted(self.last_versions.items()))}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VideoCacheIndex:
@@ -92,4 +96,6 @@ class VideoCacheIndex:
                    created_at=parse_utc(data["created_at"]),
                    updated_at=parse_utc(data["updated_at"]),
                    entries={name: [CacheEntry.from_dict(e) for e in versions]
-                            for name, versions in data.get("entries", {}).items()})
+                            for name, versions in data.get("entries", {}).items()},
+                   last_versions={str(k): int(v)
+                                  for k, v in data.get("last_versions", {}).items()})

@@ -181,7 +181,9 @@ class ArtifactStore:
             index = self.info(platform_id, video_id) or VideoCacheIndex(
                 platform_id, video_id, created_at=_now(), updated_at=_now())
             version = 1 + max(_highest_version_on_disk(video_dir / component_dir),
-                              max((e.version for e in index.versions(component)), default=0))
+                              max((e.version for e in index.versions(component)), default=0),
+                              index.last_versions.get(component, 0))
+            index.last_versions[component] = version
             relative = f"{component_dir}/v{version}.json"
             _atomic_write(video_dir / relative, data)
             entry = CacheEntry(

@@ -3,11 +3,12 @@
 Usage::
 
     mlobs gc [--dry-run] [--keep-previous N] [--hard-cap-days D]
-             [--intermediate-ttl-days D] [--keep-warehouse-history] [--now ISO]
+             [--intermediate-ttl-days D] [--drop-warehouse-rows] [--now ISO]
              [--show-kept] [--json] [--root DIR] [--db-url URL]
 
-The policy (per key: the latest ok run, the N runs before it and every run after it; a
-hard cap; a TTL for intermediate directories) is :mod:`mlobs.retention`'s. The plan is
+The policy (per key: the latest ok run, the N runs before it, every run after it and the
+runs ``artifact_index`` names; a hard cap; a TTL for intermediate directories) is
+:mod:`mlobs.retention`'s. The plan is
 printed first, the same with and without ``--dry-run``; a real run then deletes exactly
 what it lists and prints what was deleted. Exit 0; 1 when the warehouse cannot be read
 or something could not be deleted (the rest was; run it again).
@@ -61,8 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "gc", help="retention: delete superseded runs, old cache versions, expired "
                    "intermediates",
         description="Per key (platform_id, video_id, config_hash, sampling_policy_version, "
-                    "model_signature-set) keep the latest ok run, the N runs before it and "
-                    "every run after it; delete everything older than the hard cap; "
+                    "model_signature-set) keep the latest ok run, the N runs before it, "
+                    "every run after it and the runs the warehouse's artifact_index names; "
+                    "delete everything older than the hard cap; "
                     "delete registered intermediate directories older than their TTL. "
                     "Dropped runs lose their manifest directory, the cached versions only "
                     "they made (unless current), and their warehouse rows. The plan is "
@@ -80,9 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         default=INTERMEDIATE_TTL_DAYS, metavar="D",
                         help="delete registered intermediate directories older than D days "
                              f"(default: {INTERMEDIATE_TTL_DAYS:g})")
-    parser.add_argument("--keep-warehouse-history", action="store_true",
-                        help="delete warehouse rows only past the hard cap (keep the rows "
-                             "of superseded runs for rollups)")
+    parser.add_argument("--drop-warehouse-rows", action="store_true",
+                        help="also delete the warehouse rows of superseded runs (default: "
+                             "only rows past the hard cap go, so rollups keep history)")
     parser.add_argument("--now", type=_iso_datetime, default=None, metavar="ISO",
                         help="judge ages as of this ISO 8601 time (naive = UTC; default: "
                              "now)")
@@ -105,7 +107,7 @@ def gc_command(args: argparse.Namespace) -> int:
         settings = resolve_settings(root=args.root, db_url=args.db_url)
         policy = GcPolicy(keep_previous=args.keep_previous, hard_cap_days=args.hard_cap_days,
                           intermediate_ttl_days=args.intermediate_ttl_days,
-                          warehouse="cap" if args.keep_warehouse_history else "dropped")
+                          warehouse="dropped" if args.drop_warehouse_rows else "cap")
         plan = plan_gc(collect_inventory(settings.root, settings.db_url), policy,
                        now=args.now)
     except MlobsError as exc:

@@ -94,7 +94,7 @@ def artifact_index_table(conn: Connection) -> Table | None:
     return Table(ARTIFACT_INDEX, MetaData(), autoload_with=conn)
 
 
-def _run_columns(table: Table) -> list[Any]:
+def run_columns(table: Table) -> list[Any]:
     """The columns of ``table`` that name a run (``run_id``, ``latest_success_run_id``...)."""
     return [c for c in table.c if c.name == "run_id" or c.name.endswith("_run_id")]
 
@@ -146,7 +146,7 @@ def _count_chunk(conn: Connection, chunk: list[str] | None, index: Table | None,
             row = counts.setdefault(run_id, RowCounts())
             setattr(row, field, getattr(row, field) + int(n))
     if index is not None:
-        for column in _run_columns(index):
+        for column in run_columns(index):
             query = where(select(column, func.count()).where(column.is_not(None)), column)
             for run_id, n in conn.execute(query.group_by(column)):
                 counts.setdefault(run_id, RowCounts()).artifact_index += int(n)
@@ -158,7 +158,7 @@ def _delete_runs(conn: Connection, ids: Sequence[str], index: Table | None) -> R
         deleted.events += conn.execute(delete(EVENTS).where(EVENTS.c.run_id.in_(chunk))).rowcount
         deleted.component_runs += conn.execute(
             delete(COMPONENTS).where(COMPONENTS.c.run_id.in_(chunk))).rowcount
-        columns = _run_columns(index) if index is not None else []
+        columns = run_columns(index) if index is not None else []
         if columns:
             deleted.artifact_index += conn.execute(delete(index).where(
                 or_(*(c.in_(chunk) for c in columns)))).rowcount

@@ -219,3 +219,14 @@ def test_a_typed_result_without_result_type_is_not_cached_and_says_why(root):
     asr = rec.component("asr")
     assert asr.cache_version is None
     assert any("JsonCodec(result_type=Segment)" in w for w in asr.warnings)
+
+
+def test_version_numbers_are_never_reused_after_a_removal(root):
+    calls: list = []
+    run_once(calls)
+    run_once(calls, cache="bypass")
+    store = ArtifactStore(root / "cache")
+    store.remove("youtube", "abc", [store.entry("youtube", "abc", "asr", 2)])
+    forced, _ = run_once(calls, cache="bypass")
+    assert forced.component("asr").cache_version == 3
+    assert [e.version for e in store.info("youtube", "abc").versions("asr")] == [1, 3]

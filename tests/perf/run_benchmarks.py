@@ -5,6 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import bench_cache  # noqa: E402
 import bench_ingest  # noqa: E402
 import bench_overhead  # noqa: E402
 
@@ -12,3 +13,5 @@ if __name__ == "__main__":
     bench_overhead.main()
     print()
     bench_ingest.main()
+    print()
+    bench_cache.main()

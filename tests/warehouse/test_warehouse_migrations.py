@@ -1,10 +1,10 @@
 """Alembic migrations: up/down/up, schema equal to the models, rows kept across
-revisions, and the schema check."""
+revisions (0001 → 0002 → 0003 and back), and the schema check."""
 
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -17,7 +17,14 @@ from mlobs.records import ComponentRecord, RunRecord
 from mlobs.warehouse import migrate
 from mlobs.warehouse.engine import create_warehouse_engine
 from mlobs.warehouse.models import TABLE_NAMES, Base, ComponentRollup
-from mlobs.warehouse.store import COMPONENTS, EVENTS, RUNS, SIGNATURES, WarehouseStore
+from mlobs.warehouse.store import (
+    ARTIFACT_INDEX,
+    COMPONENTS,
+    EVENTS,
+    RUNS,
+    SIGNATURES,
+    WarehouseStore,
+)
 
 HEAD = "0003"
 ROLLUPS = ComponentRollup.__table__
@@ -28,6 +35,13 @@ NEW_IN_0002 = {
                           "p95_peak_gpu_allocated_bytes", "p95_peak_gpu_reserved_bytes",
                           "degraded_rate"},
 }
+#: Columns revision 0003 adds, per table, and the table it creates.
+NEW_IN_0003 = {
+    "runs": {"resumed_from_run_id"},
+    "component_runs": {"cache_version"},
+    "component_rollups": {"cache_miss_reasons"},
+}
+TABLE_0003 = "artifact_index"
 
 
 def _tables(db_url: str) -> set[str]:
@@ -66,7 +80,7 @@ def _schema_diff(db_url: str) -> list:
         engine.dispose()
 
 
-def test_head_is_0002_and_scripts_are_found():
+def test_head_is_0003_and_scripts_are_found():
     assert migrate.head_revision() == HEAD
     assert (migrate.migrations_dir() / "env.py").is_file()
 
@@ -94,14 +108,24 @@ def test_upgrade_downgrade_upgrade(db_url):
     assert _tables(db_url) == set(TABLE_NAMES)
 
     # One revision at a time, both ways.
+    migrate.downgrade(db_url, "0002")
+    assert migrate.current_revision(db_url) == "0002"
+    assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0003}
+    for table, added in NEW_IN_0003.items():
+        assert not _columns(db_url, table) & added, table
     migrate.downgrade(db_url, "0001")
     assert migrate.current_revision(db_url) == "0001"
     for table, added in NEW_IN_0002.items():
         assert not _columns(db_url, table) & added, table
     assert "ck_component_runs_prediction_status" not in _check_names(db_url, "component_runs")
     migrate.upgrade(db_url, "0002")
-    assert migrate.current_revision(db_url) == HEAD
+    assert migrate.current_revision(db_url) == "0002"
     for table, added in NEW_IN_0002.items():
+        assert added <= _columns(db_url, table), table
+    migrate.upgrade(db_url, "0003")
+    assert migrate.current_revision(db_url) == HEAD
+    assert _tables(db_url) == set(TABLE_NAMES)
+    for table, added in NEW_IN_0003.items():
         assert added <= _columns(db_url, table), table
     assert _schema_diff(db_url) == []
 
@@ -194,9 +218,12 @@ def test_alembic_config_from_url_runs_env_with_its_own_engine(sqlite_url):
 
 # -- revision 0002 on a warehouse holding rows ---------------------------------------------
 
-#: component_runs columns at revision 0001.
-COMPONENT_COLUMNS_0001 = set(COMPONENTS.c.keys()) - NEW_IN_0002["component_runs"]
-ROLLUP_COLUMNS_0001 = set(ROLLUPS.c.keys()) - NEW_IN_0002["component_rollups"] - {"id"}
+#: Columns at revisions 0002 and 0001.
+RUN_COLUMNS_0002 = RUN_COLUMNS_0001 = set(RUNS.c.keys()) - NEW_IN_0003["runs"]
+COMPONENT_COLUMNS_0002 = set(COMPONENTS.c.keys()) - NEW_IN_0003["component_runs"]
+COMPONENT_COLUMNS_0001 = COMPONENT_COLUMNS_0002 - NEW_IN_0002["component_runs"]
+ROLLUP_COLUMNS_0002 = set(ROLLUPS.c.keys()) - NEW_IN_0003["component_rollups"] - {"id"}
+ROLLUP_COLUMNS_0001 = ROLLUP_COLUMNS_0002 - NEW_IN_0002["component_rollups"]
 ROLLUP_0001 = {
     "computed_at": datetime(2026, 5, 10, 3, 0, tzinfo=timezone.utc), "bucket_width": "all",
     "bucket_start": None, "component": "asr", "model_signature": "a" * 64,
@@ -209,22 +236,34 @@ ROLLUP_0001 = {
 def _write_as_0001(db_url: str, run: RunRecord, components: list[ComponentRecord]) -> None:
     """Write records with the columns revision 0001 has, as an mlobs of that revision did
     (the statements name only the columns given, so they run against the 0001 schema)."""
-    signatures = {c.model_signature: [m.to_dict() for m in c.models_used]
-                  for c in components if c.model_signature}
+    _write_old(db_url, [(run, components)], RUN_COLUMNS_0001, COMPONENT_COLUMNS_0001,
+               ROLLUP_0001)
+
+
+def _write_old(db_url: str, written: list[tuple[RunRecord, list[ComponentRecord]]],
+               run_columns: set[str], component_columns: set[str],
+               rollup: dict | None) -> None:
     engine = create_warehouse_engine(db_url)
     try:
+        signatures = {c.model_signature: ([m.to_dict() for m in c.models_used],
+                                          written[0][0].started_at)
+                      for _, components in written for c in components if c.model_signature}
         with engine.begin() as conn:
-            conn.execute(RUNS.insert(), [dict(vars(run))])
             conn.execute(SIGNATURES.insert(), [
-                {"model_signature": sig, "models": models, "first_seen_at": run.started_at}
-                for sig, models in signatures.items()])
-            conn.execute(COMPONENTS.insert(), [
-                {**{k: v for k, v in vars(c).items() if k in COMPONENT_COLUMNS_0001},
-                 "models_used_override": None} for c in components])
-            conn.execute(EVENTS.insert(), [
-                {**dict(vars(e)), "seq": seq} for c in components
-                for seq, e in enumerate(c.events)])
-            conn.execute(ROLLUPS.insert(), [ROLLUP_0001])
+                {"model_signature": sig, "models": models, "first_seen_at": seen}
+                for sig, (models, seen) in signatures.items()])
+            for run, components in written:
+                conn.execute(RUNS.insert(),
+                             [{k: v for k, v in vars(run).items() if k in run_columns}])
+                conn.execute(COMPONENTS.insert(), [
+                    {**{k: v for k, v in vars(c).items() if k in component_columns},
+                     "models_used_override": None} for c in components])
+                events = [{**dict(vars(e)), "seq": seq} for c in components
+                          for seq, e in enumerate(c.events)]
+                if events:
+                    conn.execute(EVENTS.insert(), events)
+            if rollup is not None:
+                conn.execute(ROLLUPS.insert(), [rollup])
     finally:
         engine.dispose()
 
@@ -267,10 +306,16 @@ def _assert_constraints_hold(db_url: str, run: RunRecord,
     try:
         with engine.begin() as conn:
             conn.execute(RUNS.delete().where(RUNS.c.run_id == run.run_id))
+        with engine.connect() as conn:
+            left = {t.name: conn.execute(select(func.count()).select_from(t).where(
+                t.c.run_id == run.run_id)).scalar_one() for t in (COMPONENTS, EVENTS)}
+            if TABLE_0003 in inspect(conn).get_table_names():
+                left[TABLE_0003] = conn.execute(
+                    select(func.count()).select_from(ARTIFACT_INDEX).where(
+                        ARTIFACT_INDEX.c.latest_success_run_id == run.run_id)).scalar_one()
     finally:
         engine.dispose()
-    counts = _counts(db_url)
-    assert counts["component_runs"] == counts["events"] == 0
+    assert set(left.values()) == {0}, left
 
 
 def test_0002_keeps_the_rows_of_a_0001_warehouse(db_url, make_run):
@@ -290,7 +335,7 @@ def test_0002_keeps_the_rows_of_a_0001_warehouse(db_url, make_run):
     assert got_run == run
     assert got_components == components
     assert all(c.batch_size_requested is None and c.prediction_status is None
-               for c in got_components)
+               and c.cache_version is None for c in got_components)
     engine = create_warehouse_engine(db_url)
     try:
         with engine.connect() as conn:
@@ -298,7 +343,8 @@ def test_0002_keeps_the_rows_of_a_0001_warehouse(db_url, make_run):
     finally:
         engine.dispose()
     assert {k: rollup[k] for k in ROLLUP_COLUMNS_0001} == ROLLUP_0001
-    assert all(rollup[k] is None for k in NEW_IN_0002["component_rollups"])
+    assert all(rollup[k] is None for k in NEW_IN_0002["component_rollups"]
+               | NEW_IN_0003["component_rollups"])
     _assert_constraints_hold(db_url, run, components)
 
 
@@ -330,6 +376,7 @@ def test_downgrade_to_0001_keeps_the_rows_and_upgrade_restores_the_columns(db_ur
     migrate.downgrade(db_url, "0001")
     assert migrate.current_revision(db_url) == "0001"
     assert _counts(db_url) == before
+    assert _columns(db_url, "runs") == RUN_COLUMNS_0001
     assert _columns(db_url, "component_runs") == COMPONENT_COLUMNS_0001
     assert _columns(db_url, "component_rollups") == ROLLUP_COLUMNS_0001 | {"id"}
     assert _check_names(db_url, "component_runs") == {"ck_component_runs_status"}
@@ -342,4 +389,107 @@ def test_downgrade_to_0001_keeps_the_rows_and_upgrade_restores_the_columns(db_ur
     cleared = [dataclasses.replace(c, batch_size_requested=None, prediction_status=None)
                for c in components]
     assert got_components == cleared
+    _assert_constraints_hold(db_url, run, components)
+
+
+# -- revision 0003 on a warehouse holding rows ---------------------------------------------
+
+ROLLUP_0002 = {**ROLLUP_0001, "oom_rate": 0.25, "mean_ooms_per_run": 0.5, "retries": 2,
+               "p95_peak_gpu_allocated_bytes": None, "p95_peak_gpu_reserved_bytes": 1.5e9,
+               "degraded_rate": None}
+
+
+def _index_rows(db_url: str) -> dict[tuple, tuple]:
+    engine = create_warehouse_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return {(r.platform_id, r.video_id, r.config_hash, r.sampling_policy_version,
+                     r.pipeline_version): (r.latest_success_run_id, r.finished_at)
+                    for r in conn.execute(select(ARTIFACT_INDEX))}
+    finally:
+        engine.dispose()
+
+
+def test_0003_keeps_the_rows_of_a_0002_warehouse_and_indexes_its_runs(db_url, make_run):
+    migrate.upgrade(db_url, "0002")
+    t0 = datetime(2026, 5, 1, tzinfo=timezone.utc)
+    older = make_run(video_id="v1", started_at=t0)
+    newer = make_run(video_id="v1", started_at=t0 + timedelta(hours=1))
+    failed = make_run(video_id="v1", status="error", started_at=t0 + timedelta(hours=2))
+    running = make_run(video_id="v1", status="running", started_at=t0 + timedelta(hours=3))
+    running[0].finished_at = running[0].duration_ms = None
+    unset = make_run(video_id="v2", started_at=t0)
+    unset[0].pipeline_version = unset[0].sampling_policy_version = None
+    written = [older, newer, failed, running, unset]
+    for _, components in written:
+        components[0].batch_size_requested, components[0].prediction_status = 32, "degraded"
+    _write_old(db_url, written, RUN_COLUMNS_0002, COMPONENT_COLUMNS_0002, ROLLUP_0002)
+    before = _counts(db_url)
+    assert before == {"runs": 5, "component_runs": 25, "model_signatures": 3, "events": 10}
+
+    migrate.upgrade(db_url)
+    assert migrate.current_revision(db_url) == HEAD
+    assert _counts(db_url) == before
+    assert _schema_diff(db_url) == []
+    with WarehouseStore(db_url) as store:
+        for run, components in written:
+            # The new fields read back as "not recorded", everything else as written.
+            assert store.get_run(run.run_id) == (run, components)
+            assert store.get_run(run.run_id)[0].resumed_from_run_id is None
+    engine = create_warehouse_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rollup = dict(conn.execute(select(ROLLUPS)).one()._mapping)
+    finally:
+        engine.dispose()
+    assert {k: rollup[k] for k in ROLLUP_COLUMNS_0002} == ROLLUP_0002
+    assert rollup["cache_miss_reasons"] is None
+    # The migration indexed the successful runs already stored: the newest per key,
+    # None parts as ''.
+    key = ("youtube", "v1", newer[0].config_hash, "sp-2", "1.4.0")
+    assert _index_rows(db_url) == {
+        key: (newer[0].run_id, newer[0].finished_at),
+        ("youtube", "v2", unset[0].config_hash, "", ""): (unset[0].run_id,
+                                                           unset[0].finished_at)}
+    with WarehouseStore(db_url) as store:
+        entry = store.latest_success("youtube", "v1", config_hash=newer[0].config_hash,
+                                     sampling_policy_version="sp-2", pipeline_version="1.4.0")
+        assert entry.latest_success_run_id == newer[0].run_id
+        assert entry.updated_at.tzinfo is timezone.utc
+        assert store.latest_success("youtube", "v2", config_hash=unset[0].config_hash,
+                                    sampling_policy_version=None,
+                                    pipeline_version=None).latest_success_run_id \
+            == unset[0].run_id
+    _assert_constraints_hold(db_url, *older)
+
+
+def test_downgrade_to_0002_keeps_the_rows_and_drops_the_index(db_url, make_run):
+    migrate.upgrade(db_url)
+    run, components = make_run()
+    run.resumed_from_run_id = "0b6f8cb9-d342-44c7-8259-15cac4611439"
+    components[0].cache_version = 3
+    with WarehouseStore(db_url) as store:
+        store.write([run], components)
+    assert len(_index_rows(db_url)) == 1
+    before = _counts(db_url)
+
+    migrate.downgrade(db_url, "0002")
+    assert migrate.current_revision(db_url) == "0002"
+    assert _counts(db_url) == before
+    assert TABLE_0003 not in _tables(db_url)
+    assert _columns(db_url, "runs") == RUN_COLUMNS_0002
+    assert _columns(db_url, "component_runs") == COMPONENT_COLUMNS_0002
+    assert _columns(db_url, "component_rollups") == ROLLUP_COLUMNS_0002 | {"id"}
+    assert "ck_component_runs_prediction_status" in _check_names(db_url, "component_runs")
+
+    # Back at head: the rows are there, the values only 0003 could hold are gone, the
+    # index is rebuilt from the runs.
+    migrate.upgrade(db_url)
+    assert _counts(db_url) == before
+    assert _schema_diff(db_url) == []
+    with WarehouseStore(db_url) as store:
+        got_run, got_components = store.get_run(run.run_id)
+    assert got_run == dataclasses.replace(run, resumed_from_run_id=None)
+    assert got_components == [dataclasses.replace(c, cache_version=None) for c in components]
+    assert [v[0] for v in _index_rows(db_url).values()] == [run.run_id]
     _assert_constraints_hold(db_url, run, components)

@@ -127,6 +127,82 @@ def test_ingested_manifests_carry_the_new_fields_and_old_ones_still_load(store, 
     assert store.get_run(old_run.run_id) == (old_run, old_components)
 
 
+def _with_cache(run: RunRecord, components: list[ComponentRecord]) -> None:
+    """Every value of the fields added by revision 0003: a resumed run, cached versions."""
+    run.resumed_from_run_id = "0b6f8cb9-d342-44c7-8259-15cac4611439"
+    components[0].cache_version = 2        # asr: miss, version 2 written
+    components[1].cache_version = 7        # cleaning: hit on version 7
+    components[2].cache_status, components[2].cache_version = "bypass", 1
+
+
+def test_cache_version_and_resumed_from_run_id_round_trip(store, make_run):
+    run, components = make_run()
+    _with_cache(run, components)
+    store.write([run], components)
+    assert store.get_run(run.run_id) == (run, components)
+    assert store.list_runs() == [run]
+    with store.engine.connect() as conn:
+        stored = {row.component: (row.cache_status, row.cache_version)
+                  for row in conn.execute(select(COMPONENTS))}
+        resumed = conn.execute(select(RUNS.c.resumed_from_run_id)).scalar_one()
+    assert stored == {"asr": ("miss", 2), "cleaning": ("hit", 7), "embedding": ("bypass", 1),
+                      "faces": (None, None), "summarization": (None, None)}
+    assert resumed == run.resumed_from_run_id
+    # Not recorded: None, not 0 or ''.
+    plain, plain_components = make_run()
+    store.write([plain], plain_components)
+    got_run, got_components = store.get_run(plain.run_id)
+    assert got_run.resumed_from_run_id is None
+    assert all(c.cache_version is None for c in got_components)
+
+
+def test_ingested_manifests_carry_the_0003_fields_and_older_ones_still_load(store, make_run,
+                                                                           tmp_path):
+    run, components = make_run()
+    _with_cache(run, components)
+    text = ManifestText(run)
+    for component in components:
+        text.add_component(component)
+    new = tmp_path / "new" / "manifest.json"
+    new.parent.mkdir()
+    write_manifest(new, text.render())
+    document = json.loads(new.read_text())
+    jsonschema.validate(document, MANIFEST_SCHEMA)
+    assert document["resumed_from_run_id"] == run.resumed_from_run_id
+    assert [c["cache_version"] for c in document["components"]] == [2, 7, 1, None, None]
+
+    # A manifest written before the fields existed: no such keys at all.
+    old_run, old_components = make_run()
+    old_document = {**document, **old_run.to_dict(),
+                    "components": [c.to_dict() for c in old_components]}
+    del old_document["resumed_from_run_id"]
+    for c in old_document["components"]:
+        del c["cache_version"]
+    jsonschema.validate(old_document, MANIFEST_SCHEMA)
+    old = tmp_path / "old" / "manifest.json"
+    old.parent.mkdir()
+    write_manifest(old, json.dumps(old_document))
+
+    report = ingest_manifests(store, [new, old])
+    assert report.problems == [] and report.manifests == 2
+    assert store.get_run(run.run_id) == (run, components)
+    assert store.get_run(old_run.run_id) == (old_run, old_components)
+
+
+@pytest.mark.parametrize("where, field, value", [("component", "cache_version", "2"),
+                                                 ("component", "cache_version", 1.5),
+                                                 ("component", "cache_version", 0),
+                                                 ("run", "resumed_from_run_id", 42)])
+def test_the_manifest_schema_refuses_bad_0003_fields(make_run, where, field, value):
+    run, components = make_run()
+    document = {"schema": "mlobs.manifest/1", **run.to_dict(),
+                "components": [c.to_dict() for c in components]}
+    jsonschema.validate(document, MANIFEST_SCHEMA)
+    (document["components"][0] if where == "component" else document)[field] = value
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(document, MANIFEST_SCHEMA)
+
+
 @pytest.mark.parametrize("field, value", [("prediction_status", "fallback"),
                                           ("prediction_status", "OK"),
                                           ("batch_size_requested", -1.5),
@@ -266,6 +342,11 @@ INVALID_CASES = {
                                                             "fallback"),
     "batch_size_requested not an int": lambda run, comps: setattr(
         comps[0], "batch_size_requested", 32.0),
+    "cache_version not an int": lambda run, comps: setattr(comps[0], "cache_version", "3"),
+    "cache_version out of range": lambda run, comps: setattr(comps[0], "cache_version",
+                                                             2**31),
+    "resumed_from_run_id too long": lambda run, comps: setattr(run, "resumed_from_run_id",
+                                                               "r" * 37),
 }
 
 
