@@ -12,6 +12,7 @@ pytest.importorskip("sklearn")
 
 import mlobs  # noqa: E402
 from mlobs.cache.store import ArtifactStore  # noqa: E402
+from mlobs.cli.main import main  # noqa: E402
 from mlobs.demo.runner import run_demo  # noqa: E402
 
 VIDEOS = 6
@@ -78,7 +79,8 @@ def test_no_cache_stores_new_versions_and_switching_back_changes_what_is_loaded(
     video = text_manifests(tmp_path)[0]["video_id"]
     assert [e.version for e in store.info("pydoc", video).versions("cleaning")] == [1, 2]
 
-    store.set_current("pydoc", video, "cleaning", 1)
+    assert main(["cache", "use", "--root", str(tmp_path), "--platform-id", "pydoc",
+                 "--video-id", video, "cleaning", "1"]) == 0
     mark = last_start(tmp_path)
     quiet(root=tmp_path)
     [loaded] = [c for d in text_manifests(tmp_path)
