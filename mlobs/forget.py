@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mlobs.errors import ConfigError, WarehouseError
-from mlobs.paths import safe_segment
+from mlobs.paths import safe_segment, tree_size
 from mlobs.warehouse.deletion import RowCounts
 
 
@@ -123,14 +123,7 @@ def _video_dirs(base: Path, video_id: str, platform_id: str | None) -> list[Path
 
 
 def _delete_tree(kind: str, path: Path, base: Path, report: ForgetReport) -> None:
-    files = size = 0
-    for dirpath, _dirnames, filenames in os.walk(path):
-        for filename in filenames:
-            try:
-                size += os.lstat(os.path.join(dirpath, filename)).st_size
-            except OSError:
-                continue
-            files += 1
+    files, size = tree_size(path)
     try:
         shutil.rmtree(path)
     except FileNotFoundError:

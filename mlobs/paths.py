@@ -9,6 +9,7 @@ identifier so distinct identifiers stay distinct.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -40,3 +41,17 @@ def manifest_path(runs_dir: Path, platform_id: str, video_id: str, run_id: str) 
     """``<runs_dir>/<platform_id>/<video_id>/<run_id>/manifest.json`` with safe segments."""
     return (runs_dir / safe_segment(platform_id) / safe_segment(video_id)
             / safe_segment(run_id) / "manifest.json")
+
+
+def tree_size(path: Path) -> tuple[int, int]:
+    """``(files, bytes)`` under ``path`` (links not followed; files that vanish while
+    walking are skipped)."""
+    files = size = 0
+    for dirpath, _dirnames, filenames in os.walk(path):
+        for filename in filenames:
+            try:
+                size += os.lstat(os.path.join(dirpath, filename)).st_size
+            except OSError:
+                continue
+            files += 1
+    return files, size

@@ -81,6 +81,7 @@ from mlobs.cache.intermediate import (
 from mlobs.cache.store import ArtifactStore
 from mlobs.errors import ConfigError, WarehouseError
 from mlobs.manifest import ManifestError, read_manifest
+from mlobs.paths import tree_size
 from mlobs.records import iso_utc, parse_utc
 
 #: Defaults of the policy (model system rules §6; frames retention §7).
@@ -539,18 +540,6 @@ def plan_gc(inventory: Inventory, policy: GcPolicy | None = None, *,
 
 # -- reading the inventory ---------------------------------------------------------------
 
-def _tree_size(path: Path) -> tuple[int, int]:
-    files = size = 0
-    for dirpath, _dirnames, filenames in os.walk(path):
-        for filename in filenames:
-            try:
-                size += os.lstat(os.path.join(dirpath, filename)).st_size
-            except OSError:
-                continue
-            files += 1
-    return files, size
-
-
 def _manifest_runs(runs_dir: Path, problems: list[str]) -> dict[str, RunInfo]:
     found: dict[str, RunInfo] = {}
     for path in sorted(runs_dir.glob("*/*/*/manifest.json")):
@@ -559,7 +548,7 @@ def _manifest_runs(runs_dir: Path, problems: list[str]) -> dict[str, RunInfo]:
         except ManifestError as exc:
             problems.append(str(exc))
             continue
-        files, size = _tree_size(path.parent)
+        files, size = tree_size(path.parent)
         found[run.run_id] = RunInfo(
             run_id=run.run_id, platform_id=run.platform_id, video_id=run.video_id,
             status=run.status, started_at=run.started_at, config_hash=run.config_hash,
@@ -707,7 +696,7 @@ def _prune_empty_parents(path: Path, stop: Path) -> None:
 
 
 def _remove_tree(path: Path, result: GcResult) -> bool:
-    files, size = _tree_size(path)
+    files, size = tree_size(path)
     try:
         shutil.rmtree(path)
     except FileNotFoundError:

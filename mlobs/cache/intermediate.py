@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from mlobs.errors import ConfigError
-from mlobs.paths import safe_segment
+from mlobs.paths import safe_segment, tree_size
 from mlobs.records import iso_utc, parse_utc
 
 log = logging.getLogger("mlobs")
@@ -124,18 +124,6 @@ def read_registration(path: Path) -> dict[str, object] | None:
         return None
 
 
-def _tree_size(path: Path) -> tuple[int, int]:
-    files = size = 0
-    for dirpath, _dirnames, filenames in os.walk(path):
-        for filename in filenames:
-            try:
-                size += os.lstat(os.path.join(dirpath, filename)).st_size
-            except OSError:
-                continue
-            files += 1
-    return files, size
-
-
 def find_intermediates(cache_dir: str | os.PathLike[str]) -> Iterator[Intermediate]:
     """Every registered intermediate directory under ``cache_dir`` (``<root>/cache``), in
     path order. Directories with a missing or unreadable registration are skipped (and
@@ -147,7 +135,7 @@ def find_intermediates(cache_dir: str | os.PathLike[str]) -> Iterator[Intermedia
             log.warning("mlobs: intermediate registration %s is unreadable; the directory "
                         "is left alone", registration)
             continue
-        files, size = _tree_size(registration.parent)
+        files, size = tree_size(registration.parent)
         yield Intermediate(platform_id=str(document["platform_id"]),
                            video_id=str(document["video_id"]), name=str(document["name"]),
                            path=registration.parent,

@@ -106,6 +106,19 @@ class ArtifactStore:
         Raises:
             CorruptArtifactError: the file is missing or its bytes do not match the index.
         """
+        data = self.verified_bytes(platform_id, video_id, entry)
+        try:
+            return codec.decode(data)
+        except Exception as exc:  # a user codec may raise anything
+            raise CorruptArtifactError(f"{entry.file_path} of {platform_id}/{video_id} "
+                                       f"cannot be decoded: {exc}") from exc
+
+    def verified_bytes(self, platform_id: str, video_id: str, entry: CacheEntry) -> bytes:
+        """The bytes of ``entry``'s file, checked against its recorded SHA-256.
+
+        Raises:
+            CorruptArtifactError: the file is missing or its bytes do not match the index.
+        """
         path = self.video_dir(platform_id, video_id) / entry.file_path
         try:
             data = path.read_bytes()
@@ -114,10 +127,7 @@ class ArtifactStore:
         if hashlib.sha256(data).hexdigest() != entry.content_sha256:
             raise CorruptArtifactError(f"{path} does not match its recorded SHA-256 "
                                        "(truncated or edited)")
-        try:
-            return codec.decode(data)
-        except Exception as exc:  # a user codec may raise anything
-            raise CorruptArtifactError(f"{path} cannot be decoded: {exc}") from exc
+        return data
 
     def load(self, platform_id: str, video_id: str, component: str,
              version: int | None = None, codec: Codec = DEFAULT_CODEC) -> Any:

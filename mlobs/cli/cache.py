@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import hashlib
 import json
 
 from tabulate import tabulate
@@ -115,13 +114,7 @@ def version_text(store: ArtifactStore, platform_id: str, video_id: str,
         CorruptArtifactError: the file is missing, edited, or not text.
     """
     path = store.video_dir(platform_id, video_id) / entry.file_path
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CorruptArtifactError(f"{path} cannot be read: {exc}") from exc
-    if hashlib.sha256(data).hexdigest() != entry.content_sha256:
-        raise CorruptArtifactError(f"{path} does not match its recorded SHA-256 "
-                                   "(truncated or edited)")
+    data = store.verified_bytes(platform_id, video_id, entry)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
