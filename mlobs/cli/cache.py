@@ -168,13 +168,15 @@ def ls_command(args: argparse.Namespace) -> int:
             for e in index.versions(component):
                 rows.append((f"{index.platform_id}/{index.video_id}", component,
                              f"v{e.version}", "*" if e.is_current else "",
-                             e.model_name or "", e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                             e.model_name or "", (e.model_signature or "")[:12],
+                             e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                              e.status, e.size_bytes, e.run_id or ""))
     if not rows:
         print(f"no cached results under {store.root}")
         return 0
     print(tabulate(rows, headers=("platform/video", "component", "version", "current",
-                                  "model", "created (UTC)", "status", "bytes", "run_id"),
+                                  "model", "model_signature", "created (UTC)", "status",
+                                  "bytes", "run_id"),
                    disable_numparse=True))
     return 0
 
