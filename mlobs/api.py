@@ -102,11 +102,16 @@ def _check_component_args(name: str, producer_version: str | None,
                           schema_version: str | None, models: Iterable[ModelRef],
                           device: str | None, batch_size: int | BatchSizeChoice | None = None,
                           on_oom: OomPolicy | None = None, retry: RetryPolicy | None = None,
-                          cache: bool | str = False, codec: Codec | None = None
-                          ) -> tuple[ModelRef, ...]:
+                          cache: bool | str = False, codec: Codec | None = None,
+                          cache_ttl_days: float | None = None) -> tuple[ModelRef, ...]:
     """Validate what a component declares (bounds: :mod:`mlobs.limits`); returns models."""
     check_word("component name", name, NAME_MAX_CHARS)
     check_cache_mode(cache)
+    if cache_ttl_days is not None and (
+            isinstance(cache_ttl_days, bool) or not isinstance(cache_ttl_days, (int, float))
+            or not 0 <= cache_ttl_days < float("inf")):
+        raise ConfigError(f"cache_ttl_days must be a finite number >= 0, got "
+                          f"{cache_ttl_days!r:.40}")
     if codec is not None and not isinstance(codec, Codec):
         raise ConfigError("codec must have name, encode(value) -> bytes and decode(bytes)")
     if batch_size is not None and not isinstance(batch_size, BatchSizeChoice):
@@ -489,7 +494,8 @@ class Run:
             ConfigError: invalid arguments.
         """
         models = _check_component_args(name, producer_version, schema_version, models, device,
-                                       batch_size, on_oom, retry, cache, codec)
+                                       batch_size, on_oom, retry, cache, codec,
+                                       cache_ttl_days)
         return ComponentCall(self, name, self._is_required(name, required), producer_version,
                              schema_version, models, batch_size, device, on_oom, retry,
                              cache, inputs, codec, cache_ttl_days)
@@ -652,7 +658,8 @@ def component(name: str | None = None, *, producer_version: str | None = None,
         component_name = name or fn.__name__
         frozen_models = _check_component_args(component_name, producer_version,
                                               schema_version, models, device, batch_size,
-                                              on_oom, retry, cache, codec)
+                                              on_oom, retry, cache, codec,
+                                              cache_ttl_days)
         passes_batch_size = on_oom is not None
         if passes_batch_size and not _accepts_batch_size(fn):
             raise ConfigError(f"component {component_name!r}: on_oom needs the function to "
@@ -672,6 +679,7 @@ def component(name: str | None = None, *, producer_version: str | None = None,
                 bound = signature.bind_partial(*args, **kwargs)  # type: ignore[union-attr]
             except TypeError:  # the call itself will fail with the real message
                 return {"args": list(args), "kwargs": kwargs}
+            bound.apply_defaults()  # f(x) and f(x, lang="en") with lang="en" by default agree
             return {k: v for k, v in bound.arguments.items() if k not in _NOT_INPUTS}
 
         def open_call(run: Run, args: tuple[Any, ...], kwargs: dict[str, Any]

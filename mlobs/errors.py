@@ -7,6 +7,8 @@ Hierarchy::
     ├── ComponentError              raised *by user code* to end a component with an
     │   │                           explicit error_code (ARCHITECTURE §3)
     │   └── ModelLoadFailed         error_code ``model_load_failed``: never retried
+    ├── CorruptArtifactError        a cached result's file is missing, truncated or edited
+    │                               (mlobs.cache.store; a lookup turns it into a miss)
     └── WarehouseError              the SQL warehouse cannot be used
         ├── SchemaOutOfDateError    the database is not at the migrations' head revision
         └── InvalidRecordError      a record the warehouse refuses (names its id)

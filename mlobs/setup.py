@@ -31,7 +31,8 @@ def configure(*, root: str | os.PathLike[str] | None = None, db_url: str | None 
         gpu_probes: record GPU peaks from torch's counters and NVML (default on; tens of
             nanoseconds per component when torch is not imported or lacks CUDA, and no
             NVML sampling on a machine without GPUs).
-        disabled: record nothing (components still apply their status rules).
+        disabled: record nothing (components still apply their status rules, and the
+            component cache still serves and stores results).
 
     Returns:
         The resolved settings. Arguments override ``MLOBS_*`` variables, which override

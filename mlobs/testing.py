@@ -8,16 +8,21 @@
                 my_pipeline(run)
         assert records.component("asr").status == "ok"
 
-``capture()`` configures mlobs with only an in-memory sink (no files, no database) for the
-duration of the ``with`` block and restores the previous configuration afterwards.
+``capture()`` configures mlobs with only an in-memory sink (no manifests, no database) for
+the duration of the ``with`` block and restores the previous configuration afterwards.
+Cached component results go to ``root`` when given, else to a temporary directory removed
+at the end of the block.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from mlobs.config import settings_from_env
@@ -92,15 +97,22 @@ class Captured:
 
 
 @contextmanager
-def capture(*, sample_interval_ms: float = 5.0, memory_probes: bool = True
-            ) -> Iterator[Captured]:
-    """Record into memory only, for the duration of the block."""
+def capture(*, sample_interval_ms: float = 5.0, memory_probes: bool = True,
+            root: str | os.PathLike[str] | None = None) -> Iterator[Captured]:
+    """Record into memory only, for the duration of the block.
+
+    Args:
+        root: where ``cache=True`` components keep their results (and where a resume
+            looks for manifests); default: a temporary directory, removed afterwards.
+    """
     sink = MemorySink()
-    settings = replace(settings_from_env(), sinks=(), sample_interval_ms=sample_interval_ms,
-                       memory_probes=memory_probes)
-    recorder = Recorder(settings, [sink])
-    previous = set_recorder(recorder, shutdown_previous=False)
-    try:
-        yield Captured(recorder, sink)
-    finally:
-        set_recorder(previous)  # shuts the capture's recorder down after a final flush
+    with tempfile.TemporaryDirectory(prefix="mlobs-capture-") as scratch:
+        settings = replace(settings_from_env(), sinks=(), sample_interval_ms=sample_interval_ms,
+                           memory_probes=memory_probes,
+                           root=Path(root if root is not None else scratch).resolve())
+        recorder = Recorder(settings, [sink])
+        previous = set_recorder(recorder, shutdown_previous=False)
+        try:
+            yield Captured(recorder, sink)
+        finally:
+            set_recorder(previous)  # shuts the capture's recorder down after a final flush

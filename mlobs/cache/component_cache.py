@@ -125,7 +125,9 @@ class ComponentCache:
             entry = call.run._recorder.artifact_store.save(
                 record.platform_id, record.video_id, call.name, result, key=self.key,
                 input_hash=self.input_hash or "", models=call.models, run_id=record.run_id,
-                codec=self.codec, status=call.status, empty_reason=call.empty_reason)
+                # an empty result without a value is JSON null, whatever the codec
+                codec=DEFAULT_CODEC if result is None else self.codec, status=call.status,
+                empty_reason=call.empty_reason)
         except Exception as exc:  # disk full, unencodable result, a broken codec
             call.warn(f"result not cached: {exc}")
             return

@@ -2,8 +2,8 @@
 
 ``input_hash(inputs)`` is the SHA-256 of the canonical JSON of the inputs, where
 :class:`FileInput` values stand for the SHA-256 of the file's content, and arrays
-(anything with ``tobytes``, ``dtype`` and ``shape``, such as numpy arrays and torch CPU
-tensors) for the SHA-256 of their bytes with their dtype and shape. Pydantic models and
+(anything with ``tobytes``, ``dtype`` and ``shape``, such as numpy arrays; torch tensors
+through ``.detach().cpu().numpy()``) for the SHA-256 of their bytes with their dtype and shape. Pydantic models and
 dataclasses go through their JSON form. Anything else JSON cannot hold makes the key
 incomplete: the component is then not cached (fail closed).
 """
@@ -52,6 +52,8 @@ def _hashable(value: Any) -> Any:
         return {"file_sha256": file_sha256(value.path)}
     if isinstance(value, Path):
         return str(value)
+    if hasattr(value, "detach") and hasattr(value, "numpy") and hasattr(value, "shape"):
+        value = value.detach().cpu().numpy()  # a torch tensor (moved to the CPU to hash)
     if hasattr(value, "tobytes") and hasattr(value, "dtype") and hasattr(value, "shape"):
         return {"array_sha256": hashlib.sha256(value.tobytes()).hexdigest(),
                 "dtype": str(value.dtype), "shape": list(value.shape)}

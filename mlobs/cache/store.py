@@ -107,6 +107,8 @@ class ArtifactStore:
             CorruptArtifactError: the file is missing or its bytes do not match the index.
         """
         data = self.verified_bytes(platform_id, video_id, entry)
+        if data == b"null":  # an empty result stored without a value (any codec)
+            return None
         try:
             return codec.decode(data)
         except Exception as exc:  # a user codec may raise anything

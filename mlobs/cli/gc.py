@@ -66,8 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "every run after it and the runs the warehouse's artifact_index names; "
                     "delete everything older than the hard cap; "
                     "delete registered intermediate directories older than their TTL. "
-                    "Dropped runs lose their manifest directory, the cached versions only "
-                    "they made (unless current), and their warehouse rows. The plan is "
+                    "Dropped runs lose their manifest directory and the cached versions only "
+                    "they made (unless current); warehouse rows go past the hard cap (all "
+                    "dropped runs' rows with --drop-warehouse-rows). The plan is "
                     "printed first; --dry-run stops there.")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan (what would go, files and bytes) and delete "

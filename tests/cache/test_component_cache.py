@@ -21,11 +21,11 @@ def root(tmp_path, monkeypatch):
     return tmp_path
 
 
-def run_once(calls: list, *, text="hello world", models=(WHISPER,), cache=True,
+def run_once(root, calls: list, *, text="hello world", models=(WHISPER,), cache=True,
              config=None, **versions):
     """One run of a two-step pipeline: asr (cached, models) → words (cached, input = asr)."""
     versions = {**VERSIONS, **versions}
-    with capture() as rec:
+    with capture(root=root) as rec:
         with mlobs.run("youtube", "abc", config=config or {"lang": "en"}) as run:
             with run.component("asr", models=models, cache=cache, inputs={"text": text},
                                **versions) as c:
@@ -50,9 +50,9 @@ def reasons(rec):
 
 def test_second_run_hits_and_returns_the_same_result(root):
     calls: list = []
-    first, words = run_once(calls)
+    first, words = run_once(root, calls)
     assert reasons(first) == {"asr": ("miss", "no_entry"), "words": ("miss", "no_entry")}
-    second, again = run_once(calls)
+    second, again = run_once(root, calls)
     assert calls == ["asr", "words"] and again == words == ["HELLO", "WORLD"]
     assert reasons(second) == {"asr": ("hit", None), "words": ("hit", None)}
     assert second.component("asr").cache_key == first.component("asr").cache_key
@@ -70,8 +70,8 @@ def test_second_run_hits_and_returns_the_same_result(root):
 def test_a_changed_key_part_is_the_miss_reason_and_downstream_sees_new_input(root, change,
                                                                            reason):
     calls: list = []
-    run_once(calls)
-    rec, _ = run_once(calls, **change)
+    run_once(root, calls)
+    rec, _ = run_once(root, calls, **change)
     if "config" in change:  # the config is in every component's key
         assert reasons(rec) == {"asr": ("miss", reason), "words": ("miss", reason)}
     else:
@@ -81,8 +81,8 @@ def test_a_changed_key_part_is_the_miss_reason_and_downstream_sees_new_input(roo
 
 def test_changed_upstream_output_is_input_changed_downstream(root):
     calls: list = []
-    run_once(calls, text="hello world")
-    rec, words = run_once(calls, text="goodbye world")
+    run_once(root, calls, text="hello world")
+    rec, words = run_once(root, calls, text="goodbye world")
     assert reasons(rec) == {"asr": ("miss", "input_changed"),
                             "words": ("miss", "input_changed")}
     assert words == ["GOODBYE", "WORLD"]
@@ -90,20 +90,20 @@ def test_changed_upstream_output_is_input_changed_downstream(root):
 
 def test_every_rerun_is_a_new_version_and_cache_use_switches_back(root):
     calls: list = []
-    run_once(calls)
-    forced, _ = run_once(calls, cache="bypass")
+    run_once(root, calls)
+    forced, _ = run_once(root, calls, cache="bypass")
     assert reasons(forced)["asr"] == ("bypass", "forced")
     assert forced.component("asr").cache_version == 2
     store = ArtifactStore(root / "cache")
     assert [e.version for e in store.info("youtube", "abc").versions("asr")] == [1, 2]
     store.set_current("youtube", "abc", "asr", 1)
-    rec, _ = run_once(calls)
+    rec, _ = run_once(root, calls)
     assert rec.component("asr").cache_version == 1
 
 
 def test_truncated_edited_or_vanished_files_are_corrupt_misses(root):
     calls: list = []
-    run_once(calls)
+    run_once(root, calls)
     store = ArtifactStore(root / "cache")
     path = store.video_dir("youtube", "abc") / store.entry("youtube", "abc", "asr").file_path
     original = path.read_bytes()
@@ -112,7 +112,7 @@ def test_truncated_edited_or_vanished_files_are_corrupt_misses(root):
             path.unlink()
         else:
             path.write_bytes(damage)
-        rec, words = run_once(calls)
+        rec, words = run_once(root, calls)
         assert reasons(rec)["asr"] == ("miss", "corrupt")
         assert words == ["HELLO", "WORLD"]  # recomputed, never the damaged content
         path = store.video_dir("youtube", "abc") / store.entry("youtube", "abc",
@@ -121,11 +121,11 @@ def test_truncated_edited_or_vanished_files_are_corrupt_misses(root):
 
 
 def test_expired_versions_are_recomputed(root):
-    with capture():
+    with capture(root=root):
         with mlobs.run("youtube", "abc") as run:
             with run.component("asr", cache=True, **VERSIONS) as c:
                 c.set_result([1])
-    with capture() as rec:
+    with capture(root=root) as rec:
         with mlobs.run("youtube", "abc") as run:
             with run.component("asr", cache=True, cache_ttl_days=0, **VERSIONS) as c:
                 assert not c.hit
@@ -136,7 +136,7 @@ def test_expired_versions_are_recomputed(root):
 def test_an_incomplete_key_is_never_cached(root):
     for kwargs in ({"producer_version": "1"},  # no schema_version
                    {**VERSIONS, "inputs": {"bad": {1, 2}}}):
-        with capture() as rec:
+        with capture(root=root) as rec:
             for _ in range(2):
                 with mlobs.run("youtube", "abc") as run:
                     with run.component("asr", cache=True, **kwargs) as c:
@@ -159,7 +159,7 @@ def test_decorated_functions_skip_the_work_on_a_hit_and_keep_empty_results(root)
         return [f * 2 for f in frames]
 
     for _ in range(2):
-        with capture() as rec:
+        with capture(root=root) as rec:
             with mlobs.run("youtube", "abc"):
                 assert faces([1, 2]) == [2, 4]
                 assert faces([]) is None
@@ -181,7 +181,7 @@ def test_dataclass_results_and_file_inputs(root, tmp_path):
     audio.write_bytes(b"RIFF....")
     codec = mlobs.JsonCodec(result_type=Segment)
     for expected_status in ("miss", "hit"):
-        with capture() as rec:
+        with capture(root=root) as rec:
             with mlobs.run("youtube", "abc") as run:
                 with run.component("asr", cache=True, codec=codec,
                                    inputs={"audio": FileInput(audio)}, **VERSIONS) as c:
@@ -190,7 +190,7 @@ def test_dataclass_results_and_file_inputs(root, tmp_path):
                     assert c.result == Segment(0.5, "hi")
         assert rec.component("asr").cache_status == expected_status
     audio.write_bytes(b"RIFF!!!!")  # same name, other content
-    with capture() as rec:
+    with capture(root=root) as rec:
         with mlobs.run("youtube", "abc") as run:
             with run.component("asr", cache=True, codec=codec,
                                inputs={"audio": FileInput(audio)}, **VERSIONS) as c:
@@ -200,8 +200,8 @@ def test_dataclass_results_and_file_inputs(root, tmp_path):
 
 def test_the_index_is_readable_json_with_one_current_version(root):
     calls: list = []
-    run_once(calls)
-    run_once(calls, cache="bypass")
+    run_once(root, calls)
+    run_once(root, calls, cache="bypass")
     index = json.loads((root / "cache" / "youtube" / "abc" / "cache_manifest.json").read_text())
     versions = index["entries"]["asr"]
     assert [v["is_current"] for v in versions] == [False, True]
@@ -211,7 +211,7 @@ def test_the_index_is_readable_json_with_one_current_version(root):
 
 def test_a_typed_result_without_result_type_is_not_cached_and_says_why(root):
     for _ in range(2):
-        with capture() as rec:
+        with capture(root=root) as rec:
             with mlobs.run("youtube", "abc") as run:
                 with run.component("asr", cache=True, **VERSIONS) as c:
                     assert not c.hit
@@ -223,10 +223,56 @@ def test_a_typed_result_without_result_type_is_not_cached_and_says_why(root):
 
 def test_version_numbers_are_never_reused_after_a_removal(root):
     calls: list = []
-    run_once(calls)
-    run_once(calls, cache="bypass")
+    run_once(root, calls)
+    run_once(root, calls, cache="bypass")
     store = ArtifactStore(root / "cache")
     store.remove("youtube", "abc", [store.entry("youtube", "abc", "asr", 2)])
-    forced, _ = run_once(calls, cache="bypass")
+    forced, _ = run_once(root, calls, cache="bypass")
     assert forced.component("asr").cache_version == 3
     assert [e.version for e in store.info("youtube", "abc").versions("asr")] == [1, 3]
+
+
+def test_capture_keeps_cached_results_out_of_the_working_root(root):
+    with capture() as rec:
+        with mlobs.run("youtube", "abc") as run:
+            with run.component("asr", cache=True, **VERSIONS) as c:
+                c.set_result([1])
+    assert rec.component("asr").cache_version == 1
+    assert not (root / "cache").exists()
+
+
+def test_empty_results_come_back_empty_with_a_typed_codec(root):
+    codec = mlobs.JsonCodec(result_type=Segment)
+    for status in ("miss", "hit"):
+        with capture(root=root) as rec:
+            with mlobs.run("youtube", "abc") as run:
+                with run.component("asr", cache=True, codec=codec, **VERSIONS) as c:
+                    if not c.hit:
+                        raise mlobs.Empty("no_speech")
+        asr = rec.component("asr")
+        assert (asr.cache_status, asr.status, asr.empty_reason) == (status, "empty",
+                                                                    "no_speech")
+
+
+def test_defaults_given_explicitly_are_the_same_inputs(root):
+    calls = []
+
+    @mlobs.component("asr", cache=True, **VERSIONS)
+    def transcribe(audio: str, language: str = "en") -> str:
+        calls.append(language)
+        return audio.upper()
+
+    with capture(root=root):
+        with mlobs.run("youtube", "abc"):
+            transcribe("a")
+            transcribe("a", language="en")
+            transcribe("a", language="de")
+    assert calls == ["en", "de"]
+
+
+@pytest.mark.parametrize("ttl", [-1, float("nan"), "3", True])
+def test_invalid_ttls_are_refused(root, ttl):
+    with capture(root=root):
+        with mlobs.run("youtube", "abc") as run:
+            with pytest.raises(mlobs.ConfigError, match="cache_ttl_days"):
+                run.component("asr", cache=True, cache_ttl_days=ttl, **VERSIONS)
