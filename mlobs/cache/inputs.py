@@ -53,7 +53,7 @@ def _hashable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     if hasattr(value, "detach") and hasattr(value, "numpy") and hasattr(value, "shape"):
-        value = value.detach().cpu().numpy()  # a torch tensor (moved to the CPU to hash)
+        return _tensor_hashable(value)
     if hasattr(value, "tobytes") and hasattr(value, "dtype") and hasattr(value, "shape"):
         return {"array_sha256": hashlib.sha256(value.tobytes()).hexdigest(),
                 "dtype": str(value.dtype), "shape": list(value.shape)}
@@ -63,6 +63,21 @@ def _hashable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_hashable(v) for v in value]
     return value
+
+
+def _tensor_hashable(tensor: Any) -> dict[str, Any]:
+    """A torch tensor, moved to the CPU; dtypes numpy lacks (bfloat16) are widened to
+    float32 for the bytes (exact for bfloat16) and keep their own dtype in the hash."""
+    host = tensor.detach().cpu()
+    try:
+        array = host.numpy()
+    except TypeError:
+        try:
+            array = host.float().numpy()
+        except Exception as exc:  # a dtype without a float view: not hashable, not cached
+            raise ConfigError(f"a {tensor.dtype} tensor cannot be hashed: {exc}") from exc
+    return {"array_sha256": hashlib.sha256(array.tobytes()).hexdigest(),
+            "dtype": str(tensor.dtype).removeprefix("torch."), "shape": list(tensor.shape)}
 
 
 def input_hash(inputs: Any) -> str:

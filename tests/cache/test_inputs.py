@@ -19,6 +19,9 @@ def test_torch_tensors_hash_like_their_numpy_values():
     tensor = torch.arange(6, dtype=torch.float32)
     assert input_hash({"x": tensor}) == input_hash({"x": np.arange(6, dtype=np.float32)})
     assert input_hash({"x": tensor + 1}) != input_hash({"x": tensor})
+    half = tensor.to(torch.bfloat16)  # numpy has no bfloat16
+    assert input_hash({"x": half}) == input_hash({"x": tensor.to(torch.bfloat16)})
+    assert input_hash({"x": half}) != input_hash({"x": tensor})
 
 
 def test_files_hash_by_content_not_name(tmp_path):
