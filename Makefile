@@ -7,10 +7,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench clean
 
-$(STAMP): pyproject.toml
+EXPORTERS := exporters/mlobs-otel
+
+$(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(EXPORTERS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' $(addprefix -e ,$(EXPORTERS))
 	touch $(STAMP)
 
 demo: $(STAMP)

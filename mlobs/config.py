@@ -7,7 +7,8 @@ embedded defaults. The embedded default keeps everything under one root director
 * manifests:  ``<root>/runs/<platform_id>/<video_id>/<run_id>/manifest.json``
 * warehouse:  ``$MLOBS_DB_URL``, else ``sqlite:///<root>/warehouse.db``
 
-Other variables: ``MLOBS_SINKS`` (comma list of ``manifest``, ``warehouse``; empty string
+Other variables: ``MLOBS_SINKS`` (comma list of ``manifest``, ``warehouse`` and sinks of
+installed exporter packages, see :mod:`mlobs.plugins`; empty string
 for none), ``MLOBS_SAMPLE_INTERVAL_MS`` (memory sampler period, default 5),
 ``MLOBS_MEMORY_PROBES=0`` (no memory peaks at all), ``MLOBS_GPU_PROBES=0`` (no GPU peaks:
 neither torch's counters nor NVML), ``MLOBS_DISABLED=1`` (record nothing at all).
@@ -68,7 +69,12 @@ def _parse_sinks(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     names = [n for n in names if n]
     unknown = sorted(set(names) - set(KNOWN_SINKS))
     if unknown:
-        raise ConfigError(f"unknown sink(s) {unknown}; known: {list(KNOWN_SINKS)}")
+        from mlobs.plugins import plugin_sink_names  # only when a plugin is named
+        installed = plugin_sink_names()
+        unknown = [name for name in unknown if name not in installed]
+        if unknown:
+            raise ConfigError(f"unknown sink(s) {unknown}; known: "
+                              f"{list(KNOWN_SINKS) + installed}")
     return tuple(dict.fromkeys(names))
 
 

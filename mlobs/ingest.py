@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlobs.manifest import ManifestError, read_manifest
+from mlobs.sinks.spool import ReplayReport, replay
 from mlobs.warehouse.store import WarehouseStore
 
 
@@ -56,3 +57,14 @@ def ingest_manifests(store: WarehouseStore, paths: Iterable[Path], *,
         if on_progress is not None:
             on_progress(index)
     return report
+
+
+def replay_spool(spool_dir: str | Path, store: WarehouseStore, *,
+                 chunk_size: int = 500) -> ReplayReport:
+    """Write the records the warehouse sink spooled in ``spool_dir`` (``<root>/spool``)
+    and remove them from the spool; waits while a sink of a running pipeline replays it.
+
+    Idempotent: a replay that stopped midway (database away again, process killed) can
+    be repeated without duplicates. See :func:`mlobs.sinks.spool.replay`.
+    """
+    return replay(spool_dir, store, chunk_size=chunk_size, wait=True)

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from mlobs.config import Settings
+from mlobs.config import KNOWN_SINKS, Settings
 from mlobs.probes.memory_sampler import MemorySampler, NoMemorySampler
 from mlobs.sinks.base import BatchWorker, Sink, SinkStats
 
@@ -101,7 +101,12 @@ def build_sinks(settings: Settings) -> list[Sink]:
         # The warehouse stack (SQLAlchemy, Alembic) is imported only when it is used.
         from mlobs.sinks.warehouse_sink import WarehouseSink
         sinks.append(WarehouseSink(settings.db_url,
-                                   manage_schema=settings.db_is_embedded_default))
+                                   manage_schema=settings.db_is_embedded_default,
+                                   spool_dir=settings.root / "spool"))
+    for name in settings.sinks:
+        if name not in KNOWN_SINKS:  # an exporter package's sink (mlobs.plugins)
+            from mlobs.plugins import create_plugin_sink
+            sinks.append(create_plugin_sink(name, settings))
     return sinks
 
 

@@ -1,4 +1,8 @@
-"""``mlobs ingest PATH...``: load manifests (files or directories) into the warehouse."""
+"""``mlobs ingest PATH...``: load manifests (files or directories) into the warehouse.
+
+``mlobs ingest --spool [--root DIR]``: write the records the warehouse sink spooled under
+``<root>/spool`` while the database was away (see :mod:`mlobs.sinks.spool`).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,11 @@ import sys
 from pathlib import Path
 
 from mlobs.cli.db import add_db_url_argument, fail, resolve_db_url
-from mlobs.warehouse.engine import missing_sqlite_file
+from mlobs.config import resolve_settings
 from mlobs.errors import MlobsError
-from mlobs.ingest import find_manifests, ingest_manifests
-from mlobs.warehouse.engine import display_url
+from mlobs.ingest import find_manifests, ingest_manifests, replay_spool
+from mlobs.sinks.spool import REJECTED_NAME, has_spooled
+from mlobs.warehouse.engine import display_url, missing_sqlite_file
 from mlobs.warehouse.store import WarehouseStore
 
 
@@ -20,27 +25,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Load manifests into the warehouse. Directories are searched for "
                     "manifest.json files. Records already there are not duplicated, so "
                     "this is safe to repeat (e.g. after the database was away).")
-    parser.add_argument("paths", nargs="+", metavar="PATH",
+    parser.add_argument("paths", nargs="*", metavar="PATH",
                         help="manifest.json files or directories holding them")
+    parser.add_argument("--spool", action="store_true",
+                        help="also write the records spooled under <root>/spool while the "
+                             "database was away (removed once written)")
+    parser.add_argument("--root", default=None, metavar="DIR",
+                        help="mlobs root holding spool/ (default: $MLOBS_ROOT, else "
+                             "./mlobs-data); also sets the default warehouse URL like "
+                             "configure(root=...)")
     add_db_url_argument(parser)
     parser.set_defaults(func=ingest_command)
 
 
 def ingest_command(args: argparse.Namespace) -> int:
-    db_url = resolve_db_url(args)
+    if not args.paths and not args.spool:
+        return fail("give manifest paths, or --spool to replay the spool")
+    if args.spool:
+        code = spool_command(args)
+        if code or not args.paths:
+            return code
+    db_url = resolve_db_url(args) if args.root is None else \
+        resolve_settings(root=args.root, db_url=args.db_url).db_url
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         return fail(f"no such file or directory: {', '.join(missing)}")
     paths = list(find_manifests(args.paths))
     if not paths:
         return fail(f"no manifest.json found under {', '.join(args.paths)}")
-    absent_db = missing_sqlite_file(db_url)
-    if absent_db is not None:
-        return fail(f"no warehouse at {absent_db}: run `mlobs db upgrade --db-url {db_url}`")
-    try:
-        store = WarehouseStore(db_url)
-    except MlobsError as exc:
-        return fail(str(exc))
+    store = _open_store(db_url)
+    if isinstance(store, str):
+        return fail(store)
     tty = sys.stderr.isatty()
 
     def progress(done: int) -> None:
@@ -61,3 +76,45 @@ def ingest_command(args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(f"skipped: {problem}", file=sys.stderr)
     return 1 if report.problems else 0
+
+
+def spool_command(args: argparse.Namespace) -> int:
+    """``--spool``: replay ``<root>/spool``. Exit 0 when everything was written (or there
+    was nothing), 1 when the warehouse is still away or refused records."""
+    settings = resolve_settings(root=args.root, db_url=args.db_url)
+    spool_dir = settings.root / "spool"
+    db_url = settings.db_url
+    if not has_spooled(spool_dir):
+        print(f"nothing spooled under {spool_dir}")
+        return 0
+    store = _open_store(db_url)
+    if isinstance(store, str):
+        return fail(f"the warehouse is still unusable, the spool at {spool_dir} is kept "
+                    f"(run this again when it answers): {store}")
+    try:
+        report = replay_spool(spool_dir, store)
+    finally:
+        store.close()
+    for problem in report.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    print(f"{report.runs} run record(s), {report.components} component record(s) from "
+          f"{report.files} spool file(s) written to {display_url(db_url)}")
+    if report.error is not None:
+        return fail(f"the warehouse went away during the replay: {report.error}; "
+                    f"{report.pending} record(s) stay in the spool at {spool_dir} "
+                    f"(run this again when it answers)")
+    if report.rejected:
+        return fail(f"{report.rejected} record(s) refused by the warehouse, kept in "
+                    f"{spool_dir / REJECTED_NAME}")
+    return 0
+
+
+def _open_store(db_url: str) -> WarehouseStore | str:
+    """The warehouse, or why it cannot be used (a missing SQLite file is never created)."""
+    absent_db = missing_sqlite_file(db_url)
+    if absent_db is not None:
+        return f"no warehouse at {absent_db}: run `mlobs db upgrade --db-url {db_url}`"
+    try:
+        return WarehouseStore(db_url)
+    except MlobsError as exc:
+        return str(exc)

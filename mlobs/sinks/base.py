@@ -57,6 +57,8 @@ class SinkStats:
     failed: int
     dropped: int
     last_error: str | None
+    #: records the sink kept locally to send later (the warehouse sink's spool).
+    spooled: int = 0
 
 
 class BatchWorker:
@@ -135,7 +137,7 @@ class BatchWorker:
 
     def stats(self) -> SinkStats:
         return SinkStats(self.sink.name, self.enqueued, self.exported, self.failed,
-                         self.dropped, self.last_error)
+                         self.dropped, self.last_error, getattr(self.sink, "spooled", 0))
 
     # -- worker thread ---------------------------------------------------------------
     def _start(self) -> None:

@@ -8,19 +8,31 @@ Supported URLs:
   ``foreign_keys=ON`` (cascades work). SQLAlchemy emits ``BEGIN`` itself so that DDL and
   reads are transactional too (the ``sqlite3`` module's legacy mode skips them).
 * ``postgresql+psycopg://...`` (``postgresql://`` and ``postgres://`` are rewritten to
-  psycopg 3) — pooled with ``pool_pre_ping`` and ``pool_recycle``.
+  psycopg 3) — pooled with ``pool_pre_ping`` (a connection the server or a proxy dropped
+  is replaced at checkout instead of failing the write) and ``pool_recycle``
+  (:data:`PG_POOL_RECYCLE_S`).
+
+Engines are fork-safe (SQLAlchemy, "Using Connection Pools with Multiprocessing or
+os.fork()"): a connection belongs to the process that opened it. In a forked child,
+every engine made here drops the parent's pooled connections without closing them
+(``engine.dispose(close=False)`` from an ``os.register_at_fork`` hook), so the child
+opens its own and the parent's keep working; as a second guard, a connection checked
+out in another process than the one that opened it is discarded (never closed, which
+would end the parent's session) and replaced.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
+import weakref
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 
 from mlobs.errors import WarehouseError
 
@@ -76,10 +88,51 @@ def create_warehouse_engine(db_url: str | URL, **engine_kwargs: Any) -> Engine:
     url = normalize_url(db_url)
     engine_kwargs.setdefault("json_serializer", _json_dumps)
     if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, engine_kwargs)
-    engine_kwargs.setdefault("pool_pre_ping", True)
-    engine_kwargs.setdefault("pool_recycle", PG_POOL_RECYCLE_S)
-    return create_engine(url, **engine_kwargs)
+        engine = _sqlite_engine(url, engine_kwargs)
+    else:
+        engine_kwargs.setdefault("pool_pre_ping", True)
+        engine_kwargs.setdefault("pool_recycle", PG_POOL_RECYCLE_S)
+        engine = create_engine(url, **engine_kwargs)
+    _make_fork_safe(engine)
+    return engine
+
+
+# -- fork safety ---------------------------------------------------------------------------
+
+#: Engines made by create_warehouse_engine that are still alive (see _after_fork_in_child).
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _make_fork_safe(engine: Engine) -> None:
+    _ENGINES.add(engine)
+
+    @event.listens_for(engine, "connect")
+    def _remember_pid(_dbapi_connection: Any, connection_record: Any) -> None:
+        connection_record.info["mlobs_pid"] = os.getpid()
+
+    @event.listens_for(engine, "checkout")
+    def _refuse_foreign(_dbapi_connection: Any, connection_record: Any,
+                        connection_proxy: Any) -> None:
+        pid = os.getpid()
+        if connection_record.info.get("mlobs_pid", pid) != pid:
+            # Opened by another process: forget it without closing it (closing would end
+            # that process's session); the pool retries with a new connection.
+            connection_record.dbapi_connection = connection_proxy.dbapi_connection = None
+            raise DisconnectionError(
+                f"connection opened in process {connection_record.info['mlobs_pid']}, "
+                f"checked out in process {pid}")
+
+
+def _after_fork_in_child() -> None:
+    for engine in list(_ENGINES):
+        try:
+            engine.dispose(close=False)
+        except Exception:  # noqa: BLE001 - never break a fork over a pool
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _sqlite_engine(url: URL, engine_kwargs: dict[str, Any]) -> Engine:

@@ -7,7 +7,8 @@ Writes are idempotent, so a batch can be retried or replayed from manifests:
   status), except that a ``running`` row never replaces a finished one (a late or
   replayed snapshot must not undo the final state);
 * ``model_signatures``, ``component_runs`` and ``events`` are insert-or-ignore by primary
-  key: the first write of a record wins;
+  key: the first write of a record wins (on PostgreSQL, component_runs and events go
+  through COPY: :mod:`mlobs.warehouse.copy_writer`);
 * ``artifact_index`` (orchestration notes §5) is maintained in the same transaction: a
   run with status ``ok`` and a ``finished_at`` becomes its key's
   ``latest_success_run_id`` when it finished later than the run stored there (equal
@@ -61,6 +62,7 @@ from mlobs.records import (
     RunRecord,
 )
 from mlobs.signature import model_signature as compute_signature
+from mlobs.warehouse.copy_writer import copy_insert_or_ignore
 from mlobs.warehouse.engine import create_warehouse_engine, display_url
 from mlobs.warehouse.migrate import check_schema, needs_managed_upgrade, upgrade
 from mlobs.warehouse.models import (
@@ -142,6 +144,8 @@ class WarehouseStore:
 
     def _prepare_statements(self) -> None:
         dialect = self._engine.dialect.name
+        #: component_runs and events go through COPY (see mlobs.warehouse.copy_writer).
+        self._use_copy = dialect == "postgresql" and self._engine.dialect.driver == "psycopg"
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         upsert = insert(RUNS)
         self._upsert_runs = upsert.on_conflict_do_update(
@@ -227,15 +231,21 @@ class WarehouseStore:
                         select(SIGNATURES.c.model_signature, SIGNATURES.c.models).where(
                             SIGNATURES.c.model_signature.in_(batch.signatures))).all()
                     batch.set_overrides(dict(stored))  # type: ignore[arg-type]
-                if batch.component_rows:
-                    conn.execute(self._insert_components, batch.component_rows)
-                if batch.event_rows:
-                    conn.execute(self._insert_events, batch.event_rows)
+                if self._use_copy:
+                    # PostgreSQL: COPY, still insert-or-ignore by primary key (a stored key
+                    # sends the rows through a staging table + ON CONFLICT DO NOTHING).
+                    copy_insert_or_ignore(conn, COMPONENTS, batch.component_rows)
+                    copy_insert_or_ignore(conn, EVENTS, batch.event_rows)
+                else:
+                    if batch.component_rows:
+                        conn.execute(self._insert_components, batch.component_rows)
+                    if batch.event_rows:
+                        conn.execute(self._insert_events, batch.event_rows)
                 if run_rows:
                     self._update_index(conn, run_rows)
         except (SQLAlchemyError, ValueError, TypeError) as exc:
             # ValueError/TypeError: psycopg serialises JSON parameters itself, outside
-            # SQLAlchemy's error wrapping.
+            # SQLAlchemy's error wrapping (and the COPY path serialises them itself).
             raise WarehouseError(self._explain_failure(exc, run_rows, batch)) from exc
 
     def _update_index(self, conn: Connection, run_rows: list[dict[str, Any]]) -> None:

@@ -64,9 +64,11 @@ def otel_span_call() -> Callable[[], None]:
     return call
 
 
-def mlobs_per_call_us(root: str, **settings: bool) -> tuple[float, dict[str, int]]:
+def mlobs_per_call_us(root: str, extra_sinks: tuple = (), **settings: bool
+                      ) -> tuple[float, dict[str, int]]:
     import mlobs
-    mlobs.configure(root=root, sinks=["manifest", "warehouse"], **settings)
+    mlobs.configure(root=root, sinks=["manifest", "warehouse"], extra_sinks=extra_sinks,
+                    **settings)
     instrumented = mlobs.component("noop")(noop)
     samples = []
     for _ in range(BATCHES // (COMPONENTS_PER_RUN // BATCH) + 5):
@@ -78,6 +80,31 @@ def mlobs_per_call_us(root: str, **settings: bool) -> tuple[float, dict[str, int
                 samples.append((time.perf_counter_ns() - start) / BATCH / 1000)
     stats = {s.name: s.failed + s.dropped for s in mlobs.sink_stats()}
     return statistics.median(samples[5:]), stats
+
+
+def root_for_sinks() -> str:
+    return tempfile.mkdtemp(prefix="mlobs-bench-")
+
+
+def otel_sink_extra_us(root: str) -> float | None:
+    """Caller-thread cost the ``otel`` exporter adds per component (median of 3
+    alternating rounds with and without it); None when mlobs-otel is not installed."""
+    try:
+        from mlobs_otel import OtelSink
+        from opentelemetry.sdk.trace import TracerProvider
+    except ImportError:
+        print("otel sink: mlobs-otel not installed, not measured")
+        return None
+    with_sink, without = [], []
+    for _ in range(3):
+        without.append(mlobs_per_call_us(root)[0])
+        with_sink.append(mlobs_per_call_us(root, extra_sinks=(OtelSink(TracerProvider()),))[0])
+    on, off = statistics.median(with_sink), statistics.median(without)
+    print("otel exporter sink (spans made on its worker thread; median of 3 rounds, µs)")
+    print(f"  manifest + warehouse sinks                     {off:8.3f} µs")
+    print(f"  manifest + warehouse + otel sinks              {on:8.3f} µs")
+    print(f"  the otel sink's extra caller-thread cost: {on - off:.3f} µs per component")
+    return on - off
 
 
 def main() -> dict[str, float]:
@@ -114,9 +141,10 @@ def main() -> dict[str, float]:
           f"{on / off:.2f}× the cost without them")
     print(f"  one RSS reading (/proc/self/statm pread) on this machine: {read_us:.3f} µs; "
           "back-to-back components take about one per component")
+    otel_sink_extra = otel_sink_extra_us(root_for_sinks())
     return {"bare_us": bare, "two_clocks_us": clocks, "otel_span_us": otel,
             "mlobs_us": instrumented, "memory_probes_extra_us": extra,
-            "rss_read_us": read_us}
+            "rss_read_us": read_us, "otel_sink_extra_us": otel_sink_extra}
 
 
 if __name__ == "__main__":

@@ -8,10 +8,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 import bench_cache  # noqa: E402
 import bench_ingest  # noqa: E402
 import bench_overhead  # noqa: E402
+import bench_pg_ingest  # noqa: E402
 
 if __name__ == "__main__":
     bench_overhead.main()
     print()
     bench_ingest.main()
+    print()
+    bench_pg_ingest.main()  # prints a SKIPPED line when PostgreSQL is unreachable
     print()
     bench_cache.main()

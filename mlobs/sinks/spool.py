@@ -1,0 +1,376 @@
+"""A local, append-only spool for records the warehouse could not take (database away).
+
+Layout, under ``<root>/spool/``::
+
+    warehouse-<pid>-<hex>.jsonl            one file per WarehouseSink instance (appended)
+    warehouse-<pid>-<hex>.jsonl.replaying  a file a replayer claimed (left by a crash: the
+                                           next replay takes it again)
+    rejected.jsonl                         records the warehouse refused on replay
+    .lock                                  held briefly by appenders and by claims
+    .replay.lock                           held by the one replayer at work
+
+Each line is ``{"type": "run"|"component", "record": <to_dict()>}``. A batch is written
+with one ``write`` and fsynced before :meth:`Spool.append` returns, so a record the sink
+reports as spooled survives a crash. A crash in the middle of a write leaves a torn last
+line: it is skipped on read and reported (its records are still in the manifest).
+
+Replaying (:func:`replay`) claims every spool file by renaming it (under ``.lock``, so no
+appender writes into a claimed file: the appender's next batch starts a new file), writes
+its records through ``WarehouseStore.write`` in chunks (runs first, then components, so
+components always find their run), and deletes the claimed file once everything in it was
+written. When the database goes away in the middle, what was not written yet is kept in
+the claimed file (rewritten atomically) for the next replay. The store's writes are
+idempotent (runs upserted, components and events insert-or-ignore by id), so a replay
+interrupted anywhere — even killed between a write and the rewrite — can simply be
+repeated: nothing is lost and nothing is duplicated. ``.replay.lock`` makes sure two
+replayers (a sink's worker thread and ``mlobs ingest --spool``) never work at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlobs.errors import InvalidRecordError
+from mlobs.records import ComponentRecord, RunRecord
+
+log = logging.getLogger("mlobs.sinks.spool")
+
+SPOOL_SUFFIX = ".jsonl"
+CLAIMED_SUFFIX = ".jsonl.replaying"
+REJECTED_NAME = "rejected.jsonl"
+_LOCK_NAME = ".lock"
+_REPLAY_LOCK_NAME = ".replay.lock"
+
+Record = RunRecord | ComponentRecord
+
+
+class SpoolBusyError(Exception):
+    """Another replayer holds the spool (only raised when not waiting for it)."""
+
+
+def encode(record: Record) -> str:
+    kind = "run" if isinstance(record, RunRecord) else "component"
+    return json.dumps({"type": kind, "record": record.to_dict()}, ensure_ascii=False,
+                      separators=(",", ":"), default=str)
+
+
+def decode(line: str) -> Record:
+    """One spool line as a record. Raises ValueError (incl. JSON errors) or KeyError."""
+    data = json.loads(line)
+    kind, payload = data["type"], data["record"]
+    if kind == "run":
+        return RunRecord.from_dict(payload)
+    if kind == "component":
+        return ComponentRecord.from_dict(payload)
+    raise ValueError(f"unknown record type {kind!r}")
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _flock(path: Path, *, blocking: bool = True) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise SpoolBusyError(f"another process or thread is replaying {path.parent}") \
+                from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+class Spool:
+    """The spool file of one writer (a WarehouseSink instance) in ``directory``.
+
+    The file is created at the first :meth:`append`; after a replay claimed it, the next
+    append creates a new one. Appends from one instance must not run concurrently (a
+    sink only appends from its worker thread).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], *, prefix: str = "warehouse") -> None:
+        self.directory = Path(directory)
+        self._prefix = prefix
+        self._new_path()
+
+    def _new_path(self) -> None:
+        self._pid = os.getpid()
+        self.path = self.directory / f"{self._prefix}-{self._pid}-{uuid.uuid4().hex[:12]}" \
+                                     f"{SPOOL_SUFFIX}"
+
+    def append(self, records: Sequence[Record]) -> int:
+        """Append ``records`` as one batch and fsync it.
+
+        Returns:
+            The number of records written.
+
+        Raises:
+            OSError: the spool cannot be written (disk full, read-only, ...).
+        """
+        if not records:
+            return 0
+        if os.getpid() != self._pid:  # a forked child writes a file of its own
+            self._new_path()
+        data = "".join(encode(record) + "\n" for record in records).encode()
+        created = not self.directory.exists()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if created:
+            _fsync_dir(self.directory.parent)
+        with _flock(self.directory / _LOCK_NAME):
+            new_file = not self.path.exists()
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    # An earlier write of ours was cut short: start on a line of our own.
+                    data = b"\n" + data
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if new_file:
+                _fsync_dir(self.directory)
+        return len(records)
+
+    def pending(self) -> bool:
+        """True when this instance's own file holds records not replayed yet."""
+        try:
+            return self.path.stat().st_size > 0
+        except OSError:
+            return False
+
+
+def spool_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """Spool files (appended and claimed) in ``directory``, oldest first."""
+    directory = Path(directory)
+    try:
+        entries = [p for p in directory.iterdir()
+                   if p.name != REJECTED_NAME and not p.name.startswith(".")
+                   and (p.name.endswith(SPOOL_SUFFIX) or p.name.endswith(CLAIMED_SUFFIX))]
+    except OSError:
+        return []
+
+    def key(path: Path) -> tuple[float, str]:
+        try:
+            return (path.stat().st_mtime, path.name)
+        except OSError:
+            return (0.0, path.name)
+
+    return sorted(entries, key=key)
+
+
+def has_spooled(directory: str | os.PathLike[str]) -> bool:
+    """True when some spool file in ``directory`` holds records."""
+    for path in spool_files(directory):
+        try:
+            if path.stat().st_size > 0:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+@dataclass
+class ReplayReport:
+    """What a replay did.
+
+    Attributes:
+        files: spool files taken up.
+        runs, components: records written to the warehouse (a record already there counts
+            too: writes are idempotent).
+        pending: records still in the spool (the database went away again).
+        torn: unreadable lines skipped (a torn last line after a crash, or garbage).
+        rejected: records the warehouse refused; moved to ``rejected.jsonl``.
+        error: why the replay stopped early (database away), else None.
+        problems: one message per torn line or refused record.
+    """
+
+    files: int = 0
+    runs: int = 0
+    components: int = 0
+    pending: int = 0
+    torn: int = 0
+    rejected: int = 0
+    error: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None and self.pending == 0
+
+
+def _read(path: Path, report: ReplayReport) -> list[Record]:
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    records: list[Record] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(decode(line.decode()))
+        except (ValueError, KeyError, TypeError) as exc:
+            report.torn += 1
+            last = number == len(lines)  # no newline after it: cut short by a crash
+            what = "torn last line" if last else "unreadable line"
+            message = f"{path}: {what} {number} skipped ({type(exc).__name__}: {exc})"[:300]
+            report.problems.append(message)
+            log.warning("mlobs spool: %s", message)
+    return records
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        return sum(1 for line in path.read_bytes().split(b"\n") if line.strip())
+    except OSError:
+        return 0
+
+
+def _rewrite(path: Path, records: Sequence[Record]) -> None:
+    """Replace ``path`` by ``records`` atomically (or remove it when there is none)."""
+    if not records:
+        path.unlink(missing_ok=True)
+        _fsync_dir(path.parent)
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as out:
+        out.write("".join(encode(r) + "\n" for r in records).encode())
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _reject(directory: Path, record: Record, reason: str, report: ReplayReport) -> None:
+    report.rejected += 1
+    record_id = getattr(record, "component_run_id", None) or record.run_id
+    report.problems.append(f"refused by the warehouse: {record_id}: {reason}"[:500])
+    with open(directory / REJECTED_NAME, "ab") as out:
+        line = json.dumps({"reason": reason[:1000], "line": json.loads(encode(record))},
+                          default=str)
+        out.write((line + "\n").encode())
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _claim(directory: Path) -> list[Path]:
+    """Rename every appended spool file to its claimed name (under the append lock)."""
+    claimed = []
+    with _flock(directory / _LOCK_NAME):
+        for path in spool_files(directory):
+            if path.name.endswith(CLAIMED_SUFFIX):
+                claimed.append(path)  # left by a replayer that stopped: take it again
+                continue
+            target = path.with_name(path.name[:-len(SPOOL_SUFFIX)] + CLAIMED_SUFFIX)
+            if target.exists():
+                # Should not happen (names are unique); keep both by appending.
+                with open(target, "ab") as out:
+                    out.write(path.read_bytes())
+                    out.flush()
+                    os.fsync(out.fileno())
+                path.unlink()
+            else:
+                os.replace(path, target)
+            claimed.append(target)
+        if claimed:
+            _fsync_dir(directory)
+    return claimed
+
+
+def replay(directory: str | os.PathLike[str], store: Any, *, chunk_size: int = 500,
+           wait: bool = True) -> ReplayReport:
+    """Write the spooled records in ``directory`` to ``store`` and remove them.
+
+    Args:
+        directory: the spool directory (``<root>/spool``).
+        store: a ``WarehouseStore`` (anything with its ``write(runs, components)``).
+        chunk_size: records per ``write`` (one transaction each).
+        wait: wait for another replayer to finish; when False, raise SpoolBusyError.
+
+    Returns:
+        A :class:`ReplayReport`; ``report.error`` is set when the database failed (the
+        records not written stay in the spool).
+
+    Raises:
+        SpoolBusyError: another replayer is at work and ``wait`` is False.
+        OSError: the spool directory cannot be read or rewritten.
+    """
+    directory = Path(directory)
+    report = ReplayReport()
+    if not directory.is_dir():
+        return report
+    with _flock(directory / _REPLAY_LOCK_NAME, blocking=wait):
+        for path in _claim(directory):
+            report.files += 1
+            if report.error is not None:
+                # The database is away: do not try again for each file.
+                report.pending += _count_lines(path)
+                continue
+            torn_before = report.torn
+            records = _read(path, report)
+            runs = [r for r in records if isinstance(r, RunRecord)]
+            components = [r for r in records if isinstance(r, ComponentRecord)]
+            ordered: list[Record] = [*runs, *components]
+            done = 0
+            while done < len(ordered):
+                chunk = ordered[done:done + chunk_size]
+                try:
+                    _write_chunk(store, chunk, directory, report)
+                except Exception as exc:  # the database is away (again)
+                    report.error = f"{type(exc).__name__}: {exc}"[:500]
+                    break
+                done += len(chunk)
+            remaining = ordered[done:]
+            if report.error is not None:
+                report.pending += len(remaining)
+                if done or report.torn > torn_before:
+                    _rewrite(path, remaining)
+                # Leave the other files for the next replay; count what they hold.
+                continue
+            _rewrite(path, [])
+    return report
+
+
+def _write_chunk(store: Any, chunk: list[Record], directory: Path,
+                 report: ReplayReport) -> None:
+    runs = [r for r in chunk if isinstance(r, RunRecord)]
+    components = [r for r in chunk if isinstance(r, ComponentRecord)]
+    try:
+        store.write(runs, components)
+    except InvalidRecordError:
+        # One refused record must not keep the others out (nor the spool forever).
+        for record in chunk:
+            is_run = isinstance(record, RunRecord)
+            try:
+                store.write([record] if is_run else [], [] if is_run else [record])
+            except InvalidRecordError as exc:
+                _reject(directory, record, str(exc), report)
+            else:
+                report.runs += is_run
+                report.components += not is_run
+    else:
+        report.runs += len(runs)
+        report.components += len(components)

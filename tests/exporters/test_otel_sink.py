@@ -1,0 +1,121 @@
+"""The ``otel`` exporter: one trace per run, one child span per component, ``mlobs.*``."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("mlobs_otel")
+
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
+    InMemorySpanExporter,
+)
+from opentelemetry.trace import StatusCode  # noqa: E402
+
+import mlobs  # noqa: E402
+from mlobs_otel import OtelSink  # noqa: E402
+
+VERSIONS = {"producer_version": "1", "schema_version": "1"}
+WHISPER = mlobs.ModelRef("whisper-small", "r1", "sha256:" + "a" * 64, engine="torch",
+                         device="cuda:0")
+
+
+@pytest.fixture
+def spans(tmp_path):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    mlobs.configure(root=tmp_path, sinks=[], extra_sinks=[OtelSink(provider)])
+    yield exporter
+    mlobs.configure(sinks=[])
+
+
+def pipeline() -> str:
+    with mlobs.run("youtube", "abc", profile=mlobs.AnalysisProfile("p", optional={"ocr"}),
+                   pipeline_version="1.4.0") as run:
+        with run.component("asr", models=[WHISPER], batch_size=8,
+                           on_oom=mlobs.HalveBatch(), cache=True, **VERSIONS) as c:
+            for attempt in c.attempts():
+                with attempt:
+                    if c.batch_size == 8:
+                        raise MemoryError("Unable to allocate 8.00 GiB for an array")
+                    c.set_result(["hello"])
+        with run.component("ocr"):
+            raise mlobs.ComponentError("model_load_failed", "weights missing")
+    mlobs.flush()
+    return run.run_id
+
+
+def test_one_trace_per_run_with_a_child_per_component(spans):
+    run_id = pipeline()
+    finished = spans.get_finished_spans()
+    [root] = [s for s in finished if s.name == "mlobs.run"]
+    children = {s.name: s for s in finished if s.name != "mlobs.run"}
+    assert set(children) == {"asr", "ocr"}
+    assert {s.context.trace_id for s in finished} == {root.context.trace_id}
+    assert all(s.parent.span_id == root.context.span_id for s in children.values())
+    assert root.attributes["mlobs.run_id"] == run_id
+    assert root.attributes["mlobs.status"] == "ok"
+    assert root.start_time <= min(s.start_time for s in children.values())
+    assert root.end_time >= max(s.end_time for s in children.values())
+
+    asr = children["asr"]
+    assert asr.attributes["mlobs.component"] == "asr"
+    assert asr.attributes["mlobs.status"] == "ok"
+    assert asr.attributes["mlobs.batch_size"] == 4
+    assert asr.attributes["mlobs.oom_count"] == 1
+    assert asr.attributes["mlobs.device"] == "cuda:0"
+    assert asr.attributes["mlobs.model_signature"] == mlobs.model_signature([WHISPER])
+    assert asr.attributes["mlobs.cache_status"] == "miss"
+    assert [e.name for e in asr.events] == ["mlobs.oom", "mlobs.cache_miss"]
+    assert asr.events[0].attributes["batch_size"] == 8
+    assert asr.events[1].attributes["reason"] == "no_entry"
+
+    ocr = children["ocr"]
+    assert ocr.status.status_code is StatusCode.ERROR
+    assert ocr.attributes["mlobs.error_code"] == "model_load_failed"
+    assert "mlobs.empty_reason" not in ocr.attributes
+
+
+def test_a_failed_run_is_an_error_span(spans):
+    with pytest.raises(RuntimeError):
+        with mlobs.run("youtube", "abc") as run:
+            with run.component("asr"):
+                raise RuntimeError("boom")
+    mlobs.flush()
+    [root] = [s for s in spans.get_finished_spans() if s.name == "mlobs.run"]
+    assert root.status.status_code is StatusCode.ERROR
+    assert root.attributes["mlobs.error_code"] == "internal"
+
+
+def test_the_sink_is_found_by_name_and_uses_the_global_provider(tmp_path):
+    child = textwrap.dedent("""
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        import mlobs
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        mlobs.configure(root=__import__("sys").argv[1], sinks=["manifest", "otel"])
+        with mlobs.run("youtube", "abc") as run:
+            for name in ("cleaning", "chunking"):
+                with run.component(name):
+                    pass
+        mlobs.flush()
+        print(sorted(s.name for s in exporter.get_finished_spans()))
+    """)
+    done = subprocess.run([sys.executable, "-c", child, str(tmp_path)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['chunking', 'cleaning', 'mlobs.run']"
+
+
+def test_an_unknown_sink_name_lists_the_installed_ones():
+    with pytest.raises(mlobs.ConfigError, match=r"unknown sink\(s\) \['nope'\].*'otel'"):
+        mlobs.configure(sinks=["manifest", "nope"])

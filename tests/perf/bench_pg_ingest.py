@@ -1,0 +1,178 @@
+"""Sustained warehouse ingest into PostgreSQL: through mlobs vs raw psycopg COPY.
+
+* mlobs: components recorded with the API (warehouse sink only), timed from the first call
+  until ``mlobs.flush()`` returns, i.e. until every record is committed (the store writes
+  component_runs through COPY into a staging table + insert-or-ignore);
+* raw:   the same component rows, read back from the mlobs database, written with
+  ``cursor.copy("COPY component_runs (...) FROM STDIN")`` / ``write_row`` straight into
+  the table, in transactions of 512 rows (the batch size of bench_ingest's raw baseline),
+  into a second fresh database of the same schema;
+* store: the same records through ``WarehouseStore.write`` alone, one run per write, into
+  a third database (where the time goes: the store vs the API and the sink thread).
+
+Both databases are created on the server at ``MLOBS_TEST_PG_ADMIN_URL`` (default
+``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``, as for the tests) and dropped
+afterwards. When the server is unreachable the benchmark prints why and is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import bench_ingest  # noqa: E402 - same folder (run_benchmarks.py puts it on sys.path)
+
+# The same pipeline as the SQLite ingest benchmark, so the two figures compare.
+RUNS = bench_ingest.RUNS
+COMPONENTS_PER_RUN = bench_ingest.COMPONENTS_PER_RUN
+RAW_BATCH = 512
+
+PG_ADMIN_URL = os.environ.get("MLOBS_TEST_PG_ADMIN_URL",
+                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def _admin_engine():
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+    return create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool,
+                         connect_args={"connect_timeout": 5})
+
+
+def unreachable() -> str | None:
+    """Why PostgreSQL cannot be used (None: it can)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+    engine = _admin_engine()
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        return f"PostgreSQL is unreachable at {PG_ADMIN_URL} ({str(exc).splitlines()[0]})"
+    finally:
+        engine.dispose()
+    return None
+
+
+@contextmanager
+def fresh_database(purpose: str) -> Iterator[str]:
+    """A new empty database at the mlobs schema revision; dropped on exit."""
+    from sqlalchemy import text
+    from mlobs.warehouse.migrate import upgrade
+    admin = _admin_engine()
+    name = f"mlobs_bench_{purpose}_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def ingest_through_mlobs(root: Path, db_url: str) -> float:
+    import mlobs
+    mlobs.configure(root=root, db_url=db_url, sinks=["warehouse"])
+    return bench_ingest.pipeline_records_per_s()
+
+
+def _rows(source_url: str) -> tuple[list[str], list[tuple], list[dict]]:
+    from sqlalchemy import JSON, create_engine, select
+    from mlobs.warehouse.models import ComponentRun, Run
+    components, runs = ComponentRun.__table__, Run.__table__
+    engine = create_engine(source_url)
+    try:
+        with engine.connect() as conn:
+            run_rows = [dict(r._mapping) for r in conn.execute(select(runs))]
+            rows = conn.execute(select(components)).all()
+    finally:
+        engine.dispose()
+    names = [c.name for c in components.c]
+    json_at = [i for i, c in enumerate(components.c) if isinstance(c.type, JSON)]
+    # COPY's text format: JSON values as JSON text, like any client doing raw COPY would.
+    out = []
+    for row in rows:
+        values = list(row)
+        for i in json_at:
+            if values[i] is not None:
+                values[i] = json.dumps(values[i])
+        out.append(tuple(values))
+    return names, out, run_rows
+
+
+def ingest_raw_copy(source_url: str, target_url: str) -> tuple[float, int]:
+    import psycopg
+    from sqlalchemy import create_engine, insert
+    from sqlalchemy.engine import make_url
+    from mlobs.warehouse.models import Run
+    names, rows, run_rows = _rows(source_url)
+    engine = create_engine(target_url, json_serializer=json.dumps)
+    with engine.begin() as conn:
+        conn.execute(insert(Run.__table__), run_rows)
+    engine.dispose()
+    url = make_url(target_url)
+    conninfo = psycopg.conninfo.make_conninfo(
+        host=url.host, port=url.port, user=url.username, password=url.password,
+        dbname=url.database)
+    columns = ", ".join(f'"{n}"' for n in names)
+    with psycopg.connect(conninfo) as conn:
+        start = time.perf_counter()
+        for offset in range(0, len(rows), RAW_BATCH):
+            with conn.transaction(), conn.cursor() as cursor:
+                with cursor.copy(f"COPY component_runs ({columns}) FROM STDIN") as copy:
+                    for row in rows[offset:offset + RAW_BATCH]:
+                        copy.write_row(row)
+        elapsed = time.perf_counter() - start
+        count = conn.execute("SELECT count(*) FROM component_runs").fetchone()[0]
+    return len(rows) / elapsed, count
+
+
+def ingest_store_only(source_url: str, target_url: str) -> float:
+    """The same records through ``WarehouseStore.write`` alone (no API, no sink thread):
+    how much of the gap to raw COPY is the store's (validation, signatures, COPY staging,
+    artifact_index) and how much the API and the sink's."""
+    from mlobs.warehouse.store import WarehouseStore
+    with WarehouseStore(source_url) as source:
+        batches = [source.get_run(run.run_id) for run in source.list_runs(limit=RUNS + 1)]
+    with WarehouseStore(target_url) as store:
+        start = time.perf_counter()
+        for run, components in batches:  # type: ignore[misc]
+            store.write([run], components)
+        elapsed = time.perf_counter() - start
+    return sum(len(c) for _, c in batches) / elapsed  # type: ignore[misc]
+
+
+def main() -> dict[str, float] | None:
+    total = RUNS * COMPONENTS_PER_RUN
+    print(f"sustained PostgreSQL ingest ({total} component records)")
+    why = unreachable()
+    if why:
+        print(f"  SKIPPED: {why}; start it or set MLOBS_TEST_PG_ADMIN_URL")
+        return None
+    with tempfile.TemporaryDirectory() as tmp, fresh_database("mlobs") as mlobs_url, \
+            fresh_database("raw") as raw_url, fresh_database("store") as store_url:
+        through_mlobs = ingest_through_mlobs(Path(tmp), mlobs_url)
+        raw, copied = ingest_raw_copy(mlobs_url, raw_url)
+        store_only = ingest_store_only(mlobs_url, store_url)
+    assert copied == total, f"raw COPY wrote {copied} rows, expected {total}"
+    print(f"  {f'raw psycopg COPY (transactions of {RAW_BATCH})':<44}{raw:10.0f} records/s")
+    print(f"  {f'WarehouseStore.write alone ({COMPONENTS_PER_RUN} per write)':<44}"
+          f"{store_only:10.0f} records/s ({store_only / raw:.2f}× raw)")
+    print(f"  {'through mlobs (API → sink → COPY + commit)':<44}{through_mlobs:10.0f} records/s")
+    ratio = through_mlobs / raw
+    print(f"  ratio mlobs / raw: {ratio:.2f}× "
+          f"(target ≥ 0.6×: {'met' if ratio >= 0.6 else 'NOT met'})")
+    return {"raw_per_s": raw, "store_per_s": store_only, "mlobs_per_s": through_mlobs,
+            "ratio": ratio}
+
+
+if __name__ == "__main__":
+    main()
