@@ -38,11 +38,7 @@ from tenacity import AsyncRetrying, Retrying, stop_after_attempt
 from mlobs.attempts import async_attempts, attempts
 from mlobs.batch_size import BatchSizeChoice
 from mlobs.cache.codecs import Codec
-from mlobs.cache.component_cache import (
-    ComponentCache,
-    check_cache_mode,
-    run_status_from_manifest,
-)
+from mlobs.cache.component_cache import ComponentCache, check_cache_mode
 from mlobs.canonical import canonical_json
 from mlobs.classify import classify_exception
 from mlobs.context import (
@@ -54,9 +50,10 @@ from mlobs.context import (
 )
 from mlobs.environment import run_environment
 from mlobs.errors import ConfigError, Empty, check_word
-from mlobs.paths import manifest_path
 from mlobs.limits import CODE_MAX_CHARS, ERROR_MESSAGE_MAX_CHARS, NAME_MAX_CHARS
+from mlobs.manifest import manifest_status
 from mlobs.oom import OomPolicy, oom_snapshot
+from mlobs.paths import manifest_path
 from mlobs.probes.gpu import cuda_end, cuda_start
 from mlobs.profile import AnalysisProfile
 from mlobs.recorder import Recorder, get_recorder
@@ -523,9 +520,9 @@ class Run:
         self._producer_runs_seen.add(producer_run_id)
         if self.record.resumed_from_run_id is None:
             record = self.record
-            status = run_status_from_manifest(self._recorder.settings.runs_dir,
-                                              record.platform_id, record.video_id,
-                                              producer_run_id)
+            status = manifest_status(manifest_path(
+                self._recorder.settings.runs_dir, record.platform_id, record.video_id,
+                producer_run_id))
             if status in ("running", "error"):
                 record.resumed_from_run_id = producer_run_id
 
@@ -710,6 +707,8 @@ def component(name: str | None = None, *, producer_version: str | None = None,
                 if run is None:
                     return await fn(*args, **unobserved_kwargs(kwargs))
                 with open_call(run, args, kwargs) as c:
+                    if not cache:
+                        return await call_async(c, args, kwargs)
                     if c.hit:
                         return c.result
                     result = await call_async(c, args, kwargs)
@@ -732,6 +731,8 @@ def component(name: str | None = None, *, producer_version: str | None = None,
             if run is None:
                 return fn(*args, **unobserved_kwargs(kwargs))
             with open_call(run, args, kwargs) as c:
+                if not cache:
+                    return call_sync(c, args, kwargs)
                 if c.hit:
                     return c.result
                 result = call_sync(c, args, kwargs)

@@ -101,3 +101,12 @@ def parse_manifest(document: Any, *, source: str = "<manifest>"
     except (KeyError, TypeError, ValueError) as exc:
         raise ManifestError(f"{source}: malformed record: {type(exc).__name__}: {exc}") from exc
     return run, components
+
+
+def manifest_status(path: Path) -> str | None:
+    """The run status a manifest says (``running``, ``ok``, ``error``), or ``None`` when
+    it is missing or unreadable; reads the document without building its records."""
+    try:
+        return json.loads(path.read_bytes()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None

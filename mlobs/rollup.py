@@ -178,13 +178,18 @@ def bucket_floor(since: datetime, bucket: str) -> datetime:
     return since
 
 
+def _bucket_expr(bucket: str) -> str:
+    """The SQL of a row's bucket start (NULL for ``all``), over ``started_utc``."""
+    return "CAST(NULL AS TIMESTAMP)" if bucket == "all" \
+        else f"date_trunc('{bucket}', started_utc)"
+
+
 def _rollup_sql(bucket: str, alias: str, with_since: bool) -> str:
     # Every column is cast explicitly: SQLite is attached with sqlite_all_varchar (its
     # timestamps are text, possibly with UTC offsets), PostgreSQL columns are already typed
     # and the casts are no-ops. timezone('UTC', TIMESTAMPTZ) yields a naive UTC TIMESTAMP,
     # which leaves DuckDB's Python conversion free of pytz.
-    bucket_expr = "CAST(NULL AS TIMESTAMP)" if bucket == "all" \
-        else f"date_trunc('{bucket}', started_utc)"
+    bucket_expr = _bucket_expr(bucket)
     where = "WHERE started_utc >= CAST(? AS TIMESTAMP)" if with_since else ""
     return f"""
     WITH src AS (
@@ -240,8 +245,7 @@ def _external_cache_sql(bucket: str, alias: str, with_since: bool) -> str:
     # cast to VARCHAR, both are read with DuckDB's JSON functions. Only the events of
     # this kind are parsed. The join gives the component and its started_at (buckets and
     # since follow the invocation, like _rollup_sql).
-    bucket_expr = "CAST(NULL AS TIMESTAMP)" if bucket == "all" \
-        else f"date_trunc('{bucket}', started_utc)"
+    bucket_expr = _bucket_expr(bucket)
     since = "AND started_utc >= CAST(? AS TIMESTAMP)" if with_since else ""
     return f"""
     WITH ev AS (

@@ -21,7 +21,6 @@ record; the pipeline goes on.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,6 @@ from mlobs.cache.codecs import DEFAULT_CODEC, Codec
 from mlobs.cache.inputs import input_hash
 from mlobs.cache.lookup import CacheLookup, lookup
 from mlobs.errors import ConfigError
-from mlobs.paths import manifest_path
 from mlobs.signature import IdempotencyKey, model_signature
 
 if TYPE_CHECKING:
@@ -125,20 +123,9 @@ class ComponentCache:
             entry = call.run._recorder.artifact_store.save(
                 record.platform_id, record.video_id, call.name, result, key=self.key,
                 input_hash=self.input_hash or "", models=call.models, run_id=record.run_id,
-                # an empty result without a value is JSON null, whatever the codec
-                codec=DEFAULT_CODEC if result is None else self.codec, status=call.status,
-                empty_reason=call.empty_reason)
+                codec=self.codec, status=call.status, empty_reason=call.empty_reason)
         except Exception as exc:  # disk full, unencodable result, a broken codec
             call.warn(f"result not cached: {exc}")
             return
         call.cache_version = entry.version
 
-
-def run_status_from_manifest(runs_dir: Any, platform_id: str, video_id: str,
-                             run_id: str) -> str | None:
-    """The status a run's manifest says (``running``, ``ok``, ``error``), or None."""
-    try:
-        path = manifest_path(runs_dir, platform_id, video_id, run_id)
-        return json.loads(path.read_bytes()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None

@@ -44,6 +44,9 @@ from mlobs.signature import IdempotencyKey
 log = logging.getLogger("mlobs")
 
 _VERSION_FILE = re.compile(r"v(\d+)\.json")
+#: how ``None`` (an empty result without a value) is stored, whatever the codec: codecs
+#: only ever see real values.
+_NO_VALUE = b"null"
 
 
 class CorruptArtifactError(MlobsError):
@@ -107,7 +110,7 @@ class ArtifactStore:
             CorruptArtifactError: the file is missing or its bytes do not match the index.
         """
         data = self.verified_bytes(platform_id, video_id, entry)
-        if data == b"null":  # an empty result stored without a value (any codec)
+        if data == _NO_VALUE:
             return None
         try:
             return codec.decode(data)
@@ -186,7 +189,7 @@ class ArtifactStore:
             ConfigError: the codec cannot encode ``value``.
             OSError: the file system refused the write (nothing is half-written).
         """
-        data = codec.encode(value)
+        data = _NO_VALUE if value is None else codec.encode(value)
         video_dir = self.video_dir(platform_id, video_id)
         component_dir = safe_segment(component)
         with self._lock(video_dir):

@@ -28,7 +28,6 @@ the UTC instant (read back as UTC by ``UtcDateTime``).
 from __future__ import annotations
 
 import itertools
-import json
 import operator
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,8 +35,8 @@ from typing import Any
 from sqlalchemy import JSON, Connection, Table
 from sqlalchemy.exc import DBAPIError
 
-# The engine's json_serializer (mlobs.warehouse.engine): json.dumps(allow_nan=False).
-_json_encode = json.JSONEncoder(allow_nan=False).encode
+from mlobs.warehouse.engine import json_dumps
+
 
 
 def _json_converter(none_as_null: bool) -> Callable[[Any], Any]:
@@ -48,7 +47,7 @@ def _json_converter(none_as_null: bool) -> Callable[[Any], Any]:
             return null
         if not value and type(value) in (list, dict):
             return "[]" if type(value) is list else "{}"
-        return _json_encode(value)
+        return json_dumps(value)  # the engine's json_serializer: the same text
 
     return convert
 

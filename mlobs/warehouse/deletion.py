@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +31,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
 from mlobs.errors import WarehouseError
-from mlobs.warehouse.engine import create_warehouse_engine, display_url
+from mlobs.warehouse.engine import display_url, engine_for
 from mlobs.warehouse.models import ComponentRun, Event, Run
 
 RUNS: Table = Run.__table__  # type: ignore[assignment]
@@ -68,18 +67,6 @@ class RowCounts:
     def describe(self) -> str:
         """``"3 runs, 15 component_runs, 4 events, 0 artifact_index"``."""
         return ", ".join(f"{value} {name}" for name, value in self.to_dict().items())
-
-
-@contextmanager
-def _engine(db: str | URL | Engine) -> Iterator[Engine]:
-    if isinstance(db, Engine):
-        yield db
-        return
-    engine = create_warehouse_engine(db)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def _chunks(values: Sequence[str]) -> Iterator[list[str]]:
@@ -119,7 +106,7 @@ def count_run_rows(db: str | URL | Engine,
     ids = None if run_ids is None else sorted(set(run_ids))
     if ids is not None and not ids:
         return counts
-    with _engine(db) as engine:
+    with engine_for(db) as engine:
         try:
             with engine.connect() as conn:
                 if not has_mlobs_tables(conn):
@@ -179,7 +166,7 @@ def delete_runs(db: str | URL | Engine, run_ids: Iterable[str]) -> RowCounts:
     ids = sorted(set(run_ids))
     if not ids:
         return RowCounts()
-    with _engine(db) as engine:
+    with engine_for(db) as engine:
         try:
             with engine.begin() as conn:
                 if not has_mlobs_tables(conn):
@@ -212,7 +199,7 @@ def delete_video_rows(db: str | URL | Engine, video_id: str,
     Raises:
         WarehouseError: the database failed (nothing was deleted).
     """
-    with _engine(db) as engine:
+    with engine_for(db) as engine:
         sqlite = engine.dialect.name == "sqlite"
         try:
             with engine.begin() as conn:

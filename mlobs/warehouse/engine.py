@@ -27,6 +27,8 @@ import functools
 import json
 import os
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,7 @@ PG_POOL_RECYCLE_S = 1800
 
 # JSON columns refuse NaN and infinity on every backend (PostgreSQL's json type rejects
 # them, SQLite would store them as text): the same record is valid everywhere or nowhere.
-_json_dumps = functools.partial(json.dumps, allow_nan=False)
+json_dumps = functools.partial(json.dumps, allow_nan=False)
 
 
 def normalize_url(db_url: str | URL) -> URL:
@@ -86,7 +88,7 @@ def create_warehouse_engine(db_url: str | URL, **engine_kwargs: Any) -> Engine:
         WarehouseError: unsupported URL, or the SQLite directory cannot be created.
     """
     url = normalize_url(db_url)
-    engine_kwargs.setdefault("json_serializer", _json_dumps)
+    engine_kwargs.setdefault("json_serializer", json_dumps)
     if url.get_backend_name() == "sqlite":
         engine = _sqlite_engine(url, engine_kwargs)
     else:
@@ -181,3 +183,16 @@ def missing_sqlite_file(db_url: str) -> Path | None:
         return None
     path = Path(database).expanduser()
     return None if path.exists() else path
+
+
+@contextmanager
+def engine_for(db: str | URL | Engine) -> Iterator[Engine]:
+    """``db`` itself when it is an engine, else a warehouse engine disposed at the end."""
+    if isinstance(db, Engine):
+        yield db
+        return
+    engine = create_warehouse_engine(db)
+    try:
+        yield engine
+    finally:
+        engine.dispose()

@@ -12,8 +12,6 @@ Every function taking ``db_url`` also accepts an :class:`sqlalchemy.Engine` made
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -27,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import mlobs
 from mlobs.errors import SchemaOutOfDateError, WarehouseError
-from mlobs.warehouse.engine import create_warehouse_engine, display_url, normalize_url
+from mlobs.warehouse.engine import display_url, engine_for, normalize_url
 
 #: Alembic's bookkeeping table; not part of the mlobs schema proper.
 VERSION_TABLE = "alembic_version"
@@ -83,20 +81,8 @@ def head_revision() -> str:
     return head
 
 
-@contextmanager
-def _engine_for(db_url: str | URL | Engine) -> Iterator[Engine]:
-    if isinstance(db_url, Engine):
-        yield db_url
-        return
-    engine = create_warehouse_engine(db_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-
-
 def _run_command(db_url: str | URL | Engine, action: str, revision: str) -> None:
-    with _engine_for(db_url) as engine:
+    with engine_for(db_url) as engine:
         try:
             with engine.connect() as conn:
                 getattr(command, action)(alembic_config(conn), revision)
@@ -137,7 +123,7 @@ def current_revision(db_url: str | URL | Engine) -> str | None:
     Raises:
         WarehouseError: the database cannot be reached.
     """
-    with _engine_for(db_url) as engine:
+    with engine_for(db_url) as engine:
         try:
             with engine.connect() as conn:
                 return _current(conn)
