@@ -440,6 +440,7 @@ class Run:
         self._producer_runs_seen: set[str] = set()
         self._t0_ns = 0
         self._token: Any = None
+        self._exit_hooks: list[Callable[[Run], None]] = []
 
     @property
     def run_id(self) -> str:
@@ -449,6 +450,21 @@ class Run:
     def status(self) -> str:
         """``running`` until the ``with`` block ends, then ``ok`` or ``error``."""
         return self.record.status
+
+    @property
+    def profile(self) -> AnalysisProfile:
+        """The run's analysis profile."""
+        return self._profile
+
+    def at_exit(self, hook: Callable[[Run], None]) -> None:
+        """Call ``hook(run)`` once the run ended and its final record reached the sinks
+        (integrations use it: the Celery integration assembles the manifest there).
+
+        A hook that raises is logged; it never changes the run's outcome. Adding the same
+        hook twice calls it once.
+        """
+        if hook not in self._exit_hooks:
+            self._exit_hooks.append(hook)
 
     @property
     def manifest_path(self) -> Path:
@@ -584,6 +600,11 @@ class Run:
         record.warnings.extend(recorder.failures_for_run(self.run_id))
         recorder.emit(self._snapshot())
         recorder.flush(self._flush_timeout_s)
+        for hook in self._exit_hooks:
+            try:
+                hook(self)
+            except Exception:  # an integration's hook must not change the run's outcome
+                log.exception("mlobs: a run exit hook failed for run %s", self.run_id)
         return False
 
 

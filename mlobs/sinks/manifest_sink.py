@@ -3,7 +3,9 @@
 After every batch, each run it touched is rewritten atomically, so a run killed with
 SIGKILL leaves a valid manifest with ``status: "running"`` and every component exported
 before the kill (the worker exports within ``flush_interval_s`` of a component's end).
-The final write of a run is fsynced. One writer per run: the process that opened it.
+The final write of a run is fsynced. One writer per run: the process that opened it;
+components this process recorded into a run it joined (:mod:`mlobs.joined_run`) are
+left to the orchestrating process, which assembles that run's manifest.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from mlobs.manifest import ManifestText, read_manifest, write_manifest
 from mlobs.paths import manifest_path
+from mlobs.propagation import joined_context
 from mlobs.records import ComponentRecord, RunRecord
 from mlobs.sinks.base import materialize
 
@@ -42,6 +45,8 @@ class ManifestSink:
         touched: dict[str, _RunDocument] = {}
         for item in items:
             record = materialize(item)
+            if self._joined_elsewhere(record):
+                continue
             doc = self._document_for(record)
             if isinstance(record, RunRecord):
                 doc.text.run = record
@@ -56,6 +61,11 @@ class ManifestSink:
                 self._closed[run_id] = doc.path
                 if len(self._closed) > _CLOSED_RUNS_KEPT:
                     self._closed.popitem(last=False)
+
+    def _joined_elsewhere(self, record: RunRecord | ComponentRecord) -> bool:
+        run_id = record.run_id
+        return (run_id not in self._open and run_id not in self._closed
+                and isinstance(record, ComponentRecord) and joined_context(run_id) is not None)
 
     def _document_for(self, record: RunRecord | ComponentRecord) -> _RunDocument:
         doc = self._open.get(record.run_id)

@@ -39,7 +39,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
-    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -159,14 +158,15 @@ class ComponentRun(Base):
 
     __tablename__ = "component_runs"
     __table_args__ = (
-        UniqueConstraint("run_id", "component", "attempt"),
+        # Identity is component_run_id alone (revision 0004): a run fanned out over
+        # workers has several invocations of one component with the same attempt.
         CheckConstraint(_in("status", STATUSES), name="status"),
         # NULL passes (no fallback chain): a CHECK only refuses rows where it is false.
         CheckConstraint(_in("prediction_status", PREDICTION_STATUSES),
                         name="prediction_status"),
         Index("ix_component_runs_component_model_signature", "component", "model_signature"),
         Index("ix_component_runs_started_at", "started_at"),
-        # No separate run_id index: the unique constraint's index leads with run_id.
+        Index("ix_component_runs_run_id_component", "run_id", "component"),
     )
 
     component_run_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)

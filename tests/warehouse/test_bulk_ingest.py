@@ -209,15 +209,14 @@ def test_invalid_records_are_refused_before_copy(db_url):
         assert _count(store, COMPONENTS) == 0
 
 
-def test_conflicting_identity_through_copy_names_the_record(db_url):
+def test_component_of_an_unknown_run_through_copy_names_the_record(db_url):
     with WarehouseStore(db_url, manage_schema=True) as store:
         run, components = _run_batch(0, 0, components=3)
         store.write([run], components)
-        # Same (run_id, component, attempt), another component_run_id.
-        clash = dataclasses.replace(components[1], component_run_id=str(uuid.uuid4()),
-                                    events=[])
-        with pytest.raises(WarehouseError, match="already stored as record"):
-            store.write([], [clash])
+        orphan = dataclasses.replace(components[1], component_run_id=str(uuid.uuid4()),
+                                     run_id=str(uuid.uuid4()), events=[])
+        with pytest.raises(WarehouseError, match="neither in this batch nor in the warehouse"):
+            store.write([], [orphan])
         # The store (and its pooled connection) still works after the failed COPY.
         assert _count(store, COMPONENTS) == 3
 

@@ -1,9 +1,10 @@
 """Alembic migrations: up/down/up, schema equal to the models, rows kept across
-revisions (0001 → 0002 → 0003 and back), and the schema check."""
+revisions (0001 → 0002 → 0003 → 0004 and back), and the schema check."""
 
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -26,7 +27,7 @@ from mlobs.warehouse.store import (
     WarehouseStore,
 )
 
-HEAD = "0003"
+HEAD = "0004"
 ROLLUPS = ComponentRollup.__table__
 #: Columns revision 0002 adds, per table.
 NEW_IN_0002 = {
@@ -71,6 +72,15 @@ def _check_names(db_url: str, table: str) -> set[str]:
         engine.dispose()
 
 
+def _unique_names(db_url: str) -> set[str]:
+    engine = create_warehouse_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return {c["name"] for c in inspect(conn).get_unique_constraints("component_runs")}
+    finally:
+        engine.dispose()
+
+
 def _schema_diff(db_url: str) -> list:
     engine = create_warehouse_engine(db_url)
     try:
@@ -80,7 +90,7 @@ def _schema_diff(db_url: str) -> list:
         engine.dispose()
 
 
-def test_head_is_0003_and_scripts_are_found():
+def test_head_is_0004_and_scripts_are_found():
     assert migrate.head_revision() == HEAD
     assert (migrate.migrations_dir() / "env.py").is_file()
 
@@ -108,6 +118,9 @@ def test_upgrade_downgrade_upgrade(db_url):
     assert _tables(db_url) == set(TABLE_NAMES)
 
     # One revision at a time, both ways.
+    assert "uq_component_runs_run_id_component_attempt" not in _unique_names(db_url)
+    migrate.downgrade(db_url, "0003")
+    assert "uq_component_runs_run_id_component_attempt" in _unique_names(db_url)
     migrate.downgrade(db_url, "0002")
     assert migrate.current_revision(db_url) == "0002"
     assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0003}
@@ -123,10 +136,12 @@ def test_upgrade_downgrade_upgrade(db_url):
     for table, added in NEW_IN_0002.items():
         assert added <= _columns(db_url, table), table
     migrate.upgrade(db_url, "0003")
-    assert migrate.current_revision(db_url) == HEAD
+    assert migrate.current_revision(db_url) == "0003"
     assert _tables(db_url) == set(TABLE_NAMES)
     for table, added in NEW_IN_0003.items():
         assert added <= _columns(db_url, table), table
+    migrate.upgrade(db_url, "0004")
+    assert migrate.current_revision(db_url) == HEAD
     assert _schema_diff(db_url) == []
 
 
@@ -298,7 +313,9 @@ def _assert_constraints_hold(db_url: str, run: RunRecord,
     fresh = {**first, "component_run_id": "ffffffff-0000-0000-0000-000000000000",
              "attempt": 9, "models_used_override": None}
     assert _refused(db_url, COMPONENTS.insert(), [{**fresh, "status": "failed"}])  # check
-    assert _refused(db_url, COMPONENTS.insert(), [{**fresh, "attempt": 1}])  # unique
+    # (run_id, component, attempt) is unique before revision 0004 only.
+    unique = migrate.current_revision(db_url) < "0004"
+    assert _refused(db_url, COMPONENTS.insert(), [{**fresh, "attempt": 1}]) == unique
     assert _refused(db_url, COMPONENTS.insert(), [{**fresh, "run_id": "no-such-run"}])  # fk
     # ON DELETE CASCADE from runs to component_runs and events (the events foreign key
     # points at the copied table).
@@ -493,3 +510,20 @@ def test_downgrade_to_0002_keeps_the_rows_and_drops_the_index(db_url, make_run):
     assert got_components == [dataclasses.replace(c, cache_version=None) for c in components]
     assert [v[0] for v in _index_rows(db_url).values()] == [run.run_id]
     _assert_constraints_hold(db_url, run, components)
+
+
+# -- revision 0004: a fanned-out run's invocations share (component, attempt) -----------------
+
+def test_0004_stores_fanned_out_invocations_and_refuses_to_downgrade_them(db_url, make_run):
+    migrate.upgrade(db_url)
+    run, components = make_run(status="ok")
+    twin = dataclasses.replace(components[0], component_run_id=str(uuid.uuid4()), events=[])
+    with WarehouseStore(db_url) as store:
+        store.write([run], [*components, twin])
+        stored = store.get_run(run.run_id)[1]
+    same = [c for c in stored if (c.component, c.attempt) ==
+            (twin.component, twin.attempt)]
+    assert len(same) == 2
+    with pytest.raises(RuntimeError, match="cannot downgrade below 0004"):
+        migrate.downgrade(db_url, "0003")
+    assert migrate.current_revision(db_url) == HEAD

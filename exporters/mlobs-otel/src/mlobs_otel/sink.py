@@ -19,10 +19,16 @@ and end. Attributes are under ``mlobs.*``:
 adds ``mlobs.cache_miss`` with its reason, and an ``error`` status sets the span status
 ``ERROR`` with the error code and message.
 
-Spans are made on the sink's worker thread after the fact, with the recorded timestamps,
-so the pipeline's thread pays only the sink queue's append. Components are held until
-their run's final record arrives (bounded by ``max_open_runs``); a run still open when the
-sink shuts down is exported as it stands (status ``running``).
+Spans are made on the sink's worker thread with the recorded timestamps, so the
+pipeline's thread pays only the sink queue's append. The run's span starts at the run's
+first record and ends at its final one; each component's span is made when its record
+arrives. A run still open when the sink shuts down is ended as it stands (status
+``running``).
+
+Across processes: the run span's W3C ``traceparent`` is offered as a carrier field of the
+run's context (:mod:`mlobs.propagation`), which the Celery integration sends with each
+task; in a worker, components of a joined run become children of that remote span, so a
+run spread over many workers is one trace.
 
 The tracer provider is the one given, else the application's global provider when it set
 one, else a provider built from the standard ``OTEL_*`` variables with the OTLP/HTTP span
@@ -40,14 +46,21 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from mlobs import __version__ as mlobs_version
+from mlobs.propagation import (
+    joined_context,
+    register_carrier_provider,
+    unregister_carrier_provider,
+)
 from mlobs.records import ComponentRecord, RunRecord
 from mlobs.sinks.base import materialize
 
 log = logging.getLogger("mlobs.otel")
 
 RUN_SPAN_NAME = "mlobs.run"
+_PROPAGATOR = TraceContextTextMapPropagator()
 _SCALARS = (str, bool, int, float)
 
 
@@ -113,8 +126,8 @@ class OtelSink:
     Args:
         tracer_provider: where spans go; default: the global provider, else one built
             from the ``OTEL_*`` environment.
-        max_open_runs: runs whose components are held while waiting for the run's end; past
-            it the oldest open run is exported as it stands.
+        max_open_runs: runs whose span is open (or whose components wait for the run's
+            first record); past it the oldest is exported as it stands.
     """
 
     name = "otel"
@@ -127,11 +140,19 @@ class OtelSink:
         self._provider = tracer_provider
         self._tracer = tracer_provider.get_tracer("mlobs", mlobs_version)
         self._max_open_runs = max_open_runs
-        # run_id -> (latest run snapshot, components waiting for the run's end)
-        self._open: OrderedDict[str, tuple[RunRecord | None, list[ComponentRecord]]] = \
-            OrderedDict()
+        # run_id -> the run's span, started at its first record and ended at its last
+        self._live: OrderedDict[str, Any] = OrderedDict()
+        # run_id -> W3C trace context of the live run span (read by other threads)
+        self._carriers: dict[str, dict[str, str]] = {}
+        # run_id -> components that came before any record of their run
+        self._held: OrderedDict[str, list[ComponentRecord]] = OrderedDict()
         # run_id -> the ended run span's context, for components that arrive late
         self._ended: OrderedDict[str, Any] = OrderedDict()
+        register_carrier_provider(self._carrier_of)
+
+    def _carrier_of(self, run_id: str) -> dict[str, str]:
+        """The run span's ``traceparent`` for a run context sent to other processes."""
+        return self._carriers.get(run_id, {})
 
     def export(self, items: list[Any]) -> None:
         for item in items:
@@ -140,47 +161,59 @@ class OtelSink:
                 self._on_run(record)
             else:
                 self._on_component(record)
-        while len(self._open) > self._max_open_runs:
-            run_id, (run, components) = self._open.popitem(last=False)
-            log.warning("mlobs-otel: run %s still open after %d newer runs; exported as is",
+        while len(self._live) > self._max_open_runs:
+            run_id, span = self._live.popitem(last=False)
+            log.warning("mlobs-otel: run %s still open after %d newer runs; ended as is",
                         run_id, self._max_open_runs)
-            self._emit(run, components)
-
-    def _on_run(self, run: RunRecord) -> None:
-        _, components = self._open.pop(run.run_id, (None, []))
-        if run.status == "running":
-            self._open[run.run_id] = (run, components)
-        else:
-            self._emit(run, components)
-
-    def _on_component(self, component: ComponentRecord) -> None:
-        parent = self._ended.get(component.run_id)
-        if parent is not None:
-            self._component_span(component, parent)
-            return
-        run, components = self._open.setdefault(component.run_id, (None, []))
-        components.append(component)
-
-    def _emit(self, run: RunRecord | None, components: list[ComponentRecord]) -> None:
-        if run is None:  # components of a run whose record never came: no parent
+            self._end_run(run_id, span, None)
+        while len(self._held) > self._max_open_runs:
+            _, components = self._held.popitem(last=False)
             for component in components:
                 self._component_span(component, None)
-            return
-        end = run.finished_at or max((c.finished_at for c in components),
-                                     default=run.started_at)
-        span = self._tracer.start_span(RUN_SPAN_NAME, kind=SpanKind.INTERNAL,
-                                       start_time=_ns(run.started_at),
-                                       attributes=_run_attributes(run))
-        if run.status == "error":
+
+    def _on_run(self, run: RunRecord) -> None:
+        span = self._live.pop(run.run_id, None)
+        if span is None:
+            span = self._tracer.start_span(RUN_SPAN_NAME, kind=SpanKind.INTERNAL,
+                                           start_time=_ns(run.started_at),
+                                           attributes=_run_attributes(run))
+            carrier: dict[str, str] = {}
+            _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+            self._carriers[run.run_id] = carrier
+        else:
+            span.set_attributes(_run_attributes(run))
+        context = trace.set_span_in_context(span)
+        for component in self._held.pop(run.run_id, ()):
+            self._component_span(component, context)
+        if run.status == "running":
+            self._live[run.run_id] = span
+        else:
+            self._end_run(run.run_id, span, run)
+
+    def _end_run(self, run_id: str, span: Any, run: RunRecord | None) -> None:
+        self._carriers.pop(run_id, None)
+        if run is not None and run.status == "error":
             span.set_status(Status(StatusCode.ERROR, f"{run.error_code}: "
                                                      f"{run.error_message or ''}"[:500]))
-        context = trace.set_span_in_context(span)
-        for component in components:
-            self._component_span(component, context)
-        span.end(end_time=_ns(end))
-        self._ended[run.run_id] = context
+        span.end(end_time=_ns(run.finished_at) if run is not None and run.finished_at
+                 else None)
+        self._ended[run_id] = trace.set_span_in_context(span)
         while len(self._ended) > self._max_open_runs:
             self._ended.popitem(last=False)
+
+    def _on_component(self, component: ComponentRecord) -> None:
+        run_id = component.run_id
+        span = self._live.get(run_id)
+        parent = trace.set_span_in_context(span) if span is not None else \
+            self._ended.get(run_id)
+        if parent is None:
+            joined = joined_context(run_id)
+            if joined is not None:  # a run opened in another process: its span is there
+                parent = _PROPAGATOR.extract(dict(joined.carrier))
+        if parent is not None:
+            self._component_span(component, parent)
+        else:
+            self._held.setdefault(run_id, []).append(component)
 
     def _component_span(self, c: ComponentRecord, context: Any) -> None:
         span = self._tracer.start_span(c.component, context=context, kind=SpanKind.INTERNAL,
@@ -203,9 +236,14 @@ class OtelSink:
         return bool(flush(int(timeout_s * 1000))) if flush is not None else True
 
     def shutdown(self, timeout_s: float) -> None:
-        for run, components in list(self._open.values()):
-            self._emit(run, components)
-        self._open.clear()
+        unregister_carrier_provider(self._carrier_of)
+        for run_id, span in list(self._live.items()):
+            self._end_run(run_id, span, None)
+        self._live.clear()
+        for components in self._held.values():
+            for component in components:
+                self._component_span(component, None)
+        self._held.clear()
         self.force_flush(timeout_s)
         if self._owned:
             self._provider.shutdown()
