@@ -1,0 +1,115 @@
+"""Celery auto-instrumentation inside one process: eager tasks, headers a worker receives,
+and instrument() / uninstrument(). (Real workers: test_celery_workers.py.)"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+import pytest
+
+pytest.importorskip("celery")
+
+import mlobs  # noqa: E402
+from mlobs.integrations import celery as mlobs_celery  # noqa: E402
+from mlobs.propagation import RunContext, joined_context  # noqa: E402
+from mlobs.testing import capture  # noqa: E402
+
+
+@pytest.fixture
+def ca():
+    from support import celery_app
+
+    celery_app.app.conf.task_always_eager = True
+    yield celery_app
+    celery_app.app.conf.task_always_eager = False
+    mlobs_celery.instrument()
+
+
+def test_an_eager_task_inside_a_run_is_a_component_of_that_run(ca):
+    with capture() as records:
+        with mlobs.run("youtube", "eager") as run:
+            chunks = ca.chunk.delay({"text": "x" * 300}, size=100).get()
+    component = records.component("chunking")
+    assert component.run_id == run.run_id
+    assert (component.status, component.items, component.attempt) == ("ok", len(chunks), 1)
+
+
+def test_a_task_outside_any_run_records_nothing(ca):
+    with capture() as records:
+        assert ca.clean.delay({"text": " a "}).get()["text"] == "a"
+    assert records.components == [] and records.runs == []
+
+
+def test_a_task_received_with_a_run_context_joins_that_run(ca):
+    context = RunContext(run_id=str(uuid.uuid4()), platform_id="youtube", video_id="v9",
+                         profile="p", optional=("ocr",), config_hash="c" * 64,
+                         carrier={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"})
+    task_id = str(uuid.uuid4())
+    with capture() as records:
+        result = ca.broken_ocr.apply(task_id=task_id,
+                                     headers={mlobs_celery.HEADER: context.to_header()})
+        assert result.failed()
+    component = records.component("ocr")
+    assert (component.run_id, component.required, component.status) == \
+        (context.run_id, False, "error")
+    assert component.component_run_id == mlobs_celery.task_component_run_id(task_id)
+    assert records.runs == []  # a joined run's record belongs to the orchestrator
+    assert joined_context(context.run_id) == context
+
+
+def test_a_malformed_run_context_leaves_the_task_running_unrecorded(ca, caplog):
+    with capture() as records, caplog.at_level(logging.WARNING, "mlobs.celery"):
+        result = ca.clean.apply(({"text": "b"},), headers={mlobs_celery.HEADER: "{not json"})
+    assert result.get() == {"pid": result.get()["pid"], "text": "b"}
+    assert records.components == []
+    assert "runs unrecorded: run context header is not JSON" in caplog.text
+
+
+def test_bad_task_options_are_named_and_the_task_still_runs(ca, caplog):
+    @ca.app.task(mlobs={"component": "x", "colour": "red"})
+    def odd() -> int:
+        return 7
+
+    with capture() as records, caplog.at_level(logging.WARNING, "mlobs.celery"):
+        with mlobs.run("youtube", "odd"):
+            assert odd.delay().get() == 7
+    assert records.components == []
+    assert "unknown keys in the task option mlobs: ['colour']" in caplog.text
+
+
+def test_uninstrument_disconnects_and_instrument_reconnects(ca):
+    mlobs_celery.uninstrument()
+    mlobs_celery.uninstrument()  # idempotent
+    with capture() as records:
+        with mlobs.run("youtube", "off"):
+            ca.chunk.delay({"text": "abc"}).get()
+    assert records.components == []
+    mlobs_celery.instrument()
+    mlobs_celery.instrument()  # idempotent: one record per task, not two
+    with capture() as records:
+        with mlobs.run("youtube", "on"):
+            ca.chunk.delay({"text": "abc"}).get()
+    assert len(records.components) == 1
+
+
+def test_instrument_refuses_a_non_positive_timeout():
+    with pytest.raises(mlobs.ConfigError, match="assemble_timeout_s must be positive"):
+        mlobs_celery.instrument(assemble_timeout_s=0)
+
+
+def test_run_context_header_round_trip_and_refusals():
+    context = RunContext(run_id="r1", platform_id="youtube", video_id="v",
+                         required=("asr",), pipeline_version="1.4.0",
+                         carrier={"traceparent": "00-ab-cd-01"})
+    assert RunContext.from_header(context.to_header()) == context
+    with pytest.raises(mlobs.ConfigError, match="unknown version"):
+        RunContext.from_header('{"v": 99}')
+    with pytest.raises(mlobs.ConfigError, match="lacks a field"):
+        RunContext.from_header('{"v": 1, "run_id": "r"}')
+    with pytest.raises(mlobs.ConfigError, match="video_id"):
+        RunContext.from_header({**json.loads(context.to_header()), "video_id": ""})
+    with pytest.raises(mlobs.ConfigError, match="carrier"):
+        RunContext(run_id="r", platform_id="p", video_id="v",
+                   carrier={f"k{i}": "x" for i in range(17)}).check()

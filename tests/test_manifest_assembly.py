@@ -1,0 +1,50 @@
+"""A run's manifest assembled from the warehouse (what the Celery integration's
+orchestrating process writes at the run's end)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from mlobs.errors import WarehouseError
+from mlobs.manifest import read_manifest
+from mlobs.manifest_assembly import assemble_manifest
+from mlobs.warehouse.store import WarehouseStore
+
+
+def test_the_manifest_holds_the_stored_run_in_finishing_order(db_url, make_run, tmp_path):
+    run, components = make_run(status="ok")
+    with WarehouseStore(db_url, manage_schema=True) as store:
+        store.write([run], components)
+        done = assemble_manifest(store, run.run_id, tmp_path / "runs",
+                                 expected={c.component_run_id: c.component
+                                           for c in components})
+    assert done.missing == []
+    stored_run, stored = read_manifest(done.path)
+    assert done.path == tmp_path / "runs" / run.platform_id / run.video_id / run.run_id / \
+        "manifest.json"
+    assert stored_run == run
+    assert stored == sorted(components, key=lambda c: (c.finished_at, c.component_run_id))
+
+
+def test_records_that_never_arrive_are_named_after_the_timeout(db_url, make_run, tmp_path):
+    run, components = make_run(status="ok")
+    late = dataclasses.replace(components[0], component_run_id="late-id")
+    with WarehouseStore(db_url, manage_schema=True) as store:
+        store.write([run], components)
+        done = assemble_manifest(store, run.run_id, tmp_path, timeout_s=0.3,
+                                 expected={late.component_run_id: "task asr [t-1]"},
+                                 warnings=["task ocr [t-2] had not finished"])
+    assert done.missing == ["late-id"]
+    stored_run, stored = read_manifest(done.path)
+    assert stored_run.warnings[-2:] == [
+        "task ocr [t-2] had not finished",
+        "the record of task asr [t-1] did not reach the warehouse within 0.3 s"]
+    assert len(stored) == len(components)
+
+
+def test_an_unknown_run_is_a_warehouse_error(db_url, tmp_path):
+    with WarehouseStore(db_url, manage_schema=True) as store:
+        with pytest.raises(WarehouseError, match="is not in the warehouse"):
+            assemble_manifest(store, "no-such-run", tmp_path)
