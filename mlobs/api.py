@@ -144,7 +144,7 @@ class ComponentCall:
                  "empty_reason", "error", "error_code", "warnings", "items", "metrics",
                  "events", "oom_count", "retry_count", "prediction_status", "on_oom",
                  "retry", "device_used", "cache_status", "cache_key", "cache_miss_reason",
-                 "cache_version", "_cache", "_result", "_has_result", "_t0_wall_ns",
+                 "cache_version", "_cache", "_result", "_has_result",
                  "_t0_ns", "_t1_ns", "_tracker", "_gpu", "_gpu_peaks", "_oom_seen",
                  "_final", "_token", "_record", "_id")
 
@@ -186,7 +186,6 @@ class ComponentCall:
         self._tracker = recorder.sampler.start_component()
         self._gpu = cuda_start(self.device_used) if recorder.gpu_probes else None
         self._token = current_component_var.set(self)
-        self._t0_wall_ns = _wall_ns()
         self._t0_ns = _perf_ns()
         if self._cache is not None:  # inside the timed interval: a hit lasts its lookup
             self._cache.begin(self)
@@ -371,7 +370,7 @@ class ComponentCall:
 
     def _build_record(self) -> ComponentRecord:
         duration_ms = (self._t1_ns - self._t0_ns) / 1e6
-        started_at = _utc_from_ns(self._t0_wall_ns)
+        started_at = self.run._wall_at(self._t0_ns)
         component_run_id = self._id or str(uuid.uuid4())
         self._id = component_run_id
         error = self.error
@@ -387,7 +386,7 @@ class ComponentCall:
         return ComponentRecord(
             component_run_id=component_run_id, run_id=run_id, component=self.name,
             attempt=self.attempt, required=self.required, status=self.status,
-            started_at=started_at, finished_at=started_at + timedelta(milliseconds=duration_ms),
+            started_at=started_at, finished_at=self.run._wall_at(self._t1_ns),
             duration_ms=duration_ms, empty_reason=self.empty_reason,
             error_code=self.error_code,
             error_type=None if error is None else type(error).__qualname__,
@@ -519,6 +518,12 @@ class Run:
         if cached is None:
             cached = self._required_cache[key] = self._profile.is_required(name, declared)
         return cached
+
+    def _wall_at(self, perf_ns: int) -> datetime:
+        """The UTC time of a ``perf_counter_ns`` reading on the run's own time base (both
+        clocks read once when the run opened), so the run's started_at..finished_at
+        brackets every component's, to the microsecond."""
+        return self.record.started_at + timedelta(microseconds=(perf_ns - self._t0_ns) / 1e3)
 
     def _next_attempt(self, name: str) -> int:
         counter = self._attempts.get(name)

@@ -8,6 +8,8 @@ current run for the code inside, and leaving it emits nothing of the run itself.
 
 from __future__ import annotations
 
+import time
+from datetime import datetime, timezone
 from typing import Any
 
 from mlobs.api import Run
@@ -48,6 +50,9 @@ class JoinedRun(Run):
         return self._attempt if self._attempt is not None else super()._next_attempt(name)
 
     def __enter__(self) -> JoinedRun:
+        # This process's time base for its components' timestamps (see Run._wall_at).
+        self.record.started_at = datetime.now(timezone.utc)
+        self._t0_ns = time.perf_counter_ns()
         remember_joined(self.context)
         self._token = current_run_var.set(self)
         active_runs.setdefault(self.run_id, self)

@@ -60,6 +60,7 @@ from typing import Any
 from celery import signals, states
 
 from mlobs.api import ComponentCall, Run
+from mlobs.config import Settings
 from mlobs.context import resolve_run
 from mlobs.errors import ComponentError, ConfigError, WarehouseError
 from mlobs.joined_run import JoinedRun
@@ -109,6 +110,7 @@ _running: dict[str, _RunningTask] = {}
 _sent: dict[str, _SentTasks] = {}
 _sent_lock = threading.Lock()
 _instrumented = False
+_warned_embedded = False
 
 
 def instrument(*, flush_timeout_s: float = 10.0, assemble_timeout_s: float = 30.0) -> None:
@@ -233,7 +235,9 @@ def _start_task(task_id: str, task: Any) -> None:
         except ConfigError as exc:
             log.warning("mlobs: task %s [%s] runs unrecorded: %s", task.name, task_id, exc)
             return
-        joined = JoinedRun(get_recorder(), context, attempt=(request.retries or 0) + 1)
+        recorder = get_recorder()
+        _warn_if_not_shared(recorder.settings)
+        joined = JoinedRun(recorder, context, attempt=(request.retries or 0) + 1)
         joined.__enter__()
         run: Run | None = joined
     else:  # run in this process (task_always_eager, or apply() inside a run)
@@ -251,6 +255,15 @@ def _start_task(task_id: str, task: Any) -> None:
                         task_id, exc)
             call = None
     _running[task_id] = _RunningTask(joined, call)
+
+
+def _warn_if_not_shared(settings: Settings) -> None:
+    global _warned_embedded
+    if settings.db_is_embedded_default and not _warned_embedded:
+        _warned_embedded = True
+        log.warning("mlobs: this worker writes to its own embedded warehouse (%s); the "
+                    "orchestrating process assembles manifests from its warehouse only: "
+                    "set MLOBS_DB_URL to the shared warehouse", settings.db_url)
 
 
 def _open_component(run: Run, task: Any, options: Any) -> ComponentCall:
