@@ -5,11 +5,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean prometheus-tools
 
-EXPORTERS := exporters/mlobs-otel
+EXPORTERS := exporters/mlobs-otel exporters/mlobs-prometheus
 
-$(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(EXPORTERS))
+# promtool and the Prometheus server (Debian's `prometheus` package) for the exporter's
+# tests; installed once when missing (as root), without starting the package's daemon.
+prometheus-tools:
+	@command -v promtool >/dev/null 2>&1 || sh exporters/mlobs-prometheus/deploy/install-prometheus.sh
+
+$(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(EXPORTERS)) | prometheus-tools
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]' $(addprefix -e ,$(EXPORTERS))

@@ -9,6 +9,8 @@ Compares, per call of a no-op function, in microseconds (median over batches):
 * memory probes: the same with memory probes on (GPU probes off) against memory probes
   off; their difference is what the start/end RSS readings and the sampler's bookkeeping
   cost the caller's thread (target ≤ 2 µs)
+* exporter sinks (otel, prometheus): the same with the exporter's sink added, against
+  without it; the difference is what the exporter costs the caller's thread
 
 Runs of ``COMPONENTS_PER_RUN`` components each, so run start/end is not in the figures.
 """
@@ -107,6 +109,31 @@ def otel_sink_extra_us(root: str) -> float | None:
     return on - off
 
 
+def prometheus_sink_extra_us(root: str) -> float | None:
+    """Caller-thread cost the ``prometheus`` exporter adds per component (median of 3
+    alternating rounds with and without it, like the otel one); None when
+    mlobs-prometheus is not installed."""
+    try:
+        from mlobs_prometheus import PrometheusSink
+        from prometheus_client import CollectorRegistry
+    except ImportError:
+        print("prometheus sink: mlobs-prometheus not installed, not measured")
+        return None
+    with_sink, without = [], []
+    for _ in range(3):
+        without.append(mlobs_per_call_us(root)[0])
+        sink = PrometheusSink(CollectorRegistry())
+        with_sink.append(mlobs_per_call_us(root, extra_sinks=(sink,))[0])
+    on, off = statistics.median(with_sink), statistics.median(without)
+    print("prometheus exporter sink (metrics updated on its worker thread; median of 3 "
+          "rounds, µs)")
+    print(f"  manifest + warehouse sinks                     {off:8.3f} µs")
+    print(f"  manifest + warehouse + prometheus sinks        {on:8.3f} µs")
+    print(f"  the prometheus sink's extra caller-thread cost: {on - off:.3f} µs per "
+          "component")
+    return on - off
+
+
 def main() -> dict[str, float]:
     with tempfile.TemporaryDirectory() as root:
         bare = per_call_us(noop)
@@ -142,9 +169,11 @@ def main() -> dict[str, float]:
     print(f"  one RSS reading (/proc/self/statm pread) on this machine: {read_us:.3f} µs; "
           "back-to-back components take about one per component")
     otel_sink_extra = otel_sink_extra_us(root_for_sinks())
+    prometheus_sink_extra = prometheus_sink_extra_us(root_for_sinks())
     return {"bare_us": bare, "two_clocks_us": clocks, "otel_span_us": otel,
             "mlobs_us": instrumented, "memory_probes_extra_us": extra,
-            "rss_read_us": read_us, "otel_sink_extra_us": otel_sink_extra}
+            "rss_read_us": read_us, "otel_sink_extra_us": otel_sink_extra,
+            "prometheus_sink_extra_us": prometheus_sink_extra}
 
 
 if __name__ == "__main__":
