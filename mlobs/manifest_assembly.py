@@ -82,9 +82,15 @@ def assemble_manifest(store: WarehouseStore, run_id: str, runs_dir: Path, *,
         log.warning("mlobs: manifest of run %s assembled without %d record(s)", run_id,
                     len(missing))
     components.sort(key=lambda c: (c.finished_at, c.component_run_id))
+    path = manifest_path(runs_dir, run.platform_id, run.video_id, run.run_id)
+    write_manifest(path, manifest_document(run, components), durable=True)
+    return AssembledManifest(path, run, components, missing)
+
+
+def manifest_document(run: RunRecord, components: list[ComponentRecord]) -> str:
+    """The ``mlobs.manifest/1`` JSON text of a run and its components (in the order
+    given)."""
     text = ManifestText(run)
     for component in components:
         text.add_component(component)
-    path = manifest_path(runs_dir, run.platform_id, run.video_id, run.run_id)
-    write_manifest(path, text.render(), durable=True)
-    return AssembledManifest(path, run, components, missing)
+    return text.render()

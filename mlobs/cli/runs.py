@@ -4,8 +4,9 @@ Subcommands::
 
     mlobs runs list [--limit N] [--platform-id P] [--video-id V] [--status S] [--json]
     mlobs runs show RUN_ID [--json]
+    mlobs runs manifest RUN_ID [--write] [--root DIR]
 
-Both take ``--db-url`` (default: the configured warehouse, see ``mlobs db``). They never
+All take ``--db-url`` (default: the configured warehouse, see ``mlobs db``). They never
 create or migrate the warehouse: a missing or out-of-date one is an error (exit 1, one
 line on stderr saying what to run), as is an unknown run_id.
 """
@@ -52,6 +53,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="print the run and its components as JSON (manifest field names)")
     add_db_url_argument(show)
     show.set_defaults(func=show_command)
+
+    manifest = commands.add_parser(
+        "manifest", help="a run's manifest.json, exported from the warehouse",
+        description="Print the run's mlobs.manifest/1 document as the warehouse holds it "
+        "(components in finishing order), or write it where the manifest sink keeps it.")
+    manifest.add_argument("run_id")
+    manifest.add_argument("--write", action="store_true",
+                          help="write <root>/runs/<platform>/<video>/<run_id>/manifest.json "
+                          "(replacing the file there) instead of printing it")
+    manifest.add_argument("--root", default=None,
+                          help="the mlobs root for --write (default: MLOBS_ROOT, else "
+                          "./mlobs-data)")
+    add_db_url_argument(manifest)
+    manifest.set_defaults(func=manifest_command)
 
 
 def _positive_int(text: str) -> int:
@@ -112,6 +127,30 @@ def show_command(args: argparse.Namespace) -> int:
     print(_run_table(run))
     print()
     print(_components_table(components) if components else "no components")
+    return 0
+
+
+def manifest_command(args: argparse.Namespace) -> int:
+    """``mlobs runs manifest RUN_ID``: returns 0, or 1 when unknown or on error."""
+    from mlobs.config import resolve_settings
+    from mlobs.manifest_assembly import assemble_manifest, manifest_document
+
+    try:
+        with _open_store(args) as store:
+            if args.write:
+                runs_dir = resolve_settings(root=args.root).runs_dir
+                if store.get_run(args.run_id) is None:
+                    return fail(f"no run {args.run_id!r} in the warehouse")
+                print(assemble_manifest(store, args.run_id, runs_dir, timeout_s=0).path)
+                return 0
+            found = store.get_run(args.run_id)
+    except MlobsError as exc:
+        return fail(str(exc))
+    if found is None:
+        return fail(f"no run {args.run_id!r} in the warehouse")
+    run, components = found
+    components.sort(key=lambda c: (c.finished_at, c.component_run_id))
+    print(manifest_document(run, components))
     return 0
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 
 from mlobs.cli import db, runs
+from mlobs.manifest import parse_manifest, read_manifest
 from mlobs.warehouse import migrate
 from mlobs.warehouse.store import WarehouseStore
 
@@ -104,6 +106,27 @@ def test_runs_show_table_and_json(db_url, stored_runs, capsys):
 def test_runs_show_of_an_unknown_run_fails(db_url, stored_runs, capsys):
     assert mlobs("runs", "show", "no-such-run", "--db-url", db_url) == 1
     assert "no run 'no-such-run'" in capsys.readouterr().err
+
+
+def test_runs_manifest_exports_the_stored_run_as_a_manifest(db_url, stored_runs, tmp_path,
+                                                           capsys):
+    run, components = stored_runs[1]
+    by_finish = sorted(components, key=lambda c: (c.finished_at, c.component_run_id))
+    assert mlobs("runs", "manifest", run.run_id, "--db-url", db_url) == 0
+    printed = capsys.readouterr().out
+    assert parse_manifest(json.loads(printed)) == (run, by_finish)
+
+    assert mlobs("runs", "manifest", run.run_id, "--write", "--root", str(tmp_path),
+                 "--db-url", db_url) == 0
+    path = Path(capsys.readouterr().out.strip())
+    assert path == tmp_path / "runs" / run.platform_id / run.video_id / run.run_id / \
+        "manifest.json"
+    assert read_manifest(path) == (run, by_finish)
+
+    assert mlobs("runs", "manifest", "no-such-run", "--write", "--root", str(tmp_path),
+                 "--db-url", db_url) == 1
+    assert "no run 'no-such-run'" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "no-such-run").exists()
 
 
 def test_runs_commands_refuse_a_database_that_is_not_upgraded(db_url, capsys):
