@@ -23,7 +23,9 @@ def configure(*, root: str | os.PathLike[str] | None = None, db_url: str | None 
         root: directory holding ``runs/`` (manifests) and the default SQLite warehouse.
         db_url: SQLAlchemy URL of the warehouse (``sqlite:///...``,
             ``postgresql+psycopg://...``).
-        sinks: built-in sinks to enable, from ``"manifest"`` and ``"warehouse"``.
+        sinks: sinks to enable by name: the built-in ``"manifest"`` and ``"warehouse"``,
+            and those of installed exporter packages (``"otel"``, ``"prometheus"``; see
+            :mod:`mlobs.plugins`).
         extra_sinks: further sink objects (see :mod:`mlobs.sinks.base`), e.g. a
             ``mlobs.testing`` capture.
         sample_interval_ms: memory sampler period in milliseconds.
