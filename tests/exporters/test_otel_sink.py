@@ -119,3 +119,35 @@ def test_the_sink_is_found_by_name_and_uses_the_global_provider(tmp_path):
 def test_an_unknown_sink_name_lists_the_installed_ones():
     with pytest.raises(mlobs.ConfigError, match=r"unknown sink\(s\) \['nope'\].*'otel'"):
         mlobs.configure(sinks=["manifest", "nope"])
+
+
+def test_the_run_context_carries_the_live_run_spans_traceparent(spans):
+    from mlobs.propagation import context_of
+
+    with mlobs.run("youtube", "carrier") as run:
+        mlobs.flush()  # the sink starts the run's span at the run's first record
+        carrier = context_of(run).carrier
+    [root] = spans.get_finished_spans()
+    assert carrier == {"traceparent": f"00-{root.context.trace_id:032x}-"
+                                      f"{root.context.span_id:016x}-"
+                                      f"{root.context.trace_flags:02x}"}
+
+
+def test_components_of_a_joined_run_are_children_of_its_remote_span(spans):
+    import uuid
+
+    from mlobs.joined_run import JoinedRun
+    from mlobs.propagation import RunContext
+    from mlobs.recorder import get_recorder
+
+    trace_id, span_id = 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331
+    context = RunContext(run_id=str(uuid.uuid4()), platform_id="youtube", video_id="joined",
+                         carrier={"traceparent": f"00-{trace_id:032x}-{span_id:016x}-01"})
+    with JoinedRun(get_recorder(), context) as run:
+        with run.component("embedding", **VERSIONS):
+            pass
+    mlobs.flush()
+    [span] = spans.get_finished_spans()  # no run span here: it belongs to the orchestrator
+    assert span.name == "embedding"
+    assert span.context.trace_id == trace_id
+    assert (span.parent.span_id, span.parent.is_remote) == (span_id, True)
