@@ -599,12 +599,15 @@ class Run:
         else:
             record.status = "ok"
         recorder = self._recorder
-        if not recorder.flush(self._flush_timeout_s):
-            record.warnings.append(f"sinks did not finish within {self._flush_timeout_s} s "
-                                   "at run end; records may arrive late")
-        record.warnings.extend(recorder.failures_for_run(self.run_id))
         recorder.emit(self._snapshot())
-        recorder.flush(self._flush_timeout_s)
+        late = [] if recorder.flush(self._flush_timeout_s) else [
+            f"sinks did not finish within {self._flush_timeout_s} s at run end; records "
+            "may arrive late"]
+        late.extend(recorder.failures_for_run(self.run_id))
+        if late:  # rare: the final record goes out again, saying what went wrong
+            record.warnings.extend(late)
+            recorder.emit(self._snapshot())
+            recorder.flush(self._flush_timeout_s)
         for hook in self._exit_hooks:
             try:
                 hook(self)

@@ -71,20 +71,21 @@ class ManifestSink:
         doc = self._open.get(record.run_id)
         if doc is not None:
             return doc
-        if isinstance(record, RunRecord):
-            path = manifest_path(self.runs_dir, record.platform_id, record.video_id,
-                                 record.run_id)
-            doc = _RunDocument(path, ManifestText(record))
-        else:
-            # A component finishing after its run closed: append to the file on disk.
-            path = self._closed.get(record.run_id)
-            if path is None:
-                raise KeyError(f"component {record.component_run_id} belongs to run "
-                               f"{record.run_id}, which this process never opened")
+        path = self._closed.get(record.run_id)
+        if path is not None:
+            # A record after the run's end (a component finishing late, or the final run
+            # record sent again with warnings): carry on from the file on disk.
             run, components = read_manifest(path)
             doc = _RunDocument(path, ManifestText(run))
             for component in components:
                 doc.text.add_component(component)
+        elif isinstance(record, RunRecord):
+            path = manifest_path(self.runs_dir, record.platform_id, record.video_id,
+                                 record.run_id)
+            doc = _RunDocument(path, ManifestText(record))
+        else:
+            raise KeyError(f"component {record.component_run_id} belongs to run "
+                           f"{record.run_id}, which this process never opened")
         self._open[record.run_id] = doc
         return doc
 

@@ -11,8 +11,7 @@ twice (a retry, a replay from manifests) adds no rows.
   rolled back and the rows are copied into a temporary staging table
   (``CREATE TEMP TABLE ... (LIKE <table>) ON COMMIT DROP``), then moved with
   ``INSERT ... SELECT ... ON CONFLICT (<primary key>) DO NOTHING``. Any other
-  violation (a foreign key, the ``(run_id, component, attempt)`` unique constraint) is
-  raised as with executemany.
+  violation (a foreign key) is raised as with executemany.
 
 Everything runs on the connection and in the transaction of
 :meth:`~mlobs.warehouse.store.WarehouseStore.write`, so a failure anywhere rolls the

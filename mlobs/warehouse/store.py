@@ -45,7 +45,6 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
@@ -299,32 +298,18 @@ class WarehouseStore:
 
     def _find_conflict(self, run_rows: list[dict[str, Any]],
                        component_rows: list[dict[str, Any]]) -> str | None:
+        """The component whose run is neither in the batch nor stored (the foreign key a
+        failed write broke), or None."""
         batch_runs = {row["run_id"] for row in run_rows}
         outside = {row["run_id"] for row in component_rows} - batch_runs
-        seen: dict[tuple[str, str, int], str] = {}
-        for row in component_rows:
-            identity = (row["run_id"], row["component"], row["attempt"])
-            other = seen.setdefault(identity, row["component_run_id"])
-            if other != row["component_run_id"]:
-                return (f"component_runs record {row['component_run_id']}: run {identity[0]} "
-                        f"component {identity[1]!r} attempt {identity[2]} is also record "
-                        f"{other} in the same batch")
+        if not outside:
+            return None
         with self._engine.connect() as conn:
             known = set(conn.scalars(select(RUNS.c.run_id).where(RUNS.c.run_id.in_(outside))))
-            for row in component_rows:
-                if row["run_id"] not in batch_runs and row["run_id"] not in known:
-                    return (f"component_runs record {row['component_run_id']}: its run "
-                            f"{row['run_id']} is neither in this batch nor in the warehouse")
-            stored = conn.execute(
-                select(COMPONENTS.c.run_id, COMPONENTS.c.component, COMPONENTS.c.attempt,
-                       COMPONENTS.c.component_run_id).where(
-                    tuple_(COMPONENTS.c.run_id, COMPONENTS.c.component,
-                           COMPONENTS.c.attempt).in_(list(seen)))).all()
-        for run_id, component, attempt, stored_id in stored:
-            mine = seen[(run_id, component, attempt)]
-            if mine != stored_id:
-                return (f"component_runs record {mine}: run {run_id} component {component!r} "
-                        f"attempt {attempt} is already stored as record {stored_id}")
+        for row in component_rows:
+            if row["run_id"] not in batch_runs and row["run_id"] not in known:
+                return (f"component_runs record {row['component_run_id']}: its run "
+                        f"{row['run_id']} is neither in this batch nor in the warehouse")
         return None
 
     # -- reading -------------------------------------------------------------------------

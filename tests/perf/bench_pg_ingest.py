@@ -8,7 +8,10 @@
   the table, in transactions of 512 rows (the batch size of bench_ingest's raw baseline),
   into a second fresh database of the same schema;
 * store: the same records through ``WarehouseStore.write`` alone, one run per write, into
-  a third database (where the time goes: the store vs the API and the sink thread).
+  a third database (where the time goes: the store vs the API and the sink thread);
+* ceiling: the same pipeline with a sink that builds each record (``ComponentCall.record()``,
+  as the warehouse sink does) and writes nothing: the API and record building alone, i.e.
+  the most any warehouse sink could reach on this machine.
 
 Both databases are created on the server at ``MLOBS_TEST_PG_ADMIN_URL`` (default
 ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``, as for the tests) and dropped
@@ -81,6 +84,30 @@ def fresh_database(purpose: str) -> Iterator[str]:
 def ingest_through_mlobs(root: Path, db_url: str) -> float:
     import mlobs
     mlobs.configure(root=root, db_url=db_url, sinks=["warehouse"])
+    return bench_ingest.pipeline_records_per_s()
+
+
+class _RecordsOnly:
+    """A sink that builds each record, as the warehouse sink does, and writes nothing."""
+
+    name = "records-only"
+
+    def export(self, items: list) -> None:
+        from mlobs.sinks.base import materialize
+        for item in items:
+            materialize(item)
+
+    def force_flush(self, timeout_s: float) -> bool:
+        return True
+
+    def shutdown(self, timeout_s: float) -> None:
+        pass
+
+
+def records_only(root: Path) -> float:
+    """Records per second of the API and record building alone (no database)."""
+    import mlobs
+    mlobs.configure(root=root, sinks=[], extra_sinks=[_RecordsOnly()])
     return bench_ingest.pipeline_records_per_s()
 
 
@@ -160,18 +187,21 @@ def main() -> dict[str, float] | None:
     with tempfile.TemporaryDirectory() as tmp, fresh_database("mlobs") as mlobs_url, \
             fresh_database("raw") as raw_url, fresh_database("store") as store_url:
         through_mlobs = ingest_through_mlobs(Path(tmp), mlobs_url)
+        ceiling = records_only(Path(tmp))
         raw, copied = ingest_raw_copy(mlobs_url, raw_url)
         store_only = ingest_store_only(mlobs_url, store_url)
     assert copied == total, f"raw COPY wrote {copied} rows, expected {total}"
     print(f"  {f'raw psycopg COPY (transactions of {RAW_BATCH})':<44}{raw:10.0f} records/s")
     print(f"  {f'WarehouseStore.write alone ({COMPONENTS_PER_RUN} per write)':<44}"
           f"{store_only:10.0f} records/s ({store_only / raw:.2f}× raw)")
+    print(f"  {'API + records alone (sink writes nothing)':<44}{ceiling:10.0f} records/s "
+          f"({ceiling / raw:.2f}× raw: the most any sink could reach)")
     print(f"  {'through mlobs (API → sink → COPY + commit)':<44}{through_mlobs:10.0f} records/s")
     ratio = through_mlobs / raw
     print(f"  ratio mlobs / raw: {ratio:.2f}× "
           f"(target ≥ 0.6×: {'met' if ratio >= 0.6 else 'NOT met'})")
-    return {"raw_per_s": raw, "store_per_s": store_only, "mlobs_per_s": through_mlobs,
-            "ratio": ratio}
+    return {"raw_per_s": raw, "store_per_s": store_only, "records_only_per_s": ceiling,
+            "mlobs_per_s": through_mlobs, "ratio": ratio}
 
 
 if __name__ == "__main__":

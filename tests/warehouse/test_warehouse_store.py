@@ -371,15 +371,24 @@ def test_a_component_of_an_unknown_run_is_named(store, make_run):
     assert "neither in this batch nor in the warehouse" in str(caught.value)
 
 
-def test_a_second_record_for_the_same_component_attempt_is_named(store, make_run):
+def test_a_component_of_an_unknown_run_is_named(store, make_run):
     run, components = make_run()
-    store.write([run], components)
-    duplicate = dataclasses.replace(components[0], component_run_id="dup-" + run.run_id[:30],
-                                    events=[])
+    orphan = dataclasses.replace(components[0], run_id="no-such-run", events=[])
     with pytest.raises(WarehouseError) as caught:
-        store.write([], [duplicate])
-    assert duplicate.component_run_id in str(caught.value)
-    assert "already stored" in str(caught.value)
+        store.write([], [orphan])
+    assert orphan.component_run_id in str(caught.value)
+    assert "neither in this batch nor in the warehouse" in str(caught.value)
+
+
+def test_invocations_sharing_component_and_attempt_are_both_stored(store, make_run):
+    """A run fanned out over workers: one component, attempt 1, in several tasks."""
+    run, components = make_run()
+    twin = dataclasses.replace(components[0], component_run_id="twin-" + run.run_id[:30],
+                               events=[])
+    store.write([run], [*components, twin])
+    stored = store.get_run(run.run_id)[1]
+    assert {c.component_run_id for c in stored} == \
+        {c.component_run_id for c in [*components, twin]}
 
 
 def test_components_may_follow_their_run_in_a_later_batch(store, make_run):
