@@ -81,15 +81,20 @@ def assemble_manifest(store: WarehouseStore, run_id: str, runs_dir: Path, *,
             for cid in missing)
         log.warning("mlobs: manifest of run %s assembled without %d record(s)", run_id,
                     len(missing))
-    components.sort(key=lambda c: (c.finished_at, c.component_run_id))
+    components = in_finishing_order(components)
     path = manifest_path(runs_dir, run.platform_id, run.video_id, run.run_id)
     write_manifest(path, manifest_document(run, components), durable=True)
     return AssembledManifest(path, run, components, missing)
 
 
+def in_finishing_order(components: list[ComponentRecord]) -> list[ComponentRecord]:
+    """The manifest's order: by ``finished_at`` (ties by component_run_id)."""
+    return sorted(components, key=lambda c: (c.finished_at, c.component_run_id))
+
+
 def manifest_document(run: RunRecord, components: list[ComponentRecord]) -> str:
     """The ``mlobs.manifest/1`` JSON text of a run and its components (in the order
-    given)."""
+    given; see :func:`in_finishing_order`)."""
     text = ManifestText(run)
     for component in components:
         text.add_component(component)

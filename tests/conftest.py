@@ -20,13 +20,11 @@ from sqlalchemy.pool import NullPool
 
 from mlobs.records import ComponentRecord, EventRecord, ModelRef, RunRecord
 from mlobs.signature import config_hash, model_signature
+from support.ci import unavailable
 
 PG_ADMIN_URL = os.environ.get("MLOBS_TEST_PG_ADMIN_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
 # -- database URLs ------------------------------------------------------------------------
@@ -49,9 +47,7 @@ def pg_admin_engine() -> Iterator[Engine]:
         engine.dispose()
         reason = (f"PostgreSQL is unreachable at {PG_ADMIN_URL} "
                   f"({str(exc).splitlines()[0]}); start it or set MLOBS_TEST_PG_ADMIN_URL")
-        if _in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(reason)
     yield engine
     engine.dispose()
 

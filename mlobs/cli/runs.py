@@ -110,16 +110,25 @@ def list_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stored_run(args: argparse.Namespace) -> tuple[RunRecord, list[ComponentRecord]]:
+    """The run ``args.run_id`` and its components, from the warehouse.
+
+    Raises:
+        MlobsError: the warehouse cannot be used, or does not hold the run.
+    """
+    with _open_store(args) as store:
+        found = store.get_run(args.run_id)
+    if found is None:
+        raise WarehouseError(f"no run {args.run_id!r} in the warehouse")
+    return found
+
+
 def show_command(args: argparse.Namespace) -> int:
     """``mlobs runs show RUN_ID``: returns 0, or 1 when unknown or on error."""
     try:
-        with _open_store(args) as store:
-            found = store.get_run(args.run_id)
+        run, components = _stored_run(args)
     except MlobsError as exc:
         return fail(str(exc))
-    if found is None:
-        return fail(f"no run {args.run_id!r} in the warehouse")
-    run, components = found
     if args.json:
         print(json.dumps({"run": run.to_dict(),
                           "components": [c.to_dict() for c in components]}, indent=2))
@@ -133,24 +142,22 @@ def show_command(args: argparse.Namespace) -> int:
 def manifest_command(args: argparse.Namespace) -> int:
     """``mlobs runs manifest RUN_ID``: returns 0, or 1 when unknown or on error."""
     from mlobs.config import resolve_settings
-    from mlobs.manifest_assembly import assemble_manifest, manifest_document
+    from mlobs.manifest import write_manifest
+    from mlobs.manifest_assembly import in_finishing_order, manifest_document
+    from mlobs.paths import manifest_path
 
     try:
-        with _open_store(args) as store:
-            if args.write:
-                runs_dir = resolve_settings(root=args.root).runs_dir
-                if store.get_run(args.run_id) is None:
-                    return fail(f"no run {args.run_id!r} in the warehouse")
-                print(assemble_manifest(store, args.run_id, runs_dir, timeout_s=0).path)
-                return 0
-            found = store.get_run(args.run_id)
-    except MlobsError as exc:
+        run, components = _stored_run(args)
+        document = manifest_document(run, in_finishing_order(components))
+        if not args.write:
+            print(document)
+            return 0
+        path = manifest_path(resolve_settings(root=args.root).runs_dir, run.platform_id,
+                             run.video_id, run.run_id)
+        write_manifest(path, document, durable=True)
+    except (MlobsError, OSError) as exc:
         return fail(str(exc))
-    if found is None:
-        return fail(f"no run {args.run_id!r} in the warehouse")
-    run, components = found
-    components.sort(key=lambda c: (c.finished_at, c.component_run_id))
-    print(manifest_document(run, components))
+    print(path)
     return 0
 
 

@@ -8,7 +8,6 @@ except in CI (``CI=true``), where it fails.
 import json
 import math
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import pytest
 pytest.importorskip("mlobs_prometheus")
 pytest.importorskip("sklearn")
 
+from support.ci import required_tool  # noqa: E402
+
 #: runs the demo (sinks from MLOBS_SINKS), then keeps serving /metrics until stdin closes.
 DEMO_THEN_SERVE = textwrap.dedent("""
     import sys
@@ -37,9 +38,6 @@ P95_QUERY = ("histogram_quantile(0.95, sum by (component, le) "
              "(mlobs_component_duration_seconds_bucket{job=\"mlobs-demo\"}))")
 FIRST_SCRAPE_TIMEOUT_S = 120
 
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
 def free_port() -> int:
@@ -60,14 +58,7 @@ def stop(process: subprocess.Popen) -> None:
 
 @pytest.fixture
 def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        reason = ("the prometheus server is missing: install Debian's prometheus package "
-                  "(`make .venv/.installed` does it as root)")
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
+    return required_tool("prometheus")
 
 
 @pytest.fixture

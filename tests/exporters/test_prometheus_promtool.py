@@ -2,8 +2,6 @@
 exporter produces and on its deployable configs: exposition lint, alert rules (checked and
 unit-tested), the scrape config example."""
 
-import os
-import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -15,24 +13,15 @@ pytest.importorskip("mlobs_prometheus")
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
 from mlobs_prometheus import PrometheusSettings, PrometheusSink  # noqa: E402
+from support.ci import required_tool  # noqa: E402
 
 DEPLOY = Path(__file__).resolve().parents[2] / "exporters" / "mlobs-prometheus" / "deploy"
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        reason = ("promtool is missing: install Debian's prometheus package "
-                  "(`make .venv/.installed` does it as root)")
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
+    return required_tool("promtool")
 
 
 def tool(*args: str, stdin: bytes | None = None, cwd: Path | None = None

@@ -28,13 +28,11 @@ from mlobs.classify import classify_exception  # noqa: E402
 from mlobs.integrations.celery import task_component_run_id  # noqa: E402
 from mlobs.manifest import read_manifest  # noqa: E402
 from mlobs.warehouse import migrate  # noqa: E402
+from support.ci import unavailable  # noqa: E402
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 BROKER = os.environ.get("MLOBS_TEST_CELERY_BROKER", "redis://127.0.0.1:6379/0")
 
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +42,7 @@ def broker() -> str:
     except redis.RedisError as exc:
         reason = f"Redis is unreachable at {BROKER} ({exc}); start it or set " \
                  "MLOBS_TEST_CELERY_BROKER"
-        if _in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(reason)
     return BROKER
 
 

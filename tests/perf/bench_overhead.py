@@ -88,50 +88,42 @@ def root_for_sinks() -> str:
     return tempfile.mkdtemp(prefix="mlobs-bench-")
 
 
-def otel_sink_extra_us(root: str) -> float | None:
-    """Caller-thread cost the ``otel`` exporter adds per component (median of 3
-    alternating rounds with and without it); None when mlobs-otel is not installed."""
+def exporter_sink_extra_us(root: str, name: str, make_sink: Callable[[], object] | None,
+                           what: str) -> float | None:
+    """Caller-thread cost the exporter sink ``name`` adds per component (median of 3
+    alternating rounds with and without it); None when its package is not installed
+    (``make_sink`` None)."""
+    if make_sink is None:
+        print(f"{name} sink: mlobs-{name} not installed, not measured")
+        return None
+    with_sink, without = [], []
+    for _ in range(3):
+        without.append(mlobs_per_call_us(root)[0])
+        with_sink.append(mlobs_per_call_us(root, extra_sinks=(make_sink(),))[0])
+    on, off = statistics.median(with_sink), statistics.median(without)
+    print(f"{name} exporter sink ({what}; median of 3 rounds, µs)")
+    print(f"  manifest + warehouse sinks                     {off:8.3f} µs")
+    print(f"  {f'manifest + warehouse + {name} sinks':<47}{on:8.3f} µs")
+    print(f"  the {name} sink's extra caller-thread cost: {on - off:.3f} µs per component")
+    return on - off
+
+
+def otel_sink() -> Callable[[], object] | None:
     try:
         from mlobs_otel import OtelSink
         from opentelemetry.sdk.trace import TracerProvider
     except ImportError:
-        print("otel sink: mlobs-otel not installed, not measured")
         return None
-    with_sink, without = [], []
-    for _ in range(3):
-        without.append(mlobs_per_call_us(root)[0])
-        with_sink.append(mlobs_per_call_us(root, extra_sinks=(OtelSink(TracerProvider()),))[0])
-    on, off = statistics.median(with_sink), statistics.median(without)
-    print("otel exporter sink (spans made on its worker thread; median of 3 rounds, µs)")
-    print(f"  manifest + warehouse sinks                     {off:8.3f} µs")
-    print(f"  manifest + warehouse + otel sinks              {on:8.3f} µs")
-    print(f"  the otel sink's extra caller-thread cost: {on - off:.3f} µs per component")
-    return on - off
+    return lambda: OtelSink(TracerProvider())
 
 
-def prometheus_sink_extra_us(root: str) -> float | None:
-    """Caller-thread cost the ``prometheus`` exporter adds per component (median of 3
-    alternating rounds with and without it, like the otel one); None when
-    mlobs-prometheus is not installed."""
+def prometheus_sink() -> Callable[[], object] | None:
     try:
         from mlobs_prometheus import PrometheusSink
         from prometheus_client import CollectorRegistry
     except ImportError:
-        print("prometheus sink: mlobs-prometheus not installed, not measured")
         return None
-    with_sink, without = [], []
-    for _ in range(3):
-        without.append(mlobs_per_call_us(root)[0])
-        sink = PrometheusSink(CollectorRegistry())
-        with_sink.append(mlobs_per_call_us(root, extra_sinks=(sink,))[0])
-    on, off = statistics.median(with_sink), statistics.median(without)
-    print("prometheus exporter sink (metrics updated on its worker thread; median of 3 "
-          "rounds, µs)")
-    print(f"  manifest + warehouse sinks                     {off:8.3f} µs")
-    print(f"  manifest + warehouse + prometheus sinks        {on:8.3f} µs")
-    print(f"  the prometheus sink's extra caller-thread cost: {on - off:.3f} µs per "
-          "component")
-    return on - off
+    return lambda: PrometheusSink(CollectorRegistry())
 
 
 def main() -> dict[str, float]:
@@ -168,8 +160,11 @@ def main() -> dict[str, float]:
           f"{on / off:.2f}× the cost without them")
     print(f"  one RSS reading (/proc/self/statm pread) on this machine: {read_us:.3f} µs; "
           "back-to-back components take about one per component")
-    otel_sink_extra = otel_sink_extra_us(root_for_sinks())
-    prometheus_sink_extra = prometheus_sink_extra_us(root_for_sinks())
+    otel_sink_extra = exporter_sink_extra_us(root_for_sinks(), "otel", otel_sink(),
+                                             "spans made on its worker thread")
+    prometheus_sink_extra = exporter_sink_extra_us(
+        root_for_sinks(), "prometheus", prometheus_sink(),
+        "metrics updated on its worker thread")
     return {"bare_us": bare, "two_clocks_us": clocks, "otel_span_us": otel,
             "mlobs_us": instrumented, "memory_probes_extra_us": extra,
             "rss_read_us": read_us, "otel_sink_extra_us": otel_sink_extra,

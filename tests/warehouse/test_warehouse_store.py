@@ -371,15 +371,6 @@ def test_a_component_of_an_unknown_run_is_named(store, make_run):
     assert "neither in this batch nor in the warehouse" in str(caught.value)
 
 
-def test_a_component_of_an_unknown_run_is_named(store, make_run):
-    run, components = make_run()
-    orphan = dataclasses.replace(components[0], run_id="no-such-run", events=[])
-    with pytest.raises(WarehouseError) as caught:
-        store.write([], [orphan])
-    assert orphan.component_run_id in str(caught.value)
-    assert "neither in this batch nor in the warehouse" in str(caught.value)
-
-
 def test_invocations_sharing_component_and_attempt_are_both_stored(store, make_run):
     """A run fanned out over workers: one component, attempt 1, in several tasks."""
     run, components = make_run()
