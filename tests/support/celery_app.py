@@ -1,7 +1,8 @@
 """A Celery app for the integration tests: a small video pipeline as tasks.
 
-The broker and result backend are ``MLOBS_TEST_CELERY_BROKER`` (default: the local Redis,
-``redis://127.0.0.1:6379/0``); tasks go to the queue ``MLOBS_TEST_CELERY_QUEUE``, unique
+The broker is ``MLOBS_TEST_CELERY_BROKER`` (default: the local Redis,
+``redis://127.0.0.1:6379/0``; RabbitMQ works too: ``amqp://guest:guest@127.0.0.1:5672//``),
+the result backend ``MLOBS_TEST_CELERY_BACKEND`` (default: the local Redis); tasks go to the queue ``MLOBS_TEST_CELERY_QUEUE``, unique
 per test session, so sessions sharing the broker never take each other's tasks.
 
 With ``MLOBS_TEST_SPANS_DIR`` set, every pool process sets a global TracerProvider with
@@ -23,10 +24,11 @@ import mlobs
 from mlobs.integrations import celery as mlobs_celery
 
 BROKER = os.environ.get("MLOBS_TEST_CELERY_BROKER", "redis://127.0.0.1:6379/0")
+BACKEND = os.environ.get("MLOBS_TEST_CELERY_BACKEND", "redis://127.0.0.1:6379/0")
 QUEUE = os.environ.get("MLOBS_TEST_CELERY_QUEUE", "mlobs-test")
 VERSIONS = {"producer_version": "1", "schema_version": "1"}
 
-app = Celery("mlobs_test", broker=BROKER, backend=BROKER)
+app = Celery("mlobs_test", broker=BROKER, backend=BACKEND)
 app.conf.update(task_default_queue=QUEUE, worker_prefetch_multiplier=1,
                 result_expires=3600, broker_connection_retry_on_startup=True,
                 worker_hijack_root_logger=False)
