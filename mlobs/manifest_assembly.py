@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlobs.errors import WarehouseError
+from mlobs.limits import ERROR_MESSAGE_MAX_CHARS
 from mlobs.manifest import ManifestText, write_manifest
 from mlobs.paths import manifest_path
 from mlobs.records import ComponentRecord, RunRecord
@@ -48,7 +49,12 @@ def assemble_manifest(store: WarehouseStore, run_id: str, runs_dir: Path, *,
 
     Waits (polling every ``poll_interval_s`` seconds, for at most ``timeout_s``) until the
     run's record is final and every component_run_id in ``expected`` is stored; whatever
-    is still missing then is named in a warning on the manifest's run record.
+    is still missing then is named in a warning on the run record.
+
+    The expected components (other processes' work, which the run's own status rule never
+    saw) are then judged by that rule (ARCHITECTURE §4): a failed required one makes an
+    ``ok`` run ``error``, a failed optional one adds a warning. When the run record
+    changes, it is written back to the warehouse too, so both say the same.
 
     Args:
         store: the warehouse every process writes to.
@@ -60,7 +66,7 @@ def assemble_manifest(store: WarehouseStore, run_id: str, runs_dir: Path, *,
         timeout_s, poll_interval_s: seconds.
 
     Raises:
-        WarehouseError: the warehouse cannot be read, or does not know the run.
+        WarehouseError: the warehouse cannot be read or written, or does not know the run.
     """
     expected = dict(expected or {})
     deadline = time.monotonic() + timeout_s
@@ -74,17 +80,42 @@ def assemble_manifest(store: WarehouseStore, run_id: str, runs_dir: Path, *,
         if (run.status != "running" and not missing) or time.monotonic() >= deadline:
             break
         time.sleep(poll_interval_s)
-    run.warnings.extend(warnings)
+    added = list(warnings)
+    added.extend(f"the record of {expected[cid]} did not reach the warehouse within "
+                 f"{timeout_s} s" for cid in missing)
     if missing:
-        run.warnings.extend(
-            f"the record of {expected[cid]} did not reach the warehouse within {timeout_s} s"
-            for cid in missing)
         log.warning("mlobs: manifest of run %s assembled without %d record(s)", run_id,
                     len(missing))
+    judged = [c for c in components if c.component_run_id in expected]
+    added.extend(_optional_failures(judged))
+    failed = _apply_required_failure(run, judged)
+    added = [w for w in added if w not in run.warnings]
+    if added or failed:
+        run.warnings.extend(added)
+        store.write([run], [])  # the warehouse says what the manifest says
     components = in_finishing_order(components)
     path = manifest_path(runs_dir, run.platform_id, run.video_id, run.run_id)
     write_manifest(path, manifest_document(run, components), durable=True)
     return AssembledManifest(path, run, components, missing)
+
+
+def _optional_failures(components: list[ComponentRecord]) -> list[str]:
+    """The warning a run gains for each failed optional component (as in one process)."""
+    return [f"optional component {c.component!r} failed: {c.error_code}: "
+            f"{(c.error_message or '')[:200]}"
+            for c in components if c.status == "error" and not c.required]
+
+
+def _apply_required_failure(run: RunRecord, components: list[ComponentRecord]) -> bool:
+    """Make an ``ok`` run ``error`` when a required component failed; True if it did."""
+    failed = next((c for c in in_finishing_order(components)
+                   if c.status == "error" and c.required), None)
+    if failed is None or run.status != "ok":
+        return False
+    run.status, run.error_code = "error", failed.error_code
+    run.error_message = (f"required component {failed.component!r} failed: "
+                         f"{failed.error_message}")[:ERROR_MESSAGE_MAX_CHARS]
+    return True
 
 
 def in_finishing_order(components: list[ComponentRecord]) -> list[ComponentRecord]:

@@ -19,7 +19,7 @@ def test_the_manifest_holds_the_stored_run_in_finishing_order(db_url, make_run, 
         store.write([run], components)
         done = assemble_manifest(store, run.run_id, tmp_path / "runs",
                                  expected={c.component_run_id: c.component
-                                           for c in components})
+                                           for c in components if c.status != "error"})
     assert done.missing == []
     stored_run, stored = read_manifest(done.path)
     assert done.path == tmp_path / "runs" / run.platform_id / run.video_id / run.run_id / \
@@ -36,12 +36,41 @@ def test_records_that_never_arrive_are_named_after_the_timeout(db_url, make_run,
         done = assemble_manifest(store, run.run_id, tmp_path, timeout_s=0.3,
                                  expected={late.component_run_id: "task asr [t-1]"},
                                  warnings=["task ocr [t-2] had not finished"])
-    assert done.missing == ["late-id"]
-    stored_run, stored = read_manifest(done.path)
-    assert stored_run.warnings[-2:] == [
-        "task ocr [t-2] had not finished",
-        "the record of task asr [t-1] did not reach the warehouse within 0.3 s"]
-    assert len(stored) == len(components)
+        assert done.missing == ["late-id"]
+        stored_run, stored = read_manifest(done.path)
+        assert stored_run.warnings[-2:] == [
+            "task ocr [t-2] had not finished",
+            "the record of task asr [t-1] did not reach the warehouse within 0.3 s"]
+        assert len(stored) == len(components)
+        assert store.get_run(run.run_id)[0] == stored_run  # written back as well
+
+
+def test_other_processes_records_are_judged_by_the_run_status_rule(db_url, make_run,
+                                                                   tmp_path):
+    run, components = make_run(status="ok")
+    required = dataclasses.replace(components[0], component_run_id="task-1", required=True,
+                                   status="error", error_code="timeout",
+                                   error_message="upstream timed out", events=[])
+    optional = dataclasses.replace(components[1], component_run_id="task-2", required=False,
+                                   status="error", error_code="transient",
+                                   error_message="refused", events=[])
+    local_failure = dataclasses.replace(components[2], component_run_id="local",
+                                        required=True, status="error", events=[])
+    with WarehouseStore(db_url, manage_schema=True) as store:
+        store.write([run], [*components, required, optional, local_failure])
+        done = assemble_manifest(store, run.run_id, tmp_path,
+                                 expected={"task-1": "task a", "task-2": "task b"})
+        assert (done.run.status, done.run.error_code) == ("error", "timeout")
+        assert done.run.error_message == "required component " + \
+            f"{required.component!r} failed: upstream timed out"
+        assert f"optional component {optional.component!r} failed: transient: refused" \
+            in done.run.warnings
+        assert store.get_run(run.run_id)[0] == done.run
+        assert read_manifest(done.path)[0] == done.run
+        # A second assembly adds nothing twice.
+        again = assemble_manifest(store, run.run_id, tmp_path,
+                                  expected={"task-1": "task a", "task-2": "task b"})
+        assert again.run == done.run
 
 
 def test_an_unknown_run_is_a_warehouse_error(db_url, tmp_path):

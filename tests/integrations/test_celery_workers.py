@@ -142,6 +142,14 @@ def _rows(db_url: str, run_id: str) -> list:
         engine.dispose()
 
 
+def _run_row(db_url: str, run_id: str) -> tuple:
+    """(status, error_code, warnings) of a stored run."""
+    from mlobs.warehouse.store import WarehouseStore
+    with WarehouseStore(db_url) as store:
+        run, _ = store.get_run(run_id)
+    return run.status, run.error_code, run.warnings
+
+
 def _task_ids(result) -> list[str]:
     """Ids of a chain's tasks (a result and its parents)."""
     ids = []
@@ -229,12 +237,37 @@ def test_failed_retried_unrecorded_and_unfinished_tasks(celery_app, worker, orch
     final = rows.pop(task_component_run_id(flaky.id))
     assert (final.component, final.attempt, final.status) == ("flaky", 2, "ok")
     failed = rows.pop(task_component_run_id(ocr.id))
-    assert (failed.component, failed.status, failed.error_code) == \
-        ("ocr", "error", classify_exception(ConnectionRefusedError("refused")))
+    ocr_code = classify_exception(ConnectionRefusedError("refused"))
+    assert (failed.component, failed.status, failed.error_code) == ("ocr", "error", ocr_code)
     assert rows == {}  # the mlobs=False task and the pending one left no row
 
+    # The run status rule over the workers' final records: a retried attempt that failed
+    # is not a failure, an optional task that failed is a warning.
     stored_run, components = read_manifest(run.manifest_path)
     assert stored_run.status == "ok"
     assert len(components) == 3
+    assert [w for w in stored_run.warnings if "'ocr'" in w] == [
+        f"optional component 'ocr' failed: {ocr_code}: triton at 127.0.0.1:8001 refused "
+        "the connection"]
     assert [w for w in stored_run.warnings if stuck.id in w] == [
         f"task {ca.embed.name} [{stuck.id}] had not finished when the run ended (PENDING)"]
+    assert _run_row(warehouse, run.run_id) == ("ok", None, stored_run.warnings)
+
+
+def test_a_failed_required_task_fails_the_run_even_when_the_caller_swallows_it(
+        celery_app, worker, orchestrator, warehouse):
+    ca = celery_app
+    with mlobs.run("youtube", "fanout-3") as run:
+        doomed = ca.flaky.delay(5)  # fails past max_retries=2
+        doomed.get(timeout=60, propagate=False)
+    worker.stop()
+    assert run.status == "ok"  # this process saw no failure
+
+    final = next(r for r in _rows(warehouse, run.run_id)
+                 if r.component_run_id == task_component_run_id(doomed.id))
+    assert (final.status, final.attempt, final.error_code) == ("error", 3, "timeout")
+    stored_run, _ = read_manifest(run.manifest_path)
+    assert (stored_run.status, stored_run.error_code) == ("error", "timeout")
+    assert stored_run.error_message == \
+        "required component 'flaky' failed: upstream timed out"
+    assert _run_row(warehouse, run.run_id)[:2] == ("error", "timeout")
