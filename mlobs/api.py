@@ -65,6 +65,7 @@ from mlobs.records import (
     RunRecord,
 )
 from mlobs.retry import RetryPolicy
+from mlobs.run_status import optional_failure_warning, required_failure_message
 from mlobs.signature import config_hash, model_signature
 
 log = logging.getLogger("mlobs")
@@ -555,8 +556,7 @@ class Run:
                 self._failed_required.append(call)
             else:
                 self.record.warnings.append(
-                    f"optional component {call.name!r} failed: {call.error_code}: "
-                    f"{str(call.error)[:200]}")
+                    optional_failure_warning(call.name, call.error_code, str(call.error)))
         self._recorder.emit(call)
 
     def _snapshot(self) -> RunRecord:
@@ -591,8 +591,7 @@ class Run:
         failed = self._failed_required[0] if self._failed_required else None
         if failed is not None:
             record.status, record.error_code = "error", failed.error_code
-            record.error_message = (f"required component {failed.name!r} failed: "
-                                    f"{failed.error}")[:ERROR_MESSAGE_MAX_CHARS]
+            record.error_message = required_failure_message(failed.name, failed.error)
         elif exc is not None:
             record.status, record.error_code = "error", classify_exception(exc)
             record.error_message = str(exc)[:ERROR_MESSAGE_MAX_CHARS]

@@ -44,6 +44,20 @@ class ManifestText:
         return f'{head[:-1]},"components":[{",".join(self._components)}]}}'
 
 
+def in_finishing_order(components: list[ComponentRecord]) -> list[ComponentRecord]:
+    """The manifest's order: by ``finished_at`` (ties by component_run_id)."""
+    return sorted(components, key=lambda c: (c.finished_at, c.component_run_id))
+
+
+def manifest_document(run: RunRecord, components: list[ComponentRecord]) -> str:
+    """The ``mlobs.manifest/1`` JSON text of a run and its components (in the order
+    given; see :func:`in_finishing_order`)."""
+    text = ManifestText(run)
+    for component in components:
+        text.add_component(component)
+    return text.render()
+
+
 def write_manifest(path: Path, document: dict[str, Any] | str, *, durable: bool = False) -> None:
     """Atomically replace ``path`` with ``document`` (a dict, or JSON text).
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlobs.errors import WarehouseError
-from mlobs.limits import ERROR_MESSAGE_MAX_CHARS
-from mlobs.manifest import ManifestText, write_manifest
+from mlobs.manifest import in_finishing_order, manifest_document, write_manifest
 from mlobs.paths import manifest_path
 from mlobs.records import ComponentRecord, RunRecord
+from mlobs.run_status import optional_failure_warning, required_failure_message
 from mlobs.warehouse.store import WarehouseStore
 
 log = logging.getLogger("mlobs.manifest")
@@ -101,8 +101,7 @@ def assemble_manifest(store: WarehouseStore, run_id: str, runs_dir: Path, *,
 
 def _optional_failures(components: list[ComponentRecord]) -> list[str]:
     """The warning a run gains for each failed optional component (as in one process)."""
-    return [f"optional component {c.component!r} failed: {c.error_code}: "
-            f"{(c.error_message or '')[:200]}"
+    return [optional_failure_warning(c.component, c.error_code, c.error_message or "")
             for c in components if c.status == "error" and not c.required]
 
 
@@ -113,20 +112,5 @@ def _apply_required_failure(run: RunRecord, components: list[ComponentRecord]) -
     if failed is None or run.status != "ok":
         return False
     run.status, run.error_code = "error", failed.error_code
-    run.error_message = (f"required component {failed.component!r} failed: "
-                         f"{failed.error_message}")[:ERROR_MESSAGE_MAX_CHARS]
+    run.error_message = required_failure_message(failed.component, failed.error_message)
     return True
-
-
-def in_finishing_order(components: list[ComponentRecord]) -> list[ComponentRecord]:
-    """The manifest's order: by ``finished_at`` (ties by component_run_id)."""
-    return sorted(components, key=lambda c: (c.finished_at, c.component_run_id))
-
-
-def manifest_document(run: RunRecord, components: list[ComponentRecord]) -> str:
-    """The ``mlobs.manifest/1`` JSON text of a run and its components (in the order
-    given; see :func:`in_finishing_order`)."""
-    text = ManifestText(run)
-    for component in components:
-        text.add_component(component)
-    return text.render()

@@ -27,7 +27,7 @@ from mlobs.cache.intermediate import (
 from mlobs.cache.store import ArtifactStore
 from mlobs.cli.main import main
 from mlobs.errors import ConfigError
-from mlobs.manifest import ManifestText, write_manifest
+from mlobs.manifest import manifest_document, write_manifest
 from mlobs.paths import manifest_path
 from mlobs.recorder import set_recorder
 from mlobs.records import ComponentRecord, ModelRef, RunRecord, iso_utc
@@ -116,11 +116,8 @@ class Sim:
                 model_signature=model_signature(models), cache_status=cache_status,
                 cache_key=key.digest, cache_version=version))
         if manifest:
-            text_ = ManifestText(record)
-            for c in components:
-                text_.add_component(c)
             write_manifest(manifest_path(self.root / "runs", "youtube", video, run_id),
-                           text_.render())
+                           manifest_document(record, components))
         if warehouse:
             self.warehouse.write([record], components)
         return run_id

@@ -142,8 +142,7 @@ def show_command(args: argparse.Namespace) -> int:
 def manifest_command(args: argparse.Namespace) -> int:
     """``mlobs runs manifest RUN_ID``: returns 0, or 1 when unknown or on error."""
     from mlobs.config import resolve_settings
-    from mlobs.manifest import write_manifest
-    from mlobs.manifest_assembly import in_finishing_order, manifest_document
+    from mlobs.manifest import in_finishing_order, manifest_document, write_manifest
     from mlobs.paths import manifest_path
 
     try:

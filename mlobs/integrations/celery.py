@@ -54,7 +54,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from celery import signals, states
@@ -98,16 +98,10 @@ class _RunningTask:
     exc: BaseException | None = None
 
 
-@dataclass
-class _SentTasks:
-    """What an orchestrating run sent: task_id → (task name, the app that sent it)."""
-
-    tasks: dict[str, tuple[str, Any]] = field(default_factory=dict)
-
-
 _settings = _Settings()
 _running: dict[str, _RunningTask] = {}
-_sent: dict[str, _SentTasks] = {}
+#: run_id → {task_id: (task name, the app that sent it)} of the tasks a run here sent.
+_sent: dict[str, dict[str, tuple[str, Any]]] = {}
 _sent_lock = threading.Lock()
 _instrumented = False
 _warned_embedded = False
@@ -174,18 +168,18 @@ def _note_sent(run: Run, headers: dict[str, Any], body: Any) -> None:
         sent = _sent.get(run.run_id)
         first = sent is None
         if first:
-            sent = _sent[run.run_id] = _SentTasks()
+            sent = _sent[run.run_id] = {}
     if first:
         get_recorder().flush(_settings.flush_timeout_s)
         run.at_exit(_assemble)
     app = current_app._get_current_object()
     task_id, name = headers.get("id"), headers.get("task")
     if isinstance(task_id, str) and isinstance(name, str):
-        sent.tasks[task_id] = (name, app)
+        sent[task_id] = (name, app)
     # protocol 2: body = (args, kwargs, embed); chain and chord members have frozen ids.
     if isinstance(body, (tuple, list)) and len(body) == 3:
         for member_id, member in _signatures_in(body[2]):
-            sent.tasks.setdefault(member_id, (member, app))
+            sent.setdefault(member_id, (member, app))
 
 
 def _signatures_in(value: Any, depth: int = 0) -> list[tuple[str, str]]:
@@ -363,14 +357,14 @@ def _assemble(run: Run) -> None:
                     run.run_id, exc)
 
 
-def _expected_records(sent: _SentTasks) -> tuple[dict[str, str], list[str]]:
+def _expected_records(sent: dict[str, tuple[str, Any]]) -> tuple[dict[str, str], list[str]]:
     """component_run_id → label of the tasks that finished, and a warning per task that
     had not (as far as the result backend tells)."""
     from celery.backends.base import DisabledBackend
 
     expected: dict[str, str] = {}
     warnings: list[str] = []
-    for task_id, (name, app) in sent.tasks.items():
+    for task_id, (name, app) in sent.items():
         if name.startswith("celery.") or getattr(app.tasks.get(name), "mlobs", None) is False:
             continue
         label = f"task {name} [{task_id}]"

@@ -19,7 +19,6 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 import mlobs  # noqa: E402
 from mlobs_prometheus import OVERFLOW_VALUE, LabelGuard, PrometheusSettings  # noqa: E402
 from mlobs_prometheus import PrometheusSink  # noqa: E402
-from mlobs_prometheus.metrics import DURATION_BUCKETS_S  # noqa: E402
 from mlobs_prometheus.sink import RecordsNotExported  # noqa: E402
 
 WHISPER = mlobs.ModelRef("whisper-small", "r1", "sha256:" + "a" * 64, engine="torch",
@@ -284,7 +283,12 @@ def test_a_new_sink_takes_the_port_over_from_the_one_it_replaces(make_run):
         urllib.request.urlopen(url, timeout=2)
 
 
-def test_the_duration_buckets_reach_an_hour():
-    assert DURATION_BUCKETS_S[0] == 0.005
-    assert DURATION_BUCKETS_S[-1] == 3600.0
-    assert list(DURATION_BUCKETS_S) == sorted(DURATION_BUCKETS_S)
+def test_a_long_transcription_lands_in_the_hour_bucket(registry, make_run):
+    """Durations up to an hour fall in a finite bucket (ARCHITECTURE §8)."""
+    _, components = make_run()
+    long_asr = replace(components[0], duration_ms=3000 * 1000.0)  # 50 minutes
+    PrometheusSink(registry).export([long_asr])
+    got = exposition(registry)
+    labels = {"component": long_asr.component}
+    assert value(got, "mlobs_component_duration_seconds_bucket", le="1800.0", **labels) == 0
+    assert value(got, "mlobs_component_duration_seconds_bucket", le="3600.0", **labels) == 1

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from mlobs.errors import InvalidRecordError
 from mlobs.ingest import ingest_manifests
-from mlobs.manifest import ManifestText, write_manifest
+from mlobs.manifest import manifest_document, write_manifest
 from mlobs.records import RunRecord
 from mlobs.warehouse.store import ARTIFACT_INDEX, RUNS, WarehouseStore
 
@@ -97,12 +97,9 @@ def test_manifests_ingested_in_any_order_give_the_same_index(store, make_run, tm
     runs = [_run(make_run, hours=h) for h in (3, 0, 7, 1)]
     paths = []
     for i, (run, components) in enumerate(runs):
-        text = ManifestText(run)
-        for component in components:
-            text.add_component(component)
         path = tmp_path / str(i) / "manifest.json"
         path.parent.mkdir()
-        write_manifest(path, text.render())
+        write_manifest(path, manifest_document(run, components))
         paths.append(path)
     report = ingest_manifests(store, paths)
     assert report.problems == [] and report.manifests == 4

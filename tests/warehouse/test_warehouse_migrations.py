@@ -45,40 +45,31 @@ NEW_IN_0003 = {
 TABLE_0003 = "artifact_index"
 
 
-def _tables(db_url: str) -> set[str]:
+def _inspected(db_url: str, read):
+    """``read(inspector)`` on a fresh engine, disposed afterwards."""
     engine = create_warehouse_engine(db_url)
     try:
         with engine.connect() as conn:
-            return set(inspect(conn).get_table_names()) - {migrate.VERSION_TABLE}
+            return read(inspect(conn))
     finally:
         engine.dispose()
+
+
+def _tables(db_url: str) -> set[str]:
+    return set(_inspected(db_url, lambda i: i.get_table_names())) - {migrate.VERSION_TABLE}
 
 
 def _columns(db_url: str, table: str) -> set[str]:
-    engine = create_warehouse_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            return {c["name"] for c in inspect(conn).get_columns(table)}
-    finally:
-        engine.dispose()
+    return {c["name"] for c in _inspected(db_url, lambda i: i.get_columns(table))}
 
 
 def _check_names(db_url: str, table: str) -> set[str]:
-    engine = create_warehouse_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            return {c["name"] for c in inspect(conn).get_check_constraints(table)}
-    finally:
-        engine.dispose()
+    return {c["name"] for c in _inspected(db_url, lambda i: i.get_check_constraints(table))}
 
 
 def _unique_names(db_url: str) -> set[str]:
-    engine = create_warehouse_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            return {c["name"] for c in inspect(conn).get_unique_constraints("component_runs")}
-    finally:
-        engine.dispose()
+    return {c["name"] for c in
+            _inspected(db_url, lambda i: i.get_unique_constraints("component_runs"))}
 
 
 def _schema_diff(db_url: str) -> list:

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from mlobs.errors import WarehouseError
 from mlobs.ingest import ingest_manifests
-from mlobs.manifest import ManifestText, write_manifest
+from mlobs.manifest import manifest_document, write_manifest
 from mlobs.records import ComponentRecord, EventRecord, RunRecord
 from mlobs.signature import model_signature
 from mlobs.warehouse.store import COMPONENTS, EVENTS, RUNS, SIGNATURES, WarehouseStore
@@ -101,12 +101,9 @@ def test_ingested_manifests_carry_the_new_fields_and_old_ones_still_load(store, 
                                                                         tmp_path):
     run, components = make_run()
     _with_fallbacks(components)
-    text = ManifestText(run)
-    for component in components:
-        text.add_component(component)
     new = tmp_path / "new" / "manifest.json"
     new.parent.mkdir()
-    write_manifest(new, text.render())
+    write_manifest(new, manifest_document(run, components))
     jsonschema.validate(json.loads(new.read_text()), MANIFEST_SCHEMA)
 
     # A manifest written before the fields existed: no such keys at all.
@@ -160,12 +157,9 @@ def test_ingested_manifests_carry_the_0003_fields_and_older_ones_still_load(stor
                                                                            tmp_path):
     run, components = make_run()
     _with_cache(run, components)
-    text = ManifestText(run)
-    for component in components:
-        text.add_component(component)
     new = tmp_path / "new" / "manifest.json"
     new.parent.mkdir()
-    write_manifest(new, text.render())
+    write_manifest(new, manifest_document(run, components))
     document = json.loads(new.read_text())
     jsonschema.validate(document, MANIFEST_SCHEMA)
     assert document["resumed_from_run_id"] == run.resumed_from_run_id

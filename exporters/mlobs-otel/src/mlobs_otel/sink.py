@@ -142,8 +142,6 @@ class OtelSink:
         self._max_open_runs = max_open_runs
         # run_id -> the run's span, started at its first record and ended at its last
         self._live: OrderedDict[str, Any] = OrderedDict()
-        # run_id -> W3C trace context of the live run span (read by other threads)
-        self._carriers: dict[str, dict[str, str]] = {}
         # run_id -> components that came before any record of their run
         self._held: OrderedDict[str, list[ComponentRecord]] = OrderedDict()
         # run_id -> the ended run span's context, for components that arrive late
@@ -151,8 +149,13 @@ class OtelSink:
         register_carrier_provider(self._carrier_of)
 
     def _carrier_of(self, run_id: str) -> dict[str, str]:
-        """The run span's ``traceparent`` for a run context sent to other processes."""
-        return self._carriers.get(run_id, {})
+        """The live run span's ``traceparent`` for a run context sent to other processes
+        (called on the sending thread; a dict lookup is safe beside the sink thread)."""
+        carrier: dict[str, str] = {}
+        span = self._live.get(run_id)
+        if span is not None:
+            _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+        return carrier
 
     def export(self, items: list[Any]) -> None:
         for item in items:
@@ -172,14 +175,11 @@ class OtelSink:
                 self._component_span(component, None)
 
     def _on_run(self, run: RunRecord) -> None:
-        span = self._live.pop(run.run_id, None)
+        span = self._live.get(run.run_id)  # kept while running: _carrier_of reads it
         if span is None:
             span = self._tracer.start_span(RUN_SPAN_NAME, kind=SpanKind.INTERNAL,
                                            start_time=_ns(run.started_at),
                                            attributes=_run_attributes(run))
-            carrier: dict[str, str] = {}
-            _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
-            self._carriers[run.run_id] = carrier
         else:
             span.set_attributes(_run_attributes(run))
         context = trace.set_span_in_context(span)
@@ -188,10 +188,10 @@ class OtelSink:
         if run.status == "running":
             self._live[run.run_id] = span
         else:
+            self._live.pop(run.run_id, None)
             self._end_run(run.run_id, span, run)
 
     def _end_run(self, run_id: str, span: Any, run: RunRecord | None) -> None:
-        self._carriers.pop(run_id, None)
         if run is not None and run.status == "error":
             span.set_status(Status(StatusCode.ERROR, f"{run.error_code}: "
                                                      f"{run.error_message or ''}"[:500]))
