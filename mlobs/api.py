@@ -25,7 +25,6 @@ import inspect
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -50,6 +49,7 @@ from mlobs.context import (
 )
 from mlobs.environment import run_environment
 from mlobs.errors import ConfigError, Empty, check_word
+from mlobs.ids import new_uuid4
 from mlobs.limits import CODE_MAX_CHARS, ERROR_MESSAGE_MAX_CHARS, NAME_MAX_CHARS
 from mlobs.manifest import manifest_status
 from mlobs.oom import OomPolicy, oom_snapshot
@@ -357,7 +357,7 @@ class ComponentCall:
         if self._id is None:
             with _record_lock:
                 if self._id is None:
-                    self._id = str(uuid.uuid4())
+                    self._id = new_uuid4()
         return self._id
 
     def record(self) -> ComponentRecord:
@@ -372,11 +372,11 @@ class ComponentCall:
     def _build_record(self) -> ComponentRecord:
         duration_ms = (self._t1_ns - self._t0_ns) / 1e6
         started_at = self.run._wall_at(self._t0_ns)
-        component_run_id = self._id or str(uuid.uuid4())
+        component_run_id = self._id or new_uuid4()
         self._id = component_run_id
         error = self.error
         run_id = self.run.run_id
-        events = [EventRecord(str(uuid.uuid4()), run_id, component_run_id, kind,
+        events = [EventRecord(new_uuid4(), run_id, component_run_id, kind,
                               _utc_from_ns(at_ns), attributes)
                   for kind, at_ns, attributes in self.events or ()]
         tracker = self._tracker
@@ -424,7 +424,7 @@ class Run:
         self._recorder = recorder
         self._flush_timeout_s = flush_timeout_s
         self.record = RunRecord(
-            run_id=str(uuid.uuid4()), platform_id=platform_id, video_id=video_id,
+            run_id=new_uuid4(), platform_id=platform_id, video_id=video_id,
             status="running", started_at=datetime.now(timezone.utc),
             profile=self._profile.name, pipeline_version=pipeline_version,
             config_hash=config_hash(config), config=dict(config or {}),

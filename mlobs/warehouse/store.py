@@ -137,6 +137,9 @@ class WarehouseStore:
         except BaseException:
             self._engine.dispose()
             raise
+        #: model_signatures.models this store has seen committed, by signature: later
+        #: batches neither write nor read those rows again.
+        self._stored_models: dict[str, list[dict[str, Any]]] = {}
         self._prepare_statements()
 
     # -- setup ---------------------------------------------------------------------------
@@ -215,7 +218,7 @@ class WarehouseStore:
             return
         try:
             run_rows = _run_rows(runs)
-            batch = _ComponentBatch(components)
+            batch = _ComponentBatch(components, self._stored_models)
         except _InvalidRecord as exc:
             raise InvalidRecordError(str(exc)) from None
         try:
@@ -224,12 +227,13 @@ class WarehouseStore:
                 if run_rows:
                     conn.execute(self._upsert_runs, run_rows)
                 signature_rows = batch.signature_rows()
+                stored: dict[str, list[dict[str, Any]]] = {}
                 if signature_rows:
                     conn.execute(self._insert_signatures, signature_rows)
-                    stored = conn.execute(
+                    stored = dict(conn.execute(  # type: ignore[arg-type]
                         select(SIGNATURES.c.model_signature, SIGNATURES.c.models).where(
-                            SIGNATURES.c.model_signature.in_(batch.signatures))).all()
-                    batch.set_overrides(dict(stored))  # type: ignore[arg-type]
+                            SIGNATURES.c.model_signature.in_(batch.signatures))).all())
+                    batch.set_overrides(stored)
                 if self._use_copy:
                     # PostgreSQL: COPY, still insert-or-ignore by primary key (a stored key
                     # sends the rows through a staging table + ON CONFLICT DO NOTHING).
@@ -246,6 +250,8 @@ class WarehouseStore:
             # ValueError/TypeError: psycopg serialises JSON parameters itself, outside
             # SQLAlchemy's error wrapping (and the COPY path serialises them itself).
             raise WarehouseError(self._explain_failure(exc, run_rows, batch)) from exc
+        # Only once committed: a signature row is never changed or deleted afterwards.
+        self._stored_models.update(stored)
 
     def _update_index(self, conn: Connection, run_rows: list[dict[str, Any]]) -> None:
         """Maintain ``artifact_index`` for the runs of one write (inside its transaction)."""
@@ -487,26 +493,26 @@ _COMPONENT_CHECKS = _column_checks(COMPONENTS)
 _EVENT_CHECKS = _column_checks(EVENTS)
 
 
-def _check_columns(row: Mapping[str, Any], checks: tuple[tuple[str, int, int, bool], ...],
-                   what: str) -> None:
+def _column_problem(row: Mapping[str, Any],
+                    checks: tuple[tuple[str, int, int, bool], ...]) -> str | None:
+    """What is wrong with the checked columns of ``row`` (None: nothing)."""
     for name, kind, bound, nullable in checks:
         value = row[name]
         if value is None:
             if not nullable:
-                raise _InvalidRecord(f"{what}: {name} is missing")
+                return f"{name} is missing"
         elif kind == _STRING:
             if type(value) is not str or len(value) > bound:
-                raise _InvalidRecord(f"{what}: {name} must be a string of at most {bound} "
-                                     f"characters, got {value!r:.80}")
+                return f"{name} must be a string of at most {bound} characters, got {value!r:.80}"
         elif kind == _INT:
             if type(value) is not int or not -bound <= value < bound:
-                raise _InvalidRecord(f"{what}: {name} must be an int in [-{bound}, {bound}), "
-                                     f"got {value!r:.80}")
+                return f"{name} must be an int in [-{bound}, {bound}), got {value!r:.80}"
         elif kind == _BOOL:
             if type(value) is not bool:
-                raise _InvalidRecord(f"{what}: {name} must be a bool, got {value!r:.80}")
+                return f"{name} must be a bool, got {value!r:.80}"
         elif type(value) not in (float, int) or not math.isfinite(value):
-            raise _InvalidRecord(f"{what}: {name} must be a finite number, got {value!r:.80}")
+            return f"{name} must be a finite number, got {value!r:.80}"
+    return None
 
 
 def _run_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
@@ -514,7 +520,9 @@ def _run_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
     for run in runs:
         row = dict(vars(run))
         what = f"run record {row.get('run_id')!r}"
-        _check_columns(row, _RUN_CHECKS, what)
+        problem = _column_problem(row, _RUN_CHECKS)
+        if problem:
+            raise _InvalidRecord(f"{what}: {problem}")
         if row["status"] not in RUN_STATUSES:
             raise _InvalidRecord(f"{what}: status {row['status']!r} is not one of "
                                  f"{RUN_STATUSES}")
@@ -548,11 +556,22 @@ def _index_rows(run_rows: list[dict[str, Any]], now: datetime) -> list[dict[str,
 
 
 class _ComponentBatch:
-    """Component, signature and event rows of one write() call."""
+    """Component, signature and event rows of one write() call.
 
-    def __init__(self, components: Sequence[ComponentRecord]) -> None:
+    Args:
+        components: the records (a component_run_id given twice keeps its first record).
+        stored_models: ``model_signatures.models`` already known to be stored, by
+            signature (such signatures are not written again).
+
+    Raises:
+        _InvalidRecord: a record is invalid (the message names it).
+    """
+
+    def __init__(self, components: Sequence[ComponentRecord],
+                 stored_models: Mapping[str, list[dict[str, Any]]]) -> None:
         self.component_rows: list[dict[str, Any]] = []
         self.event_rows: list[dict[str, Any]] = []
+        self._stored_models = stored_models
         # models tuple -> (signature, manifest dicts); computed once per distinct list.
         self._models: dict[tuple[ModelRef, ...], tuple[str | None, list[dict[str, str]]]] = {}
         self._first_seen: dict[str, tuple[datetime, list[dict[str, str]]]] = {}
@@ -566,55 +585,36 @@ class _ComponentBatch:
 
     def _add(self, component: ComponentRecord) -> None:
         row = dict(vars(component))
-        what = (f"component record {row.get('component_run_id')!r} (run "
-                f"{row.get('run_id')!r}, component {row.get('component')!r})")
         models_used = row.pop("models_used")
         events = row.pop("events")
-        _check_columns(row, _COMPONENT_CHECKS, what)
-        if row["status"] not in STATUSES:
-            raise _InvalidRecord(f"{what}: status {row['status']!r} is not one of {STATUSES}")
-        # Checked here too so that both backends refuse it with this message, not with
-        # an IntegrityError from ck_component_runs_prediction_status.
-        if row["prediction_status"] is not None \
-                and row["prediction_status"] not in PREDICTION_STATUSES:
-            raise _InvalidRecord(f"{what}: prediction_status {row['prediction_status']!r} "
-                                 f"is not one of {PREDICTION_STATUSES} or None")
-        if not (_aware(row["started_at"]) and _aware(row["finished_at"])):
-            raise _InvalidRecord(f"{what}: started_at and finished_at must be timezone-aware "
-                                 "datetimes")
+        problem = _column_problem(row, _COMPONENT_CHECKS) or _component_problem(row)
         key = tuple(models_used)
         known = self._models.get(key)
         if known is None:
-            known = (compute_signature(key), [m.to_dict() for m in key])
-            self._models[key] = known
+            known = self._models[key] = (compute_signature(key), [m.to_dict() for m in key])
         signature, dicts = known
-        if row["model_signature"] != signature:
-            raise _InvalidRecord(f"{what}: model_signature {row['model_signature']!r} is not "
-                                 f"the signature of its models_used ({signature!r})")
+        if problem is None and row["model_signature"] != signature:
+            problem = (f"model_signature {row['model_signature']!r} is not the signature of "
+                       f"its models_used ({signature!r})")
+        if problem is not None:
+            raise _InvalidRecord(f"{_component_what(row)}: {problem}")
         row["models_used_override"] = None
         if signature is not None:
-            first = self._first_seen.get(signature)
-            if first is None or row["started_at"] < first[0]:
-                self._first_seen[signature] = (row["started_at"], dicts)
-            self._rows_with_models.append((row, signature, dicts))
+            stored = self._stored_models.get(signature)
+            if stored is None:
+                first = self._first_seen.get(signature)
+                if first is None or row["started_at"] < first[0]:
+                    self._first_seen[signature] = (row["started_at"], dicts)
+                self._rows_with_models.append((row, signature, dicts))
+            elif stored != dicts:
+                row["models_used_override"] = dicts
         self.component_rows.append(row)
         for seq, event in enumerate(events):
-            event_row = dict(vars(event))
-            event_row["seq"] = seq
-            event_what = f"event record {event_row.get('event_id')!r} of {what}"
-            _check_columns(event_row, _EVENT_CHECKS, event_what)
-            if (event.run_id != component.run_id
-                    or event.component_run_id != component.component_run_id):
-                raise _InvalidRecord(f"{event_what}: run_id/component_run_id "
-                                     f"({event.run_id!r}, {event.component_run_id!r}) are "
-                                     "not its component's")
-            if not _aware(event.occurred_at):
-                raise _InvalidRecord(f"{event_what}: occurred_at must be a timezone-aware "
-                                     "datetime")
-            self.event_rows.append(event_row)
+            self.event_rows.append(_event_row(event, seq, component))
 
     @property
     def signatures(self) -> list[str]:
+        """Signatures of this batch not known to be stored yet."""
         return list(self._first_seen)
 
     def signature_rows(self) -> list[dict[str, Any]]:
@@ -626,6 +626,42 @@ class _ComponentBatch:
         for row, signature, dicts in self._rows_with_models:
             if stored.get(signature) != dicts:
                 row["models_used_override"] = dicts
+
+
+def _component_what(row: Mapping[str, Any]) -> str:
+    return (f"component record {row.get('component_run_id')!r} (run {row.get('run_id')!r}, "
+            f"component {row.get('component')!r})")
+
+
+def _component_problem(row: Mapping[str, Any]) -> str | None:
+    """The component rules the column checks do not cover (None: the row is fine)."""
+    if row["status"] not in STATUSES:
+        return f"status {row['status']!r} is not one of {STATUSES}"
+    # Checked here too so that both backends refuse it with this message, not with an
+    # IntegrityError from ck_component_runs_prediction_status.
+    prediction_status = row["prediction_status"]
+    if prediction_status is not None and prediction_status not in PREDICTION_STATUSES:
+        return (f"prediction_status {prediction_status!r} is not one of "
+                f"{PREDICTION_STATUSES} or None")
+    if not (_aware(row["started_at"]) and _aware(row["finished_at"])):
+        return "started_at and finished_at must be timezone-aware datetimes"
+    return None
+
+
+def _event_row(event: EventRecord, seq: int, component: ComponentRecord) -> dict[str, Any]:
+    row = dict(vars(event))
+    row["seq"] = seq
+    problem = _column_problem(row, _EVENT_CHECKS)
+    if problem is None and (event.run_id != component.run_id
+                            or event.component_run_id != component.component_run_id):
+        problem = (f"run_id/component_run_id ({event.run_id!r}, "
+                   f"{event.component_run_id!r}) are not its component's")
+    if problem is None and not _aware(event.occurred_at):
+        problem = "occurred_at must be a timezone-aware datetime"
+    if problem is not None:
+        raise _InvalidRecord(f"event record {row.get('event_id')!r} of "
+                             f"{_component_what(vars(component))}: {problem}")
+    return row
 
 
 # -- naming the culprit of a failed write (slow path) ------------------------------------

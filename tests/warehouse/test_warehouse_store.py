@@ -365,6 +365,18 @@ def test_a_component_of_an_unknown_run_is_named(store, make_run):
     assert "neither in this batch nor in the warehouse" in str(caught.value)
 
 
+def test_a_failed_write_leaves_no_signature_behind_for_later_writes(store, make_run):
+    """The store remembers stored signatures to skip writing them again; a rolled-back
+    write must not count as stored, or later components would lose their models."""
+    run, components = make_run()
+    with pytest.raises(WarehouseError):
+        store.write([], components)  # their run is unknown: the transaction rolls back
+    assert _count(store, SIGNATURES) == 0
+    store.write([run], components)
+    assert store.get_run(run.run_id) == (run, components)
+    assert _count(store, SIGNATURES) == 3
+
+
 def test_invocations_sharing_component_and_attempt_are_both_stored(store, make_run):
     """A run fanned out over workers: one component, attempt 1, in several tasks."""
     run, components = make_run()
