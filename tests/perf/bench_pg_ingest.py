@@ -13,7 +13,11 @@
   as the warehouse sink does) and writes nothing: the API and record building alone, i.e.
   the most any warehouse sink could reach on this machine.
 
-Both databases are created on the server at ``MLOBS_TEST_PG_ADMIN_URL`` (default
+The ratio is the median over ROUNDS rounds, each timing mlobs and then raw COPY into
+fresh databases (this 2-vCPU machine drifts by ±20% within minutes). Store and ceiling
+are measured once.
+
+The databases are created on the server at ``MLOBS_TEST_PG_ADMIN_URL`` (default
 ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``, as for the tests) and dropped
 afterwards. When the server is unreachable the benchmark prints why and is skipped.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import tempfile
 import time
 import uuid
@@ -35,6 +40,8 @@ import bench_ingest  # noqa: E402 - same folder (run_benchmarks.py puts it on sy
 RUNS = bench_ingest.RUNS
 COMPONENTS_PER_RUN = bench_ingest.COMPONENTS_PER_RUN
 RAW_BATCH = 512
+#: Paired rounds of (through mlobs, raw COPY); the figures are their medians.
+ROUNDS = 3
 
 PG_ADMIN_URL = os.environ.get("MLOBS_TEST_PG_ADMIN_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -179,25 +186,42 @@ def ingest_store_only(source_url: str, target_url: str) -> float:
 
 def main() -> dict[str, float] | None:
     total = RUNS * COMPONENTS_PER_RUN
-    print(f"sustained PostgreSQL ingest ({total} component records)")
+    print(f"sustained PostgreSQL ingest ({total} component records, "
+          f"median of {ROUNDS} paired rounds)")
     why = unreachable()
     if why:
         print(f"  SKIPPED: {why}; start it or set MLOBS_TEST_PG_ADMIN_URL")
         return None
-    with tempfile.TemporaryDirectory() as tmp, fresh_database("mlobs") as mlobs_url, \
-            fresh_database("raw") as raw_url, fresh_database("store") as store_url:
-        through_mlobs = ingest_through_mlobs(Path(tmp), mlobs_url)
-        ceiling = records_only(Path(tmp))
-        raw, copied = ingest_raw_copy(mlobs_url, raw_url)
-        store_only = ingest_store_only(mlobs_url, store_url)
-    assert copied == total, f"raw COPY wrote {copied} rows, expected {total}"
+    raws: list[float] = []
+    throughs: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        # mlobs and raw COPY alternate, so the machine's drift hits both alike.
+        for round_ in range(ROUNDS):
+            with fresh_database("mlobs") as mlobs_url, fresh_database("raw") as raw_url:
+                throughs.append(ingest_through_mlobs(Path(tmp) / f"round-{round_}", mlobs_url))
+                raw, copied = ingest_raw_copy(mlobs_url, raw_url)
+                assert copied == total, f"raw COPY wrote {copied} rows, expected {total}"
+                raws.append(raw)
+                if round_ == 0:
+                    with fresh_database("store") as store_url:
+                        store_only = ingest_store_only(mlobs_url, store_url)
+        ceiling = records_only(Path(tmp) / "records-only")
+    raw = statistics.median(raws)
+    through_mlobs = statistics.median(throughs)
+    ratio = statistics.median(mine / theirs for mine, theirs in zip(throughs, raws))
     print(f"  {f'raw psycopg COPY (transactions of {RAW_BATCH})':<44}{raw:10.0f} records/s")
     print(f"  {f'WarehouseStore.write alone ({COMPONENTS_PER_RUN} per write)':<44}"
           f"{store_only:10.0f} records/s ({store_only / raw:.2f}× raw)")
     print(f"  {'API + records alone (sink writes nothing)':<44}{ceiling:10.0f} records/s "
           f"({ceiling / raw:.2f}× raw: the most any sink could reach)")
     print(f"  {'through mlobs (API → sink → COPY + commit)':<44}{through_mlobs:10.0f} records/s")
-    ratio = through_mlobs / raw
+    # The run end waits until its records are committed, so a run's API + record time and
+    # its rows' COPY time add up: even a store as fast as raw COPY stays under this bound.
+    bound = 1 / (raw / ceiling + 1)
+    print(f"  {'bound with the run-end commit wait':<44}{bound * raw:10.0f} records/s "
+          f"({bound:.2f}× raw: API + records, then raw COPY, one after the other)")
+    print(f"  ratio mlobs / raw per round: "
+          f"{', '.join(f'{m / r:.2f}×' for m, r in zip(throughs, raws))}")
     print(f"  ratio mlobs / raw: {ratio:.2f}× "
           f"(target ≥ 0.6×: {'met' if ratio >= 0.6 else 'NOT met'})")
     return {"raw_per_s": raw, "store_per_s": store_only, "records_only_per_s": ceiling,
