@@ -588,16 +588,17 @@ class _ComponentBatch:
         models_used = row.pop("models_used")
         events = row.pop("events")
         problem = _column_problem(row, _COMPONENT_CHECKS) or _component_problem(row)
+        if problem is not None:
+            raise _InvalidRecord(f"{_component_what(row)}: {problem}")
         key = tuple(models_used)
         known = self._models.get(key)
         if known is None:
             known = self._models[key] = (compute_signature(key), [m.to_dict() for m in key])
         signature, dicts = known
-        if problem is None and row["model_signature"] != signature:
-            problem = (f"model_signature {row['model_signature']!r} is not the signature of "
-                       f"its models_used ({signature!r})")
-        if problem is not None:
-            raise _InvalidRecord(f"{_component_what(row)}: {problem}")
+        if row["model_signature"] != signature:
+            raise _InvalidRecord(f"{_component_what(row)}: model_signature "
+                                 f"{row['model_signature']!r} is not the signature of its "
+                                 f"models_used ({signature!r})")
         row["models_used_override"] = None
         if signature is not None:
             stored = self._stored_models.get(signature)
