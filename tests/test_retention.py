@@ -522,7 +522,7 @@ def test_deletion_handles_any_artifact_index_shape(tmp_path, make_run):
     with engine.begin() as conn:
         for run, components in (first, second):
             conn.execute(Base.metadata.tables["runs"].insert(), _run_rows([run]))
-            batch = _ComponentBatch(components, {})
+            batch = _ComponentBatch(components)
             conn.execute(Base.metadata.tables["component_runs"].insert(), batch.component_rows)
             conn.execute(Base.metadata.tables["events"].insert(), batch.event_rows)
         conn.execute(text("INSERT INTO artifact_index VALUES ('youtube', 'one', :a, NULL), "

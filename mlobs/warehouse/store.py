@@ -137,8 +137,8 @@ class WarehouseStore:
         except BaseException:
             self._engine.dispose()
             raise
-        #: model_signatures.models this store has seen committed, by signature: later
-        #: batches neither write nor read those rows again.
+        #: model_signatures.models this store has seen committed, by signature (such rows
+        #: never change): later batches need not read them back.
         self._stored_models: dict[str, list[dict[str, Any]]] = {}
         self._prepare_statements()
 
@@ -156,8 +156,10 @@ class WarehouseStore:
             # A finished run is final: a "running" snapshot arriving late is ignored.
             where=or_(RUNS.c.status == "running", upsert.excluded.status != "running"),
         )
+        # RETURNING: the rows actually inserted (none for signatures already stored).
         self._insert_signatures = insert(SIGNATURES).on_conflict_do_nothing(
-            index_elements=[SIGNATURES.c.model_signature])
+            index_elements=[SIGNATURES.c.model_signature]).returning(
+            SIGNATURES.c.model_signature, SIGNATURES.c.models)
         self._insert_components = insert(COMPONENTS).on_conflict_do_nothing(
             index_elements=[COMPONENTS.c.component_run_id])
         self._insert_events = insert(EVENTS).on_conflict_do_nothing(
@@ -218,7 +220,7 @@ class WarehouseStore:
             return
         try:
             run_rows = _run_rows(runs)
-            batch = _ComponentBatch(components, self._stored_models)
+            batch = _ComponentBatch(components)
         except _InvalidRecord as exc:
             raise InvalidRecordError(str(exc)) from None
         try:
@@ -226,14 +228,7 @@ class WarehouseStore:
                 # Runs first: component and event rows reference them.
                 if run_rows:
                     conn.execute(self._upsert_runs, run_rows)
-                signature_rows = batch.signature_rows()
-                stored: dict[str, list[dict[str, Any]]] = {}
-                if signature_rows:
-                    conn.execute(self._insert_signatures, signature_rows)
-                    stored = dict(conn.execute(  # type: ignore[arg-type]
-                        select(SIGNATURES.c.model_signature, SIGNATURES.c.models).where(
-                            SIGNATURES.c.model_signature.in_(batch.signatures))).all())
-                    batch.set_overrides(stored)
+                stored = self._write_signatures(conn, batch)
                 if self._use_copy:
                     # PostgreSQL: COPY, still insert-or-ignore by primary key (a stored key
                     # sends the rows through a staging table + ON CONFLICT DO NOTHING).
@@ -250,8 +245,31 @@ class WarehouseStore:
             # ValueError/TypeError: psycopg serialises JSON parameters itself, outside
             # SQLAlchemy's error wrapping (and the COPY path serialises them itself).
             raise WarehouseError(self._explain_failure(exc, run_rows, batch)) from exc
-        # Only once committed: a signature row is never changed or deleted afterwards.
+        # Only once committed: a rolled-back insert left no row behind.
         self._stored_models.update(stored)
+
+    def _write_signatures(self, conn: Connection,
+                          batch: _ComponentBatch) -> dict[str, list[dict[str, Any]]]:
+        """Insert-or-ignore the batch's signature rows and set its components' overrides.
+
+        Returns the rows this write inserted or read (signature -> models). A signature
+        this store has seen committed is not read back; it is still inserted-or-ignored,
+        so a warehouse emptied behind the store's back gets the row again (the insert
+        returns it, and the returned models are the ones the overrides compare with).
+        """
+        signature_rows = batch.signature_rows()
+        if not signature_rows:
+            return {}
+        stored = dict(conn.execute(  # type: ignore[arg-type]
+            self._insert_signatures, signature_rows).all())
+        unknown = [signature for signature in batch.signatures
+                   if signature not in stored and signature not in self._stored_models]
+        if unknown:
+            stored.update(conn.execute(  # type: ignore[arg-type]
+                select(SIGNATURES.c.model_signature, SIGNATURES.c.models)
+                .where(SIGNATURES.c.model_signature.in_(unknown))).all())
+        batch.set_overrides({**self._stored_models, **stored})
+        return stored
 
     def _update_index(self, conn: Connection, run_rows: list[dict[str, Any]]) -> None:
         """Maintain ``artifact_index`` for the runs of one write (inside its transaction)."""
@@ -560,18 +578,14 @@ class _ComponentBatch:
 
     Args:
         components: the records (a component_run_id given twice keeps its first record).
-        stored_models: ``model_signatures.models`` already known to be stored, by
-            signature (such signatures are not written again).
 
     Raises:
         _InvalidRecord: a record is invalid (the message names it).
     """
 
-    def __init__(self, components: Sequence[ComponentRecord],
-                 stored_models: Mapping[str, list[dict[str, Any]]]) -> None:
+    def __init__(self, components: Sequence[ComponentRecord]) -> None:
         self.component_rows: list[dict[str, Any]] = []
         self.event_rows: list[dict[str, Any]] = []
-        self._stored_models = stored_models
         # models tuple -> (signature, manifest dicts); computed once per distinct list.
         self._models: dict[tuple[ModelRef, ...], tuple[str | None, list[dict[str, str]]]] = {}
         self._first_seen: dict[str, tuple[datetime, list[dict[str, str]]]] = {}
@@ -601,21 +615,16 @@ class _ComponentBatch:
                                  f"models_used ({signature!r})")
         row["models_used_override"] = None
         if signature is not None:
-            stored = self._stored_models.get(signature)
-            if stored is None:
-                first = self._first_seen.get(signature)
-                if first is None or row["started_at"] < first[0]:
-                    self._first_seen[signature] = (row["started_at"], dicts)
-                self._rows_with_models.append((row, signature, dicts))
-            elif stored != dicts:
-                row["models_used_override"] = dicts
+            first = self._first_seen.get(signature)
+            if first is None or row["started_at"] < first[0]:
+                self._first_seen[signature] = (row["started_at"], dicts)
+            self._rows_with_models.append((row, signature, dicts))
         self.component_rows.append(row)
         for seq, event in enumerate(events):
             self.event_rows.append(_event_row(event, seq, component))
 
     @property
     def signatures(self) -> list[str]:
-        """Signatures of this batch not known to be stored yet."""
         return list(self._first_seen)
 
     def signature_rows(self) -> list[dict[str, Any]]:

@@ -377,6 +377,21 @@ def test_a_failed_write_leaves_no_signature_behind_for_later_writes(store, make_
     assert _count(store, SIGNATURES) == 3
 
 
+def test_signature_rows_removed_behind_the_stores_back_are_written_again(store, make_run):
+    """Rows a store remembers as stored can vanish (a warehouse emptied and re-created
+    while a sink keeps its store open): the next write must bring them back."""
+    first_run, first_components = make_run()
+    store.write([first_run], first_components)
+    with store.engine.begin() as conn:
+        conn.execute(SIGNATURES.delete())
+    run, components = make_run()
+    asr = components[0]
+    asr.models_used = [dataclasses.replace(asr.models_used[0], device="cuda:1")]
+    store.write([run], components)
+    assert _count(store, SIGNATURES) == 3
+    assert store.get_run(run.run_id)[1] == components
+
+
 def test_invocations_sharing_component_and_attempt_are_both_stored(store, make_run):
     """A run fanned out over workers: one component, attempt 1, in several tasks."""
     run, components = make_run()
