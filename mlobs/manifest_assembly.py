@@ -43,13 +43,17 @@ class AssembledManifest:
 
 def assemble_manifest(store: WarehouseStore, run_id: str, runs_dir: Path, *,
                       expected: Mapping[str, str] | None = None,
+                      unconfirmed: Mapping[str, str] | None = None,
                       warnings: Sequence[str] = (), timeout_s: float = 30.0,
+                      unconfirmed_wait_s: float = 2.0,
                       poll_interval_s: float = 0.1) -> AssembledManifest:
     """Write ``run_id``'s manifest from the warehouse.
 
     Waits (polling every ``poll_interval_s`` seconds, for at most ``timeout_s``) until the
     run's record is final and every component_run_id in ``expected`` is stored; whatever
-    is still missing then is named in a warning on the run record.
+    is still missing then is named in a warning on the run record. Components in
+    ``unconfirmed`` are waited for ``unconfirmed_wait_s`` at most: those stored by then
+    count as expected ones, the others get their warning.
 
     The expected components (other processes' work, which the run's own status rule never
     saw) are then judged by that rule (ARCHITECTURE §4): a failed required one makes an
@@ -62,14 +66,20 @@ def assemble_manifest(store: WarehouseStore, run_id: str, runs_dir: Path, *,
         runs_dir: ``<root>/runs``; the file goes where the manifest sink puts it.
         expected: component_run_id → a label for the warning (e.g. the task's name and
             id), for components other processes are known to have finished.
+        unconfirmed: component_run_id → the warning to add unless it is stored, for
+            components that may or may not have finished (a Celery task the result
+            backend still calls RETRY: that state can be written after the last delivery
+            already failed).
         warnings: further warnings for the manifest's run record.
-        timeout_s, poll_interval_s: seconds.
+        timeout_s, unconfirmed_wait_s, poll_interval_s: seconds.
 
     Raises:
         WarehouseError: the warehouse cannot be read or written, or does not know the run.
     """
     expected = dict(expected or {})
-    deadline = time.monotonic() + timeout_s
+    unconfirmed = dict(unconfirmed or {})
+    start = time.monotonic()
+    deadline, unconfirmed_deadline = start + timeout_s, start + unconfirmed_wait_s
     while True:
         found = store.get_run(run_id)
         if found is None:
@@ -77,10 +87,15 @@ def assemble_manifest(store: WarehouseStore, run_id: str, runs_dir: Path, *,
         run, components = found
         stored = {c.component_run_id for c in components}
         missing = [cid for cid in expected if cid not in stored]
-        if (run.status != "running" and not missing) or time.monotonic() >= deadline:
+        waiting = [cid for cid in unconfirmed if cid not in stored]
+        now = time.monotonic()
+        if (run.status != "running" and not missing
+                and (not waiting or now >= unconfirmed_deadline)) or now >= deadline:
             break
         time.sleep(poll_interval_s)
     added = list(warnings)
+    added.extend(unconfirmed[cid] for cid in waiting)
+    expected.update((cid, label) for cid, label in unconfirmed.items() if cid in stored)
     added.extend(f"the record of {expected[cid]} did not reach the warehouse within "
                  f"{timeout_s} s" for cid in missing)
     if missing:

@@ -4,6 +4,7 @@ orchestrating process writes at the run's end)."""
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -71,6 +72,28 @@ def test_other_processes_records_are_judged_by_the_run_status_rule(db_url, make_
         again = assemble_manifest(store, run.run_id, tmp_path,
                                   expected={"task-1": "task a", "task-2": "task b"})
         assert again.run == done.run
+
+
+def test_unconfirmed_components_count_once_stored_and_are_named_otherwise(db_url, make_run,
+                                                                         tmp_path):
+    """A Celery task whose stored state still says RETRY may have failed for good."""
+    run, components = make_run(status="ok")
+    failed = dataclasses.replace(components[0], component_run_id="retried-task",
+                                 required=True, status="error", error_code="timeout",
+                                 error_message="upstream timed out", events=[])
+    with WarehouseStore(db_url, manage_schema=True) as store:
+        store.write([run], [*components, failed])
+        started = time.monotonic()
+        done = assemble_manifest(
+            store, run.run_id, tmp_path, timeout_s=30, unconfirmed_wait_s=0.5,
+            unconfirmed={"retried-task": "task a had not finished (RETRY)",
+                         "still-retrying": "task b had not finished (RETRY)"})
+        waited_s = time.monotonic() - started
+    assert (done.run.status, done.run.error_code) == ("error", "timeout")
+    assert "task b had not finished (RETRY)" in done.run.warnings
+    assert "task a had not finished (RETRY)" not in done.run.warnings
+    assert done.missing == []  # unconfirmed ones are not "expected" until stored
+    assert 0.5 <= waited_s < 30
 
 
 def test_an_unknown_run_is_a_warehouse_error(db_url, tmp_path):

@@ -345,24 +345,30 @@ def _assemble(run: Run) -> None:
         sent = _sent.pop(run.run_id, None)
     if sent is None:
         return
-    expected, warnings = _expected_records(sent)
+    expected, retrying, warnings = _expected_records(sent)
     settings = get_recorder().settings
     try:
         with WarehouseStore(settings.db_url,
                             manage_schema=settings.db_is_embedded_default) as store:
             assemble_manifest(store, run.run_id, settings.runs_dir, expected=expected,
-                              warnings=warnings, timeout_s=_settings.assemble_timeout_s)
+                              unconfirmed=retrying, warnings=warnings,
+                              timeout_s=_settings.assemble_timeout_s)
     except WarehouseError as exc:
         log.warning("mlobs: the manifest of run %s keeps this process's records only: %s",
                     run.run_id, exc)
 
 
-def _expected_records(sent: dict[str, tuple[str, Any]]) -> tuple[dict[str, str], list[str]]:
-    """component_run_id → label of the tasks that finished, and a warning per task that
-    had not (as far as the result backend tells)."""
+def _expected_records(sent: dict[str, tuple[str, Any]]
+                      ) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    """For the tasks sent during the run: component_run_id → label of those that finished,
+    component_run_id → warning of those the result backend calls RETRY (Celery stores
+    RETRY after sending the next delivery, so a fast last delivery's failure can be
+    overwritten by it: their records decide), and a warning per task that had not
+    finished (as far as the result backend tells)."""
     from celery.backends.base import DisabledBackend
 
     expected: dict[str, str] = {}
+    retrying: dict[str, str] = {}
     warnings: list[str] = []
     for task_id, (name, app) in sent.items():
         if name.startswith("celery.") or getattr(app.tasks.get(name), "mlobs", None) is False:
@@ -371,10 +377,14 @@ def _expected_records(sent: dict[str, tuple[str, Any]]) -> tuple[dict[str, str],
         if not isinstance(app.backend, DisabledBackend):
             state = app.AsyncResult(task_id).state
             if state not in states.READY_STATES:
-                warnings.append(f"{label} had not finished when the run ended ({state})")
+                warning = f"{label} had not finished when the run ended ({state})"
+                if state == states.RETRY:
+                    retrying[task_component_run_id(task_id)] = warning
+                else:
+                    warnings.append(warning)
                 continue
         expected[task_component_run_id(task_id)] = label
-    return expected, warnings
+    return expected, retrying, warnings
 
 
 _HANDLERS = (
