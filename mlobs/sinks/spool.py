@@ -105,18 +105,17 @@ class Spool:
     """The spool file of one writer (a WarehouseSink instance) in ``directory``.
 
     The file is created at the first :meth:`append`; after a replay claimed it, the next
-    append creates a new one. Appends from one instance must not run concurrently (a
+    append creates it again under the same name. Appends from one instance must not run concurrently (a
     sink only appends from its worker thread).
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, prefix: str = "warehouse") -> None:
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
-        self._prefix = prefix
         self._new_path()
 
     def _new_path(self) -> None:
         self._pid = os.getpid()
-        self.path = self.directory / f"{self._prefix}-{self._pid}-{uuid.uuid4().hex[:12]}" \
+        self.path = self.directory / f"warehouse-{self._pid}-{uuid.uuid4().hex[:12]}" \
                                      f"{SPOOL_SUFFIX}"
 
     def append(self, records: Sequence[Record]) -> int:
@@ -155,13 +154,6 @@ class Spool:
             if new_file:
                 _fsync_dir(self.directory)
         return len(records)
-
-    def pending(self) -> bool:
-        """True when this instance's own file holds records not replayed yet."""
-        try:
-            return self.path.stat().st_size > 0
-        except OSError:
-            return False
 
 
 def spool_files(directory: str | os.PathLike[str]) -> list[Path]:
@@ -242,13 +234,6 @@ def _read(path: Path, report: ReplayReport) -> list[Record]:
     return records
 
 
-def _count_lines(path: Path) -> int:
-    try:
-        return sum(1 for line in path.read_bytes().split(b"\n") if line.strip())
-    except OSError:
-        return 0
-
-
 def _rewrite(path: Path, records: Sequence[Record]) -> None:
     """Replace ``path`` by ``records`` atomically (or remove it when there is none)."""
     if not records:
@@ -286,7 +271,8 @@ def _claim(directory: Path) -> list[Path]:
                 continue
             target = path.with_name(path.name[:-len(SPOOL_SUFFIX)] + CLAIMED_SUFFIX)
             if target.exists():
-                # Should not happen (names are unique); keep both by appending.
+                # A replay was cut off and the writer, whose file name stays the same,
+                # appended again: its new records go after the claimed ones.
                 with open(target, "ab") as out:
                     out.write(path.read_bytes())
                     out.flush()
@@ -294,7 +280,8 @@ def _claim(directory: Path) -> list[Path]:
                 path.unlink()
             else:
                 os.replace(path, target)
-            claimed.append(target)
+            if target not in claimed:
+                claimed.append(target)
         if claimed:
             _fsync_dir(directory)
     return claimed
@@ -323,34 +310,28 @@ def replay(directory: str | os.PathLike[str], store: Any, *, chunk_size: int = 5
     if not directory.is_dir():
         return report
     with _flock(directory / _REPLAY_LOCK_NAME, blocking=wait):
-        for path in _claim(directory):
-            report.files += 1
-            if report.error is not None:
-                # The database is away: do not try again for each file.
-                report.pending += _count_lines(path)
-                continue
-            torn_before = report.torn
-            records = _read(path, report)
-            runs = [r for r in records if isinstance(r, RunRecord)]
-            components = [r for r in records if isinstance(r, ComponentRecord)]
-            ordered: list[Record] = [*runs, *components]
-            done = 0
-            while done < len(ordered):
-                chunk = ordered[done:done + chunk_size]
-                try:
-                    _write_chunk(store, chunk, directory, report)
-                except Exception as exc:  # the database is away (again)
-                    report.error = f"{type(exc).__name__}: {exc}"[:500]
-                    break
-                done += len(chunk)
-            remaining = ordered[done:]
-            if report.error is not None:
-                report.pending += len(remaining)
-                if done or report.torn > torn_before:
-                    _rewrite(path, remaining)
-                # Leave the other files for the next replay; count what they hold.
-                continue
-            _rewrite(path, [])
+        files = [(path, _read(path, report)) for path in _claim(directory)]
+        report.files = len(files)
+        # Every file's runs before any component: a worker's components can sit in
+        # another file than their run (the run spooled by the orchestrating process).
+        ordered = [(path, record) for kind in (RunRecord, ComponentRecord)
+                   for path, records in files for record in records
+                   if isinstance(record, kind)]
+        done = 0
+        while done < len(ordered):
+            chunk = ordered[done:done + chunk_size]
+            try:
+                _write_chunk(store, [record for _, record in chunk], directory, report)
+            except Exception as exc:  # the database is away (again)
+                report.error = f"{type(exc).__name__}: {exc}"[:500]
+                break
+            done += len(chunk)
+        remaining: dict[Path, list[Record]] = {path: [] for path, _ in files}
+        for path, record in ordered[done:]:
+            remaining[path].append(record)
+        report.pending = len(ordered) - done
+        for path, records in remaining.items():
+            _rewrite(path, records)  # torn lines go too (they were reported)
     return report
 
 

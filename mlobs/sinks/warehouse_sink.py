@@ -60,7 +60,6 @@ class WarehouseSink:
     Attributes:
         spooled: records appended to the spool since the sink started.
         replayed: records written from the spool to the warehouse by this sink.
-        spool_path: this sink's spool file (it exists only while it holds records).
     """
 
     name = "warehouse"
@@ -77,13 +76,18 @@ class WarehouseSink:
                                  else retry_interval_s)
         self._store: WarehouseStore | None = None
         self._spool = Spool(self.spool_dir) if self.spool_dir is not None else None
-        self.spool_path = self._spool.path if self._spool is not None else None
         self.spooled = 0
         self.replayed = 0
         # None: not looked yet (records another process left behind are replayed too).
         self._pending: bool | None = None
         self._retry_at = 0.0  # monotonic time before which the database is not tried
         self._away = False
+
+    @property
+    def spool_path(self) -> Path | None:
+        """This sink's spool file (it exists only while it holds records; a forked child
+        gets a file of its own)."""
+        return self._spool.path if self._spool is not None else None
 
     # -- BatchWorker's calls (worker thread) ---------------------------------------------
     def export(self, items: list[Any]) -> None:

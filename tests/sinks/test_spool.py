@@ -227,8 +227,10 @@ def test_an_interrupted_replay_and_a_repeated_one_write_nothing_twice(tmp_path, 
     with WarehouseStore(sqlite_url, manage_schema=True) as store:
         report = replay(spool_dir, FailingAfter(store, ok=2), chunk_size=2)
         assert report.error is not None and "connection lost" in report.error
-        assert report.pending == 3  # 6 records in the first file, 4 written; and 1
-        assert len(spool_files(spool_dir)) == 2
+        # Runs first (both files), then components: 4 written, 3 components left in
+        # the first file; the second file held only its run and is gone.
+        assert report.pending == 3
+        assert len(spool_files(spool_dir)) == 1
         report = replay(spool_dir, store, chunk_size=2)
         assert report.complete and spool_files(spool_dir) == []
         # The very same spool replayed again (e.g. killed before it was removed).
@@ -237,6 +239,38 @@ def test_an_interrupted_replay_and_a_repeated_one_write_nothing_twice(tmp_path, 
         assert replay(spool_dir, store).complete
     db = sqlite_url
     assert counts(db, run.run_id) == {"runs": 1, "component_runs": 5, "events": 2}
+
+
+def test_a_writer_appending_after_an_interrupted_replay_is_replayed_once(tmp_path, make_run,
+                                                                         sqlite_url):
+    """The writer's next append re-creates its file next to the claimed one the
+    interrupted replay left: the next replay takes both, each record once."""
+    run, comps = make_run()
+    spool = Spool(tmp_path / "spool")
+    spool.append([run, *comps[:2]])
+    with WarehouseStore(sqlite_url, manage_schema=True) as store:
+        report = replay(spool.directory, FailingAfter(store, ok=1), chunk_size=1)
+        assert report.error is not None and report.pending == 2
+        spool.append(comps[2:])
+        report = replay(spool.directory, store)
+        assert report.error is None and report.pending == 0
+        assert (report.runs, report.components) == (0, len(comps))
+        assert spool_files(spool.directory) == []
+    assert counts(sqlite_url, run.run_id)["component_runs"] == len(comps)
+
+
+def test_components_spooled_apart_from_their_run_are_replayed(tmp_path, make_run,
+                                                               sqlite_url):
+    """A worker's file can hold components whose run another process spooled later."""
+    run, comps = make_run()
+    Spool(tmp_path / "spool").append(comps)  # the worker's file, the older one
+    time.sleep(0.01)
+    Spool(tmp_path / "spool").append([run])  # the orchestrator's
+    with WarehouseStore(sqlite_url, manage_schema=True) as store:
+        report = replay(tmp_path / "spool", store)
+    assert report.error is None and (report.runs, report.components) == (1, len(comps))
+    assert spool_files(tmp_path / "spool") == []
+    assert counts(sqlite_url, run.run_id)["component_runs"] == len(comps)
 
 
 def test_two_replayers_never_work_at_once(tmp_path, make_run, sqlite_url):
