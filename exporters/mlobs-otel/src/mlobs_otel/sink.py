@@ -32,14 +32,14 @@ run spread over many workers is one trace.
 
 The tracer provider is the one given, else the application's global provider when it set
 one, else a provider built from the standard ``OTEL_*`` variables with the OTLP/HTTP span
-exporter (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_SERVICE_NAME`` default ``mlobs``).
+exporter (``OTEL_EXPORTER_OTLP_ENDPOINT``; ``service.name`` from ``OTEL_SERVICE_NAME`` or
+``OTEL_RESOURCE_ATTRIBUTES``, default ``mlobs``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import OrderedDict
 from datetime import datetime
 from typing import Any
@@ -113,8 +113,9 @@ def _provider_from_environment() -> tuple[Any, bool]:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    resource = Resource.create(
-        {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": "mlobs"})
+    resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({"service.name": "mlobs"}))
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     return provider, True
