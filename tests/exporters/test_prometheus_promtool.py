@@ -38,7 +38,8 @@ def test_the_exposition_passes_promtool_check_metrics(promtool, make_run):
     # a refused label value too: the overflow counter is part of the exposition
     sink.export([replace(components[0], component="video 123 asr")])
     text = generate_latest(registry)
-    assert b"mlobs_prometheus_label_overflow_total" in text
+    # a sample, not just HELP/TYPE (those are written even before any refusal)
+    assert b'mlobs_prometheus_label_overflow_total{label="component"} ' in text
     done = tool(promtool, "check", "metrics", stdin=text)
     assert done.returncode == 0, (done.stdout + done.stderr).decode()
     assert done.stdout.strip() == b"" and done.stderr.strip() == b""  # no lint remarks
