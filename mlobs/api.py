@@ -72,12 +72,7 @@ log = logging.getLogger("mlobs")
 F = TypeVar("F", bound=Callable[..., Any])
 
 _perf_ns = time.perf_counter_ns
-_wall_ns = time.time_ns
 _record_lock = threading.Lock()
-
-
-def _utc_from_ns(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -323,7 +318,7 @@ class ComponentCall:
             return
         if self.events is None:
             self.events = []
-        self.events.append((kind, _wall_ns(), attributes))
+        self.events.append((kind, _perf_ns(), attributes))
 
     def set_prediction(self, model: ModelRef, prediction_status: str) -> None:
         """Record which model answered a fallback chain (model system rules §11.2).
@@ -376,8 +371,9 @@ class ComponentCall:
         self._id = component_run_id
         error = self.error
         run_id = self.run.run_id
+        # On the run's time base, like the component's own times.
         events = [EventRecord(new_uuid4(), run_id, component_run_id, kind,
-                              _utc_from_ns(at_ns), attributes)
+                              self.run._wall_at(at_ns), attributes)
                   for kind, at_ns, attributes in self.events or ()]
         tracker = self._tracker
         # torch's own counters when they covered this component, else NVML's process total.
@@ -457,8 +453,9 @@ class Run:
         return self._profile
 
     def at_exit(self, hook: Callable[[Run], None]) -> None:
-        """Call ``hook(run)`` once the run ended and its final record reached the sinks
-        (integrations use it: the Celery integration assembles the manifest there).
+        """Call ``hook(run)`` once the run ended: its final record was handed to the sinks
+        and flushed (for up to ``flush_timeout_s``). Integrations use it: the Celery
+        integration assembles the manifest there.
 
         A hook that raises is logged; it never changes the run's outcome. Adding the same
         hook twice calls it once.

@@ -1,7 +1,8 @@
 """Random record ids: UUID version 4 strings (RFC 9562 §5.4), as ``str(uuid.uuid4())``.
 
 ``uuid.uuid4()`` spends most of its ~4.6 µs building the ``UUID`` object and formatting
-it; ids are made for every component and event on the sinks' thread, so this formats
+it; an id is made for every run, component and event (a component's and its events' on
+the sinks' thread when the record is built), so this formats
 ``os.urandom(16)`` directly (~1.7 µs, measured on the CI machine, Python 3.11). The random
 bits come from the same source; ``os.urandom`` per call keeps forked children apart.
 """

@@ -224,13 +224,14 @@ def test_identifiers_longer_than_the_warehouse_columns_are_refused_up_front():
                 run.component("asr", device="d" * 200)
 
 
-def test_run_timestamps_bracket_its_components():
+def test_run_timestamps_bracket_its_components_and_their_events():
     with capture() as rec:
         with mlobs.run("youtube", "abc") as run:
-            with run.component("asr"):
-                pass
+            with run.component("asr") as c:
+                c.event("retry", attempt=1)
     final, asr = rec.run(), rec.component("asr")
     assert final.started_at <= asr.started_at <= asr.finished_at <= final.finished_at
+    assert asr.started_at <= asr.events[0].occurred_at <= asr.finished_at
 
 
 def test_events_with_attributes_json_cannot_hold_become_warnings():
