@@ -127,5 +127,6 @@ def _apply_required_failure(run: RunRecord, components: list[ComponentRecord]) -
     if failed is None or run.status != "ok":
         return False
     run.status, run.error_code = "error", failed.error_code
-    run.error_message = required_failure_message(failed.component, failed.error_message)
+    run.error_message = required_failure_message(failed.component,
+                                                 failed.error_message or failed.error_code)
     return True

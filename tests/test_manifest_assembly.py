@@ -96,6 +96,18 @@ def test_unconfirmed_components_count_once_stored_and_are_named_otherwise(db_url
     assert 0.5 <= waited_s < 30
 
 
+def test_a_required_failure_without_a_message_names_its_error_code(db_url, make_run,
+                                                                    tmp_path):
+    run, components = make_run(status="ok")
+    failed = dataclasses.replace(components[0], component_run_id="task-1", required=True,
+                                 status="error", error_code="oom", error_message=None,
+                                 events=[])
+    with WarehouseStore(db_url, manage_schema=True) as store:
+        store.write([run], [*components, failed])
+        done = assemble_manifest(store, run.run_id, tmp_path, expected={"task-1": "t"})
+    assert done.run.error_message == f"required component {failed.component!r} failed: oom"
+
+
 def test_an_unknown_run_is_a_warehouse_error(db_url, tmp_path):
     with WarehouseStore(db_url, manage_schema=True) as store:
         with pytest.raises(WarehouseError, match="is not in the warehouse"):
