@@ -47,6 +47,11 @@ class Settings:
         return self.root / "runs"
 
     @property
+    def spool_dir(self) -> Path:
+        """Where the warehouse sink spools records while the database is away."""
+        return self.root / "spool"
+
+    @property
     def cache_dir(self) -> Path:
         """Where component results are cached (:mod:`mlobs.cache.store`)."""
         return self.root / "cache"

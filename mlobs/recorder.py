@@ -102,7 +102,7 @@ def build_sinks(settings: Settings) -> list[Sink]:
         from mlobs.sinks.warehouse_sink import WarehouseSink
         sinks.append(WarehouseSink(settings.db_url,
                                    manage_schema=settings.db_is_embedded_default,
-                                   spool_dir=settings.root / "spool"))
+                                   spool_dir=settings.spool_dir))
     for name in settings.sinks:
         if name not in KNOWN_SINKS:  # an exporter package's sink (mlobs.plugins)
             from mlobs.plugins import create_plugin_sink

@@ -82,7 +82,7 @@ def spool_command(args: argparse.Namespace) -> int:
     """``--spool``: replay ``<root>/spool``. Exit 0 when everything was written (or there
     was nothing), 1 when the warehouse is still away or refused records."""
     settings = resolve_settings(root=args.root, db_url=args.db_url)
-    spool_dir = settings.root / "spool"
+    spool_dir = settings.spool_dir
     db_url = settings.db_url
     if not has_spooled(spool_dir):
         print(f"nothing spooled under {spool_dir}")

@@ -37,7 +37,6 @@ from sqlalchemy.exc import DBAPIError
 from mlobs.warehouse.engine import json_dumps
 
 
-
 def _json_converter(none_as_null: bool) -> Callable[[Any], Any]:
     null = None if none_as_null else "null"
 
