@@ -4,6 +4,8 @@ Each check returns a :class:`Check` (name, ok, detail, hint). The manifest check
 the manifests under the root with the warehouse: a run whose manifest is not in the
 warehouse, or whose warehouse row is behind its manifest, was not (fully) exported — most
 often because a sink failed or the database was away — and ``mlobs ingest`` repairs it.
+The spool check counts the records the warehouse sink spooled while the database was
+away (``mlobs ingest --spool`` writes them) and those the warehouse refused on replay.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from mlobs.config import Settings
 from mlobs.errors import MlobsError
 from mlobs.ingest import find_manifests
 from mlobs.manifest import ManifestError, read_manifest
+from mlobs.sinks.spool import REJECTED_NAME, spool_contents
 from mlobs.warehouse.engine import display_url, missing_sqlite_file, normalize_url
 from mlobs.warehouse.store import WarehouseStore
 
@@ -61,6 +64,32 @@ def check_duckdb_extensions(settings: Settings) -> Check:
     except MlobsError as exc:
         return Check("duckdb", False, str(exc))
     return Check("duckdb", True, f"{name} extension at {path}")
+
+
+def check_spool(settings: Settings, db_url_given: bool) -> list[Check]:
+    """Records the warehouse sink spooled while the database was away, and records the
+    warehouse refused when they were replayed (see :mod:`mlobs.sinks.spool`).
+
+    Args:
+        settings: the resolved settings (the spool is ``settings.spool_dir``).
+        db_url_given: the warehouse URL was given on the command line (the hint repeats it).
+    """
+    spool_dir = settings.spool_dir
+    found = spool_contents(spool_dir)
+    db_url = f" --db-url '{display_url(settings.db_url)}'" if db_url_given else ""
+    checks = [Check("spool", found.waiting == 0,
+                    f"{found.waiting} record(s) in {found.files} file(s) under {spool_dir} "
+                    "wait for the warehouse (the sink that spooled them writes them once it "
+                    "answers; a sink that stopped does not)" if found.waiting else
+                    f"no records wait in {spool_dir}",
+                    f"mlobs ingest --spool --root '{settings.root}'{db_url}"
+                    if found.waiting else "")]
+    if found.rejected:
+        rejected = spool_dir / REJECTED_NAME
+        checks.append(Check("spool", False, f"{found.rejected} spooled record(s) were "
+                            f"refused by the warehouse and kept in {rejected}",
+                            f"read {rejected}: each line holds a record and the reason"))
+    return checks
 
 
 @dataclass
@@ -135,14 +164,20 @@ def check_manifests(settings: Settings, store: WarehouseStore | None) -> list[Ch
     return checks
 
 
-def run_checks(settings: Settings) -> list[Check]:
-    """Every check, in the order they are printed."""
+def run_checks(settings: Settings, *, db_url_given: bool = False) -> list[Check]:
+    """Every check, in the order they are printed.
+
+    Args:
+        settings: the resolved settings.
+        db_url_given: the warehouse URL was given on the command line (hints repeat it).
+    """
     checks = [check_root(settings)]
     warehouse, store = check_warehouse(settings)
     checks.append(warehouse)
     checks.append(check_duckdb_extensions(settings))
     try:
         checks.extend(check_manifests(settings, store))
+        checks.extend(check_spool(settings, db_url_given))
     finally:
         if store is not None:
             store.close()

@@ -10,11 +10,13 @@ from mlobs.doctor import run_checks
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "doctor", help="check the set-up; find runs missing from the warehouse",
+        "doctor", help="check the set-up; find runs missing from the warehouse and spooled records",
         description="Checks that the root is writable, the warehouse is reachable and "
-                    "upgraded, DuckDB's scanner extension is installed, and that every "
+                    "upgraded, DuckDB's scanner extension is installed, that every "
                     "manifest under the root is in the warehouse (sink failures or a dead "
-                    "database leave runs only in their manifests). Exit 1 if a check fails.")
+                    "database leave runs only in their manifests), and that no records "
+                    "wait in the root's spool (written while the database was away). "
+                    "Exit 1 if a check fails.")
     parser.add_argument("--root", default=None, help="mlobs root (default: $MLOBS_ROOT or "
                                                      "./mlobs-data)")
     parser.add_argument("--db-url", default=None, metavar="URL",
@@ -24,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def doctor_command(args: argparse.Namespace) -> int:
     settings = resolve_settings(root=args.root, db_url=args.db_url)
-    checks = run_checks(settings)
+    checks = run_checks(settings, db_url_given=args.db_url is not None)
     for check in checks:
         mark = "ok  " if check.ok else "FAIL"
         print(f"[{mark}] {check.name:<10} {check.detail}")

@@ -186,6 +186,41 @@ def has_spooled(directory: str | os.PathLike[str]) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class SpoolContents:
+    """What a spool directory holds (records counted by their lines; a torn line counts).
+
+    Attributes:
+        files: spool files holding records (appended or claimed).
+        waiting: records in them, not yet in the warehouse.
+        rejected: records the warehouse refused on replay, kept in ``rejected.jsonl``.
+    """
+
+    files: int = 0
+    waiting: int = 0
+    rejected: int = 0
+
+
+def spool_contents(directory: str | os.PathLike[str]) -> SpoolContents:
+    """Count what ``directory`` holds; an unreadable file counts as empty (a replay in
+    another process may remove it while this reads)."""
+    directory = Path(directory)
+    files = waiting = 0
+    for path in spool_files(directory):
+        lines = _count_lines(path)
+        files += lines > 0
+        waiting += lines
+    return SpoolContents(files, waiting, _count_lines(directory / REJECTED_NAME))
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as source:
+            return sum(1 for line in source if line.strip())
+    except OSError:
+        return 0
+
+
 @dataclass
 class ReplayReport:
     """What a replay did.

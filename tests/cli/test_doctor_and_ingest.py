@@ -44,3 +44,53 @@ def test_ingest_names_what_is_wrong(tmp_path, capsys):
     assert main(["db", "upgrade", "--db-url", db]) == 0
     assert main(["ingest", str(tmp_path / "runs"), "--db-url", db]) == 1
     assert "expected schema 'mlobs.manifest/1'" in capsys.readouterr().err
+
+
+def test_doctor_counts_spooled_records_until_ingest_spool_writes_them(tmp_path, make_run,
+                                                                     capsys):
+    from mlobs.sinks.warehouse_sink import WarehouseSink
+    from mlobs.warehouse.migrate import upgrade
+    root = tmp_path / "root"
+    blocker = tmp_path / "dead"
+    blocker.write_text("a file where the warehouse directory should be")
+    sink = WarehouseSink(f"sqlite:///{blocker / 'warehouse.db'}", spool_dir=root / "spool")
+    run, components = make_run()
+    sink.export([run, *components])  # the database is away: spooled
+    sink.shutdown(1)
+    good = f"sqlite:///{tmp_path / 'good.db'}"
+    upgrade(good)
+    args = ["--root", str(root), "--db-url", good]
+    assert main(["doctor", *args]) == 1
+    out = capsys.readouterr().out
+    assert f"{1 + len(components)} record(s) in 1 file(s) under {root / 'spool'}" in out
+    assert f"fix: mlobs ingest --spool --root '{root}' --db-url" in out
+    assert main(["ingest", "--spool", *args]) == 0
+    assert main(["doctor", *args]) == 0
+    assert "no records wait" in capsys.readouterr().out
+
+
+def test_records_refused_on_replay_are_kept_and_doctor_names_them(tmp_path, make_run, capsys):
+    import json
+    from mlobs.sinks.spool import REJECTED_NAME, Spool
+    from mlobs.warehouse.migrate import upgrade
+    root = tmp_path / "root"
+    run, components = make_run()
+    components[0].items = 2**70  # out of the column's range: the warehouse refuses it
+    Spool(root / "spool").append([run, *components])
+    good = f"sqlite:///{tmp_path / 'good.db'}"
+    upgrade(good)
+    args = ["--root", str(root), "--db-url", good]
+    assert main(["ingest", "--spool", *args]) == 1
+    captured = capsys.readouterr()
+    assert f"1 record(s) refused by the warehouse, kept in {root / 'spool' / REJECTED_NAME}" \
+        in captured.err
+    assert f"1 run record(s), {len(components) - 1} component record(s)" in captured.out
+    kept = [json.loads(line) for line in
+            (root / "spool" / REJECTED_NAME).read_text().splitlines()]
+    assert [k["line"]["record"]["component_run_id"] for k in kept] == \
+        [components[0].component_run_id]
+    assert "items" in kept[0]["reason"]
+    assert main(["doctor", *args]) == 1
+    out = capsys.readouterr().out
+    assert "no records wait" in out
+    assert "1 spooled record(s) were refused by the warehouse" in out
