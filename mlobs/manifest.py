@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from mlobs.atomic_file import write_atomically
 from mlobs.errors import MlobsError
 from mlobs.records import ComponentRecord, RunRecord
 
@@ -65,24 +65,8 @@ def write_manifest(path: Path, document: dict[str, Any] | str, *, durable: bool 
         durable: also fsync the file and its directory (survives a power loss, not just a
             killed process); used for the final write of a run.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(document if isinstance(document, str) else _dumps(document))
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if durable:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    write_atomically(path, document if isinstance(document, str) else _dumps(document),
+                     durable=durable)
 
 
 def read_manifest(path: str | os.PathLike[str]) -> tuple[RunRecord, list[ComponentRecord]]:

@@ -22,12 +22,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from mlobs.atomic_file import write_atomically
 from mlobs.errors import ConfigError
 from mlobs.paths import safe_segment, tree_size
 from mlobs.records import iso_utc, parse_utc
@@ -100,15 +100,8 @@ def intermediate_dir(platform_id: str, video_id: str, name: str, *,
         document = {"schema": INTERMEDIATE_SCHEMA, "platform_id": platform_id,
                     "video_id": video_id, "name": name,
                     "created_at": iso_utc(datetime.now(timezone.utc))}
-        fd, tmp = tempfile.mkstemp(dir=path, prefix=f"{REGISTRATION_FILE}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(document, handle, ensure_ascii=False)
-            # Two processes registering at once: the first rename wins, both are valid.
-            os.replace(tmp, registration)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # Two processes registering at once: the last rename wins, both are valid.
+        write_atomically(registration, json.dumps(document, ensure_ascii=False))
     return path
 
 

@@ -26,7 +26,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from mlobs.atomic_file import write_atomically
 from mlobs.cache.codecs import DEFAULT_CODEC, Codec
 from mlobs.cache.entries import INDEX_FILE, CacheEntry, VideoCacheIndex
 from mlobs.errors import ConfigError, MlobsError
@@ -51,18 +51,6 @@ _NO_VALUE = b"null"
 
 class CorruptArtifactError(MlobsError):
     """A version file is missing, truncated or edited (its digest no longer matches)."""
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _now() -> datetime:
@@ -200,7 +188,7 @@ class ArtifactStore:
                               index.last_versions.get(component, 0))
             index.last_versions[component] = version
             relative = f"{component_dir}/v{version}.json"
-            _atomic_write(video_dir / relative, data)
+            write_atomically(video_dir / relative, data)
             entry = CacheEntry(
                 component=component, version=version, file_path=relative,
                 key_digest=key.digest, key_parts=key.parts(), input_hash=input_hash,
@@ -301,7 +289,7 @@ class ArtifactStore:
 
     def _write_index(self, video_dir: Path, index: VideoCacheIndex) -> None:
         index.updated_at = _now()
-        _atomic_write(video_dir / INDEX_FILE,
+        write_atomically(video_dir / INDEX_FILE,
                       json.dumps(index.to_dict(), indent=2, ensure_ascii=False).encode())
 
 

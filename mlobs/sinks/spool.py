@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlobs.atomic_file import fsync_directory, write_atomically
 from mlobs.errors import InvalidRecordError
 from mlobs.records import ComponentRecord, RunRecord
 
@@ -72,19 +73,6 @@ def decode(line: str) -> Record:
     if kind == "component":
         return ComponentRecord.from_dict(payload)
     raise ValueError(f"unknown record type {kind!r}")
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 @contextmanager
@@ -135,7 +123,7 @@ class Spool:
         created = not self.directory.exists()
         self.directory.mkdir(parents=True, exist_ok=True)
         if created:
-            _fsync_dir(self.directory.parent)
+            fsync_directory(self.directory.parent)
         with _flock(self.directory / _LOCK_NAME):
             new_file = not self.path.exists()
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
@@ -152,7 +140,7 @@ class Spool:
             finally:
                 os.close(fd)
             if new_file:
-                _fsync_dir(self.directory)
+                fsync_directory(self.directory)
         return len(records)
 
 
@@ -273,15 +261,9 @@ def _rewrite(path: Path, records: Sequence[Record]) -> None:
     """Replace ``path`` by ``records`` atomically (or remove it when there is none)."""
     if not records:
         path.unlink(missing_ok=True)
-        _fsync_dir(path.parent)
+        fsync_directory(path.parent)
         return
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as out:
-        out.write("".join(encode(r) + "\n" for r in records).encode())
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    write_atomically(path, "".join(encode(r) + "\n" for r in records), durable=True)
 
 
 def _reject(directory: Path, record: Record, reason: str, report: ReplayReport) -> None:
@@ -318,7 +300,7 @@ def _claim(directory: Path) -> list[Path]:
             if target not in claimed:
                 claimed.append(target)
         if claimed:
-            _fsync_dir(directory)
+            fsync_directory(directory)
     return claimed
 
 
