@@ -17,13 +17,14 @@ import sys
 from collections.abc import Callable
 
 from mlobs.config import settings_from_env
-from mlobs.errors import MlobsError, SchemaOutOfDateError
+from mlobs.errors import MlobsError, SchemaOutOfDateError, WarehouseError
 from mlobs.warehouse import migrate
 from mlobs.warehouse.engine import (
     create_warehouse_engine,
     display_url,
     missing_sqlite_file,
 )
+from mlobs.warehouse.store import WarehouseStore
 
 DB_URL_HELP = ("warehouse URL (default: $MLOBS_DB_URL, else sqlite:///<root>/warehouse.db "
                "with root $MLOBS_ROOT or ./mlobs-data)")
@@ -41,6 +42,21 @@ def resolve_db_url(args: argparse.Namespace) -> str:
         ConfigError: an ``MLOBS_*`` variable is invalid.
     """
     return args.db_url or settings_from_env().db_url
+
+
+def open_existing_store(db_url: str) -> WarehouseStore:
+    """The warehouse at ``db_url`` for a command that reads or loads records; a missing
+    SQLite file is never created (that is ``mlobs db upgrade``'s or the first run's job).
+
+    Raises:
+        MlobsError: no such SQLite file, the database is unreachable, or its schema is
+            not at this mlobs's revision (the message says which command to run).
+    """
+    missing = missing_sqlite_file(db_url)
+    if missing is not None:
+        raise WarehouseError(f"no warehouse at {missing}: record a run, or create it with "
+                             f"`mlobs db upgrade --db-url {display_url(db_url)}`")
+    return WarehouseStore(db_url)
 
 
 def fail(message: str) -> int:

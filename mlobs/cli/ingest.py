@@ -10,13 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from mlobs.cli.db import add_db_url_argument, fail, resolve_db_url
+from mlobs.cli.db import add_db_url_argument, fail, open_existing_store, resolve_db_url
 from mlobs.config import resolve_settings
 from mlobs.errors import MlobsError
 from mlobs.ingest import find_manifests, ingest_manifests, replay_spool
 from mlobs.sinks.spool import REJECTED_NAME, has_spooled
-from mlobs.warehouse.engine import display_url, missing_sqlite_file
-from mlobs.warehouse.store import WarehouseStore
+from mlobs.warehouse.engine import display_url
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,9 +52,10 @@ def ingest_command(args: argparse.Namespace) -> int:
     paths = list(find_manifests(args.paths))
     if not paths:
         return fail(f"no manifest.json found under {', '.join(args.paths)}")
-    store = _open_store(db_url)
-    if isinstance(store, str):
-        return fail(store)
+    try:
+        store = open_existing_store(db_url)
+    except MlobsError as exc:
+        return fail(str(exc))
     tty = sys.stderr.isatty()
 
     def progress(done: int) -> None:
@@ -87,10 +87,11 @@ def spool_command(args: argparse.Namespace) -> int:
     if not has_spooled(spool_dir):
         print(f"nothing spooled under {spool_dir}")
         return 0
-    store = _open_store(db_url)
-    if isinstance(store, str):
+    try:
+        store = open_existing_store(db_url)
+    except MlobsError as exc:
         return fail(f"the warehouse is still unusable, the spool at {spool_dir} is kept "
-                    f"(run this again when it answers): {store}")
+                    f"(run this again when it answers): {exc}")
     try:
         report = replay_spool(spool_dir, store)
     finally:
@@ -108,13 +109,3 @@ def spool_command(args: argparse.Namespace) -> int:
                     f"{spool_dir / REJECTED_NAME}")
     return 0
 
-
-def _open_store(db_url: str) -> WarehouseStore | str:
-    """The warehouse, or why it cannot be used (a missing SQLite file is never created)."""
-    absent_db = missing_sqlite_file(db_url)
-    if absent_db is not None:
-        return f"no warehouse at {absent_db}: run `mlobs db upgrade --db-url {db_url}`"
-    try:
-        return WarehouseStore(db_url)
-    except MlobsError as exc:
-        return str(exc)

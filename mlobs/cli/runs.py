@@ -19,12 +19,9 @@ from datetime import datetime
 
 from tabulate import tabulate
 
-from mlobs.cli.db import add_db_url_argument, fail, resolve_db_url
-from mlobs.warehouse.engine import missing_sqlite_file
+from mlobs.cli.db import add_db_url_argument, fail, open_existing_store, resolve_db_url
 from mlobs.errors import MlobsError, WarehouseError
 from mlobs.records import RUN_STATUSES, ComponentRecord, RunRecord
-from mlobs.warehouse.engine import display_url
-from mlobs.warehouse.store import WarehouseStore
 
 #: model_signature is shown shortened in tables (like a short git hash).
 SHORT_SIGNATURE = 12
@@ -76,19 +73,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _open_store(args: argparse.Namespace) -> WarehouseStore:
-    url = resolve_db_url(args)
-    missing = missing_sqlite_file(url)
-    if missing is not None:
-        raise WarehouseError(f"no warehouse at {missing}: record a run, or create it with "
-                         f"`mlobs db upgrade --db-url {display_url(url)}`")
-    return WarehouseStore(url)
-
-
 def list_command(args: argparse.Namespace) -> int:
     """``mlobs runs list``: returns 0, or 1 with a message on stderr."""
     try:
-        with _open_store(args) as store:
+        with open_existing_store(resolve_db_url(args)) as store:
             runs = store.list_runs(limit=args.limit, platform_id=args.platform_id,
                                    video_id=args.video_id, status=args.status)
             counts = store.component_counts(run.run_id for run in runs)
@@ -116,7 +104,7 @@ def _stored_run(args: argparse.Namespace) -> tuple[RunRecord, list[ComponentReco
     Raises:
         MlobsError: the warehouse cannot be used, or does not hold the run.
     """
-    with _open_store(args) as store:
+    with open_existing_store(resolve_db_url(args)) as store:
         found = store.get_run(args.run_id)
     if found is None:
         raise WarehouseError(f"no run {args.run_id!r} in the warehouse")
