@@ -48,7 +48,7 @@ from mlobs.context import (
     resolve_run,
 )
 from mlobs.environment import run_environment
-from mlobs.errors import ConfigError, Empty, check_word
+from mlobs.errors import ConfigError, Empty, check_finite, check_int, check_word
 from mlobs.ids import new_uuid4
 from mlobs.limits import CODE_MAX_CHARS, ERROR_MESSAGE_MAX_CHARS, NAME_MAX_CHARS
 from mlobs.manifest import manifest_status
@@ -85,12 +85,6 @@ def _check_optional(label: str, value: str | None, max_chars: int) -> None:
         check_word(label, value, max_chars)
 
 
-def _checked_batch_size(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"batch_size must be an integer >= 1, got {value!r:.40}")
-    return value
-
-
 def _check_component_args(name: str, producer_version: str | None,
                           schema_version: str | None, models: Iterable[ModelRef],
                           device: str | None, batch_size: int | BatchSizeChoice | None = None,
@@ -100,15 +94,12 @@ def _check_component_args(name: str, producer_version: str | None,
     """Validate what a component declares (bounds: :mod:`mlobs.limits`); returns models."""
     check_word("component name", name, NAME_MAX_CHARS)
     check_cache_mode(cache)
-    if cache_ttl_days is not None and (
-            isinstance(cache_ttl_days, bool) or not isinstance(cache_ttl_days, (int, float))
-            or not 0 <= cache_ttl_days < float("inf")):
-        raise ConfigError(f"cache_ttl_days must be a finite number >= 0, got "
-                          f"{cache_ttl_days!r:.40}")
+    if cache_ttl_days is not None:
+        check_finite("cache_ttl_days", cache_ttl_days)
     if codec is not None and not isinstance(codec, Codec):
         raise ConfigError("codec must have name, encode(value) -> bytes and decode(bytes)")
     if batch_size is not None and not isinstance(batch_size, BatchSizeChoice):
-        _checked_batch_size(batch_size)
+        check_int("batch_size", batch_size, 1)
     if on_oom is not None:
         if not isinstance(on_oom, OomPolicy):
             raise ConfigError("on_oom must be an OOM policy such as mlobs.HalveBatch(min=1)")
@@ -708,7 +699,7 @@ def component(name: str | None = None, *, producer_version: str | None = None,
                       ) -> ComponentCall:
             size = batch_size
             if passes_batch_size and "batch_size" in kwargs:
-                size = _checked_batch_size(kwargs.pop("batch_size"))
+                size = check_int("batch_size", kwargs.pop("batch_size"), 1)
             return ComponentCall(run, component_name, run._is_required(component_name, required),
                                  producer_version, schema_version, frozen_models, size,
                                  device, on_oom, retry, cache,

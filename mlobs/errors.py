@@ -71,6 +71,31 @@ def check_word(label: str, value: object, max_chars: int) -> str:
     return value
 
 
+def check_int(label: str, value: object, minimum: int) -> int:
+    """``value`` if it is an integer (not a bool) of at least ``minimum``.
+
+    Raises:
+        ConfigError: ``<label> must be an integer >= <minimum>, got <value>``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{label} must be an integer >= {minimum}, got {value!r:.40}")
+    return value
+
+
+def check_finite(label: str, value: object, *, positive: bool = False) -> float:
+    """``value`` if it is a finite int or float (not a bool), ``>= 0`` (``> 0`` when
+    ``positive``).
+
+    Raises:
+        ConfigError: ``<label> must be a finite number >= 0, got <value>`` (``> 0``).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not (0 < value if positive else 0 <= value) or value == float("inf"):
+        raise ConfigError(f"{label} must be a finite number {'>' if positive else '>='} 0, "
+                          f"got {value!r:.40}")
+    return value
+
+
 class ComponentError(MlobsError):
     """End the current component with status ``error`` and an explicit ``error_code``.
 

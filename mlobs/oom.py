@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from mlobs.classify import oom_device_kind, requested_bytes
-from mlobs.errors import ConfigError
+from mlobs.errors import check_int
 from mlobs.probes.gpu import cuda_memory_snapshot
 from mlobs.probes.rss import cpu_memory_snapshot
 
@@ -47,8 +47,7 @@ class HalveBatch:
     min: int = 1
 
     def __post_init__(self) -> None:
-        if isinstance(self.min, bool) or not isinstance(self.min, int) or self.min < 1:
-            raise ConfigError(f"HalveBatch(min=...) must be an integer >= 1, got {self.min!r}")
+        check_int("HalveBatch(min=...)", self.min, 1)
 
     def next_batch_size(self, batch_size: int) -> int | None:
         smaller = batch_size // 2

@@ -79,7 +79,7 @@ from mlobs.cache.intermediate import (
     read_registration,
 )
 from mlobs.cache.store import ArtifactStore
-from mlobs.errors import ConfigError, WarehouseError
+from mlobs.errors import ConfigError, WarehouseError, check_finite, check_int
 from mlobs.manifest import ManifestError, read_manifest
 from mlobs.paths import tree_size
 from mlobs.records import iso_utc, parse_utc
@@ -121,14 +121,9 @@ class GcPolicy:
     warehouse: str = "cap"
 
     def __post_init__(self) -> None:
-        if isinstance(self.keep_previous, bool) or not isinstance(self.keep_previous, int) \
-                or self.keep_previous < 0:
-            raise ConfigError(f"keep_previous must be an int >= 0, got {self.keep_previous!r}")
+        check_int("keep_previous", self.keep_previous, 0)
         for name in ("hard_cap_days", "intermediate_ttl_days"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not value > 0 or value != value or value == float("inf"):
-                raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+            check_finite(name, getattr(self, name), positive=True)
         if self.warehouse not in WAREHOUSE_MODES:
             raise ConfigError(f"warehouse must be one of {WAREHOUSE_MODES}, got "
                               f"{self.warehouse!r}")

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from tenacity import wait_exponential_jitter
 
 from mlobs.classify import TRANSIENT_CODES
-from mlobs.errors import ConfigError
+from mlobs.errors import ConfigError, check_finite, check_int
 
 #: error codes no policy may retry (fail fast: model system rules §7).
 NEVER_RETRIED = frozenset({"model_load_failed"})
@@ -44,13 +44,9 @@ class RetryPolicy:
     retry_on: frozenset[str] = field(default=TRANSIENT_CODES)
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) \
-                or self.max_attempts < 1:
-            raise ConfigError(f"max_attempts must be an integer >= 1, got {self.max_attempts!r}")
+        check_int("max_attempts", self.max_attempts, 1)
         for name in ("initial_backoff_s", "max_backoff_s", "jitter_s"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
-                raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+            check_finite(name, getattr(self, name))
         object.__setattr__(self, "retry_on", frozenset(self.retry_on))
         forbidden = self.retry_on & NEVER_RETRIED
         if forbidden:

@@ -20,12 +20,11 @@ Example::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from mlobs.errors import ConfigError, WarehouseError, check_word
+from mlobs.errors import ConfigError, WarehouseError, check_finite, check_word
 from mlobs.limits import NAME_MAX_CHARS
 from mlobs.records import RunRecord
 from mlobs.signature import config_hash as compute_config_hash
@@ -78,9 +77,7 @@ def reusable_run(db_url: str | WarehouseStore, platform_id: str, video_id: str, 
     check_word("video_id", video_id, NAME_MAX_CHARS)
     if config is not None and config_hash is not None:
         raise ConfigError("give config or config_hash, not both")
-    if isinstance(ttl_days, bool) or not isinstance(ttl_days, (int, float)) \
-            or not math.isfinite(ttl_days) or ttl_days < 0:
-        raise ConfigError(f"ttl_days must be a finite number >= 0, got {ttl_days!r:.40}")
+    check_finite("ttl_days", ttl_days)
     if now is None:
         now = datetime.now(timezone.utc)
     elif not isinstance(now, datetime) or now.utcoffset() is None:

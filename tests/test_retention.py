@@ -427,9 +427,13 @@ def test_model_signature_set_is_part_of_the_key():
 
 
 def test_policy_is_validated():
-    for bad in ({"keep_previous": -1}, {"keep_previous": True}, {"hard_cap_days": 0},
-                {"intermediate_ttl_days": float("nan")}, {"warehouse": "all"}):
-        with pytest.raises(ConfigError):
+    for bad, message in (({"keep_previous": -1}, "keep_previous must be an integer >= 0"),
+                         ({"keep_previous": True}, "keep_previous must be an integer >= 0"),
+                         ({"hard_cap_days": 0}, "hard_cap_days must be a finite number > 0"),
+                         ({"intermediate_ttl_days": float("nan")},
+                          "intermediate_ttl_days must be a finite number > 0, got nan"),
+                         ({"warehouse": "all"}, "warehouse must be one of")):
+        with pytest.raises(ConfigError, match=message):
             GcPolicy(**bad)
     with pytest.raises(ConfigError, match="timezone-aware"):
         plan_gc(Inventory(Path("r"), Path("r/runs"), Path("r/cache"), None),

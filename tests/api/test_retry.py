@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import urllib.request
 
 import pytest
@@ -117,3 +118,15 @@ def test_async_decorator_retries_with_asyncio_sleep():
         with capture() as rec:
             assert asyncio.run(main()) == {"text": "hi"}
     assert rec.component("asr").retry_count == 1
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"max_attempts": 0}, "max_attempts must be an integer >= 1, got 0"),
+    ({"max_attempts": True}, "max_attempts must be an integer >= 1, got True"),
+    ({"initial_backoff_s": -0.5}, "initial_backoff_s must be a finite number >= 0"),
+    ({"max_backoff_s": float("nan")}, "max_backoff_s must be a finite number >= 0, got nan"),
+    ({"jitter_s": True}, "jitter_s must be a finite number >= 0, got True"),
+])
+def test_a_retry_policy_refuses_bad_numbers_by_name(bad, message):
+    with pytest.raises(mlobs.ConfigError, match=re.escape(message)):
+        mlobs.RetryPolicy(**bad)
