@@ -98,6 +98,13 @@ def _plan(table: Table) -> _CopyPlan:
     return plan
 
 
+def _copy_rows(cursor: Any, statement: str, values: list[list[Any]]) -> None:
+    with cursor.copy(statement) as copy:
+        write_row = copy.write_row
+        for row in values:
+            write_row(row)
+
+
 def copy_insert_or_ignore(conn: Connection, table: Table,
                           rows: Sequence[dict[str, Any]]) -> int:
     """Insert ``rows`` into ``table`` unless their primary key is already stored.
@@ -132,10 +139,7 @@ def copy_insert_or_ignore(conn: Connection, table: Table,
             cursor.execute(statement)
             statement = plan.direct_sql
             try:
-                with cursor.copy(statement) as copy:
-                    write_row = copy.write_row
-                    for row in values:
-                        write_row(row)
+                _copy_rows(cursor, statement, values)
             except psycopg.errors.UniqueViolation:
                 statement = _ROLLBACK_TO_SAVEPOINT
                 cursor.execute(statement)
@@ -145,10 +149,7 @@ def copy_insert_or_ignore(conn: Connection, table: Table,
             statement = plan.create_sql.format(stage=stage)
             cursor.execute(statement)
             statement = plan.copy_sql.format(stage=stage)
-            with cursor.copy(statement) as copy:
-                write_row = copy.write_row
-                for row in values:
-                    write_row(row)
+            _copy_rows(cursor, statement, values)
             statement = plan.move_sql.format(stage=stage)
             cursor.execute(statement)
             return max(cursor.rowcount, 0)
