@@ -8,7 +8,6 @@ except in CI (``CI=true``), where it fails.
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -24,6 +23,7 @@ pytest.importorskip("mlobs_prometheus")
 pytest.importorskip("sklearn")
 
 from support.ci import required_tool  # noqa: E402
+from support.ports import free_port  # noqa: E402
 
 #: runs the demo (sinks from MLOBS_SINKS), then keeps serving /metrics until stdin closes.
 DEMO_THEN_SERVE = textwrap.dedent("""
@@ -38,12 +38,6 @@ P95_QUERY = ("histogram_quantile(0.95, sum by (component, le) "
              "(mlobs_component_duration_seconds_bucket{job=\"mlobs-demo\"}))")
 FIRST_SCRAPE_TIMEOUT_S = 120
 
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def stop(process: subprocess.Popen) -> None:

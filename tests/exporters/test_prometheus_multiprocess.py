@@ -6,7 +6,6 @@ naming the sink; one of them also serves ``/metrics``.
 """
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,8 @@ pytest.importorskip("mlobs_prometheus")
 
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from prometheus_client.multiprocess import MultiProcessCollector  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from support.exposition import sample_sum  # noqa: E402
+from support.ports import free_port  # noqa: E402
 
 RECORDER = textwrap.dedent("""
     import sys
@@ -35,17 +35,6 @@ RECORDER = textwrap.dedent("""
         print("ready", flush=True)
         sys.stdin.read()  # serve until the test closes stdin
 """)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def sample_values(text: str, name: str, **labels: str) -> float:
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-               if s.name == name and labels.items() <= s.labels.items())
 
 
 def env_for(tmp_path, multiproc_dir, index: int, port: int | None = None) -> dict[str, str]:
@@ -89,17 +78,17 @@ def test_the_exposition_sums_every_process(tmp_path):
     MultiProcessCollector(registry, path=str(multiproc_dir))
     collected = generate_latest(registry).decode()
     for text in (served, collected):
-        assert sample_values(text, "mlobs_component_runs_total", component="asr",
+        assert sample_sum(text, "mlobs_component_runs_total", component="asr",
                              status="ok") == 2 + 3 + 5
-        assert sample_values(text, "mlobs_component_duration_seconds_count",
+        assert sample_sum(text, "mlobs_component_duration_seconds_count",
                              component="asr", device="cuda") == 10
-        assert sample_values(text, "mlobs_component_duration_seconds_bucket",
+        assert sample_sum(text, "mlobs_component_duration_seconds_bucket",
                              component="asr", le="+Inf") == 10
-        assert sample_values(text, "mlobs_component_runs_total", component="ocr",
+        assert sample_sum(text, "mlobs_component_runs_total", component="ocr",
                              status="error") == 3
-        assert sample_values(text, "mlobs_runs_total", status="ok") == 3
-        assert sample_values(text, "mlobs_runs_total", status="error") == 0
-        assert sample_values(text, "mlobs_component_peak_memory_bytes_count",
+        assert sample_sum(text, "mlobs_runs_total", status="ok") == 3
+        assert sample_sum(text, "mlobs_runs_total", status="error") == 0
+        assert sample_sum(text, "mlobs_component_peak_memory_bytes_count",
                              component="asr", kind="rss") == 10
     # one file per process and metric type, no pid label in the exposition
     assert len({p.name.rsplit("_", 1)[1] for p in multiproc_dir.glob("*.db")}) == 3

@@ -9,19 +9,12 @@ from support.flaky_server import FlakyServer, refused_port
 pytest.importorskip("mlobs_prometheus")
 
 from prometheus_client import CollectorRegistry  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from support.exposition import sample_sum  # noqa: E402
 
 import mlobs  # noqa: E402
 from mlobs_prometheus import PrometheusSettings, PrometheusSink  # noqa: E402
 
 GROUP_PATH = "/metrics/job/nightly/pipeline/text"
-
-
-def sample_values(body: bytes, name: str, **labels: str) -> float:
-    found = [s.value for f in text_string_to_metric_families(body.decode())
-             for s in f.samples if s.name == name and labels.items() <= s.labels.items()]
-    assert found, f"no sample {name} {labels}"
-    return sum(found)
 
 
 def pushing_sink(url: str) -> PrometheusSink:
@@ -44,13 +37,13 @@ def test_a_flush_pushes_everything_under_the_job_and_grouping_key(make_run):
         hits = gateway.hits()
     assert [(h.method, h.path) for h in hits] == [("PUT", GROUP_PATH)] * 2
     first, last = hits[0].body, hits[1].body
-    assert sample_values(first, "mlobs_component_runs_total", component="asr",
+    assert sample_sum(first, "mlobs_component_runs_total", component="asr",
                          status="ok") == 1
-    assert sample_values(first, "mlobs_runs_total") == 0
+    assert sample_sum(first, "mlobs_runs_total") == 0
     # each push carries the cumulative state (PUT replaces the group)
-    assert sample_values(last, "mlobs_component_runs_total") == len(components)
-    assert sample_values(last, "mlobs_runs_total", status="ok") == 1
-    assert sample_values(last, "mlobs_component_duration_seconds_sum",
+    assert sample_sum(last, "mlobs_component_runs_total") == len(components)
+    assert sample_sum(last, "mlobs_runs_total", status="ok") == 1
+    assert sample_sum(last, "mlobs_component_duration_seconds_sum",
                          component="summarization") == pytest.approx(20.012)
 
 
@@ -61,7 +54,7 @@ def test_shutdown_pushes_what_changed(make_run):
         sink.export([*components, run])
         sink.shutdown(5)
         [hit] = gateway.hits()
-    assert sample_values(hit.body, "mlobs_runs_total", status="ok") == 1
+    assert sample_sum(hit.body, "mlobs_runs_total", status="ok") == 1
 
 
 def test_a_failed_push_is_raised_to_the_worker_then_not_retried_for_a_while(make_run):
@@ -76,7 +69,7 @@ def test_a_failed_push_is_raised_to_the_worker_then_not_retried_for_a_while(make
         assert gateway.count() == 1
         sink.shutdown(5)  # the last push is always tried
         assert gateway.count() == 2
-        assert sample_values(gateway.hits()[1].body, "mlobs_component_runs_total") \
+        assert sample_sum(gateway.hits()[1].body, "mlobs_component_runs_total") \
             == len(components)
 
 

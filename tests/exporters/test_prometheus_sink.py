@@ -20,6 +20,7 @@ import mlobs  # noqa: E402
 from mlobs_prometheus import OVERFLOW_VALUE, LabelGuard, PrometheusSettings  # noqa: E402
 from mlobs_prometheus import PrometheusSink  # noqa: E402
 from mlobs_prometheus.sink import RecordsNotExported  # noqa: E402
+from support.ports import free_port  # noqa: E402
 
 WHISPER = mlobs.ModelRef("whisper-small", "r1", "sha256:" + "a" * 64, engine="torch",
                          device="cuda:1")
@@ -256,13 +257,6 @@ def test_the_http_server_serves_the_registry_and_stops_at_shutdown(registry, mak
     sink.shutdown(1)
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url, timeout=2)
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_a_new_sink_takes_the_port_over_from_the_one_it_replaces(make_run):
