@@ -173,3 +173,23 @@ def test_without_a_global_provider_the_service_name_follows_the_otel_variables(
         assert owned and provider.resource.attributes["service.name"] == service
     finally:
         provider.shutdown()
+
+
+def test_runs_past_max_open_runs_are_ended_and_shutdown_ends_the_rest(make_run, caplog):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    sink = OtelSink(provider, max_open_runs=2)
+    runs = [make_run(status="running") for _ in range(3)]
+    sink.export([run for run, _ in runs])  # three runs still open: the oldest is ended
+    assert [s.attributes["mlobs.run_id"] for s in exporter.get_finished_spans()] == \
+        [runs[0][0].run_id]
+    assert f"run {runs[0][0].run_id} still open after 2 newer runs" in caplog.text
+    orphans = [make_run()[1] for _ in range(3)]  # components of runs never seen here
+    sink.export([component for components in orphans for component in components])
+    assert len(exporter.get_finished_spans()) == 1 + len(orphans[0])  # as root spans
+    sink.shutdown(1)
+    finished = exporter.get_finished_spans()
+    assert len(finished) == 3 + sum(len(components) for components in orphans)
+    assert len(caplog.records) == 1  # shutdown ends the others without a warning
+    assert all(s.parent is None for s in finished if s.name != "mlobs.run")

@@ -103,6 +103,10 @@ def _component_attributes(c: ComponentRecord) -> dict[str, Any]:
         "mlobs.prediction_status": c.prediction_status, "mlobs.duration_ms": c.duration_ms})
 
 
+def _error_status(error_code: str | None, error_message: str | None) -> Status:
+    return Status(StatusCode.ERROR, f"{error_code}: {error_message or ''}"[:500])
+
+
 def _provider_from_environment() -> tuple[Any, bool]:
     """The global provider when the application set one (owned: False), else an SDK
     provider exporting over OTLP/HTTP as the ``OTEL_*`` variables say (owned: True)."""
@@ -165,12 +169,18 @@ class OtelSink:
                 self._on_run(record)
             else:
                 self._on_component(record)
-        while len(self._live) > self._max_open_runs:
+        self._end_oldest(keep=self._max_open_runs)
+
+    def _end_oldest(self, keep: int) -> None:
+        """End the live runs, and emit the held components (as root spans), beyond the
+        ``keep`` newest: a run that never finishes must not hold memory forever."""
+        while len(self._live) > keep:
             run_id, span = self._live.popitem(last=False)
-            log.warning("mlobs-otel: run %s still open after %d newer runs; ended as is",
-                        run_id, self._max_open_runs)
+            if keep:
+                log.warning("mlobs-otel: run %s still open after %d newer runs; ended as "
+                            "is", run_id, keep)
             self._end_run(run_id, span, None)
-        while len(self._held) > self._max_open_runs:
+        while len(self._held) > keep:
             _, components = self._held.popitem(last=False)
             for component in components:
                 self._component_span(component, None)
@@ -194,8 +204,7 @@ class OtelSink:
 
     def _end_run(self, run_id: str, span: Any, run: RunRecord | None) -> None:
         if run is not None and run.status == "error":
-            span.set_status(Status(StatusCode.ERROR, f"{run.error_code}: "
-                                                     f"{run.error_message or ''}"[:500]))
+            span.set_status(_error_status(run.error_code, run.error_message))
         span.end(end_time=_ns(run.finished_at) if run is not None and run.finished_at
                  else None)
         self._ended[run_id] = trace.set_span_in_context(span)
@@ -228,8 +237,7 @@ class OtelSink:
                            attributes=_attributes({"reason": c.cache_miss_reason}),
                            timestamp=_ns(c.started_at))
         if c.status == "error":
-            span.set_status(Status(StatusCode.ERROR,
-                                   f"{c.error_code}: {c.error_message or ''}"[:500]))
+            span.set_status(_error_status(c.error_code, c.error_message))
         span.end(end_time=_ns(c.finished_at))
 
     def force_flush(self, timeout_s: float) -> bool:
@@ -238,13 +246,7 @@ class OtelSink:
 
     def shutdown(self, timeout_s: float) -> None:
         unregister_carrier_provider(self._carrier_of)
-        for run_id, span in list(self._live.items()):
-            self._end_run(run_id, span, None)
-        self._live.clear()
-        for components in self._held.values():
-            for component in components:
-                self._component_span(component, None)
-        self._held.clear()
+        self._end_oldest(keep=0)
         self.force_flush(timeout_s)
         if self._owned:
             self._provider.shutdown()
