@@ -80,19 +80,25 @@ def assemble_manifest(store: WarehouseStore, run_id: str, runs_dir: Path, *,
     unconfirmed = dict(unconfirmed or {})
     start = time.monotonic()
     deadline, unconfirmed_deadline = start + timeout_s, start + unconfirmed_wait_s
+    # Poll with two light queries; read the whole run once, when done waiting.
     while True:
-        found = store.get_run(run_id)
-        if found is None:
+        status = store.run_statuses([run_id]).get(run_id)
+        if status is None:
             raise WarehouseError(f"run {run_id} is not in the warehouse {store.url}")
-        run, components = found
-        stored = {c.component_run_id for c in components}
-        missing = [cid for cid in expected if cid not in stored]
-        waiting = [cid for cid in unconfirmed if cid not in stored]
+        stored = store.component_run_ids(run_id)
         now = time.monotonic()
-        if (run.status != "running" and not missing
-                and (not waiting or now >= unconfirmed_deadline)) or now >= deadline:
+        if (status != "running" and all(cid in stored for cid in expected)
+                and (now >= unconfirmed_deadline
+                     or all(cid in stored for cid in unconfirmed))) or now >= deadline:
             break
         time.sleep(poll_interval_s)
+    found = store.get_run(run_id)
+    if found is None:  # deleted meanwhile (mlobs forget)
+        raise WarehouseError(f"run {run_id} is not in the warehouse {store.url}")
+    run, components = found
+    stored = {c.component_run_id for c in components}
+    missing = [cid for cid in expected if cid not in stored]
+    waiting = [cid for cid in unconfirmed if cid not in stored]
     added = list(warnings)
     added.extend(unconfirmed[cid] for cid in waiting)
     expected.update((cid, label) for cid, label in unconfirmed.items() if cid in stored)

@@ -387,6 +387,17 @@ class WarehouseStore:
         with self._reading() as conn:
             return {run_id: status for run_id, status in conn.execute(query)}
 
+    def component_run_ids(self, run_id: str) -> set[str]:
+        """The component_run_ids stored for ``run_id`` (empty for an unknown run): a light
+        query for polling, where :meth:`get_run` reads every column and event.
+
+        Raises:
+            WarehouseError: the database cannot be read.
+        """
+        query = select(COMPONENTS.c.component_run_id).where(COMPONENTS.c.run_id == run_id)
+        with self._reading() as conn:
+            return set(conn.scalars(query))
+
     def get_run(self, run_id: str) -> tuple[RunRecord, list[ComponentRecord]] | None:
         """One run and its components (ordered by ``started_at``), or None if unknown.
 

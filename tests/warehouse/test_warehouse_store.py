@@ -302,6 +302,14 @@ def test_list_runs_newest_first_with_filters(store, make_run):
         r.run_id: 5 for r in written}
 
 
+def test_component_run_ids_are_those_of_the_run_only(store, make_run):
+    (run, components), (other, _) = make_run(), make_run()
+    store.write([run, other], components[:3])
+    assert store.component_run_ids(run.run_id) == {c.component_run_id for c in components[:3]}
+    assert store.component_run_ids(other.run_id) == set()
+    assert store.component_run_ids("00000000-0000-0000-0000-000000000000") == set()
+
+
 def test_get_run_of_an_unknown_id_is_none(store):
     assert store.get_run("00000000-0000-0000-0000-000000000000") is None
 
