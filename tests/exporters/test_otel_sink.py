@@ -193,3 +193,20 @@ def test_runs_past_max_open_runs_are_ended_and_shutdown_ends_the_rest(make_run, 
     assert len(finished) == 3 + sum(len(components) for components in orphans)
     assert len(caplog.records) == 1  # shutdown ends the others without a warning
     assert all(s.parent is None for s in finished if s.name != "mlobs.run")
+
+
+def test_a_run_ended_without_its_final_record_ends_at_its_latest_recorded_time(make_run):
+    from datetime import timezone
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    sink = OtelSink(provider, max_open_runs=1)
+    (run, components), (newer, _) = make_run(status="running"), make_run(status="running")
+    sink.export([run, *components])
+    sink.export([newer])  # past max_open_runs: the first run is ended as it stands
+    [ended] = [s for s in exporter.get_finished_spans() if s.name == "mlobs.run"]
+    latest = max(c.finished_at for c in components).astimezone(timezone.utc)
+    assert ended.end_time == int(latest.timestamp()) * 10**9 + latest.microsecond * 1000
+    sink.shutdown(1)  # no component: the newer run ends where it started
+    [_, last] = [s for s in exporter.get_finished_spans() if s.name == "mlobs.run"]
+    assert last.end_time == last.start_time

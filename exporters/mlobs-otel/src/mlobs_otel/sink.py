@@ -22,8 +22,8 @@ adds ``mlobs.cache_miss`` with its reason, and an ``error`` status sets the span
 Spans are made on the sink's worker thread with the recorded timestamps, so the
 pipeline's thread pays only the sink queue's append. The run's span starts at the run's
 first record and ends at its final one; each component's span is made when its record
-arrives. A run still open when the sink shuts down is ended as it stands (status
-``running``).
+arrives. A run still open when the sink shuts down (or past ``max_open_runs``) is ended
+as it stands (status ``running``), at its latest recorded time.
 
 Across processes: the run span's W3C ``traceparent`` is offered as a carrier field of the
 run's context (:mod:`mlobs.propagation`), which the Celery integration sends with each
@@ -147,6 +147,9 @@ class OtelSink:
         self._max_open_runs = max_open_runs
         # run_id -> the run's span, started at its first record and ended at its last
         self._live: OrderedDict[str, Any] = OrderedDict()
+        # run_id -> the latest recorded time (ns) of a live run: where its span ends if its
+        # final record never comes
+        self._last_ns: dict[str, int] = {}
         # run_id -> components that came before any record of their run
         self._held: OrderedDict[str, list[ComponentRecord]] = OrderedDict()
         # run_id -> the ended run span's context, for components that arrive late
@@ -191,10 +194,12 @@ class OtelSink:
             span = self._tracer.start_span(RUN_SPAN_NAME, kind=SpanKind.INTERNAL,
                                            start_time=_ns(run.started_at),
                                            attributes=_run_attributes(run))
+            self._last_ns[run.run_id] = _ns(run.started_at)
         else:
             span.set_attributes(_run_attributes(run))
         context = trace.set_span_in_context(span)
         for component in self._held.pop(run.run_id, ()):
+            self._note_end(run.run_id, component)
             self._component_span(component, context)
         if run.status == "running":
             self._live[run.run_id] = span
@@ -205,8 +210,9 @@ class OtelSink:
     def _end_run(self, run_id: str, span: Any, run: RunRecord | None) -> None:
         if run is not None and run.status == "error":
             span.set_status(_error_status(run.error_code, run.error_message))
+        last_ns = self._last_ns.pop(run_id, None)
         span.end(end_time=_ns(run.finished_at) if run is not None and run.finished_at
-                 else None)
+                 else last_ns)
         self._ended[run_id] = trace.set_span_in_context(span)
         while len(self._ended) > self._max_open_runs:
             self._ended.popitem(last=False)
@@ -214,6 +220,8 @@ class OtelSink:
     def _on_component(self, component: ComponentRecord) -> None:
         run_id = component.run_id
         span = self._live.get(run_id)
+        if span is not None:
+            self._note_end(run_id, component)
         parent = trace.set_span_in_context(span) if span is not None else \
             self._ended.get(run_id)
         if parent is None:
@@ -224,6 +232,11 @@ class OtelSink:
             self._component_span(component, parent)
         else:
             self._held.setdefault(run_id, []).append(component)
+
+    def _note_end(self, run_id: str, component: ComponentRecord) -> None:
+        end_ns = _ns(component.finished_at)
+        if end_ns > self._last_ns.get(run_id, 0):
+            self._last_ns[run_id] = end_ns
 
     def _component_span(self, c: ComponentRecord, context: Any) -> None:
         span = self._tracer.start_span(c.component, context=context, kind=SpanKind.INTERNAL,
