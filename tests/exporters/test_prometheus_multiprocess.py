@@ -79,17 +79,17 @@ def test_the_exposition_sums_every_process(tmp_path):
     collected = generate_latest(registry).decode()
     for text in (served, collected):
         assert sample_sum(text, "mlobs_component_runs_total", component="asr",
-                             status="ok") == 2 + 3 + 5
+                          status="ok") == 2 + 3 + 5
         assert sample_sum(text, "mlobs_component_duration_seconds_count",
-                             component="asr", device="cuda") == 10
+                          component="asr", device="cuda") == 10
         assert sample_sum(text, "mlobs_component_duration_seconds_bucket",
-                             component="asr", le="+Inf") == 10
+                          component="asr", le="+Inf") == 10
         assert sample_sum(text, "mlobs_component_runs_total", component="ocr",
-                             status="error") == 3
+                          status="error") == 3
         assert sample_sum(text, "mlobs_runs_total", status="ok") == 3
         assert sample_sum(text, "mlobs_runs_total", status="error") == 0
         assert sample_sum(text, "mlobs_component_peak_memory_bytes_count",
-                             component="asr", kind="rss") == 10
+                          component="asr", kind="rss") == 10
     # one file per process and metric type, no pid label in the exposition
     assert len({p.name.rsplit("_", 1)[1] for p in multiproc_dir.glob("*.db")}) == 3
     assert "pid=" not in served

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from mlobs.errors import ConfigError
+from mlobs.oom import device_kind_of
 from mlobs.records import STATUSES, ComponentRecord, RunRecord
 from mlobs.sinks.base import materialize
 
@@ -57,7 +58,7 @@ class RecordsNotExported(Exception):
 
 def device_kind(device: str | None) -> str:
     """``"cuda:1"`` → ``"cuda"``; ``None`` → ``""`` (the index never becomes a label)."""
-    return "" if not device else device.split(":", 1)[0].strip().lower()
+    return device_kind_of(device).strip().lower() if device else ""
 
 
 def short_signature(signature: str | None) -> str:
