@@ -280,11 +280,11 @@ def _reject(directory: Path, record: Record, reason: str, report: ReplayReport) 
 
 def _claim(directory: Path) -> list[Path]:
     """Rename every appended spool file to its claimed name (under the append lock)."""
-    claimed = []
+    claimed: dict[Path, None] = {}  # ordered, each file once (a merge may list it first)
     with _flock(directory / _LOCK_NAME):
         for path in spool_files(directory):
             if path.name.endswith(CLAIMED_SUFFIX):
-                claimed.append(path)  # left by a replayer that stopped: take it again
+                claimed[path] = None  # left by a replayer that stopped: take it again
                 continue
             target = path.with_name(path.name[:-len(SPOOL_SUFFIX)] + CLAIMED_SUFFIX)
             if target.exists():
@@ -297,11 +297,10 @@ def _claim(directory: Path) -> list[Path]:
                 path.unlink()
             else:
                 os.replace(path, target)
-            if target not in claimed:
-                claimed.append(target)
+            claimed[target] = None
         if claimed:
             fsync_directory(directory)
-    return claimed
+    return list(claimed)
 
 
 def replay(directory: str | os.PathLike[str], store: Any, *, chunk_size: int = 500,

@@ -4,6 +4,7 @@ pipeline goes on, and every record reaches the warehouse exactly once when it is
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 
@@ -256,6 +257,26 @@ def test_a_writer_appending_after_an_interrupted_replay_is_replayed_once(tmp_pat
         assert report.error is None and report.pending == 0
         assert (report.runs, report.components) == (0, len(comps))
         assert spool_files(spool.directory) == []
+    assert counts(sqlite_url, run.run_id)["component_runs"] == len(comps)
+
+
+def test_a_claimed_file_newer_than_the_writers_next_one_is_taken_once(tmp_path, make_run,
+                                                                     sqlite_url):
+    """The writer appended while the interrupted replay was still at work, so its new
+    file is older than the claimed one: the claim merges it and lists the file once."""
+    run, comps = make_run()
+    spool = Spool(tmp_path / "spool")
+    spool.append([run, *comps[:2]])
+    with WarehouseStore(sqlite_url, manage_schema=True) as store:
+        assert replay(spool.directory, FailingAfter(store, ok=1), chunk_size=1).pending == 2
+        spool.append(comps[2:])
+        [claimed] = [p for p in spool_files(spool.directory) if p != spool.path]
+        os.utime(spool.path, (claimed.stat().st_mtime - 10,) * 2)
+        report = replay(spool.directory, FailingAfter(store, ok=0))
+        assert (report.files, report.pending) == (1, len(comps))
+        assert len(claimed.read_text().splitlines()) == len(comps)
+        report = replay(spool.directory, store)
+        assert (report.files, report.components, report.pending) == (1, len(comps), 0)
     assert counts(sqlite_url, run.run_id)["component_runs"] == len(comps)
 
 
