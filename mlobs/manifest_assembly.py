@@ -74,7 +74,8 @@ def assemble_manifest(store: WarehouseStore, run_id: str, runs_dir: Path, *,
         timeout_s, unconfirmed_wait_s, poll_interval_s: seconds.
 
     Raises:
-        WarehouseError: the warehouse cannot be read or written, or does not know the run.
+        WarehouseError: the warehouse cannot be read or written, does not know the run, or
+            still has it ``running`` after ``timeout_s`` (nothing is written then).
     """
     expected = dict(expected or {})
     unconfirmed = dict(unconfirmed or {})
@@ -92,6 +93,10 @@ def assemble_manifest(store: WarehouseStore, run_id: str, runs_dir: Path, *,
                      or all(cid in stored for cid in unconfirmed))) or now >= deadline:
             break
         time.sleep(poll_interval_s)
+    if status == "running":  # its final record went to a spool, or is late: the manifest
+        # sink's own file is the better one, so it is not replaced
+        raise WarehouseError(f"run {run_id} is still 'running' in the warehouse {store.url} "
+                             f"after {timeout_s} s; its manifest is left as it is")
     found = store.get_run(run_id)
     if found is None:  # deleted meanwhile (mlobs forget)
         raise WarehouseError(f"run {run_id} is not in the warehouse {store.url}")

@@ -112,3 +112,21 @@ def test_an_unknown_run_is_a_warehouse_error(db_url, tmp_path):
     with WarehouseStore(db_url, manage_schema=True) as store:
         with pytest.raises(WarehouseError, match="is not in the warehouse"):
             assemble_manifest(store, "no-such-run", tmp_path)
+
+
+def test_a_run_still_running_in_the_warehouse_leaves_its_manifest_alone(db_url, make_run,
+                                                                        tmp_path):
+    """Its final record was spooled or is late: the manifest the run's own process
+    wrote is kept, not replaced by the warehouse's older state."""
+    from mlobs.manifest import manifest_document, write_manifest
+    from mlobs.paths import manifest_path
+    run, components = make_run(status="ok")
+    path = manifest_path(tmp_path, run.platform_id, run.video_id, run.run_id)
+    write_manifest(path, manifest_document(run, components))
+    before = path.read_bytes()
+    with WarehouseStore(db_url, manage_schema=True) as store:
+        store.write([dataclasses.replace(run, status="running", finished_at=None)],
+                    components)
+        with pytest.raises(WarehouseError, match="still 'running'.*left as it is"):
+            assemble_manifest(store, run.run_id, tmp_path, timeout_s=0.2)
+    assert path.read_bytes() == before
