@@ -62,7 +62,7 @@ from celery import signals, states
 from mlobs.api import ComponentCall, Run
 from mlobs.config import Settings
 from mlobs.context import resolve_run
-from mlobs.errors import ComponentError, ConfigError, WarehouseError
+from mlobs.errors import ComponentError, ConfigError, WarehouseError, check_finite
 from mlobs.joined_run import JoinedRun
 from mlobs.propagation import RunContext, context_of
 from mlobs.recorder import get_recorder, set_recorder
@@ -116,13 +116,12 @@ def instrument(*, flush_timeout_s: float = 10.0, assemble_timeout_s: float = 30.
             the tasks' records to reach the warehouse (seconds).
 
     Raises:
-        ConfigError: a timeout is not positive.
+        ConfigError: a timeout is not a finite number > 0.
     """
     global _instrumented
-    for label, value in (("flush_timeout_s", flush_timeout_s),
-                         ("assemble_timeout_s", assemble_timeout_s)):
-        if not value > 0:
-            raise ConfigError(f"{label} must be positive, got {value!r}")
+    flush_timeout_s = check_finite("flush_timeout_s", flush_timeout_s, positive=True)
+    assemble_timeout_s = check_finite("assemble_timeout_s", assemble_timeout_s,
+                                      positive=True)
     _settings.flush_timeout_s = flush_timeout_s
     _settings.assemble_timeout_s = assemble_timeout_s
     if _instrumented:

@@ -94,9 +94,14 @@ def test_uninstrument_disconnects_and_instrument_reconnects(ca):
     assert len(records.components) == 1
 
 
-def test_instrument_refuses_a_non_positive_timeout():
-    with pytest.raises(mlobs.ConfigError, match="assemble_timeout_s must be positive"):
-        mlobs_celery.instrument(assemble_timeout_s=0)
+@pytest.mark.parametrize("timeouts, message", [
+    ({"assemble_timeout_s": 0}, "assemble_timeout_s must be a finite number > 0, got 0"),
+    ({"flush_timeout_s": float("inf")}, "flush_timeout_s must be a finite number > 0"),
+    ({"flush_timeout_s": "10"}, "flush_timeout_s must be a finite number > 0, got '10'"),
+])
+def test_instrument_refuses_a_timeout_that_is_not_a_positive_number(timeouts, message):
+    with pytest.raises(mlobs.ConfigError, match=message):
+        mlobs_celery.instrument(**timeouts)
 
 
 def test_run_context_header_round_trip_and_refusals():
