@@ -247,6 +247,10 @@ def _start_task(task_id: str, task: Any) -> None:
             log.warning("mlobs: task %s [%s] is not recorded as a component: %s", task.name,
                         task_id, exc)
             call = None
+        except BaseException:
+            if joined is not None:  # the task runs unrecorded: no joined run stays open
+                joined.__exit__(None, None, None)
+            raise
     _running[task_id] = _RunningTask(joined, call)
 
 

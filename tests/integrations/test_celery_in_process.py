@@ -59,6 +59,24 @@ def test_a_task_received_with_a_run_context_joins_that_run(ca):
     assert joined_context(context.run_id) == context
 
 
+def test_a_component_that_cannot_open_leaves_no_joined_run_behind(ca, caplog, monkeypatch):
+    from mlobs.context import resolve_run
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(mlobs_celery, "_open_component", broken)
+    context = RunContext(run_id=str(uuid.uuid4()), platform_id="youtube", video_id="v9",
+                         profile="p", optional=(), config_hash="c" * 64, carrier={})
+    with capture() as records, caplog.at_level(logging.ERROR, "mlobs"):
+        result = ca.clean.apply(({"text": "b"},),
+                                headers={mlobs_celery.HEADER: context.to_header()})
+    assert result.get()["text"] == "b"  # the task ran, unrecorded
+    assert records.components == []
+    assert "could not start recording task" in caplog.text
+    assert resolve_run() is None  # later tasks without the header join nothing
+
+
 def test_a_malformed_run_context_leaves_the_task_running_unrecorded(ca, caplog):
     with capture() as records, caplog.at_level(logging.WARNING, "mlobs.celery"):
         result = ca.clean.apply(({"text": "b"},), headers={mlobs_celery.HEADER: "{not json"})
