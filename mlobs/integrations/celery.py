@@ -163,14 +163,12 @@ def _note_sent(run: Run, headers: dict[str, Any], body: Any) -> None:
     The run's first task first waits for the sinks: the run's row must be stored before a
     worker writes a component of it, and the sinks' carrier (the run span) must exist."""
     from celery import current_app
-    with _sent_lock:
+    with _sent_lock:  # held through the first flush: no thread publishes before it ends
         sent = _sent.get(run.run_id)
-        first = sent is None
-        if first:
+        if sent is None:
+            get_recorder().flush(_settings.flush_timeout_s)
+            run.at_exit(_assemble)
             sent = _sent[run.run_id] = {}
-    if first:
-        get_recorder().flush(_settings.flush_timeout_s)
-        run.at_exit(_assemble)
     app = current_app._get_current_object()
     task_id, name = headers.get("id"), headers.get("task")
     if isinstance(task_id, str) and isinstance(name, str):
