@@ -66,17 +66,13 @@ def check_duckdb_extensions(settings: Settings) -> Check:
     return Check("duckdb", True, f"{name} extension at {path}")
 
 
-def check_spool(settings: Settings, db_url_given: bool) -> list[Check]:
+def check_spool(settings: Settings) -> list[Check]:
     """Records the warehouse sink spooled while the database was away, and records the
-    warehouse refused when they were replayed (see :mod:`mlobs.sinks.spool`).
-
-    Args:
-        settings: the resolved settings (the spool is ``settings.spool_dir``).
-        db_url_given: the warehouse URL was given on the command line (the hint repeats it).
-    """
+    warehouse refused when they were replayed (see :mod:`mlobs.sinks.spool`)."""
     spool_dir = settings.spool_dir
     found = spool_contents(spool_dir)
-    db_url = f" --db-url '{display_url(settings.db_url)}'" if db_url_given else ""
+    db_url = "" if settings.db_is_embedded_default else \
+        f" --db-url '{display_url(settings.db_url)}'"
     checks = [Check("spool", found.waiting == 0,
                     f"{found.waiting} record(s) in {found.files} file(s) under {spool_dir} "
                     "wait for the warehouse (the sink that spooled them writes them once it "
@@ -164,20 +160,15 @@ def check_manifests(settings: Settings, store: WarehouseStore | None) -> list[Ch
     return checks
 
 
-def run_checks(settings: Settings, *, db_url_given: bool = False) -> list[Check]:
-    """Every check, in the order they are printed.
-
-    Args:
-        settings: the resolved settings.
-        db_url_given: the warehouse URL was given on the command line (hints repeat it).
-    """
+def run_checks(settings: Settings) -> list[Check]:
+    """Every check, in the order they are printed."""
     checks = [check_root(settings)]
     warehouse, store = check_warehouse(settings)
     checks.append(warehouse)
     checks.append(check_duckdb_extensions(settings))
     try:
         checks.extend(check_manifests(settings, store))
-        checks.extend(check_spool(settings, db_url_given))
+        checks.extend(check_spool(settings))
     finally:
         if store is not None:
             store.close()

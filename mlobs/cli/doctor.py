@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def doctor_command(args: argparse.Namespace) -> int:
     settings = resolve_settings(root=args.root, db_url=args.db_url)
-    checks = run_checks(settings, db_url_given=args.db_url is not None)
+    checks = run_checks(settings)
     for check in checks:
         mark = "ok  " if check.ok else "FAIL"
         print(f"[{mark}] {check.name:<10} {check.detail}")
