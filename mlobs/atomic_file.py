@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 
-def write_atomically(path: Path, data: bytes | str, *, durable: bool = False) -> None:
+def write_atomically(path: Path, data: bytes | str | Iterable[bytes], *,
+                     durable: bool = False) -> None:
     """Replace ``path`` with ``data`` (``str`` is written as UTF-8).
 
     Args:
         path: the file to write; its directory is created when missing.
-        data: the whole new content.
+        data: the whole new content, or an iterable of byte chunks written in turn (so a
+            large file need not be held in memory).
         durable: fsync the file and its directory (see the module docstring).
 
     Raises:
@@ -29,7 +32,10 @@ def write_atomically(path: Path, data: bytes | str, *, durable: bool = False) ->
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode() if isinstance(data, str) else data)
+            if isinstance(data, (bytes, str)):
+                handle.write(data.encode() if isinstance(data, str) else data)
+            else:
+                handle.writelines(data)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())

@@ -15,6 +15,22 @@ def test_a_write_replaces_the_file_and_leaves_no_temporary_file(tmp_path):
     assert os.listdir(target.parent) == ["manifest.json"]
 
 
+def test_chunks_from_a_generator_are_written_in_turn_and_a_failing_one_changes_nothing(
+        tmp_path):
+    target = tmp_path / "spool.jsonl"
+    write_atomically(target, (f"line {i}\n".encode() for i in range(3)))
+    assert target.read_text() == "line 0\nline 1\nline 2\n"
+
+    def broken():
+        yield b"half"
+        raise OSError(5, "Input/output error")
+
+    with pytest.raises(OSError, match="Input/output"):
+        write_atomically(target, broken())
+    assert target.read_text() == "line 0\nline 1\nline 2\n"
+    assert os.listdir(tmp_path) == ["spool.jsonl"]
+
+
 def test_a_failed_write_keeps_the_old_content_and_removes_its_temporary_file(tmp_path,
                                                                              monkeypatch):
     target = tmp_path / "index.json"

@@ -15,11 +15,14 @@ reports as spooled survives a crash. A crash in the middle of a write leaves a t
 line: it is skipped on read and reported (its records are still in the manifest).
 
 Replaying (:func:`replay`) claims every spool file by renaming it (under ``.lock``, so no
-appender writes into a claimed file: the appender's next batch starts a new file), writes
-its records through ``WarehouseStore.write`` in chunks (runs first, then components, so
-components always find their run), and deletes the claimed file once everything in it was
-written. When the database goes away in the middle, what was not written yet is kept in
-the claimed file (rewritten atomically) for the next replay. The store's writes are
+appender writes into a claimed file: the appender's next batch starts a new file), then
+reads the claimed files as streams, twice: the first pass writes the run records of every
+file, the second each file's component records (so components always find their run),
+through ``WarehouseStore.write`` in chunks, deleting each file once everything in it was
+written. Only one chunk of records is held in memory, however large the spool grew during
+an outage. When the database goes away in the middle, the file being written is cut down
+(atomically) to the records not written yet and later files stay as they are, for the
+next replay. The store's writes are
 idempotent (runs upserted, components and events insert-or-ignore by id), so a replay
 interrupted anywhere — even killed between a write and the rewrite — can simply be
 repeated: nothing is lost and nothing is duplicated. ``.replay.lock`` makes sure two
@@ -32,6 +35,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -238,32 +242,124 @@ class ReplayReport:
         return self.error is None and self.pending == 0
 
 
-def _read(path: Path, report: ReplayReport) -> list[Record]:
-    raw = path.read_bytes()
-    lines = raw.split(b"\n")
-    records: list[Record] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
+#: How every run line starts (:func:`encode` writes "type" first, without spaces): the
+#: first pass of a replay decodes these lines only.
+_RUN_LINE_PREFIX = b'{"type":"run",'
+
+
+class _Interrupted(Exception):
+    """The database went away while a file's components were written; ``offset`` is where
+    the first record not written starts."""
+
+    def __init__(self, cause: Exception, offset: int) -> None:
+        super().__init__(str(cause))
+        self.cause, self.offset = cause, offset
+
+
+def _lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, byte offset, line) of each non-blank line, read as a stream."""
+    with open(path, "rb") as source:
+        offset = 0
+        for number, line in enumerate(source, 1):
+            if line.strip():
+                yield number, offset, line
+            offset += len(line)
+
+
+def _decode_line(path: Path, number: int, line: bytes, report: ReplayReport) -> Record | None:
+    """The line's record, or None after reporting it as torn (the last line, cut short by
+    a crash before its newline) or unreadable."""
+    try:
+        return decode(line.decode())
+    except (ValueError, KeyError, TypeError) as exc:
+        report.torn += 1
+        what = "unreadable line" if line.endswith(b"\n") else "torn last line"
+        message = f"{path}: {what} {number} skipped ({type(exc).__name__}: {exc})"[:300]
+        report.problems.append(message)
+        log.warning("mlobs spool: %s", message)
+        return None
+
+
+def _replay_runs(paths: list[Path], store: Any, directory: Path, report: ReplayReport,
+                 chunk_size: int) -> dict[Path, int]:
+    """First pass: write the run records of every file. Returns each file's number of
+    other lines (its components). Raises what the store raises when the database fails."""
+    others: dict[Path, int] = {}
+    chunk: list[Record] = []
+    for path in paths:
+        others[path] = 0
+        for number, _, line in _lines(path):
+            if not line.startswith(_RUN_LINE_PREFIX):
+                others[path] += 1
+                continue
+            record = _decode_line(path, number, line, report)
+            if record is not None:
+                chunk.append(record)
+            if len(chunk) >= chunk_size:
+                _write_chunk(store, chunk, directory, report)
+                chunk = []
+    if chunk:
+        _write_chunk(store, chunk, directory, report)
+    return others
+
+
+def _replay_components(path: Path, store: Any, directory: Path, report: ReplayReport,
+                       chunk_size: int) -> None:
+    """Second pass, one file: write its component records in chunks.
+
+    Raises:
+        _Interrupted: the database failed; nothing from its offset on was written.
+    """
+    chunk: list[Record] = []
+    chunk_offset = 0
+    for number, offset, line in _lines(path):
+        if line.startswith(_RUN_LINE_PREFIX):
+            continue  # written by the first pass
+        record = _decode_line(path, number, line, report)
+        if record is None:
             continue
-        try:
-            records.append(decode(line.decode()))
-        except (ValueError, KeyError, TypeError) as exc:
-            report.torn += 1
-            last = number == len(lines)  # no newline after it: cut short by a crash
-            what = "torn last line" if last else "unreadable line"
-            message = f"{path}: {what} {number} skipped ({type(exc).__name__}: {exc})"[:300]
-            report.problems.append(message)
-            log.warning("mlobs spool: %s", message)
-    return records
+        if not chunk:
+            chunk_offset = offset
+        chunk.append(record)
+        if len(chunk) >= chunk_size:
+            _write_components(store, chunk, chunk_offset, directory, report)
+            chunk = []
+    if chunk:
+        _write_components(store, chunk, chunk_offset, directory, report)
 
 
-def _rewrite(path: Path, records: Sequence[Record]) -> None:
-    """Replace ``path`` by ``records`` atomically (or remove it when there is none)."""
-    if not records:
-        path.unlink(missing_ok=True)
-        fsync_directory(path.parent)
-        return
-    write_atomically(path, "".join(encode(r) + "\n" for r in records), durable=True)
+def _write_components(store: Any, chunk: list[Record], offset: int, directory: Path,
+                      report: ReplayReport) -> None:
+    try:
+        _write_chunk(store, chunk, directory, report)
+    except Exception as exc:  # the database is away (again)
+        raise _Interrupted(exc, offset) from exc
+
+
+def _keep_from(path: Path, offset: int) -> int:
+    """Cut ``path`` down to its lines from ``offset`` on, less the run lines (written by
+    the first pass), atomically. Returns the number of lines kept; a file left empty is
+    removed."""
+    kept = 0
+
+    def remainder() -> Iterator[bytes]:
+        nonlocal kept
+        with open(path, "rb") as source:
+            source.seek(offset)
+            for line in source:
+                if line.strip() and not line.startswith(_RUN_LINE_PREFIX):
+                    kept += 1
+                    yield line if line.endswith(b"\n") else line + b"\n"
+
+    write_atomically(path, remainder(), durable=True)
+    if not kept:
+        _remove(path)
+    return kept
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    fsync_directory(path.parent)
 
 
 def _reject(directory: Path, record: Record, reason: str, report: ReplayReport) -> None:
@@ -290,8 +386,8 @@ def _claim(directory: Path) -> list[Path]:
             if target.exists():
                 # A replay was cut off and the writer, whose file name stays the same,
                 # appended again: its new records go after the claimed ones.
-                with open(target, "ab") as out:
-                    out.write(path.read_bytes())
+                with open(target, "ab") as out, open(path, "rb") as source:
+                    shutil.copyfileobj(source, out)
                     out.flush()
                     os.fsync(out.fileno())
                 path.unlink()
@@ -326,28 +422,31 @@ def replay(directory: str | os.PathLike[str], store: Any, *, chunk_size: int = 5
     if not directory.is_dir():
         return report
     with _flock(directory / _REPLAY_LOCK_NAME, blocking=wait):
-        files = [(path, _read(path, report)) for path in _claim(directory)]
-        report.files = len(files)
+        paths = _claim(directory)
+        report.files = len(paths)
         # Every file's runs before any component: a worker's components can sit in
         # another file than their run (the run spooled by the orchestrating process).
-        ordered = [(path, record) for kind in (RunRecord, ComponentRecord)
-                   for path, records in files for record in records
-                   if isinstance(record, kind)]
-        done = 0
-        while done < len(ordered):
-            chunk = ordered[done:done + chunk_size]
+        try:
+            others = _replay_runs(paths, store, directory, report, chunk_size)
+        except Exception as exc:  # the database is away (again): every file stays
+            report.error = f"{type(exc).__name__}: {exc}"[:500]
+            report.pending = sum(_count_lines(path) for path in paths)
+            return report
+        with_components = [path for path in paths if others[path]]
+        for path in paths:
+            if not others[path]:
+                _remove(path)  # runs only: all written
+        for index, path in enumerate(with_components):
             try:
-                _write_chunk(store, [record for _, record in chunk], directory, report)
-            except Exception as exc:  # the database is away (again)
-                report.error = f"{type(exc).__name__}: {exc}"[:500]
-                break
-            done += len(chunk)
-        remaining: dict[Path, list[Record]] = {path: [] for path, _ in files}
-        for path, record in ordered[done:]:
-            remaining[path].append(record)
-        report.pending = len(ordered) - done
-        for path, records in remaining.items():
-            _rewrite(path, records)  # torn lines go too (they were reported)
+                _replay_components(path, store, directory, report, chunk_size)
+            except _Interrupted as stop:
+                report.error = f"{type(stop.cause).__name__}: {stop.cause}"[:500]
+                # Later files stay as they are: their runs are written again next time
+                # (idempotent upserts, in the same order).
+                report.pending = _keep_from(path, stop.offset) + sum(
+                    others[later] for later in with_components[index + 1:])
+                return report
+            _remove(path)  # torn lines go too (they were reported)
     return report
 
 
