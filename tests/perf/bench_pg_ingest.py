@@ -1,8 +1,9 @@
 """Sustained warehouse ingest into PostgreSQL: through mlobs vs raw psycopg COPY.
 
 * mlobs: components recorded with the API (warehouse sink only), timed from the first call
-  until ``mlobs.flush()`` returns, i.e. until every record is committed (the store writes
-  component_runs through COPY into a staging table + insert-or-ignore);
+  until ``mlobs.flush()`` returns, i.e. until every record is committed (the store COPYs
+  component_runs straight into the table; see ``mlobs.warehouse.copy_writer``). Each run
+  ends by flushing its records, as every mlobs run does;
 * raw:   the same component rows, read back from the mlobs database, written with
   ``cursor.copy("COPY component_runs (...) FROM STDIN")`` / ``write_row`` straight into
   the table, in transactions of 512 rows (the batch size of bench_ingest's raw baseline),
@@ -12,6 +13,11 @@
 * ceiling: the same pipeline with a sink that builds each record (``ComponentCall.record()``,
   as the warehouse sink does) and writes nothing: the API and record building alone, i.e.
   the most any warehouse sink could reach on this machine.
+
+* CPU: in the first round, the CPU time per record of the pipeline's thread, the sink's
+  thread, the memory sampler and the PostgreSQL server's processes, read from ``/proc``
+  (Linux; root or the server's user sees the server's), against the wall time per
+  record: whether the gap to raw COPY is waiting or work, and on which side.
 
 The ratio is the median over ROUNDS rounds, each timing mlobs and then raw COPY into
 fresh databases (the 2-vCPU CI machine drifts by ±20% within minutes). Store and ceiling
@@ -35,6 +41,7 @@ from pathlib import Path
 from typing import Iterator
 
 import bench_ingest  # noqa: E402 - same folder (run_benchmarks.py puts it on sys.path)
+from cpu_accounting import CpuSnapshot, cpu_per_item_us  # noqa: E402 - same folder
 
 # The same pipeline as the SQLite ingest benchmark, so the two figures compare.
 RUNS = bench_ingest.RUNS
@@ -88,10 +95,31 @@ def fresh_database(purpose: str) -> Iterator[str]:
         admin.dispose()
 
 
-def ingest_through_mlobs(root: Path, db_url: str) -> float:
+def ingest_through_mlobs(root: Path, db_url: str) -> tuple[float, str | None]:
+    """Records per second through mlobs, and where the CPU went (a printable line, None
+    without Linux's /proc)."""
     import mlobs
     mlobs.configure(root=root, db_url=db_url, sinks=["warehouse"])
-    return bench_ingest.pipeline_records_per_s()
+    before = CpuSnapshot.take("postgres")
+    rate = bench_ingest.pipeline_records_per_s()
+    used = cpu_per_item_us(before, CpuSnapshot.take("postgres"), RUNS * COMPONENTS_PER_RUN)
+    return rate, None if used is None else _cpu_line(*used)
+
+
+_THREAD_LABELS = {"MainThread": "pipeline thread", "mlobs-sink-warehouse": "sink thread",
+                  "mlobs-memory-sampler": "memory sampler"}
+
+
+def _cpu_line(threads: dict[str, float], server_us: float | None, wall_us: float) -> str:
+    parts = {label: threads.pop(name, 0.0) for name, label in _THREAD_LABELS.items()}
+    if sum(threads.values()) >= 0.05:
+        parts["other threads"] = sum(threads.values())
+    if server_us is not None:
+        parts["PostgreSQL"] = server_us
+    busy = sum(parts.values()) / wall_us
+    cores = os.cpu_count() or 1
+    return (", ".join(f"{label} {us:.1f}" for label, us in parts.items())
+            + f"; wall {wall_us:.1f} (cores {busy:.0%} busy of {cores:.0%})")
 
 
 class _RecordsOnly:
@@ -194,11 +222,14 @@ def main() -> dict[str, float] | None:
         return None
     raws: list[float] = []
     throughs: list[float] = []
+    cpu_lines: list[str | None] = []
     with tempfile.TemporaryDirectory() as tmp:
         # mlobs and raw COPY alternate, so the machine's drift hits both alike.
         for round_ in range(ROUNDS):
             with fresh_database("mlobs") as mlobs_url, fresh_database("raw") as raw_url:
-                throughs.append(ingest_through_mlobs(Path(tmp) / f"round-{round_}", mlobs_url))
+                through, cpu = ingest_through_mlobs(Path(tmp) / f"round-{round_}", mlobs_url)
+                throughs.append(through)
+                cpu_lines.append(cpu)
                 raw, copied = ingest_raw_copy(mlobs_url, raw_url)
                 assert copied == total, f"raw COPY wrote {copied} rows, expected {total}"
                 raws.append(raw)
@@ -220,6 +251,8 @@ def main() -> dict[str, float] | None:
     serial = 1 / (1 / ceiling + 1 / store_only)
     print(f"  {'API + records, then the store, in series':<44}{serial:10.0f} records/s "
           f"({serial / raw:.2f}× raw: the figure if nothing overlaps)")
+    if cpu_lines[0] is not None:
+        print(f"  CPU µs per record through mlobs, round 1 (/proc):\n    {cpu_lines[0]}")
     print(f"  ratio mlobs / raw per round: "
           f"{', '.join(f'{m / r:.2f}×' for m, r in zip(throughs, raws))}")
     print(f"  ratio mlobs / raw: {ratio:.2f}× "
