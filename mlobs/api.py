@@ -39,7 +39,7 @@ from mlobs.batch_size import BatchSizeChoice
 from mlobs.cache.codecs import Codec
 from mlobs.cache.component_cache import ComponentCache, check_cache_mode
 from mlobs.canonical import canonical_json
-from mlobs.classify import classify_exception
+from mlobs.classify import classify_exception, exception_message
 from mlobs.context import (
     active_runs,
     current_component_var,
@@ -50,7 +50,7 @@ from mlobs.context import (
 from mlobs.environment import run_environment
 from mlobs.errors import ConfigError, Empty, check_finite, check_int, check_word
 from mlobs.ids import new_uuid4
-from mlobs.limits import CODE_MAX_CHARS, ERROR_MESSAGE_MAX_CHARS, NAME_MAX_CHARS
+from mlobs.limits import CODE_MAX_CHARS, NAME_MAX_CHARS
 from mlobs.manifest import manifest_status
 from mlobs.oom import OomPolicy, oom_snapshot
 from mlobs.paths import manifest_path
@@ -378,7 +378,7 @@ class ComponentCall:
             duration_ms=duration_ms, empty_reason=self.empty_reason,
             error_code=self.error_code,
             error_type=None if error is None else type(error).__qualname__,
-            error_message=None if error is None else str(error)[:ERROR_MESSAGE_MAX_CHARS],
+            error_message=None if error is None else exception_message(error),
             warnings=list(self.warnings or ()), producer_version=self.producer_version,
             schema_version=self.schema_version,
             device_used=self.device_used,
@@ -544,7 +544,8 @@ class Run:
                 self._failed_required.append(call)
             else:
                 self.record.warnings.append(
-                    optional_failure_warning(call.name, call.error_code, str(call.error)))
+                    optional_failure_warning(call.name, call.error_code,
+                                             exception_message(call.error)))
         self._recorder.emit(call)
 
     def _snapshot(self) -> RunRecord:
@@ -579,10 +580,11 @@ class Run:
         failed = self._failed_required[0] if self._failed_required else None
         if failed is not None:
             record.status, record.error_code = "error", failed.error_code
-            record.error_message = required_failure_message(failed.name, failed.error)
+            record.error_message = required_failure_message(failed.name,
+                                                            exception_message(failed.error))
         elif exc is not None:
             record.status, record.error_code = "error", classify_exception(exc)
-            record.error_message = str(exc)[:ERROR_MESSAGE_MAX_CHARS]
+            record.error_message = exception_message(exc)
         else:
             record.status = "ok"
         recorder = self._recorder

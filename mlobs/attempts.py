@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_never
 
-from mlobs.classify import classify_exception
+from mlobs.classify import classify_exception, exception_message
 from mlobs.limits import ERROR_MESSAGE_MAX_CHARS
 from mlobs.oom import INSUFFICIENT_GPU_MEMORY, oom_snapshot
 from mlobs.probes.gpu import release_gpu_cache
@@ -56,7 +56,7 @@ class AttemptDecider:
         self._next_wait_s = policy.backoff_s(call.retry_count)
         call.event("retry", attempt=self.failures, error_code=code,
                    error_type=type(exc).__qualname__,
-                   message=str(exc)[:_EVENT_MESSAGE_MAX_CHARS],
+                   message=exception_message(exc, _EVENT_MESSAGE_MAX_CHARS),
                    wait_s=round(self._next_wait_s, 6))
         return True
 

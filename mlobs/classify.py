@@ -45,7 +45,7 @@ import threading
 from collections.abc import Callable
 
 from mlobs.errors import ComponentError, ConfigError
-from mlobs.limits import CODE_MAX_CHARS
+from mlobs.limits import CODE_MAX_CHARS, ERROR_MESSAGE_MAX_CHARS
 
 Classifier = Callable[[BaseException], "str | None"]
 
@@ -237,6 +237,24 @@ def classify_exception(exc: BaseException) -> str:
         if code:
             return str(code)[:CODE_MAX_CHARS]
     return "internal"
+
+
+def exception_message(exc: BaseException, max_chars: int = ERROR_MESSAGE_MAX_CHARS) -> str:
+    """The message recorded for ``exc`` (``error_message``, run warnings, retry events):
+    ``str(exc)`` cut to ``max_chars`` (ARCHITECTURE §4: "truncated to a bound").
+
+    An exception whose ``__str__`` raises (e.g. one rebuilt by pickling without its
+    constructor's arguments) is described as ``<unprintable Type: Error: why>``: reading
+    the message must never replace the user's exception nor cost its record.
+    """
+    try:
+        return str(exc)[:max_chars]
+    except Exception as broken:
+        try:
+            why = f"{type(broken).__name__}: {broken}"
+        except Exception:
+            why = type(broken).__name__
+        return f"<unprintable {type(exc).__qualname__}: {why}>"[:max_chars]
 
 
 def is_transient(exc: BaseException) -> bool:

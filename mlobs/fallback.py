@@ -30,9 +30,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from mlobs.api import current
-from mlobs.classify import classify_exception
+from mlobs.classify import classify_exception, exception_message
 from mlobs.errors import ConfigError, Empty
-from mlobs.limits import ERROR_MESSAGE_MAX_CHARS
 from mlobs.records import ModelRef
 
 __all__ = ["FALLBACK_EVENT", "FallbackFailure", "FallbackResult", "predict_with_fallback"]
@@ -83,12 +82,6 @@ class FallbackResult(Generic[T]):
     def degraded(self) -> bool:
         return self.prediction_status == "degraded"
 
-
-def _message(exc: BaseException) -> str:
-    try:
-        return str(exc)[:ERROR_MESSAGE_MAX_CHARS]
-    except Exception:  # a broken __str__ must not hide the failure itself
-        return f"<unprintable {type(exc).__qualname__}>"
 
 
 def _check_chain(chain: Sequence[tuple[ModelRef, Callable[..., T]]]
@@ -152,7 +145,7 @@ def predict_with_fallback(chain: Sequence[tuple[ModelRef, Callable[..., T]]], /,
             raise
         except Exception as exc:
             failure = FallbackFailure(model, classify_exception(exc), type(exc).__qualname__,
-                                      _message(exc))
+                                      exception_message(exc))
             failures.append(failure)
             handle.event(FALLBACK_EVENT, model_name=model.name, model_version=model.version,
                          error_code=failure.error_code, error_type=failure.error_type,

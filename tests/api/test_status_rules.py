@@ -245,3 +245,61 @@ def test_events_with_attributes_json_cannot_hold_become_warnings():
     assert [(e.kind, e.attributes) for e in asr.events] == [
         ("oom", {"batch_size": 32, "requested_bytes": 2**31})]
     assert len(asr.warnings) == 2 and all("event ignored" in w for w in asr.warnings)
+
+
+class Unprintable(Exception):
+    """An exception whose message cannot be read: its ``__str__`` raises (seen with
+    exceptions rebuilt by pickling without their constructor's arguments)."""
+
+    def __str__(self):
+        raise RuntimeError("no message")
+
+
+@pytest.mark.parametrize("where", ["optional", "required", "run body"])
+def test_an_exception_whose_message_cannot_be_read_is_recorded_and_not_replaced(where):
+    """mlobs must neither swallow nor replace the user's exception, nor lose the record."""
+    def pipeline():
+        with mlobs.run("youtube", "abc", profile=PROFILE) as run:
+            if where == "run body":
+                raise Unprintable()
+            with run.component("summary" if where == "optional" else "asr"):
+                raise Unprintable()
+            with run.component("chunking"):
+                pass
+
+    with capture() as rec:
+        if where == "optional":
+            pipeline()
+        else:
+            with pytest.raises(Unprintable):
+                pipeline()
+    final = rec.run()
+    if where == "optional":
+        assert final.status == "ok" and rec.component("chunking").status == "ok"
+        assert any("summary" in w and "unprintable Unprintable" in w for w in final.warnings)
+    else:
+        assert final.status == "error" and "unprintable Unprintable" in final.error_message
+    if where != "run body":
+        failed = rec.component("summary" if where == "optional" else "asr")
+        assert (failed.status, failed.error_type) == ("error", "Unprintable")
+        assert failed.error_message == "<unprintable Unprintable: RuntimeError: no message>"
+
+
+class Unreachable(Unprintable, ConnectionError):
+    """A transient failure (a ConnectionError) whose message cannot be read."""
+
+
+def test_a_retried_exception_whose_message_cannot_be_read_is_retried_and_recorded():
+    failures = iter([Unreachable(), None])
+    with capture() as rec:
+        with mlobs.run("youtube", "abc") as run:
+            with run.component("asr", retry=mlobs.RetryPolicy(initial_backoff_s=0.001)) as c:
+                for attempt in c.attempts():
+                    with attempt:
+                        failure = next(failures)
+                        if failure is not None:
+                            raise failure
+    asr = rec.component("asr")
+    assert (asr.status, asr.retry_count) == ("ok", 1)
+    [retry] = [e.attributes for e in asr.events if e.kind == "retry"]
+    assert retry["error_code"] == "transient" and "unprintable Unreachable" in retry["message"]
