@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
-def write_atomically(path: Path, data: bytes | str | Iterable[bytes], *,
+def write_atomically(path: Path, data: bytes | bytearray | memoryview | str | Iterable[bytes], *,
                      durable: bool = False) -> None:
     """Replace ``path`` with ``data`` (``str`` is written as UTF-8).
 
@@ -32,8 +32,10 @@ def write_atomically(path: Path, data: bytes | str | Iterable[bytes], *,
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            if isinstance(data, (bytes, str)):
-                handle.write(data.encode() if isinstance(data, str) else data)
+            if isinstance(data, str):
+                handle.write(data.encode())
+            elif isinstance(data, (bytes, bytearray, memoryview)):
+                handle.write(data)
             else:
                 handle.writelines(data)
             if durable:

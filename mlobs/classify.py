@@ -257,6 +257,12 @@ def exception_message(exc: BaseException, max_chars: int = ERROR_MESSAGE_MAX_CHA
         return f"<unprintable {type(exc).__qualname__}: {why}>"[:max_chars]
 
 
+def exception_summary(exc: BaseException, max_chars: int = 500) -> str:
+    """``"Type: message"`` of ``exc`` in at most ``max_chars`` characters (for logs and
+    ``last_error``-style fields; see :func:`exception_message`)."""
+    return f"{type(exc).__name__}: {exception_message(exc, max_chars)}"[:max_chars]
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether a retry may cure ``exc``: its error_code is in :data:`TRANSIENT_CODES`.
 

@@ -83,7 +83,6 @@ class FallbackResult(Generic[T]):
         return self.prediction_status == "degraded"
 
 
-
 def _check_chain(chain: Sequence[tuple[ModelRef, Callable[..., T]]]
                  ) -> tuple[tuple[ModelRef, Callable[..., T]], ...]:
     try:

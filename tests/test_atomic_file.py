@@ -12,6 +12,10 @@ def test_a_write_replaces_the_file_and_leaves_no_temporary_file(tmp_path):
     write_atomically(target, "first")
     write_atomically(target, b"second")
     assert target.read_bytes() == b"second"
+    write_atomically(target, bytearray(b"third"))  # a codec may return any bytes-like
+    assert target.read_bytes() == b"third"
+    write_atomically(target, memoryview(b"fourth"))
+    assert target.read_bytes() == b"fourth"
     assert os.listdir(target.parent) == ["manifest.json"]
 
 

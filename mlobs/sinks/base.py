@@ -22,6 +22,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from mlobs.classify import exception_summary
 from mlobs.context import suppress_in_this_thread
 from mlobs.records import ComponentRecord, RunRecord
 
@@ -179,7 +180,7 @@ class BatchWorker:
             self.exported += len(batch) - len(failed)
             for item in failed:
                 self.failed_by_run[item.run_id] += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            self.last_error = exception_summary(exc)
             log.error("mlobs sink %r failed to export %d item(s): %s", self.sink.name,
                       len(failed), self.last_error)
         else:
@@ -189,5 +190,5 @@ class BatchWorker:
         try:
             self.sink.force_flush(self.flush_interval_s * 20)
         except Exception as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            self.last_error = exception_summary(exc)
             log.error("mlobs sink %r failed to flush: %s", self.sink.name, self.last_error)

@@ -41,9 +41,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mlobs.atomic_file import fsync_directory, write_atomically
+from mlobs.classify import exception_summary
 from mlobs.errors import InvalidRecordError
 from mlobs.records import ComponentRecord, RunRecord
 
@@ -69,7 +70,8 @@ def encode(record: Record) -> str:
 
 
 def decode(line: str) -> Record:
-    """One spool line as a record. Raises ValueError (incl. JSON errors) or KeyError."""
+    """One spool line as a record. Raises ValueError (incl. JSON errors), KeyError,
+    TypeError or AttributeError (JSON of the wrong shape)."""
     data = json.loads(line)
     kind, payload = data["type"], data["record"]
     if kind == "run":
@@ -132,8 +134,7 @@ class Spool:
             new_file = not self.path.exists()
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                size = os.fstat(fd).st_size
-                if size and os.pread(fd, 1, size - 1) != b"\n":
+                if not _ends_a_line(fd):
                     # An earlier write of ours was cut short: start on a line of our own.
                     data = b"\n" + data
                 view = memoryview(data)
@@ -146,6 +147,12 @@ class Spool:
             if new_file:
                 fsync_directory(self.directory)
         return len(records)
+
+
+def _ends_a_line(fd: int) -> bool:
+    """Whether the file open at ``fd`` (readable) is empty or ends with a newline."""
+    size = os.fstat(fd).st_size
+    return not size or os.pread(fd, 1, size - 1) == b"\n"
 
 
 def spool_files(directory: str | os.PathLike[str]) -> list[Path]:
@@ -252,8 +259,13 @@ class _Interrupted(Exception):
     the first record not written starts."""
 
     def __init__(self, cause: Exception, offset: int) -> None:
-        super().__init__(str(cause))
+        super().__init__()
         self.cause, self.offset = cause, offset
+
+
+class _LineCounts(NamedTuple):
+    runs: int
+    others: int  # components (and unreadable lines)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
@@ -266,80 +278,147 @@ def _lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
             offset += len(line)
 
 
-def _decode_line(path: Path, number: int, line: bytes, report: ReplayReport) -> Record | None:
-    """The line's record, or None after reporting it as torn (the last line, cut short by
-    a crash before its newline) or unreadable."""
-    try:
-        return decode(line.decode())
-    except (ValueError, KeyError, TypeError) as exc:
-        report.torn += 1
-        what = "unreadable line" if line.endswith(b"\n") else "torn last line"
-        message = f"{path}: {what} {number} skipped ({type(exc).__name__}: {exc})"[:300]
-        report.problems.append(message)
-        log.warning("mlobs spool: %s", message)
-        return None
+class _Replay:
+    """One replay's writes to ``store``: chunks of records, refused records set aside in
+    ``rejected.jsonl`` (once each, though an interrupted replay meets them again), and
+    what happened in ``report``."""
 
+    def __init__(self, directory: Path, store: Any, chunk_size: int) -> None:
+        self.store, self.chunk_size = store, chunk_size
+        self.rejected_path = directory / REJECTED_NAME
+        self._rejected_ids: set[tuple[str, str]] | None = None  # read at the first refusal
+        self.report = ReplayReport()
 
-def _replay_runs(paths: list[Path], store: Any, directory: Path, report: ReplayReport,
-                 chunk_size: int) -> dict[Path, int]:
-    """First pass: write the run records of every file. Returns each file's number of
-    other lines (its components). Raises what the store raises when the database fails."""
-    others: dict[Path, int] = {}
-    chunk: list[Record] = []
-    for path in paths:
-        others[path] = 0
-        for number, _, line in _lines(path):
-            if not line.startswith(_RUN_LINE_PREFIX):
-                others[path] += 1
+    def runs(self, paths: list[Path]) -> dict[Path, _LineCounts]:
+        """First pass: write the run records of every file; count each file's lines.
+        Raises what the store raises when the database fails."""
+        counts: dict[Path, _LineCounts] = {}
+        chunk: list[Record] = []
+        for path in paths:
+            runs = others = 0
+            for number, _, line in _lines(path):
+                if not line.startswith(_RUN_LINE_PREFIX):
+                    others += 1
+                    continue
+                runs += 1
+                record = self._decode(path, number, line)
+                if record is not None:
+                    chunk.append(record)
+                if len(chunk) >= self.chunk_size:
+                    self._write(chunk)
+                    chunk = []
+            counts[path] = _LineCounts(runs, others)
+        if chunk:
+            self._write(chunk)
+        return counts
+
+    def components(self, path: Path) -> None:
+        """Second pass, one file: write its component records in chunks.
+
+        Raises:
+            _Interrupted: the database failed; nothing from its offset on was written.
+        """
+        chunk: list[Record] = []
+        chunk_offset = 0
+        for number, offset, line in _lines(path):
+            if line.startswith(_RUN_LINE_PREFIX):
+                continue  # written by the first pass
+            record = self._decode(path, number, line)
+            if record is None:
                 continue
-            record = _decode_line(path, number, line, report)
-            if record is not None:
-                chunk.append(record)
-            if len(chunk) >= chunk_size:
-                _write_chunk(store, chunk, directory, report)
+            if not chunk:
+                chunk_offset = offset
+            chunk.append(record)
+            if len(chunk) >= self.chunk_size:
+                self._write_from(chunk, chunk_offset)
                 chunk = []
-    if chunk:
-        _write_chunk(store, chunk, directory, report)
-    return others
+        if chunk:
+            self._write_from(chunk, chunk_offset)
+
+    def _write_from(self, chunk: list[Record], offset: int) -> None:
+        try:
+            self._write(chunk)
+        except Exception as exc:  # the database is away (again)
+            raise _Interrupted(exc, offset) from exc
+
+    def _decode(self, path: Path, number: int, line: bytes) -> Record | None:
+        """The line's record, or None after reporting it as torn (the last line, cut
+        short by a crash before its newline) or unreadable."""
+        try:
+            return decode(line.decode())
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            report = self.report
+            report.torn += 1
+            what = "unreadable line" if line.endswith(b"\n") else "torn last line"
+            message = f"{path}: {what} {number} skipped ({type(exc).__name__}: {exc})"[:300]
+            report.problems.append(message)
+            log.warning("mlobs spool: %s", message)
+            return None
+
+    def _write(self, chunk: list[Record]) -> None:
+        report = self.report
+        runs = [r for r in chunk if isinstance(r, RunRecord)]
+        components = [r for r in chunk if isinstance(r, ComponentRecord)]
+        try:
+            self.store.write(runs, components)
+        except InvalidRecordError:
+            # One refused record must not keep the others out (nor the spool forever).
+            for record in chunk:
+                is_run = isinstance(record, RunRecord)
+                try:
+                    self.store.write([record] if is_run else [], [] if is_run else [record])
+                except InvalidRecordError as exc:
+                    self._reject(record, str(exc))
+                else:
+                    report.runs += is_run
+                    report.components += not is_run
+        else:
+            report.runs += len(runs)
+            report.components += len(components)
+
+    def _reject(self, record: Record, reason: str) -> None:
+        line = json.loads(encode(record))
+        key = _record_key(line)
+        self.report.rejected += 1
+        self.report.problems.append(f"refused by the warehouse: {key[1]}: {reason}"[:500])
+        if self._rejected_ids is None:
+            self._rejected_ids = _rejected_ids(self.rejected_path)
+        if key in self._rejected_ids:
+            return  # set aside by an earlier replay that stopped before removing it
+        self._rejected_ids.add(key)
+        with open(self.rejected_path, "ab") as out:
+            out.write((json.dumps({"reason": reason[:1000], "line": line}, default=str)
+                       + "\n").encode())
+            out.flush()
+            os.fsync(out.fileno())
 
 
-def _replay_components(path: Path, store: Any, directory: Path, report: ReplayReport,
-                       chunk_size: int) -> None:
-    """Second pass, one file: write its component records in chunks.
-
-    Raises:
-        _Interrupted: the database failed; nothing from its offset on was written.
-    """
-    chunk: list[Record] = []
-    chunk_offset = 0
-    for number, offset, line in _lines(path):
-        if line.startswith(_RUN_LINE_PREFIX):
-            continue  # written by the first pass
-        record = _decode_line(path, number, line, report)
-        if record is None:
-            continue
-        if not chunk:
-            chunk_offset = offset
-        chunk.append(record)
-        if len(chunk) >= chunk_size:
-            _write_components(store, chunk, chunk_offset, directory, report)
-            chunk = []
-    if chunk:
-        _write_components(store, chunk, chunk_offset, directory, report)
+def _record_key(line: dict[str, Any]) -> tuple[str, str]:
+    """(type, id) of a spool line's record: a run's run_id, a component's
+    component_run_id."""
+    record = line.get("record") or {}
+    name = "run_id" if line.get("type") == "run" else "component_run_id"
+    return str(line.get("type")), str(record.get(name))
 
 
-def _write_components(store: Any, chunk: list[Record], offset: int, directory: Path,
-                      report: ReplayReport) -> None:
+def _rejected_ids(path: Path) -> set[tuple[str, str]]:
+    ids = set()
     try:
-        _write_chunk(store, chunk, directory, report)
-    except Exception as exc:  # the database is away (again)
-        raise _Interrupted(exc, offset) from exc
+        with open(path, "rb") as source:
+            for raw in source:
+                try:
+                    ids.add(_record_key(json.loads(raw)["line"]))
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    continue  # a torn line: its record is written again
+    except FileNotFoundError:
+        pass
+    return ids
 
 
 def _keep_from(path: Path, offset: int) -> int:
     """Cut ``path`` down to its lines from ``offset`` on, less the run lines (written by
-    the first pass), atomically. Returns the number of lines kept; a file left empty is
-    removed."""
+    the first pass), atomically. Returns the number of lines kept. A torn or unreadable
+    line among them is kept too (it is reported when the next replay reaches it)."""
     kept = 0
 
     def remainder() -> Iterator[bytes]:
@@ -349,29 +428,15 @@ def _keep_from(path: Path, offset: int) -> int:
             for line in source:
                 if line.strip() and not line.startswith(_RUN_LINE_PREFIX):
                     kept += 1
-                    yield line if line.endswith(b"\n") else line + b"\n"
+                    yield line
 
     write_atomically(path, remainder(), durable=True)
-    if not kept:
-        _remove(path)
     return kept
 
 
 def _remove(path: Path) -> None:
     path.unlink(missing_ok=True)
     fsync_directory(path.parent)
-
-
-def _reject(directory: Path, record: Record, reason: str, report: ReplayReport) -> None:
-    report.rejected += 1
-    record_id = getattr(record, "component_run_id", None) or record.run_id
-    report.problems.append(f"refused by the warehouse: {record_id}: {reason}"[:500])
-    with open(directory / REJECTED_NAME, "ab") as out:
-        line = json.dumps({"reason": reason[:1000], "line": json.loads(encode(record))},
-                          default=str)
-        out.write((line + "\n").encode())
-        out.flush()
-        os.fsync(out.fileno())
 
 
 def _claim(directory: Path) -> list[Path]:
@@ -385,8 +450,11 @@ def _claim(directory: Path) -> list[Path]:
             target = path.with_name(path.name[:-len(SPOOL_SUFFIX)] + CLAIMED_SUFFIX)
             if target.exists():
                 # A replay was cut off and the writer, whose file name stays the same,
-                # appended again: its new records go after the claimed ones.
-                with open(target, "ab") as out, open(path, "rb") as source:
+                # appended again: its new records go after the claimed ones, on a line
+                # of their own (the claimed file may end in a torn line).
+                with open(target, "a+b") as out, open(path, "rb") as source:
+                    if not _ends_a_line(out.fileno()):
+                        out.write(b"\n")
                     shutil.copyfileobj(source, out)
                     out.flush()
                     os.fsync(out.fileno())
@@ -418,55 +486,34 @@ def replay(directory: str | os.PathLike[str], store: Any, *, chunk_size: int = 5
         OSError: the spool directory cannot be read or rewritten.
     """
     directory = Path(directory)
-    report = ReplayReport()
     if not directory.is_dir():
-        return report
+        return ReplayReport()
     with _flock(directory / _REPLAY_LOCK_NAME, blocking=wait):
         paths = _claim(directory)
+        work = _Replay(directory, store, chunk_size)
+        report = work.report
         report.files = len(paths)
         # Every file's runs before any component: a worker's components can sit in
         # another file than their run (the run spooled by the orchestrating process).
         try:
-            others = _replay_runs(paths, store, directory, report, chunk_size)
+            counts = work.runs(paths)
         except Exception as exc:  # the database is away (again): every file stays
-            report.error = f"{type(exc).__name__}: {exc}"[:500]
+            report.error = exception_summary(exc)
             report.pending = sum(_count_lines(path) for path in paths)
             return report
-        with_components = [path for path in paths if others[path]]
+        with_components = [path for path in paths if counts[path].others]
         for path in paths:
-            if not others[path]:
+            if not counts[path].others:
                 _remove(path)  # runs only: all written
         for index, path in enumerate(with_components):
             try:
-                _replay_components(path, store, directory, report, chunk_size)
+                work.components(path)
             except _Interrupted as stop:
-                report.error = f"{type(stop.cause).__name__}: {stop.cause}"[:500]
+                report.error = exception_summary(stop.cause)
                 # Later files stay as they are: their runs are written again next time
                 # (idempotent upserts, in the same order).
                 report.pending = _keep_from(path, stop.offset) + sum(
-                    others[later] for later in with_components[index + 1:])
+                    sum(counts[later]) for later in with_components[index + 1:])
                 return report
             _remove(path)  # torn lines go too (they were reported)
     return report
-
-
-def _write_chunk(store: Any, chunk: list[Record], directory: Path,
-                 report: ReplayReport) -> None:
-    runs = [r for r in chunk if isinstance(r, RunRecord)]
-    components = [r for r in chunk if isinstance(r, ComponentRecord)]
-    try:
-        store.write(runs, components)
-    except InvalidRecordError:
-        # One refused record must not keep the others out (nor the spool forever).
-        for record in chunk:
-            is_run = isinstance(record, RunRecord)
-            try:
-                store.write([record] if is_run else [], [] if is_run else [record])
-            except InvalidRecordError as exc:
-                _reject(directory, record, str(exc), report)
-            else:
-                report.runs += is_run
-                report.components += not is_run
-    else:
-        report.runs += len(runs)
-        report.components += len(components)

@@ -34,6 +34,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from mlobs.classify import exception_summary
 from mlobs.errors import InvalidRecordError, WarehouseError
 from mlobs.records import ComponentRecord, RunRecord
 from mlobs.sinks.base import materialize
@@ -181,7 +182,7 @@ class WarehouseSink:
             log.warning("mlobs sink 'warehouse': the warehouse is unreachable (%s); "
                         "spooling records to %s; they are written when it answers again "
                         "(or by `mlobs ingest --spool`)",
-                        f"{type(exc).__name__}: {exc}"[:300], self.spool_dir)
+                        exception_summary(exc, 300), self.spool_dir)
         self._away = True
 
     def _answered(self) -> None:

@@ -22,9 +22,10 @@ def _stat_cpu_s(stat: Path) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
 
 
-def _processes_cpu_s(command: str) -> float | None:
-    """CPU seconds of every process named ``command`` (e.g. the server's backends)."""
-    total, seen = 0.0, False
+def _processes_cpu_s(command: str) -> dict[int, float]:
+    """CPU seconds of every process named ``command`` (e.g. the server's backends), by
+    pid."""
+    found: dict[int, float] = {}
     for comm in Path("/proc").glob("[0-9]*/comm"):
         try:
             if comm.read_text().strip() != command:
@@ -33,8 +34,8 @@ def _processes_cpu_s(command: str) -> float | None:
             continue
         cpu = _stat_cpu_s(comm.with_name("stat"))
         if cpu is not None:
-            total, seen = total + cpu, True
-    return total if seen else None
+            found[int(comm.parent.name)] = cpu
+    return found
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class CpuSnapshot:
 
     wall_s: float
     threads: dict[str, float]
-    processes: float | None
+    processes: dict[int, float]
 
     @classmethod
     def take(cls, command: str) -> CpuSnapshot:
@@ -68,6 +69,8 @@ def cpu_per_item_us(before: CpuSnapshot, after: CpuSnapshot, items: int
     per_item = 1e6 / items
     threads = {name: (cpu - before.threads.get(name, 0.0)) * per_item
                for name, cpu in after.threads.items()}
-    processes = (None if before.processes is None or after.processes is None
-                 else (after.processes - before.processes) * per_item)
+    # Per pid: a process started in between counts from zero (one that ended is lost).
+    processes = (sum(cpu - before.processes.get(pid, 0.0)
+                     for pid, cpu in after.processes.items()) * per_item
+                 if after.processes else None)
     return threads, processes, (after.wall_s - before.wall_s) * per_item

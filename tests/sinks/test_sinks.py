@@ -66,6 +66,38 @@ def test_a_sink_that_always_raises_changes_nothing_and_is_counted(root):
     assert any("'exploding' failed to export 4 record(s)" in w for w in record.warnings)
 
 
+class UnprintableError(Exception):
+    def __str__(self):
+        raise RuntimeError("no message")
+
+
+class UnprintableSink:
+    name = "unprintable"
+
+    def export(self, items):
+        raise UnprintableError()
+
+    def force_flush(self, timeout_s):
+        return True
+
+    def shutdown(self, timeout_s):
+        pass
+
+
+def test_a_sink_error_whose_message_cannot_be_read_is_counted_and_the_sink_goes_on(root):
+    mlobs.configure(root=root, sinks=["manifest"], extra_sinks=[UnprintableSink()])
+    for video in ("abc", "def"):  # the second run finds the sink's thread still at work
+        with mlobs.run("youtube", video, flush_timeout_s=5) as run:
+            pipeline(run)
+        assert run.status == "ok"
+    stats = {s.name: s for s in mlobs.sink_stats()}
+    assert stats["unprintable"].failed == 10 and stats["unprintable"].exported == 0
+    assert stats["unprintable"].last_error == (
+        "UnprintableError: <unprintable UnprintableError: RuntimeError: no message>")
+    record, _ = read_manifest(run.manifest_path)
+    assert any("'unprintable' failed to export 4 record(s)" in w for w in record.warnings)
+
+
 def test_manifest_validates_and_is_rewritten_after_each_component(root):
     mlobs.configure(root=root, sinks=["manifest"])
     with mlobs.run("youtube", "abc", pipeline_version="1.0", config={"k": 1}) as run:

@@ -314,7 +314,7 @@ def test_an_interrupted_replay_keeps_the_rest_of_its_file_and_every_later_file(
         # chunks of 2: runs (2 writes), file 1's 5 components (3), file 2's first 2 (1).
         report = replay(spool_dir, FailingAfter(store, ok=6), chunk_size=2)
         assert (report.runs, report.components) == (3, 7)
-        assert report.pending == 3 + 5
+        assert report.pending == 3 + 6  # the third file holds its run line too
         left = {path.name.replace(".replaying", ""): path.read_bytes()
                 for path in spool_files(spool_dir)}
         first, second, third = before
@@ -360,6 +360,62 @@ def test_replay_memory_does_not_grow_with_the_spool(tmp_path, make_run):
 
     small, large = peak_bytes(200), peak_bytes(800)
     assert large < 1.5 * small, f"peak {large} B for 4,800 records vs {small} B for 1,200"
+
+
+def test_records_appended_after_a_torn_claimed_file_start_on_their_own_line(
+        tmp_path, make_run, sqlite_url):
+    """A claimed file left with a torn tail (the database failed before its replay got
+    anywhere) is merged with its writer's next file without fusing the two lines."""
+    run, comps = make_run()
+    spool = Spool(tmp_path / "spool")
+    spool.append([run, *comps[:2]])
+    with open(spool.path, "ab") as f:
+        f.write(b'{"type":"component","record":{"comp')  # e.g. a disk that filled up
+    with WarehouseStore(sqlite_url, manage_schema=True) as store:
+        assert replay(spool.directory, FailingAfter(store, ok=0)).pending == 4
+        spool.append(comps[2:])  # a new file under the writer's same name
+        report = replay(spool.directory, store)
+    assert report.complete and report.torn == 1 and "unreadable line 4" in report.problems[0]
+    assert (report.runs, report.components) == (1, len(comps))
+
+
+def test_a_record_refused_again_after_an_interrupted_replay_is_set_aside_once(
+        tmp_path, make_run, sqlite_url):
+    import json
+    bad_run, _ = make_run()
+    bad_run.status = "finished"  # not a run status: the warehouse refuses it
+    run, comps = make_run()
+    spool_dir = tmp_path / "spool"
+    Spool(spool_dir).append([bad_run, run, *comps])
+    with WarehouseStore(sqlite_url, manage_schema=True) as store:
+        # The runs' chunk is refused; written one by one, the bad run is refused, then
+        # the database goes away: every file stays as it was.
+        report = replay(spool_dir, FailingAfter(store, ok=2), chunk_size=2)
+        assert report.rejected == 1 and report.error is not None
+        report = replay(spool_dir, store, chunk_size=2)
+        assert report.complete and report.rejected == 1  # met (and reported) again
+        Spool(spool_dir).append([bad_run])  # spooled again, e.g. by another process
+        assert replay(spool_dir, store).rejected == 1
+    assert counts(sqlite_url, run.run_id) == {"runs": 1, "component_runs": 5, "events": 2}
+    kept = [json.loads(line)["line"]["record"]["run_id"]
+            for line in (spool_dir / "rejected.jsonl").read_text().splitlines()]
+    assert kept == [bad_run.run_id]
+
+
+@pytest.mark.parametrize("line", [b'{"type":"run","record":null}\n', b'[1, 2]\n',
+                                  b'{"type":"component","record":"x"}\n'])
+def test_a_json_line_of_the_wrong_shape_is_skipped_not_taken_for_the_database(
+        tmp_path, make_run, sqlite_url, line):
+    run, comps = make_run()
+    spool = Spool(tmp_path / "spool")
+    spool.append([run])
+    with open(spool.path, "ab") as f:
+        f.write(line)
+    spool.append(comps)
+    with WarehouseStore(sqlite_url, manage_schema=True) as store:
+        report = replay(spool.directory, store)
+    assert report.complete and report.torn == 1 and "unreadable line 2" in report.problems[0]
+    assert (report.runs, report.components) == (1, len(comps))
 
 
 def test_two_replayers_never_work_at_once(tmp_path, make_run, sqlite_url):
