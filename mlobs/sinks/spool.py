@@ -22,11 +22,12 @@ through ``WarehouseStore.write`` in chunks, deleting each file once everything i
 written. Only one chunk of records is held in memory, however large the spool grew during
 an outage. When the database goes away in the middle, the file being written is cut down
 (atomically) to the records not written yet and later files stay as they are, for the
-next replay. The store's writes are
-idempotent (runs upserted, components and events insert-or-ignore by id), so a replay
-interrupted anywhere — even killed between a write and the rewrite — can simply be
-repeated: nothing is lost and nothing is duplicated. ``.replay.lock`` makes sure two
-replayers (a sink's worker thread and ``mlobs ingest --spool``) never work at once.
+next replay. The store's writes are idempotent (runs upserted, components and events
+insert-or-ignore by id), so a replay interrupted anywhere — even killed between a write
+and the rewrite — can simply be repeated: nothing is lost and nothing is duplicated in
+the warehouse, and a refused record met again is not added to ``rejected.jsonl`` twice.
+``.replay.lock`` makes sure two replayers (a sink's worker thread and
+``mlobs ingest --spool``) never work at once.
 """
 
 from __future__ import annotations
