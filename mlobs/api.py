@@ -38,7 +38,7 @@ from mlobs.attempts import async_attempts, attempts
 from mlobs.batch_size import BatchSizeChoice
 from mlobs.cache.codecs import Codec
 from mlobs.cache.component_cache import ComponentCache, check_cache_mode
-from mlobs.canonical import canonical_json
+from mlobs.canonical import json_copy
 from mlobs.classify import classify_exception, exception_message
 from mlobs.context import (
     active_runs,
@@ -299,11 +299,12 @@ class ComponentCall:
         """Record an event (``kind`` plus JSON attributes) at the current time.
 
         An invalid kind, or attributes JSON cannot represent, become a warning on the
-        record instead (the event is not kept).
+        record instead (the event is not kept). The attributes are copied: changing them
+        afterwards does not change the event.
         """
         try:
             check_word("event kind", kind, CODE_MAX_CHARS)
-            canonical_json(attributes)
+            attributes = json_copy(attributes)
         except ConfigError as exc:
             self.warn(f"event ignored: {exc}")
             return
@@ -414,7 +415,7 @@ class Run:
             run_id=new_uuid4(), platform_id=platform_id, video_id=video_id,
             status="running", started_at=datetime.now(timezone.utc),
             profile=self._profile.name, pipeline_version=pipeline_version,
-            config_hash=config_hash(config), config=dict(config or {}),
+            config_hash=config_hash(config), config=json_copy(dict(config or {})),
             sampling_policy_version=sampling_policy_version,
         )
         self._seed = seed

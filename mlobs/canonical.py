@@ -19,14 +19,23 @@ def canonical_json(value: Any) -> bytes:
 
     Raises:
         ConfigError: ``value`` holds something JSON cannot represent (a set, an object,
-            NaN or infinity), named in the message.
+            NaN or infinity, a lone surrogate, nesting too deep), named in the message.
     """
     try:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:  # UnicodeError is a ValueError
         raise ConfigError(f"value is not canonical-JSON serialisable: {exc}") from exc
-    return text.encode("utf-8")
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy of ``value`` made of JSON types only (tuples become lists, keys sorted):
+    what a record keeps of a value the caller may change afterwards.
+
+    Raises:
+        ConfigError: as :func:`canonical_json`.
+    """
+    return json.loads(canonical_json(value))
 
 
 def sha256_hex(value: Any) -> str:

@@ -244,6 +244,11 @@ class WarehouseStore:
         except (SQLAlchemyError, ValueError, TypeError) as exc:
             # ValueError/TypeError: psycopg serialises JSON parameters itself, outside
             # SQLAlchemy's error wrapping (and the COPY path serialises them itself).
+            # A value JSON cannot hold (NaN, an object) is the record's fault, not the
+            # database's: writing it again cannot succeed.
+            not_json = _not_json(run_rows, batch)
+            if not_json is not None:
+                raise InvalidRecordError(not_json) from exc
             raise WarehouseError(self._explain_failure(exc, run_rows, batch)) from exc
         # Only once committed: a rolled-back insert left no row behind.
         self._stored_models.update(stored)
@@ -302,13 +307,6 @@ class WarehouseStore:
     def _explain_failure(self, exc: Exception, run_rows: list[dict[str, Any]],
                          batch: _ComponentBatch) -> str:
         """Name the record behind a failed write when one can be found (slow path)."""
-        for table, rows, key in ((RUNS, run_rows, "run_id"),
-                                 (COMPONENTS, batch.component_rows, "component_run_id"),
-                                 (EVENTS, batch.event_rows, "event_id")):
-            for row in rows:
-                problem = _json_problem(table, row)
-                if problem:
-                    return f"{table.name} record {row[key]}: {problem}"
         if isinstance(exc, IntegrityError):
             try:
                 found = self._find_conflict(run_rows, batch.component_rows)
@@ -686,6 +684,19 @@ def _event_row(event: EventRecord, seq: int, component: ComponentRecord) -> dict
 
 
 # -- naming the culprit of a failed write (slow path) ------------------------------------
+
+def _not_json(run_rows: list[dict[str, Any]], batch: _ComponentBatch) -> str | None:
+    """The first record with a JSON column that cannot be serialised, and why (None: all
+    can)."""
+    for table, rows, key in ((RUNS, run_rows, "run_id"),
+                             (COMPONENTS, batch.component_rows, "component_run_id"),
+                             (EVENTS, batch.event_rows, "event_id")):
+        for row in rows:
+            problem = _json_problem(table, row)
+            if problem:
+                return f"{table.name} record {row[key]}: {problem}"
+    return None
+
 
 def _json_problem(table: Table, row: Mapping[str, Any]) -> str | None:
     """Why a JSON column of this row cannot be serialised (the hot path checks the rest)."""

@@ -303,3 +303,19 @@ def test_a_retried_exception_whose_message_cannot_be_read_is_retried_and_recorde
     assert (asr.status, asr.retry_count) == ("ok", 1)
     [retry] = [e.attributes for e in asr.events if e.kind == "retry"]
     assert retry["error_code"] == "transient" and "unprintable Unreachable" in retry["message"]
+
+
+def test_event_attributes_and_the_run_config_are_copied_when_given():
+    """A dict changed after it was handed over (e.g. a NaN computed later) changes no
+    record: the warehouse would refuse the record otherwise."""
+    config = {"asr": {"beam_size": 5}}
+    stats = {"frames": 10}
+    with capture() as rec:
+        with mlobs.run("youtube", "abc", config=config) as run:
+            with run.component("asr") as c:
+                c.event("progress", stats=stats, window=(0, 10))
+                stats["loss"] = float("nan")
+            config["asr"]["beam_size"] = float("inf")
+    assert rec.run().config == {"asr": {"beam_size": 5}}
+    [event] = rec.component("asr").events
+    assert event.attributes == {"stats": {"frames": 10}, "window": [0, 10]}

@@ -194,7 +194,7 @@ def test_invalid_json_is_refused_and_nothing_is_written(db_url):
     with WarehouseStore(db_url, manage_schema=True) as store:
         run, components = _run_batch(0, 0, components=5)
         components[3].metrics = {"bad": float("nan")}
-        with pytest.raises(WarehouseError, match=components[3].component_run_id):
+        with pytest.raises(InvalidRecordError, match=components[3].component_run_id):
             store.write([run], components)
         assert _count(store, RUNS) == 0
         assert _count(store, COMPONENTS) == 0
