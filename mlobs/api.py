@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -67,6 +68,7 @@ from mlobs.records import (
 from mlobs.retry import RetryPolicy
 from mlobs.run_status import optional_failure_warning, required_failure_message
 from mlobs.signature import config_hash, model_signature
+from mlobs.text import is_storable, shown, text_of
 
 log = logging.getLogger("mlobs")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -115,6 +117,19 @@ def _check_component_args(name: str, producer_version: str | None,
         if not isinstance(model, ModelRef):
             raise ConfigError(f"models must be mlobs.ModelRef instances, got {model!r}")
     return models
+
+
+def _finite_number(value: object) -> int | float | None:
+    """``value`` as a plain int or float when it is a finite number a float can hold."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        as_float = float(value)
+    except OverflowError:  # an int beyond a float's range
+        return None
+    if not math.isfinite(as_float):
+        return None
+    return int(value) if isinstance(value, int) else as_float
 
 
 class ComponentCall:
@@ -271,29 +286,32 @@ class ComponentCall:
                                                              CODE_MAX_CHARS)
 
     def warn(self, message: str) -> None:
-        """Attach a warning to this component's record."""
+        """Attach a warning to this component's record (any value: its text, see
+        :func:`mlobs.text.text_of`)."""
         if self.warnings is None:
             self.warnings = []
-        self.warnings.append(str(message))
+        self.warnings.append(text_of(message))
 
     def set_items(self, n: int) -> None:
         """Throughput count (items processed). A non-integer or negative ``n`` is not
         recorded; a warning on the record says why."""
         if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < 2**63:
-            self.warn(f"set_items ignored: {n!r:.40} is not a non-negative 64-bit integer")
+            self.warn(f"set_items ignored: {shown(n, 40)} is not a non-negative 64-bit "
+                      "integer")
             return
-        self.items = n
+        self.items = int(n)  # an int subclass (IntEnum, numpy's) is stored as an int
 
     def metric(self, name: str, value: float) -> None:
-        """A user metric (numbers only). Invalid values become a warning, not an error."""
-        if (not isinstance(name, str) or not name or isinstance(value, bool)
-                or not isinstance(value, (int, float)) or value != value
-                or value in (float("inf"), float("-inf"))):
-            self.warn(f"metric ignored: {name!r}={value!r} is not a finite number")
+        """A user metric: a non-empty name and a finite number (stored as a plain int or
+        float). Invalid ones become a warning, not an error."""
+        number = _finite_number(value)
+        if number is None or not isinstance(name, str) or not name or not is_storable(name):
+            self.warn(f"metric ignored: {shown(name, 40)}={shown(value, 40)} is not a "
+                      "name and a finite number")
             return
         if self.metrics is None:
             self.metrics = {}
-        self.metrics[name] = value
+        self.metrics[name] = number
 
     def event(self, kind: str, **attributes: Any) -> None:
         """Record an event (``kind`` plus JSON attributes) at the current time.

@@ -46,6 +46,7 @@ from collections.abc import Callable
 
 from mlobs.errors import ComponentError, ConfigError
 from mlobs.limits import CODE_MAX_CHARS, ERROR_MESSAGE_MAX_CHARS
+from mlobs.text import text_of
 
 Classifier = Callable[[BaseException], "str | None"]
 
@@ -244,17 +245,11 @@ def exception_message(exc: BaseException, max_chars: int = ERROR_MESSAGE_MAX_CHA
     ``str(exc)`` cut to ``max_chars`` (ARCHITECTURE §4: "truncated to a bound").
 
     An exception whose ``__str__`` raises (e.g. one rebuilt by pickling without its
-    constructor's arguments) is described as ``<unprintable Type: Error: why>``: reading
-    the message must never replace the user's exception nor cost its record.
+    constructor's arguments) is described as ``<unprintable Type: Error: why>``, and lone
+    surrogates are escaped (:mod:`mlobs.text`): reading the message must never replace
+    the user's exception nor cost its record.
     """
-    try:
-        return str(exc)[:max_chars]
-    except Exception as broken:
-        try:
-            why = f"{type(broken).__name__}: {broken}"
-        except Exception:
-            why = type(broken).__name__
-        return f"<unprintable {type(exc).__qualname__}: {why}>"[:max_chars]
+    return text_of(exc)[:max_chars]
 
 
 def exception_summary(exc: BaseException, max_chars: int = 500) -> str:

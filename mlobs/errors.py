@@ -20,6 +20,7 @@ Hierarchy::
 from __future__ import annotations
 
 from mlobs.limits import CODE_MAX_CHARS
+from mlobs.text import is_storable, shown
 
 
 class MlobsError(Exception):
@@ -59,15 +60,19 @@ class InvalidRecordError(WarehouseError):
 
 
 def check_word(label: str, value: object, max_chars: int) -> str:
-    """``value`` if it is a non-empty string of at most ``max_chars`` characters.
+    """``value`` if it is a non-empty string of at most ``max_chars`` characters that
+    encodes as UTF-8.
 
     Raises:
         ConfigError: naming ``label`` and the problem.
     """
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"{label} must be a non-empty string, got {value!r:.80}")
+        raise ConfigError(f"{label} must be a non-empty string, got {shown(value)}")
     if len(value) > max_chars:
         raise ConfigError(f"{label} must be at most {max_chars} characters, got {len(value)}")
+    if not is_storable(value):
+        raise ConfigError(f"{label} must be valid Unicode text (it holds a lone surrogate), "
+                          f"got {shown(value)}")
     return value
 
 
@@ -78,7 +83,7 @@ def check_int(label: str, value: object, minimum: int) -> int:
         ConfigError: ``<label> must be an integer >= <minimum>, got <value>``.
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{label} must be an integer >= {minimum}, got {value!r:.40}")
+        raise ConfigError(f"{label} must be an integer >= {minimum}, got {shown(value, 40)}")
     return value
 
 
@@ -92,7 +97,7 @@ def check_finite(label: str, value: object, *, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not (0 < value if positive else 0 <= value) or value == float("inf"):
         raise ConfigError(f"{label} must be a finite number {'>' if positive else '>='} 0, "
-                          f"got {value!r:.40}")
+                          f"got {shown(value, 40)}")
     return value
 
 

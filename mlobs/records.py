@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from mlobs.errors import ConfigError
+from mlobs.errors import ConfigError, check_word
+from mlobs.limits import NAME_MAX_CHARS
+from mlobs.text import is_storable, shown
 
 STATUSES = ("ok", "empty", "error")
 PREDICTION_STATUSES = ("ok", "degraded")
@@ -33,6 +35,10 @@ class ModelRef:
         precision: ``"fp32"``, ``"fp16"``, ``"int8"``, ...
         device: the concrete device, e.g. ``"cuda:0"`` or ``"cpu"``; only its kind
             (``"cuda"``) enters the model_signature.
+
+    Raises:
+        ConfigError: ``name`` is not a non-empty string, or another field is not a
+            string, of at most 255 characters of valid Unicode text.
     """
 
     name: str
@@ -44,8 +50,13 @@ class ModelRef:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if not self.name or not isinstance(self.name, str):
-            raise ConfigError("ModelRef.name must be a non-empty string")
+        check_word("ModelRef.name", self.name, NAME_MAX_CHARS)
+        for label in ("version", "weights_digest", "runtime", "engine", "precision", "device"):
+            value = getattr(self, label)
+            if not isinstance(value, str) or len(value) > NAME_MAX_CHARS \
+                    or not is_storable(value):
+                raise ConfigError(f"ModelRef.{label} must be a string of at most "
+                                  f"{NAME_MAX_CHARS} characters, got {shown(value)}")
 
     @property
     def device_kind(self) -> str:

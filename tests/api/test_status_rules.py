@@ -319,3 +319,68 @@ def test_event_attributes_and_the_run_config_are_copied_when_given():
     assert rec.run().config == {"asr": {"beam_size": 5}}
     [event] = rec.component("asr").events
     assert event.attributes == {"stats": {"frames": 10}, "window": [0, 10]}
+
+
+SURROGATE = b"clip-\xff.wav".decode("utf-8", "surrogateescape")  # an undecodable file name
+
+
+class BrokenRepr:
+    def __repr__(self):
+        raise RuntimeError("no repr")
+
+    __str__ = __repr__
+
+
+def test_text_that_cannot_be_written_is_escaped_or_refused_and_loses_no_record(tmp_path):
+    """A lone surrogate in free text (a warning, an exception's message) is escaped; in an
+    identifier it is refused up front with ConfigError; the run's manifest is written."""
+    mlobs.configure(root=tmp_path, sinks=["manifest"])
+    with pytest.raises(mlobs.ConfigError, match="lone surrogate"):
+        mlobs.run("youtube", SURROGATE)
+    with mlobs.run("youtube", "abc", profile=PROFILE) as run:
+        with pytest.raises(mlobs.ConfigError, match="lone surrogate"):
+            run.component(SURROGATE)
+        with run.component("asr") as c:
+            c.warn(f"skipped {SURROGATE}")
+            c.warn(BrokenRepr())
+            c.event("decoded", path=SURROGATE)  # not JSON-encodable: a warning instead
+            c.metric(SURROGATE, 1.0)
+        with run.component("summary"):
+            raise OSError(f"cannot open {SURROGATE}")
+    mlobs.flush()
+    from mlobs.manifest import read_manifest
+    record, components = read_manifest(run.manifest_path)
+    asr, summary = components
+    assert asr.warnings[:2] == ["skipped clip-\\udcff.wav",
+                                "<unprintable BrokenRepr: RuntimeError: no repr>"]
+    assert [w.split(":")[0] for w in asr.warnings[2:]] == ["event ignored", "metric ignored"]
+    assert summary.error_message == "cannot open clip-\\udcff.wav"
+    assert any("clip-\\udcff.wav" in w for w in record.warnings)
+
+
+def test_metric_and_item_values_are_stored_as_plain_numbers_or_refused_with_a_warning():
+    import enum
+
+    class Count(enum.IntEnum):
+        THREE = 3
+
+    with capture() as rec:
+        with mlobs.run("youtube", "abc") as run:
+            with run.component("asr") as c:
+                c.set_items(Count.THREE)
+                c.metric("frames", Count.THREE)
+                c.metric("huge", 10**400)  # beyond a float: refused
+                c.metric(BrokenRepr(), 1.0)
+                c.set_items(BrokenRepr())
+    asr = rec.component("asr")
+    assert asr.items == 3 and type(asr.items) is int
+    assert asr.metrics == {"frames": 3} and type(asr.metrics["frames"]) is int
+    assert len(asr.warnings) == 3 and all("ignored" in w for w in asr.warnings)
+
+
+@pytest.mark.parametrize("field, value", [("device", None), ("version", 3),
+                                          ("engine", ["onnx"]), ("name", ""),
+                                          ("precision", SURROGATE)])
+def test_a_model_ref_with_a_field_that_is_not_text_is_refused_up_front(field, value):
+    with pytest.raises(mlobs.ConfigError, match=f"ModelRef.{field}"):
+        mlobs.ModelRef(**{"name": "whisper", field: value})
