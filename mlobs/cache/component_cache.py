@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from mlobs.cache.codecs import DEFAULT_CODEC, Codec
 from mlobs.cache.inputs import input_hash
 from mlobs.cache.lookup import CacheLookup, lookup
+from mlobs.classify import exception_summary
 from mlobs.errors import ConfigError
 from mlobs.signature import IdempotencyKey, model_signature
 
@@ -74,6 +75,11 @@ class ComponentCache:
             self.input_hash = input_hash(self.inputs)
         except ConfigError as exc:
             self._bypass(call, f"not cached: inputs cannot be hashed ({exc})")
+            return
+        except Exception as exc:  # an input that breaks hashing (too deep, a failing
+            # tobytes()) fails closed like one that cannot be hashed
+            self._bypass(call, "not cached: inputs cannot be hashed "
+                               f"({exception_summary(exc, 300)})")
             return
         record = run.record
         self.key = IdempotencyKey(

@@ -148,6 +148,36 @@ def test_an_incomplete_key_is_never_cached(root):
     assert not (root / "cache").exists()
 
 
+class HostlessArray:
+    """An array-like whose bytes cannot be read (a device array, say)."""
+
+    dtype, shape = "float32", (2,)
+
+    def tobytes(self):
+        raise RuntimeError("device array not on host")
+
+
+def nested(depth):
+    value = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("inputs", [{"x": HostlessArray()}, {"x": nested(5000)}],
+                         ids=["tobytes raises", "nested too deep"])
+def test_inputs_that_break_hashing_fail_closed_and_the_pipeline_goes_on(root, inputs):
+    with capture(root=root) as rec:
+        with mlobs.run("youtube", "abc") as run:
+            with run.component("asr", cache=True, inputs=inputs, **VERSIONS) as c:
+                assert not c.hit
+                c.set_result("x")
+            assert mlobs.current() is not c  # the component's context was left
+    [record] = rec.components
+    assert record.status == "ok" and record.cache_status == "bypass"
+    assert any(w.startswith("not cached: inputs cannot be hashed") for w in record.warnings)
+
+
 def test_decorated_functions_skip_the_work_on_a_hit_and_keep_empty_results(root):
     calls: list = []
 
