@@ -27,6 +27,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar, Token
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from itertools import count
@@ -119,6 +120,18 @@ def _check_component_args(name: str, producer_version: str | None,
     return models
 
 
+#: The warning on a component or run a generator's consumer closed before its end.
+CLOSED_EARLY_WARNING = ("closed before its end (GeneratorExit): the consumer stopped "
+                        "iterating")
+
+
+def _reset(var: ContextVar[Any], token: Token[Any]) -> None:
+    try:
+        var.reset(token)
+    except ValueError:  # ended in another context (an async generator finalised by
+        pass            # the event loop): that context never saw the value set
+
+
 def _finite_number(value: object) -> int | float | None:
     """``value`` as a plain int or float when it is a finite number a float can hold."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -171,7 +184,7 @@ class ComponentCall:
         self.empty_reason = self.error = self.error_code = None
         self.warnings = self.metrics = self.events = self.items = None
         self._gpu_peaks = self._oom_seen = self._final = None
-        self._record = self._id = None
+        self._record = self._id = self._token = None
         self.cache_status = self.cache_key = self.cache_miss_reason = None
         self.cache_version = self._result = None
         self._has_result = False
@@ -183,6 +196,9 @@ class ComponentCall:
 
     # -- lifecycle (caller's thread) -------------------------------------------------
     def __enter__(self) -> ComponentCall:
+        if self._token is not None:  # one record per invocation: never reused
+            raise ConfigError(f"component {self.name!r}: this handle was already entered; "
+                              "call run.component(...) again for each invocation")
         self.attempt = self.run._next_attempt(self.name)
         recorder = self.run._recorder
         self._tracker = recorder.sampler.start_component()
@@ -199,11 +215,13 @@ class ComponentCall:
         run._recorder.sampler.end_component(self._tracker)
         if self._gpu is not None:
             self._gpu_peaks = cuda_end(self._gpu)
-        current_component_var.reset(self._token)
+        _reset(current_component_var, self._token)
         suppress = False
         if exc is not None:
             if isinstance(exc, Empty):
                 self.status, self.empty_reason, suppress = "empty", exc.reason, True
+            elif isinstance(exc, GeneratorExit):
+                self.warn(CLOSED_EARLY_WARNING)  # its consumer stopped: not a failure
             else:
                 self.status, self.error = "error", exc
                 self.error_code = self._error_code_of(exc)
@@ -589,7 +607,7 @@ class Run:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         record = self.record
         duration_ms = (_perf_ns() - self._t0_ns) / 1e6
-        current_run_var.reset(self._token)
+        _reset(current_run_var, self._token)
         active_runs.pop(self.run_id, None)
         record.duration_ms = duration_ms
         record.finished_at = record.started_at + timedelta(milliseconds=duration_ms)
@@ -601,11 +619,13 @@ class Run:
             record.status, record.error_code = "error", failed.error_code
             record.error_message = required_failure_message(failed.name,
                                                             exception_message(failed.error))
-        elif exc is not None:
+        elif exc is not None and not isinstance(exc, GeneratorExit):
             record.status, record.error_code = "error", classify_exception(exc)
             record.error_message = exception_message(exc)
         else:
             record.status = "ok"
+            if exc is not None:
+                record.warnings.append(CLOSED_EARLY_WARNING)
         recorder = self._recorder
         recorder.emit(self._snapshot())
         late = [] if recorder.flush(self._flush_timeout_s) else [

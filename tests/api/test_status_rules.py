@@ -384,3 +384,70 @@ def test_metric_and_item_values_are_stored_as_plain_numbers_or_refused_with_a_wa
 def test_a_model_ref_with_a_field_that_is_not_text_is_refused_up_front(field, value):
     with pytest.raises(mlobs.ConfigError, match=f"ModelRef.{field}"):
         mlobs.ModelRef(**{"name": "whisper", field: value})
+
+
+def stream(run, n=10):
+    """A streaming stage: the component spans the generator's yields."""
+    with run.component("decode"):
+        yield from range(n)
+
+
+def test_a_stream_its_consumer_closes_early_is_ok_with_a_warning():
+    with capture() as rec:
+        with mlobs.run("youtube", "abc") as run:
+            frames = stream(run)
+            assert [next(frames) for _ in range(3)] == [0, 1, 2]
+            frames.close()  # GeneratorExit inside the component
+    decode = rec.component("decode")
+    assert run.status == "ok" and decode.status == "ok"
+    assert decode.warnings == [mlobs.api.CLOSED_EARLY_WARNING]
+
+
+def test_a_stream_closed_in_another_context_is_recorded():
+    """Closed from another thread, or finalised by asyncio's loop in a new task: the
+    component's context variable was set elsewhere and must not make mlobs raise."""
+    import threading
+
+    async def frames(run):
+        with run.component("decode-async"):
+            for i in range(10):
+                await asyncio.sleep(0)
+                yield i
+
+    async def consume(run):
+        async for frame in frames(run):
+            if frame == 2:
+                break
+        await asyncio.sleep(0.05)  # the loop finalises the abandoned generator
+
+    loop_errors = []
+    with capture() as rec:
+        with mlobs.run("youtube", "abc") as run:
+            threaded = stream(run)
+            next(threaded)
+            closer = threading.Thread(target=threaded.close)
+            closer.start()
+            closer.join()
+            loop = asyncio.new_event_loop()
+            loop.set_exception_handler(lambda _, context: loop_errors.append(context))
+            try:
+                loop.run_until_complete(consume(run))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+    assert loop_errors == [] and run.status == "ok"
+    assert {c.component: c.status for c in rec.components} == {"decode": "ok",
+                                                               "decode-async": "ok"}
+
+
+def test_a_component_handle_is_entered_once():
+    with capture() as rec:
+        with mlobs.run("youtube", "abc") as run:
+            handle = run.component("asr")
+            with handle as c:
+                c.set_items(1)
+            with pytest.raises(mlobs.ConfigError, match="already entered"):
+                with handle:
+                    pass  # pragma: no cover - not entered
+    asr = rec.component("asr")
+    assert (asr.items, asr.attempt) == (1, 1)
