@@ -39,6 +39,7 @@ Users extend it with :func:`register_error_code` (an exception type → code) or
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import re
 import sys
 import threading
@@ -335,5 +336,6 @@ def requested_bytes(exc: BaseException) -> int | None:
         return None
     if match is None:
         return None
-    number = float(match["number"].replace(",", ""))
-    return round(number * _UNIT_BYTES[(match["unit"] or "").lower()])
+    requested = float(match["number"].replace(",", "")) * _UNIT_BYTES[
+        (match["unit"] or "").lower()]
+    return round(requested) if math.isfinite(requested) else None  # 400 digits: inf

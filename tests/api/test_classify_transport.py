@@ -307,6 +307,7 @@ TORCH_CPU = ("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can
     (OutOfMemoryError("CUDA out of memory"), None),
     (MemoryError(), None),
     (ValueError("tried to allocate nothing"), None),
+    (MemoryError(f"tried to allocate {'9' * 400} bytes"), None),  # beyond a float
 ])
 def test_requested_bytes(exc, expected):
     assert requested_bytes(exc) == expected
