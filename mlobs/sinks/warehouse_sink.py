@@ -35,10 +35,11 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from mlobs.classify import exception_summary
-from mlobs.errors import InvalidRecordError, WarehouseError
+from mlobs.errors import ConfigError, InvalidRecordError, WarehouseError
 from mlobs.records import ComponentRecord, RunRecord
 from mlobs.sinks.base import materialize
 from mlobs.sinks.spool import Spool, SpoolBusyError, has_spooled, replay
+from mlobs.warehouse.engine import normalize_url
 from mlobs.warehouse.store import WarehouseStore
 
 log = logging.getLogger("mlobs.sinks.warehouse")
@@ -58,6 +59,10 @@ class WarehouseSink:
             batch fails, as without a spool).
         retry_interval_s: while the database is away, how often to try it again.
 
+    Raises:
+        ConfigError: ``db_url`` is not a SQLite or PostgreSQL URL (records would otherwise
+            be spooled for ever, waiting for a database that can never answer).
+
     Attributes:
         spooled: records appended to the spool since the sink started.
         replayed: records written from the spool to the warehouse by this sink.
@@ -70,6 +75,10 @@ class WarehouseSink:
     def __init__(self, db_url: str, *, manage_schema: bool = False,
                  spool_dir: str | os.PathLike[str] | None = None,
                  retry_interval_s: float | None = None) -> None:
+        try:
+            normalize_url(db_url)
+        except WarehouseError as exc:
+            raise ConfigError(str(exc)) from None
         self.db_url = db_url
         self.manage_schema = manage_schema
         self.spool_dir = Path(spool_dir) if spool_dir is not None else None
@@ -179,9 +188,9 @@ class WarehouseSink:
         self._pending = True
         self.spooled += len(records)
         if exc is not None and not self._away:
-            log.warning("mlobs sink 'warehouse': the warehouse is unreachable (%s); "
-                        "spooling records to %s; they are written when it answers again "
-                        "(or by `mlobs ingest --spool`)",
+            log.warning("mlobs sink 'warehouse': the warehouse cannot take records (%s); "
+                        "spooling them to %s; they are written once it can (or by "
+                        "`mlobs ingest --spool`)",
                         exception_summary(exc, 300), self.spool_dir)
         self._away = True
 

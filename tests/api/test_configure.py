@@ -46,6 +46,24 @@ def test_bad_environment_values_are_named(monkeypatch, name, value, message):
         settings_from_env()
 
 
+@pytest.mark.parametrize("db_url, message", [
+    ("warehouse.db", "invalid warehouse URL"),
+    ("mysql://mlobs@db/mlobs", "unsupported warehouse URL"),
+])
+def test_a_warehouse_url_mlobs_cannot_use_is_a_config_error(monkeypatch, tmp_path, db_url,
+                                                            message):
+    """Not an outage to spool through: such a database can never answer."""
+    with pytest.raises(mlobs.ConfigError, match=message):
+        mlobs.configure(root=tmp_path, db_url=db_url)
+    monkeypatch.setenv("MLOBS_DB_URL", db_url)
+    monkeypatch.setenv("MLOBS_ROOT", str(tmp_path))
+    mlobs.recorder.set_recorder(None)  # the next run builds its sinks from the environment
+    with pytest.raises(mlobs.ConfigError, match=message):
+        mlobs.run("youtube", "abc")
+    assert not (tmp_path / "spool").exists()
+    mlobs.configure(root=tmp_path, db_url=f"sqlite:///{tmp_path / 'w.db'}")  # still usable
+
+
 def test_configure_refuses_while_a_run_is_open(tmp_path):
     mlobs.configure(root=tmp_path, sinks=["manifest"])
     with mlobs.run("youtube", "abc"):
