@@ -10,11 +10,12 @@ STAMP := $(VENV)/.installed
 EXPORTERS := exporters/mlobs-otel exporters/mlobs-prometheus
 
 # promtool and the Prometheus server (Debian's `prometheus` package) for the exporter's
-# tests; installed once when missing (as root), without starting the package's daemon.
+# tests only (`make test`); installed once when missing (as root), without starting the
+# package's daemon.
 prometheus-tools:
 	@command -v promtool >/dev/null 2>&1 || sh exporters/mlobs-prometheus/deploy/install-prometheus.sh
 
-$(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(EXPORTERS)) | prometheus-tools
+$(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(EXPORTERS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]' $(addprefix -e ,$(EXPORTERS))
@@ -23,7 +24,7 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(EXPORTERS)) | prometheus-
 demo: $(STAMP)
 	$(BIN)/mlobs demo
 
-test: $(STAMP)
+test: $(STAMP) prometheus-tools
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
