@@ -20,7 +20,12 @@ from mlobs.errors import MlobsError
 from mlobs.ingest import find_manifests
 from mlobs.manifest import ManifestError, read_manifest
 from mlobs.sinks.spool import REJECTED_NAME, spool_contents
-from mlobs.warehouse.engine import display_url, missing_sqlite_file, normalize_url
+from mlobs.warehouse.engine import (
+    db_url_option,
+    display_url,
+    missing_sqlite_file,
+    normalize_url,
+)
 from mlobs.warehouse.store import WarehouseStore
 
 
@@ -47,11 +52,11 @@ def check_warehouse(settings: Settings) -> tuple[Check, WarehouseStore | None]:
     if absent is not None:  # opening it would create an empty file
         ok = settings.db_is_embedded_default
         detail = (f"{absent} does not exist yet" + (" (the first run creates it)" if ok else ""))
-        return Check("warehouse", ok, detail, "" if ok else f"mlobs db upgrade --db-url '{url}'"), None
+        return Check("warehouse", ok, detail, "" if ok else f"mlobs db upgrade {db_url_option(settings.db_url)}"), None
     try:
         store = WarehouseStore(settings.db_url)
     except MlobsError as exc:
-        return Check("warehouse", False, str(exc), f"mlobs db upgrade --db-url '{url}'"), None
+        return Check("warehouse", False, str(exc), f"mlobs db upgrade {db_url_option(settings.db_url)}"), None
     return Check("warehouse", True, f"{url} is reachable and at the current schema"), store
 
 

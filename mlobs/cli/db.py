@@ -21,6 +21,7 @@ from mlobs.errors import MlobsError, SchemaOutOfDateError, WarehouseError
 from mlobs.warehouse import migrate
 from mlobs.warehouse.engine import (
     create_warehouse_engine,
+    db_url_option,
     display_url,
     missing_sqlite_file,
 )
@@ -55,7 +56,7 @@ def open_existing_store(db_url: str) -> WarehouseStore:
     missing = missing_sqlite_file(db_url)
     if missing is not None:
         raise WarehouseError(f"no warehouse at {missing}: record a run, or create it with "
-                             f"`mlobs db upgrade --db-url {display_url(db_url)}`")
+                             f"`mlobs db upgrade {db_url_option(db_url)}`")
     return WarehouseStore(db_url)
 
 
@@ -120,8 +121,8 @@ def current_command(args: argparse.Namespace) -> int:
         url = resolve_db_url(args)
         missing = missing_sqlite_file(url)
         if missing is not None:
-            print(f"None (no warehouse file at {missing}; run `mlobs db upgrade --db-url "
-                  f"{display_url(url)}`)")
+            print(f"None (no warehouse file at {missing}; run `mlobs db upgrade "
+                  f"{db_url_option(url)}`)")
             return 1
         engine = create_warehouse_engine(url)
         try:

@@ -174,6 +174,16 @@ def display_url(engine_or_url: Engine | URL | str) -> str:
     return url.render_as_string(hide_password=True)
 
 
+def db_url_option(engine_or_url: Engine | URL | str) -> str:
+    """``--db-url '<url>'`` for a command to paste into a shell: a password, never
+    printed, appears as ``<password>``, so the command cannot be run with ``***``."""
+    url = engine_or_url.url if isinstance(engine_or_url, Engine) else make_url(engine_or_url)
+    if url.password is not None:
+        url = url.set(password="PASSWORD")
+    text = url.render_as_string(hide_password=False).replace(":PASSWORD@", ":<password>@", 1)
+    return f"--db-url '{text}'"
+
+
 def missing_sqlite_file(db_url: str) -> Path | None:
     """The SQLite file of ``db_url`` when it does not exist (reading must not create it)."""
     url = normalize_url(db_url)

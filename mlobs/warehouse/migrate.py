@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import mlobs
 from mlobs.errors import SchemaOutOfDateError, WarehouseError
-from mlobs.warehouse.engine import display_url, engine_for, normalize_url
+from mlobs.warehouse.engine import db_url_option, display_url, engine_for, normalize_url
 
 #: Alembic's bookkeeping table; not part of the mlobs schema proper.
 VERSION_TABLE = "alembic_version"
@@ -163,7 +163,8 @@ def check_schema(engine: Engine) -> None:
     if current == head:
         return
     url = display_url(engine)
-    upgrade_hint = f"run `mlobs db upgrade --db-url {url}`"
+    option = db_url_option(engine)
+    upgrade_hint = f"run `mlobs db upgrade {option}`"
     if current is None:
         state = "empty" if not tables else "tables but no mlobs revision"
         raise SchemaOutOfDateError(f"warehouse at {url} is at revision None ({state}), "
@@ -173,6 +174,6 @@ def check_schema(engine: Engine) -> None:
         raise SchemaOutOfDateError(
             f"warehouse at {url} is at revision {current}, which this mlobs does not know "
             f"(it needs {head}): install the mlobs that wrote it, or downgrade the warehouse "
-            f"with that mlobs (`mlobs db downgrade {head} --db-url {url}`)")
+            f"with that mlobs (`mlobs db downgrade {head} {option}`)")
     raise SchemaOutOfDateError(f"warehouse at {url} is at revision {current}, mlobs needs "
                                f"{head}: {upgrade_hint}")

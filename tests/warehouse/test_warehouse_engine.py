@@ -11,6 +11,7 @@ from mlobs.errors import WarehouseError
 from mlobs.warehouse.engine import (
     SQLITE_BUSY_TIMEOUT_MS,
     create_warehouse_engine,
+    db_url_option,
     display_url,
     normalize_url,
 )
@@ -66,3 +67,15 @@ def test_unsupported_urls_are_refused_clearly(url):
 def test_display_url_hides_the_password():
     assert display_url("postgresql+psycopg://u:secret@db/mlobs") == \
         "postgresql+psycopg://u:***@db/mlobs"
+
+
+@pytest.mark.parametrize("db_url, option", [
+    ("postgresql+psycopg://mlobs:s3cret@db:5432/mlobs",
+     "--db-url 'postgresql+psycopg://mlobs:<password>@db:5432/mlobs'"),
+    ("postgresql+psycopg://mlobs@db/mlobs", "--db-url 'postgresql+psycopg://mlobs@db/mlobs'"),
+    ("sqlite:////tmp/x y/w.db", "--db-url 'sqlite:////tmp/x y/w.db'"),
+])
+def test_commands_suggested_in_messages_never_carry_a_masked_password(db_url, option):
+    """A hint pasted as printed must not try the password '***'; the real one is never
+    printed."""
+    assert db_url_option(db_url) == option
