@@ -1,5 +1,6 @@
 """The ``otel`` exporter: one trace per run, one child span per component, ``mlobs.*``."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -173,6 +174,45 @@ def test_without_a_global_provider_the_service_name_follows_the_otel_variables(
         assert owned and provider.resource.attributes["service.name"] == service
     finally:
         provider.shutdown()
+
+
+@pytest.fixture
+def no_global_provider(monkeypatch):
+    monkeypatch.setattr("opentelemetry.trace.get_tracer_provider",
+                        lambda: trace.NoOpTracerProvider())
+
+
+def test_otel_traces_exporter_console_prints_the_spans(tmp_path):
+    """Without a collector: the spans of a pipeline run, printed on its stdout."""
+    script = textwrap.dedent("""
+        import mlobs
+        with mlobs.run("youtube", "abc") as run:
+            with run.component("asr"):
+                pass
+    """)
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "console", "MLOBS_SINKS": "otel",
+           "MLOBS_ROOT": str(tmp_path)}
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert '"name": "mlobs.run"' in result.stdout and '"name": "asr"' in result.stdout
+
+
+@pytest.mark.parametrize("value, exporters", [("none", []), ("otlp", ["OTLPSpanExporter"]),
+                                              ("console,otlp", ["ConsoleSpanExporter",
+                                                                "OTLPSpanExporter"])])
+def test_otel_traces_exporter_names_the_exporters(monkeypatch, value, exporters):
+    from mlobs_otel.sink import _exporters_from_environment
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", value)
+    assert [type(e).__name__ for e in _exporters_from_environment()] == exporters
+
+
+def test_an_unknown_otel_traces_exporter_is_a_config_error_listing_the_installed_ones(
+        monkeypatch, no_global_provider):
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin_json")
+    with pytest.raises(mlobs.ConfigError, match="'zipkin_json'.*installed: otlp, none, console"):
+        mlobs.configure(sinks=["otel"])
 
 
 def test_runs_past_max_open_runs_are_ended_and_shutdown_ends_the_rest(make_run, caplog):

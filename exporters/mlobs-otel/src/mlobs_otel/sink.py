@@ -31,17 +31,20 @@ task; in a worker, components of a joined run become children of that remote spa
 run spread over many workers is one trace.
 
 The tracer provider is the one given, else the application's global provider when it set
-one, else a provider built from the standard ``OTEL_*`` variables with the OTLP/HTTP span
-exporter (``OTEL_EXPORTER_OTLP_ENDPOINT``; ``service.name`` from ``OTEL_SERVICE_NAME`` or
-``OTEL_RESOURCE_ATTRIBUTES``, default ``mlobs``).
+one, else a provider built from the standard ``OTEL_*`` variables: the exporters
+``OTEL_TRACES_EXPORTER`` names (default ``otlp``: OTLP over HTTP to
+``OTEL_EXPORTER_OTLP_ENDPOINT``; ``console`` prints spans; ``none``), ``service.name``
+from ``OTEL_SERVICE_NAME`` or ``OTEL_RESOURCE_ATTRIBUTES`` (default ``mlobs``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import OrderedDict
 from datetime import datetime
+from importlib.metadata import entry_points
 from typing import Any
 
 from opentelemetry import trace
@@ -49,6 +52,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from mlobs import __version__ as mlobs_version
+from mlobs.errors import ConfigError
 from mlobs.propagation import (
     joined_context,
     register_carrier_provider,
@@ -107,21 +111,50 @@ def _error_status(error_code: str | None, error_message: str | None) -> Status:
     return Status(StatusCode.ERROR, f"{error_code}: {error_message or ''}"[:500])
 
 
+#: The entry point group of span exporters (the SDK's own configuration reads it too).
+_EXPORTER_GROUP = "opentelemetry_traces_exporter"
+
+
+def _exporters_from_environment() -> list[Any]:
+    """The span exporters ``OTEL_TRACES_EXPORTER`` names: a comma-separated list of
+    entry point names in ``opentelemetry_traces_exporter`` (``console``, ...); ``otlp``
+    (the default) is OTLP over HTTP, the protocol this package installs; ``none`` is none.
+
+    Raises:
+        ConfigError: a name no installed package provides (the message lists those that
+            are installed).
+    """
+    names = [name.strip() for name in os.environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")
+             if name.strip() and name.strip() != "none"]
+    installed = {point.name: point for point in entry_points(group=_EXPORTER_GROUP)}
+    exporters = []
+    for name in names:
+        point = installed.get("otlp_proto_http" if name == "otlp" else name)
+        if point is None:
+            raise ConfigError(f"OTEL_TRACES_EXPORTER names {name!r}, which no installed "
+                              f"package provides; installed: otlp, none, "
+                              f"{', '.join(sorted(installed))}")
+        exporters.append(point.load()())
+    return exporters
+
+
 def _provider_from_environment() -> tuple[Any, bool]:
     """The global provider when the application set one (owned: False), else an SDK
-    provider exporting over OTLP/HTTP as the ``OTEL_*`` variables say (owned: True)."""
+    provider exporting as the ``OTEL_*`` variables say (owned: True; see
+    :func:`_exporters_from_environment`)."""
     current = trace.get_tracer_provider()
     if not isinstance(current, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
         return current, False
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    exporters = _exporters_from_environment()
     resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
     if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
         resource = resource.merge(Resource({"service.name": "mlobs"}))
     provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    for exporter in exporters:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider, True
 
 
