@@ -126,10 +126,12 @@ CLOSED_EARLY_WARNING = ("closed before its end (GeneratorExit): the consumer sto
 
 
 def _reset(var: ContextVar[Any], token: Token[Any]) -> None:
+    # ValueError: ended in another context (an async generator finalised by the event
+    # loop, a generator closed from another thread), which never saw the value set.
     try:
         var.reset(token)
-    except ValueError:  # ended in another context (an async generator finalised by
-        pass            # the event loop): that context never saw the value set
+    except ValueError:
+        pass
 
 
 def _finite_number(value: object) -> int | float | None:
