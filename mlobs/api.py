@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -50,7 +49,14 @@ from mlobs.context import (
     resolve_run,
 )
 from mlobs.environment import run_environment
-from mlobs.errors import ConfigError, Empty, check_finite, check_int, check_word
+from mlobs.errors import (
+    ConfigError,
+    Empty,
+    check_finite,
+    check_int,
+    check_word,
+    finite_number,
+)
 from mlobs.ids import new_uuid4
 from mlobs.limits import CODE_MAX_CHARS, NAME_MAX_CHARS
 from mlobs.manifest import manifest_status
@@ -69,7 +75,7 @@ from mlobs.records import (
 from mlobs.retry import RetryPolicy
 from mlobs.run_status import optional_failure_warning, required_failure_message
 from mlobs.signature import config_hash, model_signature
-from mlobs.text import is_storable, shown, text_of
+from mlobs.text import shown, text_of
 
 log = logging.getLogger("mlobs")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -132,19 +138,6 @@ def _reset(var: ContextVar[Any], token: Token[Any]) -> None:
         var.reset(token)
     except ValueError:
         pass
-
-
-def _finite_number(value: object) -> int | float | None:
-    """``value`` as a plain int or float when it is a finite number a float can hold."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        as_float = float(value)
-    except OverflowError:  # an int beyond a float's range
-        return None
-    if not math.isfinite(as_float):
-        return None
-    return int(value) if isinstance(value, int) else as_float
 
 
 class ComponentCall:
@@ -324,10 +317,14 @@ class ComponentCall:
     def metric(self, name: str, value: float) -> None:
         """A user metric: a non-empty name and a finite number (stored as a plain int or
         float). Invalid ones become a warning, not an error."""
-        number = _finite_number(value)
-        if number is None or not isinstance(name, str) or not name or not is_storable(name):
-            self.warn(f"metric ignored: {shown(name, 40)}={shown(value, 40)} is not a "
-                      "name and a finite number")
+        number = finite_number(value)
+        try:
+            check_word("metric name", name, NAME_MAX_CHARS)
+        except ConfigError as exc:
+            self.warn(f"metric ignored: {exc}")
+            return
+        if number is None:
+            self.warn(f"metric ignored: {name}={shown(value, 40)} is not a finite number")
             return
         if self.metrics is None:
             self.metrics = {}
@@ -584,7 +581,7 @@ class Run:
             else:
                 self.record.warnings.append(
                     optional_failure_warning(call.name, call.error_code,
-                                             exception_message(call.error)))
+                                             exception_message(call.error, 200)))
         self._recorder.emit(call)
 
     def _snapshot(self) -> RunRecord:

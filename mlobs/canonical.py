@@ -28,14 +28,22 @@ def canonical_json(value: Any) -> bytes:
         raise ConfigError(f"value is not canonical-JSON serialisable: {exc}") from exc
 
 
+#: Values nobody can change afterwards: a dict of only these needs no deep copy.
+_IMMUTABLE_JSON = (str, int, float, bool, type(None))
+
+
 def json_copy(value: Any) -> Any:
-    """A deep copy of ``value`` made of JSON types only (tuples become lists, keys sorted):
-    what a record keeps of a value the caller may change afterwards.
+    """A copy of ``value`` made of JSON types only (nested tuples become lists): what a
+    record keeps of a value the caller may change afterwards. A dict of plain scalars
+    (the common event attributes) is copied shallowly, anything else through JSON.
 
     Raises:
         ConfigError: as :func:`canonical_json`.
     """
-    return json.loads(canonical_json(value))
+    encoded = canonical_json(value)
+    if type(value) is dict and all(type(v) in _IMMUTABLE_JSON for v in value.values()):
+        return dict(value)
+    return json.loads(encoded)
 
 
 def sha256_hex(value: Any) -> str:

@@ -76,8 +76,7 @@ def check_spool(settings: Settings) -> list[Check]:
     warehouse refused when they were replayed (see :mod:`mlobs.sinks.spool`)."""
     spool_dir = settings.spool_dir
     found = spool_contents(spool_dir)
-    db_url = "" if settings.db_is_embedded_default else \
-        f" --db-url '{display_url(settings.db_url)}'"
+    db_url = "" if settings.db_is_embedded_default else f" {db_url_option(settings.db_url)}"
     checks = [Check("spool", found.waiting == 0,
                     f"{found.waiting} record(s) in {found.files} file(s) under {spool_dir} "
                     "wait for the warehouse (the sink that spooled them writes them once it "

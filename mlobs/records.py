@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from mlobs.errors import ConfigError, check_word
+from mlobs.errors import check_text, check_word
 from mlobs.limits import NAME_MAX_CHARS
-from mlobs.text import is_storable, shown
 
 STATUSES = ("ok", "empty", "error")
 PREDICTION_STATUSES = ("ok", "degraded")
@@ -52,11 +51,7 @@ class ModelRef:
     def __post_init__(self) -> None:
         check_word("ModelRef.name", self.name, NAME_MAX_CHARS)
         for label in ("version", "weights_digest", "runtime", "engine", "precision", "device"):
-            value = getattr(self, label)
-            if not isinstance(value, str) or len(value) > NAME_MAX_CHARS \
-                    or not is_storable(value):
-                raise ConfigError(f"ModelRef.{label} must be a string of at most "
-                                  f"{NAME_MAX_CHARS} characters, got {shown(value)}")
+            check_text(f"ModelRef.{label}", getattr(self, label), NAME_MAX_CHARS)
 
     @property
     def device_kind(self) -> str:

@@ -15,6 +15,6 @@ def optional_failure_warning(component: str, error_code: str | None, message: st
     return f"optional component {component!r} failed: {error_code}: {message[:200]}"
 
 
-def required_failure_message(component: str, message: object) -> str:
+def required_failure_message(component: str, message: str) -> str:
     """The run's ``error_message`` when a required component failed (bounded)."""
     return f"required component {component!r} failed: {message}"[:ERROR_MESSAGE_MAX_CHARS]

@@ -100,8 +100,9 @@ class Spool:
     """The spool file of one writer (a WarehouseSink instance) in ``directory``.
 
     The file is created at the first :meth:`append`; after a replay claimed it, the next
-    append creates it again under the same name. Appends from one instance must not run concurrently (a
-    sink only appends from its worker thread).
+    append creates it again under the same name (a new file; a later claim merges it into
+    the claimed one if that is still there). Appends from one instance must not run
+    concurrently (a sink only appends from its worker thread).
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:

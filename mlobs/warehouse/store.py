@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import ChainMap
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
@@ -273,7 +274,7 @@ class WarehouseStore:
             stored.update(conn.execute(  # type: ignore[arg-type]
                 select(SIGNATURES.c.model_signature, SIGNATURES.c.models)
                 .where(SIGNATURES.c.model_signature.in_(unknown))).all())
-        batch.set_overrides({**self._stored_models, **stored})
+        batch.set_overrides(ChainMap(stored, self._stored_models))
         return stored
 
     def _update_index(self, conn: Connection, run_rows: list[dict[str, Any]]) -> None:

@@ -7,6 +7,7 @@ import pytest
 
 import mlobs
 from mlobs.testing import capture
+from support.unprintable import Unprintable
 
 PROFILE = mlobs.AnalysisProfile("baseline", optional={"summary"})
 
@@ -245,14 +246,6 @@ def test_events_with_attributes_json_cannot_hold_become_warnings():
     assert [(e.kind, e.attributes) for e in asr.events] == [
         ("oom", {"batch_size": 32, "requested_bytes": 2**31})]
     assert len(asr.warnings) == 2 and all("event ignored" in w for w in asr.warnings)
-
-
-class Unprintable(Exception):
-    """An exception whose message cannot be read: its ``__str__`` raises (seen with
-    exceptions rebuilt by pickling without their constructor's arguments)."""
-
-    def __str__(self):
-        raise RuntimeError("no message")
 
 
 @pytest.mark.parametrize("where", ["optional", "required", "run body"])

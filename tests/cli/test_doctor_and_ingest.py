@@ -94,3 +94,18 @@ def test_records_refused_on_replay_are_kept_and_doctor_names_them(tmp_path, make
     out = capsys.readouterr().out
     assert "no records wait" in out
     assert "1 spooled record(s) were refused by the warehouse" in out
+
+
+def test_doctors_spool_fix_never_carries_a_masked_password(tmp_path, make_run):
+    """The fix line is a command to paste: a password it must not print is a placeholder,
+    never '***' (which the database would be sent)."""
+    from mlobs.config import resolve_settings
+    from mlobs.doctor import check_spool
+    from mlobs.sinks.spool import Spool
+    run, _ = make_run()
+    Spool(tmp_path / "spool").append([run])
+    settings = resolve_settings(root=tmp_path,
+                                db_url="postgresql+psycopg://mlobs:s3cret@db:5432/mlobs")
+    [waiting] = [check for check in check_spool(settings) if not check.ok]
+    assert "--db-url 'postgresql+psycopg://mlobs:<password>@db:5432/mlobs'" in waiting.hint
+    assert "***" not in waiting.hint and "s3cret" not in waiting.hint

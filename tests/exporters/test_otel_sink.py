@@ -155,31 +155,29 @@ def test_components_of_a_joined_run_are_children_of_its_remote_span(spans):
     assert (span.parent.span_id, span.parent.is_remote) == (span_id, True)
 
 
+@pytest.fixture
+def no_global_provider(monkeypatch):
+    monkeypatch.setattr("opentelemetry.trace.get_tracer_provider",
+                        lambda: trace.NoOpTracerProvider())
+
+
 @pytest.mark.parametrize("env, service", [
     ({}, "mlobs"),
     ({"OTEL_SERVICE_NAME": "asr-worker"}, "asr-worker"),
     ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=video-pipeline,team=ml"}, "video-pipeline"),
 ])
 def test_without_a_global_provider_the_service_name_follows_the_otel_variables(
-        monkeypatch, env, service):
+        monkeypatch, no_global_provider, env, service):
     from mlobs_otel.sink import _provider_from_environment
     for name in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("opentelemetry.trace.get_tracer_provider",
-                        lambda: trace.NoOpTracerProvider())
     provider, owned = _provider_from_environment()
     try:
         assert owned and provider.resource.attributes["service.name"] == service
     finally:
         provider.shutdown()
-
-
-@pytest.fixture
-def no_global_provider(monkeypatch):
-    monkeypatch.setattr("opentelemetry.trace.get_tracer_provider",
-                        lambda: trace.NoOpTracerProvider())
 
 
 def test_otel_traces_exporter_console_prints_the_spans(tmp_path):

@@ -239,6 +239,7 @@ def main() -> dict[str, float] | None:
     raw = statistics.median(raws)
     through_mlobs = statistics.median(throughs)
 
+    # records/s: medians over the rounds (store and ceiling: measured once).
     print(f"  {f'raw psycopg COPY (transactions of {RAW_BATCH})':<44}{raw:10.0f} records/s")
     print(f"  {f'WarehouseStore.write alone ({COMPONENTS_PER_RUN} per write)':<44}"
           f"{store_only:10.0f} records/s ({store_only / raw:.2f}× raw)")
@@ -246,9 +247,9 @@ def main() -> dict[str, float] | None:
           f"({ceiling / raw:.2f}× raw: the most any sink could reach)")
     print(f"  {'through mlobs (API → sink → COPY + commit)':<44}{through_mlobs:10.0f} records/s")
     # The pipeline and the sink are Python threads sharing one GIL: if their work never
-    # overlaps, the times per record add up (compare with the measured figure below).
+    # overlaps, the times per record add up (compare with the measured figure above).
     serial = 1 / (1 / ceiling + 1 / store_only)
-    print(f"  {'API + records, then the store, in series':<44}{serial:10.0f} records/s "
+    print(f"  {'computed: API + records, then the store':<44}{serial:10.0f} records/s "
           f"({serial / raw:.2f}× raw: the figure if nothing overlaps)")
     ratios = [mine / theirs for mine, theirs in zip(throughs, raws)]
     median_round = sorted(range(ROUNDS), key=ratios.__getitem__)[ROUNDS // 2]
@@ -257,7 +258,7 @@ def main() -> dict[str, float] | None:
               f"    {cpu_lines[median_round]}")
     print(f"  ratio mlobs / raw per round: {', '.join(f'{r:.2f}×' for r in ratios)}")
     ratio = statistics.median(ratios)
-    print(f"  ratio mlobs / raw: {ratio:.2f}× "
+    print(f"  ratio mlobs / raw (median of the rounds' ratios): {ratio:.2f}× "
           f"(target ≥ 0.6×: {'met' if ratio >= 0.6 else 'NOT met'})")
     return {"raw_per_s": raw, "store_per_s": store_only, "records_only_per_s": ceiling,
             "mlobs_per_s": through_mlobs, "ratio": ratio}

@@ -14,6 +14,7 @@ import pytest
 import mlobs
 from mlobs.manifest import read_manifest
 from mlobs.recorder import set_recorder
+from support.unprintable import Unprintable
 
 SCHEMA = json.loads((__import__("pathlib").Path(__file__).parents[2] / "docs" /
                      "manifest.schema.json").read_text())
@@ -66,16 +67,11 @@ def test_a_sink_that_always_raises_changes_nothing_and_is_counted(root):
     assert any("'exploding' failed to export 4 record(s)" in w for w in record.warnings)
 
 
-class UnprintableError(Exception):
-    def __str__(self):
-        raise RuntimeError("no message")
-
-
 class UnprintableSink:
     name = "unprintable"
 
     def export(self, items):
-        raise UnprintableError()
+        raise Unprintable()
 
     def force_flush(self, timeout_s):
         return True
@@ -93,7 +89,7 @@ def test_a_sink_error_whose_message_cannot_be_read_is_counted_and_the_sink_goes_
     stats = {s.name: s for s in mlobs.sink_stats()}
     assert stats["unprintable"].failed == 10 and stats["unprintable"].exported == 0
     assert stats["unprintable"].last_error == (
-        "UnprintableError: <unprintable UnprintableError: RuntimeError: no message>")
+        "Unprintable: <unprintable Unprintable: RuntimeError: no message>")
     record, _ = read_manifest(run.manifest_path)
     assert any("'unprintable' failed to export 4 record(s)" in w for w in record.warnings)
 

@@ -296,25 +296,28 @@ def test_components_spooled_apart_from_their_run_are_replayed(tmp_path, make_run
 
 def test_an_interrupted_replay_keeps_the_rest_of_its_file_and_every_later_file(
         tmp_path, make_run, sqlite_url):
-    """Three writers' files: the first is written, the second cut off after one chunk of
+    """Three writers' files, each as a run leaves it (its first record, its components,
+    its final record): the first is written, the second cut off after one chunk of
     components, the third not reached. The database failing before any write leaves every
     file as it was; the next full replay writes each record once."""
     spool_dir = tmp_path / "spool"
     runs = [make_run() for _ in range(3)]
-    for run, comps in runs:
-        Spool(spool_dir).append([run, *comps])
-        time.sleep(0.01)  # distinct mtimes: the files are replayed in this order
+    for order, (run, comps) in enumerate(runs):
+        spool = Spool(spool_dir)
+        spool.append([run, *comps, run])
+        os.utime(spool.path, (1_000_000 + order,) * 2)  # replayed in this order
     before = {path.name: path.read_bytes() for path in spool_files(spool_dir)}
     with WarehouseStore(sqlite_url, manage_schema=True) as store:
         report = replay(spool_dir, FailingAfter(store, ok=0), chunk_size=2)
-        assert report.error is not None and report.pending == 18 and report.runs == 0
+        assert report.error is not None and report.pending == 21 and report.runs == 0
         claimed = {path.name.replace(".replaying", ""): path.read_bytes()
                    for path in spool_files(spool_dir)}
         assert claimed == before
-        # chunks of 2: runs (2 writes), file 1's 5 components (3), file 2's first 2 (1).
-        report = replay(spool_dir, FailingAfter(store, ok=6), chunk_size=2)
-        assert (report.runs, report.components) == (3, 7)
-        assert report.pending == 3 + 6  # the third file holds its run line too
+        # chunks of 2: 6 run lines (3 writes), file 1's 5 components (3), file 2's first
+        # 2 (1); file 2 is cut to its last 3 components, without its final run line.
+        report = replay(spool_dir, FailingAfter(store, ok=7), chunk_size=2)
+        assert (report.runs, report.components) == (6, 7)
+        assert report.pending == 3 + 7  # the third file holds its two run lines too
         left = {path.name.replace(".replaying", ""): path.read_bytes()
                 for path in spool_files(spool_dir)}
         first, second, third = before
@@ -322,7 +325,7 @@ def test_an_interrupted_replay_keeps_the_rest_of_its_file_and_every_later_file(
         assert len(left[second].splitlines()) == 3 and b'"type":"run"' not in left[second]
         report = replay(spool_dir, store)
         assert report.complete and spool_files(spool_dir) == []
-        assert (report.runs, report.components) == (1, 8)  # the third file's run again
+        assert (report.runs, report.components) == (2, 8)  # the third file's runs again
     for run, comps in runs:
         assert counts(sqlite_url, run.run_id) == {"runs": 1, "component_runs": 5, "events": 2}
 
