@@ -11,13 +11,16 @@ Everything importable from ``mlobs`` is listed in ``__all__``; other modules are
 unless their docs say otherwise.
 """
 
-from mlobs.api import ComponentCall, Run, component, current, current_run, run
-from mlobs.batch_size import BatchSizeChoice, MemoryCost, choose_batch_size, load_checklist
+from mlobs.hooks.component import ComponentCall
+from mlobs.hooks.context import current, current_run
+from mlobs.hooks.decorator import component
+from mlobs.hooks.run import Run, run
+from mlobs.hooks.batch_size import BatchSizeChoice, MemoryCost, choose_batch_size, load_checklist
 from mlobs.cache.codecs import Codec, JsonCodec
 from mlobs.cache.inputs import FileInput
 from mlobs.cache.intermediate import intermediate_dir
-from mlobs.classify import classify_exception, register_classifier, register_error_code
-from mlobs.errors import (
+from mlobs.core.classify import classify_exception, register_classifier, register_error_code
+from mlobs.core.errors import (
     ComponentError,
     ConfigError,
     Empty,
@@ -27,15 +30,15 @@ from mlobs.errors import (
     SchemaOutOfDateError,
     WarehouseError,
 )
-from mlobs.external_cache import record_cache_lookup
-from mlobs.fallback import FallbackFailure, FallbackResult, predict_with_fallback
-from mlobs.oom import HalveBatch, OomPolicy
-from mlobs.profile import AnalysisProfile
-from mlobs.records import ComponentRecord, EventRecord, ModelRef, RunRecord
-from mlobs.retry import RetryPolicy
-from mlobs.seeding import set_seed
-from mlobs.setup import configure, flush, settings, sink_stats
-from mlobs.signature import IdempotencyKey, config_hash, idempotency_key, model_signature
+from mlobs.hooks.external_cache import record_cache_lookup
+from mlobs.hooks.fallback import FallbackFailure, FallbackResult, predict_with_fallback
+from mlobs.hooks.oom import HalveBatch, OomPolicy
+from mlobs.hooks.profile import AnalysisProfile
+from mlobs.core.records import ComponentRecord, EventRecord, ModelRef, RunRecord
+from mlobs.hooks.retry import RetryPolicy
+from mlobs.hooks.seeding import set_seed
+from mlobs.hooks.setup import configure, flush, settings, sink_stats
+from mlobs.core.signature import IdempotencyKey, config_hash, idempotency_key, model_signature
 
 __version__ = "0.1.0"
 

@@ -25,9 +25,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mlobs.config import settings_from_env
-from mlobs.recorder import Recorder, set_recorder
-from mlobs.records import ComponentRecord, RunRecord
+from mlobs.core.config import settings_from_env
+from mlobs.recording.recorder import Recorder, set_recorder
+from mlobs.core.records import ComponentRecord, RunRecord
 from mlobs.sinks.base import materialize
 
 

@@ -18,8 +18,8 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from mlobs.records import ComponentRecord, EventRecord, ModelRef, RunRecord
-from mlobs.signature import config_hash, model_signature
+from mlobs.core.records import ComponentRecord, EventRecord, ModelRef, RunRecord
+from mlobs.core.signature import config_hash, model_signature
 from support.ci import unavailable
 
 PG_ADMIN_URL = os.environ.get("MLOBS_TEST_PG_ADMIN_URL",

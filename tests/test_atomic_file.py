@@ -1,10 +1,10 @@
-"""mlobs.atomic_file: the one way manifests, spool files and cache files are replaced."""
+"""mlobs.core.atomic_file: the one way manifests, spool files and cache files are replaced."""
 
 import os
 
 import pytest
 
-from mlobs.atomic_file import write_atomically
+from mlobs.core.atomic_file import write_atomically
 
 
 def test_a_write_replaces_the_file_and_leaves_no_temporary_file(tmp_path):

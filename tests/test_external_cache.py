@@ -1,4 +1,4 @@
-"""External caches: mlobs.external_cache.record_cache_lookup and their rollup.
+"""External caches: mlobs.hooks.external_cache.record_cache_lookup and their rollup.
 
 The rollup's numbers are checked against plain Python counting over the same records,
 written through the WarehouseStore on SQLite and on PostgreSQL.
@@ -16,12 +16,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import mlobs
-import mlobs.rollup
+import mlobs.analysis.rollup
 from mlobs.cli import rollup as rollup_cli
-from mlobs.errors import ConfigError
-from mlobs.external_cache import EXTERNAL_CACHE_EVENT, LOOKUP_STATUSES, record_cache_lookup
-from mlobs.records import ComponentRecord, EventRecord, RunRecord
-from mlobs.rollup import (
+from mlobs.core.errors import ConfigError
+from mlobs.hooks.external_cache import EXTERNAL_CACHE_EVENT, LOOKUP_STATUSES, record_cache_lookup
+from mlobs.core.records import ComponentRecord, EventRecord, RunRecord
+from mlobs.analysis.rollup import (
     ExternalCacheRow,
     bucket_floor,
     compute_external_cache_rollup,
@@ -118,7 +118,7 @@ def test_invalid_names_are_refused(kwargs) -> None:
 
 def test_vocabulary_is_shared_with_the_rollup() -> None:
     assert LOOKUP_STATUSES == ("hit", "miss", "stale")
-    assert mlobs.rollup.EXTERNAL_CACHE_EVENT == EXTERNAL_CACHE_EVENT
+    assert mlobs.analysis.rollup.EXTERNAL_CACHE_EVENT == EXTERNAL_CACHE_EVENT
 
 
 # -------------------------------------------------------------------------- the rollup

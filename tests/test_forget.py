@@ -1,4 +1,4 @@
-"""Forgetting a video (``mlobs forget``, :func:`mlobs.forget.forget_video`) on SQLite and
+"""Forgetting a video (``mlobs forget``, :func:`mlobs.housekeeping.forget.forget_video`) on SQLite and
 PostgreSQL: no row or file of the video is left, other videos are untouched, and a repeat
 reports nothing deleted."""
 
@@ -13,9 +13,9 @@ from sqlalchemy import inspect, text
 import mlobs
 from mlobs.cache.intermediate import intermediate_dir
 from mlobs.cli.main import main
-from mlobs.errors import ConfigError
-from mlobs.forget import forget_video
-from mlobs.recorder import set_recorder
+from mlobs.core.errors import ConfigError
+from mlobs.housekeeping.forget import forget_video
+from mlobs.recording.recorder import set_recorder
 from mlobs.warehouse.engine import create_warehouse_engine
 from mlobs.warehouse.migrate import upgrade
 

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from mlobs.ids import new_uuid4
+from mlobs.core.ids import new_uuid4
 
 
 def test_ids_are_canonical_version_4_uuids_with_every_variant_digit():

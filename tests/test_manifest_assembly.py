@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
-from mlobs.errors import WarehouseError
-from mlobs.manifest import read_manifest
-from mlobs.manifest_assembly import assemble_manifest
+from mlobs.core.errors import WarehouseError
+from mlobs.core.manifest import read_manifest
+from mlobs.warehouse.assembly import assemble_manifest
 from mlobs.warehouse.store import WarehouseStore
 
 
@@ -74,7 +74,7 @@ def test_other_processes_records_are_judged_by_the_run_status_rule(db_url, make_
 
 
 class FakeClock:
-    """``time`` for mlobs.manifest_assembly: sleeping advances the clock at once."""
+    """``time`` for mlobs.warehouse.assembly: sleeping advances the clock at once."""
 
     def __init__(self):
         self.now = 0.0
@@ -90,9 +90,9 @@ def test_unconfirmed_components_count_once_stored_and_are_named_otherwise(
         db_url, make_run, tmp_path, monkeypatch):
     """A Celery task whose stored state still says RETRY may have failed for good: the
     assembly waits its grace period for it, not the whole timeout."""
-    import mlobs.manifest_assembly
+    import mlobs.warehouse.assembly
     clock = FakeClock()
-    monkeypatch.setattr(mlobs.manifest_assembly, "time", clock)
+    monkeypatch.setattr(mlobs.warehouse.assembly, "time", clock)
     run, components = make_run(status="ok")
     failed = dataclasses.replace(components[0], component_run_id="retried-task",
                                  required=True, status="error", error_code="timeout",
@@ -132,8 +132,8 @@ def test_a_run_still_running_in_the_warehouse_leaves_its_manifest_alone(db_url, 
                                                                         tmp_path):
     """Its final record was spooled or is late: the manifest the run's own process
     wrote is kept, not replaced by the warehouse's older state."""
-    from mlobs.manifest import manifest_document, write_manifest
-    from mlobs.paths import manifest_path
+    from mlobs.core.manifest import manifest_document, write_manifest
+    from mlobs.core.paths import manifest_path
     run, components = make_run(status="ok")
     path = manifest_path(tmp_path, run.platform_id, run.video_id, run.run_id)
     write_manifest(path, manifest_document(run, components))

@@ -1,4 +1,4 @@
-"""Retention / GC (``mlobs gc``, :mod:`mlobs.retention`).
+"""Retention / GC (``mlobs gc``, :mod:`mlobs.housekeeping.retention`).
 
 The main fixture simulates 90 days of runs of three videos under several keys, written as
 real manifests, warehouse rows (SQLite and PostgreSQL) and cached versions, and checks that exactly the
@@ -26,12 +26,12 @@ from mlobs.cache.intermediate import (
 )
 from mlobs.cache.store import ArtifactStore
 from mlobs.cli.main import main
-from mlobs.errors import ConfigError
-from mlobs.manifest import manifest_document, write_manifest
-from mlobs.paths import manifest_path
-from mlobs.recorder import set_recorder
-from mlobs.records import ComponentRecord, ModelRef, RunRecord, iso_utc
-from mlobs.retention import (
+from mlobs.core.errors import ConfigError
+from mlobs.core.manifest import manifest_document, write_manifest
+from mlobs.core.paths import manifest_path
+from mlobs.recording.recorder import set_recorder
+from mlobs.core.records import ComponentRecord, ModelRef, RunRecord, iso_utc
+from mlobs.housekeeping.retention import (
     CacheVersion,
     GcPolicy,
     Inventory,
@@ -41,7 +41,7 @@ from mlobs.retention import (
     decide_runs,
     plan_gc,
 )
-from mlobs.signature import config_hash, idempotency_key, model_signature
+from mlobs.core.signature import config_hash, idempotency_key, model_signature
 from mlobs.warehouse.deletion import RowCounts, count_run_rows, delete_runs
 from mlobs.warehouse.models import Base
 from mlobs.warehouse.store import WarehouseStore

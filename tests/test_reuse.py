@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from mlobs.errors import ConfigError, SchemaOutOfDateError, WarehouseError
-from mlobs.reuse import DEFAULT_TTL_DAYS, reusable_run
-from mlobs.signature import config_hash
+from mlobs.core.errors import ConfigError, SchemaOutOfDateError, WarehouseError
+from mlobs.warehouse.reuse import DEFAULT_TTL_DAYS, reusable_run
+from mlobs.core.signature import config_hash
 from mlobs.warehouse import migrate
 from mlobs.warehouse.store import WarehouseStore
 

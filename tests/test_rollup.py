@@ -1,4 +1,4 @@
-"""DuckDB rollups (mlobs.rollup, mlobs.duckdb_connect, ``mlobs rollup``).
+"""DuckDB rollups (mlobs.analysis.rollup, mlobs.analysis.duckdb_connect, ``mlobs rollup``).
 
 The rollup numbers are checked against an independent computation: the same
 component_runs rows read back with SQLAlchemy and aggregated in Python with
@@ -21,16 +21,16 @@ import pytest
 import sqlalchemy as sa
 
 from mlobs.cli import rollup as rollup_cli
-from mlobs.duckdb_connect import (
+from mlobs.analysis.duckdb_connect import (
     EXTENSION_WHEELS,
     attach_warehouse,
     connect_duckdb,
     extension_path,
     libpq_conninfo,
 )
-from mlobs.errors import ConfigError, SchemaOutOfDateError, WarehouseError
-from mlobs.records import ComponentRecord, ModelRef, RunRecord
-from mlobs.rollup import (
+from mlobs.core.errors import ConfigError, SchemaOutOfDateError, WarehouseError
+from mlobs.core.records import ComponentRecord, ModelRef, RunRecord
+from mlobs.analysis.rollup import (
     RollupRow,
     bucket_floor,
     compute_rollup,
@@ -38,7 +38,7 @@ from mlobs.rollup import (
     format_rollup,
     write_rollup,
 )
-from mlobs.signature import model_signature
+from mlobs.core.signature import model_signature
 from mlobs.warehouse.engine import create_warehouse_engine
 from mlobs.warehouse.migrate import upgrade
 from mlobs.warehouse.models import ComponentRollup, ComponentRun
@@ -643,9 +643,9 @@ def test_cli_missing_database_fails_clearly(tmp_path, capsys) -> None:
 
 
 def test_cli_choices_follow_the_library() -> None:
-    import mlobs.rollup
-    assert rollup_cli.BUCKETS == mlobs.rollup.BUCKETS
-    assert rollup_cli.ROLLUP_TABLE == mlobs.rollup.ROLLUP_TABLE
+    import mlobs.analysis.rollup
+    assert rollup_cli.BUCKETS == mlobs.analysis.rollup.BUCKETS
+    assert rollup_cli.ROLLUP_TABLE == mlobs.analysis.rollup.ROLLUP_TABLE
 
 
 def test_cli_rejects_bad_since(capsys) -> None:

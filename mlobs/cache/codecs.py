@@ -12,7 +12,7 @@ import dataclasses
 import json
 from typing import Any, Protocol, runtime_checkable
 
-from mlobs.errors import ConfigError
+from mlobs.core.errors import ConfigError
 
 
 @runtime_checkable
@@ -48,7 +48,7 @@ class JsonCodec:
         result_type: a pydantic model or dataclass type to rebuild on load (``None``:
             loads plain JSON data: dicts, lists, strings, numbers, booleans, ``None``).
 
-    Encoding raises :class:`~mlobs.errors.ConfigError` for values JSON cannot hold (NaN,
+    Encoding raises :class:`~mlobs.core.errors.ConfigError` for values JSON cannot hold (NaN,
     sets, arbitrary objects), so an unstorable result is caught when it is produced; and
     for a dataclass or pydantic result when ``result_type`` is not given, since a hit
     would otherwise hand back a dict where the code expects its type. ``result_type`` is

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mlobs.records import iso_utc, parse_utc
+from mlobs.core.records import iso_utc, parse_utc
 
 INDEX_SCHEMA = "mlobs.cache/1"
 INDEX_FILE = "cache_manifest.json"

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from mlobs.cache.codecs import to_json_value
-from mlobs.canonical import sha256_hex
-from mlobs.errors import ConfigError
+from mlobs.core.canonical import sha256_hex
+from mlobs.core.errors import ConfigError
 
 _CHUNK_BYTES = 1 << 20
 

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mlobs.atomic_file import write_atomically
-from mlobs.errors import ConfigError
-from mlobs.paths import safe_segment, tree_size
-from mlobs.records import iso_utc, parse_utc
+from mlobs.core.atomic_file import write_atomically
+from mlobs.core.config import configured_settings
+from mlobs.core.errors import ConfigError
+from mlobs.core.paths import safe_segment, tree_size
+from mlobs.core.records import iso_utc, parse_utc
 
 log = logging.getLogger("mlobs")
 
@@ -54,21 +55,10 @@ class Intermediate:
     size_bytes: int
 
 
-def _default_root() -> Path:
-    # The configured root of this process (mlobs.configure), without building a recorder
-    # (and its sinks) just to read a path.
-    from mlobs import recorder as _recorder_module
-    from mlobs.config import settings_from_env
-
-    recorder = _recorder_module._recorder
-    return (recorder.settings if recorder is not None else settings_from_env()).root
-
-
 def intermediate_path(platform_id: str, video_id: str, name: str, *,
-                      root: str | os.PathLike[str] | None = None) -> Path:
-    """Where :func:`intermediate_dir` puts ``name`` (nothing is created)."""
-    base = Path(root) if root is not None else _default_root()
-    return (base / "cache" / safe_segment(platform_id) / safe_segment(video_id)
+                      root: str | os.PathLike[str]) -> Path:
+    """Where :func:`intermediate_dir` puts ``name`` under ``root`` (nothing is created)."""
+    return (Path(root) / "cache" / safe_segment(platform_id) / safe_segment(video_id)
             / INTERMEDIATE_FOLDER / safe_segment(name))
 
 
@@ -80,8 +70,8 @@ def intermediate_dir(platform_id: str, video_id: str, name: str, *,
         platform_id: the video's platform.
         video_id: the video.
         name: what it holds, e.g. ``"frames"``; one safe path segment is made of it.
-        root: the mlobs root (default: the configured root, ``mlobs.configure(root=...)``
-            or ``$MLOBS_ROOT``).
+        root: the mlobs root (default: this process's configured root,
+            ``mlobs.configure(root=...)`` or ``$MLOBS_ROOT``).
 
     Returns:
         ``<root>/cache/<platform_id>/<video_id>/intermediate/<name>``, existing and
@@ -93,7 +83,8 @@ def intermediate_dir(platform_id: str, video_id: str, name: str, *,
     """
     if not isinstance(name, str) or not name:
         raise ConfigError("an intermediate directory needs a non-empty name")
-    path = intermediate_path(platform_id, video_id, name, root=root)
+    path = intermediate_path(platform_id, video_id, name,
+                             root=configured_settings().root if root is None else root)
     path.mkdir(parents=True, exist_ok=True)
     registration = path / REGISTRATION_FILE
     if read_registration(registration) is None:

@@ -33,12 +33,9 @@ from typing import Any
 
 from mlobs.cache.codecs import DEFAULT_CODEC, Codec
 from mlobs.cache.entries import CacheEntry
-from mlobs.cache.store import ArtifactStore, CorruptArtifactError
-from mlobs.signature import IdempotencyKey
-
-MISS_REASONS = ("no_entry", "model_signature_changed", "producer_version_changed",
-                "schema_changed", "config_changed", "input_changed", "expired", "corrupt",
-                "forced")
+from mlobs.cache.store import ArtifactStore
+from mlobs.core.errors import CorruptArtifactError
+from mlobs.core.signature import IdempotencyKey
 
 # key part -> miss reason, in the order reasons are preferred.
 _PART_REASONS = (("model_signature", "model_signature_changed"),
@@ -53,7 +50,7 @@ class CacheLookup:
     """The outcome of one lookup.
 
     ``status`` is ``"hit"`` (``value`` and ``entry`` are the version loaded) or ``"miss"``
-    (``reason`` from :data:`MISS_REASONS`; ``entry`` is the version compared with, if any).
+    (``reason`` from :data:`mlobs.core.records.MISS_REASONS`; ``entry`` is the version compared with, if any).
     """
 
     status: str

@@ -8,7 +8,7 @@ Layout (ADR-005, one folder per video under ``<root>/cache``)::
         <component>/v1.json        the results, one file per version
         <component>/v2.json
 
-Identifiers become single safe path segments (:func:`mlobs.paths.safe_segment`), so no
+Identifiers become single safe path segments (:func:`mlobs.core.paths.safe_segment`), so no
 platform_id, video_id or component name can leave the root.
 
 Writes are atomic: a version file is written to a temporary name and renamed; the index is
@@ -33,13 +33,13 @@ from typing import Any
 
 from filelock import FileLock
 
-from mlobs.atomic_file import write_atomically
+from mlobs.core.atomic_file import write_atomically
 from mlobs.cache.codecs import DEFAULT_CODEC, Codec
 from mlobs.cache.entries import INDEX_FILE, CacheEntry, VideoCacheIndex
-from mlobs.errors import ConfigError, MlobsError
-from mlobs.paths import safe_segment
-from mlobs.records import ModelRef
-from mlobs.signature import IdempotencyKey
+from mlobs.core.errors import ConfigError, CorruptArtifactError
+from mlobs.core.paths import safe_segment
+from mlobs.core.records import ModelRef
+from mlobs.core.signature import IdempotencyKey
 
 log = logging.getLogger("mlobs")
 
@@ -47,10 +47,6 @@ _VERSION_FILE = re.compile(r"v(\d+)\.json")
 #: how ``None`` (an empty result without a value) is stored, whatever the codec: codecs
 #: only ever see real values.
 _NO_VALUE = b"null"
-
-
-class CorruptArtifactError(MlobsError):
-    """A version file is missing, truncated or edited (its digest no longer matches)."""
 
 
 def _now() -> datetime:

@@ -26,10 +26,11 @@ import json
 from tabulate import tabulate
 
 from mlobs.cache.entries import CacheEntry, VideoCacheIndex
-from mlobs.cache.store import ArtifactStore, CorruptArtifactError
+from mlobs.cache.store import ArtifactStore
+from mlobs.core.errors import CorruptArtifactError
 from mlobs.cli.db import fail
-from mlobs.config import resolve_settings
-from mlobs.errors import ConfigError, MlobsError
+from mlobs.core.config import resolve_settings
+from mlobs.core.errors import ConfigError, MlobsError
 
 ROOT_HELP = "mlobs root holding cache/ (default: $MLOBS_ROOT or ./mlobs-data)"
 

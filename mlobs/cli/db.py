@@ -7,7 +7,7 @@ Subcommands::
     mlobs db current [--db-url URL]                      exit 0 at head, 1 otherwise
 
 ``--db-url`` defaults to ``$MLOBS_DB_URL``, else the embedded SQLite file under the mlobs
-root (``mlobs.config.settings_from_env``). Errors print one line on stderr and exit 1.
+root (``mlobs.core.config.settings_from_env``). Errors print one line on stderr and exit 1.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from mlobs.config import settings_from_env
-from mlobs.errors import MlobsError, SchemaOutOfDateError, WarehouseError
+from mlobs.core.config import settings_from_env
+from mlobs.core.errors import MlobsError, SchemaOutOfDateError, WarehouseError
 from mlobs.warehouse import migrate
 from mlobs.warehouse.engine import (
     create_warehouse_engine,

@@ -80,5 +80,5 @@ def main(args: argparse.Namespace) -> int:
 
 def rollup_report(summary: DemoSummary) -> str:
     """The per-component rollup of the warehouse as a text table (the one rollup call site)."""
-    from mlobs.rollup import compute_rollup, format_rollup
+    from mlobs.analysis.rollup import compute_rollup, format_rollup
     return format_rollup(compute_rollup(summary.warehouse_url))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mlobs.config import resolve_settings
-from mlobs.doctor import run_checks
+from mlobs.core.config import resolve_settings
+from mlobs.cli.doctor_checks import run_checks
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

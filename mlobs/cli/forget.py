@@ -4,7 +4,7 @@ Usage::
 
     mlobs forget --video-id V [--platform-id P] [--root DIR] [--db-url URL ...] [--json]
 
-For privacy requests (:mod:`mlobs.forget`). Without ``--platform-id`` the video_id is
+For privacy requests (:mod:`mlobs.housekeeping.forget`). Without ``--platform-id`` the video_id is
 forgotten on every platform. ``--db-url`` may be repeated to clean several warehouses
 (default: the configured one). Safe to repeat: a second run reports that nothing was
 deleted and exits 0. Exit 1 when something could not be deleted (the rest was).
@@ -16,7 +16,7 @@ import argparse
 import json
 
 from mlobs.cli.db import fail
-from mlobs.errors import MlobsError
+from mlobs.core.errors import MlobsError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def forget_command(args: argparse.Namespace) -> int:
     """``mlobs forget``: returns 0, or 1 when something could not be deleted."""
-    from mlobs.forget import forget_video
+    from mlobs.housekeeping.forget import forget_video
 
     try:
         report = forget_video(args.video_id, platform_id=args.platform_id, root=args.root,

@@ -8,7 +8,7 @@ Usage::
 
 The policy (per key: the latest ok run, the N runs before it, every run after it and the
 runs ``artifact_index`` names; a hard cap; a TTL for intermediate directories) is
-:mod:`mlobs.retention`'s. The plan is
+:mod:`mlobs.housekeeping.retention`'s. The plan is
 printed first, the same with and without ``--dry-run``; a real run then deletes exactly
 what it lists and prints what was deleted. Exit 0; 1 when the warehouse cannot be read
 or something could not be deleted (the rest was; run it again).
@@ -21,7 +21,7 @@ import json
 from datetime import datetime, timezone
 
 from mlobs.cli.db import DB_URL_HELP, fail
-from mlobs.errors import MlobsError
+from mlobs.core.errors import MlobsError
 
 
 def _iso_datetime(text: str) -> datetime:
@@ -56,7 +56,7 @@ def _positive_days(text: str) -> float:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``gc`` command to the ``mlobs`` parser."""
-    from mlobs.retention import HARD_CAP_DAYS, INTERMEDIATE_TTL_DAYS, KEEP_PREVIOUS
+    from mlobs.housekeeping.retention import HARD_CAP_DAYS, INTERMEDIATE_TTL_DAYS, KEEP_PREVIOUS
 
     parser = subparsers.add_parser(
         "gc", help="retention: delete superseded runs, old cache versions, expired "
@@ -101,8 +101,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def gc_command(args: argparse.Namespace) -> int:
     """``mlobs gc``: returns 0, or 1 on an error or when something could not be deleted."""
-    from mlobs.config import resolve_settings
-    from mlobs.retention import GcPolicy, apply_gc, collect_inventory, plan_gc
+    from mlobs.core.config import resolve_settings
+    from mlobs.housekeeping.retention import GcPolicy, apply_gc, collect_inventory, plan_gc
 
     try:
         settings = resolve_settings(root=args.root, db_url=args.db_url)

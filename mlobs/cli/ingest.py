@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 from mlobs.cli.db import add_db_url_argument, fail, open_existing_store, resolve_db_url
-from mlobs.config import resolve_settings
-from mlobs.errors import MlobsError
-from mlobs.ingest import find_manifests, ingest_manifests, replay_spool
+from mlobs.core.config import resolve_settings
+from mlobs.core.errors import MlobsError
+from mlobs.sinks.ingest import find_manifests, ingest_manifests, replay_spool
 from mlobs.sinks.spool import REJECTED_NAME, has_spooled
 from mlobs.warehouse.engine import display_url
 

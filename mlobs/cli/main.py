@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from mlobs import __version__
 from mlobs.cli import cache, db, demo, doctor, forget, gc, ingest, rollup, runs
-from mlobs.errors import MlobsError
+from mlobs.core.errors import MlobsError
 
 DESCRIPTION = """\
 mlobs records timings, memory peaks, statuses and model signatures of ML pipeline

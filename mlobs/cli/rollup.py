@@ -6,7 +6,7 @@ Usage::
                  [--json] [--no-write]
 
 The component table goes to stdout, followed, when some component recorded lookups of
-external caches (:mod:`mlobs.external_cache`), by a second table of their hit rates per
+external caches (:mod:`mlobs.hooks.external_cache`), by a second table of their hit rates per
 component × cache name. With ``--json`` stdout holds one JSON object instead:
 ``{"component_rollups": [every column of RollupRow ...], "external_caches":
 [ExternalCacheRow ...]}``. Progress and errors go to stderr so that stdout stays
@@ -23,12 +23,12 @@ import argparse
 import sys
 from datetime import datetime, timezone
 
-from mlobs.config import settings_from_env
-from mlobs.errors import MlobsError
+from mlobs.core.config import settings_from_env
+from mlobs.core.errors import MlobsError
 
-# mlobs.rollup (DuckDB, SQLAlchemy, Alembic: ~0.4 s) is imported when the command runs,
+# mlobs.analysis.rollup (DuckDB, SQLAlchemy, Alembic: ~0.4 s) is imported when the command runs,
 # not when the CLI starts, like the other subcommands.
-#: Same values as mlobs.rollup.BUCKETS (a test keeps them equal).
+#: Same values as mlobs.analysis.rollup.BUCKETS (a test keeps them equal).
 BUCKETS = ("all", "hour", "day")
 ROLLUP_TABLE = "component_rollups"
 
@@ -40,7 +40,7 @@ def _iso_datetime(text: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"not an ISO 8601 date/time: {text!r} (e.g. 2024-05-01 or "
             f"2024-05-01T12:00:00+00:00)") from exc
-    # Naive input is taken as UTC, like mlobs.records.parse_utc.
+    # Naive input is taken as UTC, like mlobs.core.records.parse_utc.
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "cache miss reasons, OOMs per run, retries and RSS/GPU memory peaks "
                     "from the warehouse, print them, and replace the rows of that bucket "
                     f"width in {ROLLUP_TABLE}. Hit rates of external caches (recorded "
-                    "with mlobs.external_cache.record_cache_lookup) are printed below, "
+                    "with mlobs.hooks.external_cache.record_cache_lookup) are printed below, "
                     "per component x cache name, and not stored.")
     parser.add_argument("--db-url", default=None, metavar="URL",
                         help="warehouse URL (default: $MLOBS_DB_URL, else the embedded "
@@ -90,7 +90,7 @@ def run_rollup(args: argparse.Namespace) -> int:
         0 on success; 1 when the warehouse is missing, not upgraded, unreachable or the
         configuration is invalid (the reason is printed to stderr).
     """
-    from mlobs.rollup import (
+    from mlobs.analysis.rollup import (
         compute_external_cache_rollup,
         compute_rollup,
         export_parquet,

@@ -20,8 +20,8 @@ from datetime import datetime
 from tabulate import tabulate
 
 from mlobs.cli.db import add_db_url_argument, fail, open_existing_store, resolve_db_url
-from mlobs.errors import MlobsError, WarehouseError
-from mlobs.records import RUN_STATUSES, ComponentRecord, RunRecord
+from mlobs.core.errors import MlobsError, WarehouseError
+from mlobs.core.records import RUN_STATUSES, ComponentRecord, RunRecord
 
 #: model_signature is shown shortened in tables (like a short git hash).
 SHORT_SIGNATURE = 12
@@ -129,9 +129,9 @@ def show_command(args: argparse.Namespace) -> int:
 
 def manifest_command(args: argparse.Namespace) -> int:
     """``mlobs runs manifest RUN_ID``: returns 0, or 1 when unknown or on error."""
-    from mlobs.config import resolve_settings
-    from mlobs.manifest import in_finishing_order, manifest_document, write_manifest
-    from mlobs.paths import manifest_path
+    from mlobs.core.config import resolve_settings
+    from mlobs.core.manifest import in_finishing_order, manifest_document, write_manifest
+    from mlobs.core.paths import manifest_path
 
     try:
         run, components = _stored_run(args)

@@ -24,8 +24,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
-from mlobs.canonical import canonical_json
-from mlobs.records import ModelRef
+from mlobs.core.canonical import canonical_json
+from mlobs.core.records import ModelRef
 
 RANDOM_STATE = 0
 TEXT_DIMENSIONS = 64

@@ -15,12 +15,12 @@ orchestrating process and every worker run it)::
 What it does, through Celery's signals:
 
 * **publishing** (``before_task_publish``, in any process): a task sent inside a run
-  carries the run's :class:`~mlobs.propagation.RunContext` in its ``mlobs_run`` message
+  carries the run's :class:`~mlobs.core.propagation.RunContext` in its ``mlobs_run`` message
   header, including the sinks' carrier (the ``otel`` exporter's ``traceparent``, so the
   workers' spans join the run's trace). The first task a run sends waits once for the
   sinks, so the run's row is in the warehouse before any worker writes a component.
 * **running** (``task_prerun`` / ``task_failure`` / ``task_retry`` / ``task_postrun``, in
-  the worker): the task runs inside a :class:`~mlobs.joined_run.JoinedRun` and is recorded
+  the worker): the task runs inside a :class:`~mlobs.hooks.joined_run.JoinedRun` and is recorded
   as one component (``mlobs.current()`` is that component inside the task; components
   the task body opens itself record into the same run). A failed task ends ``error``
   with the classified error_code; a task that calls ``task.retry`` records that attempt
@@ -32,7 +32,7 @@ What it does, through Celery's signals:
   drops the recorder inherited through fork and builds its own sinks (database engines,
   exporters); it flushes them when it exits.
 * **the run's end** (orchestrating process): the run's ``manifest.json`` is assembled
-  from the warehouse (:mod:`mlobs.manifest_assembly`) once the records of the tasks the
+  from the warehouse (:mod:`mlobs.warehouse.assembly`) once the records of the tasks the
   run sent — and the chain and chord members they carry — are stored; a task that had
   not finished is named in a warning. Workers never write the run's manifest.
 
@@ -59,13 +59,15 @@ from typing import Any
 
 from celery import signals, states
 
-from mlobs.api import ComponentCall, Run
-from mlobs.config import Settings
-from mlobs.context import resolve_run
-from mlobs.errors import ComponentError, ConfigError, WarehouseError, check_finite
-from mlobs.joined_run import JoinedRun
-from mlobs.propagation import RunContext, context_of
-from mlobs.recorder import get_recorder, set_recorder
+from mlobs.hooks.component import ComponentCall
+from mlobs.hooks.run import Run
+from mlobs.core.config import Settings
+from mlobs.hooks.context import resolve_run
+from mlobs.core.checks import check_finite
+from mlobs.core.errors import ComponentError, ConfigError, WarehouseError
+from mlobs.hooks.joined_run import JoinedRun
+from mlobs.core.propagation import RunContext
+from mlobs.recording.recorder import get_recorder, set_recorder
 
 log = logging.getLogger("mlobs.celery")
 
@@ -152,7 +154,7 @@ def _on_publish(sender: Any = None, body: Any = None, headers: dict[str, Any] | 
             return
         if not isinstance(run, JoinedRun):
             _note_sent(run, headers, body)
-        headers[HEADER] = context_of(run).to_header()
+        headers[HEADER] = run.run_context().to_header()
     except Exception:  # publishing must go on without mlobs
         log.exception("mlobs: could not attach the run context to task %r", sender)
 
@@ -304,8 +306,8 @@ def _finish_task(task_id: str, task: Any, state: str | None, running: _RunningTa
     if call is not None:
         retried = state == states.RETRY
         if running.joined is not None:
-            call._id = task_component_run_id(
-                task_id, (task.request.retries or 0) if retried else None)
+            call.set_component_run_id(task_component_run_id(
+                task_id, (task.request.retries or 0) if retried else None))
         if exc is None and state not in (states.SUCCESS, None):
             exc = ComponentError("internal", f"task ended in state {state}")
         cause = getattr(exc, "exc", None)  # celery's Retry wraps what caused it
@@ -339,7 +341,7 @@ def _on_worker_process_shutdown(**_: Any) -> None:
 # -- the run's end (orchestrating process) -------------------------------------------------
 
 def _assemble(run: Run) -> None:
-    from mlobs.manifest_assembly import assemble_manifest
+    from mlobs.warehouse.assembly import assemble_manifest
     from mlobs.warehouse.store import WarehouseStore
 
     with _sent_lock:

@@ -22,9 +22,9 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from mlobs.classify import exception_summary
-from mlobs.context import suppress_in_this_thread
-from mlobs.records import ComponentRecord, RunRecord
+from mlobs.core.classify import exception_summary
+from mlobs.core.suppression import suppress_in_this_thread
+from mlobs.core.records import ComponentRecord, RunRecord
 
 log = logging.getLogger("mlobs.sinks")
 

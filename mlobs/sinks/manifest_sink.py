@@ -4,7 +4,7 @@ After every batch, each run it touched is rewritten atomically, so a run killed 
 SIGKILL leaves a valid manifest with ``status: "running"`` and every component exported
 before the kill (the worker exports within ``flush_interval_s`` of a component's end).
 The final write of a run is fsynced. One writer per run: the process that opened it;
-components this process recorded into a run it joined (:mod:`mlobs.joined_run`) are
+components this process recorded into a run it joined (:mod:`mlobs.hooks.joined_run`) are
 left to the orchestrating process, which assembles that run's manifest.
 """
 
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlobs.manifest import ManifestText, read_manifest, write_manifest
-from mlobs.paths import manifest_path
-from mlobs.propagation import joined_context
-from mlobs.records import ComponentRecord, RunRecord
+from mlobs.core.manifest import ManifestText, read_manifest, write_manifest
+from mlobs.core.paths import manifest_path
+from mlobs.core.propagation import joined_context
+from mlobs.core.records import ComponentRecord, RunRecord
 from mlobs.sinks.base import materialize
 
 #: closed runs whose manifest path is remembered for components that finish late.

@@ -44,10 +44,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mlobs.atomic_file import fsync_directory, write_atomically
-from mlobs.classify import exception_summary
-from mlobs.errors import InvalidRecordError
-from mlobs.records import ComponentRecord, RunRecord
+from mlobs.core.atomic_file import fsync_directory, write_atomically
+from mlobs.core.classify import exception_summary
+from mlobs.core.errors import InvalidRecordError
+from mlobs.core.records import ComponentRecord, RunRecord
 
 log = logging.getLogger("mlobs.sinks.spool")
 

@@ -34,9 +34,9 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from mlobs.classify import exception_summary
-from mlobs.errors import ConfigError, InvalidRecordError, WarehouseError
-from mlobs.records import ComponentRecord, RunRecord
+from mlobs.core.classify import exception_summary
+from mlobs.core.errors import ConfigError, InvalidRecordError, WarehouseError
+from mlobs.core.records import ComponentRecord, RunRecord
 from mlobs.sinks.base import materialize
 from mlobs.sinks.spool import Spool, SpoolBusyError, has_spooled, replay
 from mlobs.warehouse.engine import normalize_url

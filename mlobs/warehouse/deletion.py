@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, MetaData, Table, delete, func, inspec
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
-from mlobs.errors import WarehouseError
+from mlobs.core.errors import WarehouseError
 from mlobs.warehouse.engine import display_url, engine_for
 from mlobs.warehouse.models import ComponentRun, Event, Run
 

@@ -36,7 +36,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError
 
-from mlobs.errors import WarehouseError
+from mlobs.core.errors import WarehouseError
 
 #: How long a SQLite writer waits for the database lock before failing.
 SQLITE_BUSY_TIMEOUT_MS = 30_000

@@ -23,8 +23,7 @@ from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
-import mlobs
-from mlobs.errors import SchemaOutOfDateError, WarehouseError
+from mlobs.core.errors import SchemaOutOfDateError, WarehouseError
 from mlobs.warehouse.engine import db_url_option, display_url, engine_for, normalize_url
 
 #: Alembic's bookkeeping table; not part of the mlobs schema proper.
@@ -41,7 +40,7 @@ def migrations_dir() -> Path:
     Raises:
         WarehouseError: neither exists (a broken installation).
     """
-    package_dir = Path(mlobs.__file__).resolve().parent
+    package_dir = Path(__file__).resolve().parents[1]  # mlobs/
     for candidate in (package_dir / "_migrations", package_dir.parent / "migrations"):
         if (candidate / "env.py").is_file():
             return candidate

@@ -1,12 +1,12 @@
 """Warehouse tables as SQLAlchemy 2 typed models (ARCHITECTURE §4 and §6).
 
-Tables (plural snake_case; column names are the field names of ``mlobs.records``):
+Tables (plural snake_case; column names are the field names of ``mlobs.core.records``):
 
-* ``runs``               one row per :class:`~mlobs.records.RunRecord`
-* ``component_runs``     one row per :class:`~mlobs.records.ComponentRecord`
+* ``runs``               one row per :class:`~mlobs.core.records.RunRecord`
+* ``component_runs``     one row per :class:`~mlobs.core.records.ComponentRecord`
 * ``model_signatures``   one row per distinct ``model_signature``: the ``models_used``
                          list it stands for (so component rows do not repeat it)
-* ``events``             one row per :class:`~mlobs.records.EventRecord`
+* ``events``             one row per :class:`~mlobs.core.records.EventRecord`
 * ``component_rollups``  written by the DuckDB rollup job (ARCHITECTURE §7)
 * ``artifact_index``     per (platform_id, video_id, config_hash, sampling_policy_version,
                          pipeline_version): the latest successful run (revision 0003)
@@ -43,8 +43,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from mlobs.limits import CODE_MAX_CHARS, NAME_MAX_CHARS
-from mlobs.records import PREDICTION_STATUSES, RUN_STATUSES, STATUSES
+from mlobs.core.limits import CODE_MAX_CHARS, NAME_MAX_CHARS
+from mlobs.core.records import PREDICTION_STATUSES, RUN_STATUSES, STATUSES
 
 #: Constraint/index names (SQLAlchemy naming convention tokens). Kept short enough for
 #: PostgreSQL's 63-character identifier limit with the current tables.
@@ -105,7 +105,7 @@ def _in(column: str, values: tuple[str, ...]) -> str:
 
 
 class Run(Base):
-    """One pipeline run over one video (``mlobs.records.RunRecord``)."""
+    """One pipeline run over one video (``mlobs.core.records.RunRecord``)."""
 
     __tablename__ = "runs"
     __table_args__ = (
@@ -154,7 +154,7 @@ class ModelSignature(Base):
 
 
 class ComponentRun(Base):
-    """One component invocation (``mlobs.records.ComponentRecord`` minus events)."""
+    """One component invocation (``mlobs.core.records.ComponentRecord`` minus events)."""
 
     __tablename__ = "component_runs"
     __table_args__ = (
@@ -211,7 +211,7 @@ class ComponentRun(Base):
 
 
 class Event(Base):
-    """Something that happened inside a component (``mlobs.records.EventRecord``)."""
+    """Something that happened inside a component (``mlobs.core.records.EventRecord``)."""
 
     __tablename__ = "events"
     __table_args__ = (
@@ -236,7 +236,7 @@ class ComponentRollup(Base):
 
     ``bucket_width`` is ``'all'`` (``bucket_start`` NULL), ``'hour'`` or ``'day'``;
     rates are fractions in [0, 1]; durations in milliseconds; memory peaks in bytes.
-    Definitions: :mod:`mlobs.rollup`.
+    Definitions: :mod:`mlobs.analysis.rollup`.
     """
 
     __tablename__ = "component_rollups"
@@ -288,7 +288,7 @@ class ArtifactIndex(Base):
     transaction as the runs: a run with status ``ok`` and a ``finished_at`` moves its
     key's row when it finished later than the stored run (ties: the greater run_id), so
     replaying older runs never moves it backwards. ``updated_at`` is when the row last
-    changed (wall clock of the writer). Read by :func:`mlobs.reuse.reusable_run`.
+    changed (wall clock of the writer). Read by :func:`mlobs.warehouse.reuse.reusable_run`.
     """
 
     __tablename__ = "artifact_index"

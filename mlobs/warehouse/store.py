@@ -51,8 +51,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from mlobs.errors import InvalidRecordError, WarehouseError
-from mlobs.records import (
+from mlobs.core.errors import InvalidRecordError, WarehouseError
+from mlobs.core.records import (
     PREDICTION_STATUSES,
     RUN_STATUSES,
     STATUSES,
@@ -61,7 +61,7 @@ from mlobs.records import (
     ModelRef,
     RunRecord,
 )
-from mlobs.signature import model_signature as compute_signature
+from mlobs.core.signature import model_signature as compute_signature
 from mlobs.warehouse.copy_writer import copy_insert_or_ignore
 from mlobs.warehouse.engine import create_warehouse_engine, display_url
 from mlobs.warehouse.migrate import check_schema, needs_managed_upgrade, upgrade
@@ -207,7 +207,7 @@ class WarehouseStore:
         Args:
             runs: run records; a run_id given twice keeps its last finished state.
             components: component records; their runs must be in ``runs`` or already
-                stored. ``model_signature`` must be ``mlobs.signature.model_signature``
+                stored. ``model_signature`` must be ``mlobs.core.signature.model_signature``
                 of ``models_used`` (None when no model was used), and each event must
                 carry its component's run_id and component_run_id.
 
@@ -444,7 +444,7 @@ class WarehouseStore:
 
         None parts match runs that recorded None (stored as ``''``, see
         :class:`~mlobs.warehouse.models.ArtifactIndex`). Age rules are the caller's
-        (:func:`mlobs.reuse.reusable_run`).
+        (:func:`mlobs.warehouse.reuse.reusable_run`).
 
         Raises:
             WarehouseError: the database cannot be read.

@@ -1,6 +1,6 @@
 import pytest
 
-import mlobs.recorder
+import mlobs.recording.recorder
 
 
 @pytest.fixture(autouse=True)
@@ -9,4 +9,4 @@ def isolated_root(tmp_path, monkeypatch):
     monkeypatch.setenv("MLOBS_ROOT", str(tmp_path / "mlobs-data"))
     monkeypatch.delenv("MLOBS_DB_URL", raising=False)
     yield tmp_path / "mlobs-data"
-    mlobs.recorder.set_recorder(None)
+    mlobs.recording.recorder.set_recorder(None)

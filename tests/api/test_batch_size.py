@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 import mlobs
-from mlobs.batch_size import MemoryCost, choose_batch_size, load_checklist
+from mlobs.hooks.batch_size import MemoryCost, choose_batch_size, load_checklist
 from mlobs.testing import capture
 
 MIB = 1024 * 1024
@@ -67,7 +67,7 @@ def test_the_choice_is_recorded_on_the_component():
 def test_cpu_free_memory_respects_the_address_space_limit():
     child = textwrap.dedent("""
         import resource, psutil
-        from mlobs.batch_size import MemoryCost, choose_batch_size
+        from mlobs.hooks.batch_size import MemoryCost, choose_batch_size
         vms = psutil.Process().memory_info().vms
         resource.setrlimit(resource.RLIMIT_AS, (vms + 300 * 2**20, resource.RLIM_INFINITY))
         print(choose_batch_size(MemoryCost(per_item_bytes=2**20), safety_fraction=1.0).batch_size)

@@ -6,7 +6,7 @@ import concurrent.futures
 import pytest
 
 import mlobs
-from mlobs import classify
+from mlobs.core import classify
 
 
 @pytest.fixture(autouse=True)

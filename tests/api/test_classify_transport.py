@@ -13,8 +13,8 @@ import pytest
 from support.flaky_server import FlakyServer, refused_port
 
 import mlobs
-from mlobs import classify
-from mlobs.classify import (
+from mlobs.core import classify
+from mlobs.core.classify import (
     TRANSIENT_CODES,
     classify_exception,
     is_transient,
@@ -342,7 +342,7 @@ def test_transient_codes():
     assert is_transient(ConnectionResetError())
     assert is_transient(TimeoutError())
     assert is_transient(InferenceServerException("x", "StatusCode.UNAVAILABLE"))
-    assert not is_transient(mlobs.errors.ModelLoadFailed("no weights for v2"))
+    assert not is_transient(mlobs.core.errors.ModelLoadFailed("no weights for v2"))
     assert not is_transient(mlobs.ComponentError("model_load_failed"))
     assert not is_transient(MemoryError())
     assert not is_transient(ValueError("bad input"))

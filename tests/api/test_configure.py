@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import mlobs
-from mlobs.config import settings_from_env
-from mlobs.manifest import read_manifest
+from mlobs.core.config import settings_from_env
+from mlobs.core.manifest import read_manifest
 
 
 def test_embedded_defaults(monkeypatch, tmp_path):
@@ -57,7 +57,7 @@ def test_a_warehouse_url_mlobs_cannot_use_is_a_config_error(monkeypatch, tmp_pat
         mlobs.configure(root=tmp_path, db_url=db_url)
     monkeypatch.setenv("MLOBS_DB_URL", db_url)
     monkeypatch.setenv("MLOBS_ROOT", str(tmp_path))
-    mlobs.recorder.set_recorder(None)  # the next run builds its sinks from the environment
+    mlobs.recording.recorder.set_recorder(None)  # the next run builds its sinks from the environment
     with pytest.raises(mlobs.ConfigError, match=message):
         mlobs.run("youtube", "abc")
     assert not (tmp_path / "spool").exists()

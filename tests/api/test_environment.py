@@ -1,4 +1,4 @@
-"""The environment recorded on runs (mlobs.environment)."""
+"""The environment recorded on runs (mlobs.hooks.environment)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from types import SimpleNamespace
 import pytest
 
 import mlobs
-from mlobs import environment
-from mlobs.environment import gpu_environment, process_environment, run_environment
+from mlobs.hooks import environment
+from mlobs.hooks.environment import gpu_environment, process_environment, run_environment
 from mlobs.testing import capture
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -51,7 +51,7 @@ def test_a_run_records_a_json_serializable_environment_with_its_seed():
 def test_gpu_section_follows_a_later_torch_import(tmp_path):
     code = textwrap.dedent("""
         import json, sys
-        from mlobs.environment import run_environment
+        from mlobs.hooks.environment import run_environment
         before = run_environment(None)["gpu"]
         assert "torch" not in sys.modules, "environment capture imported torch"
         import torch

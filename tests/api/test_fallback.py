@@ -14,9 +14,9 @@ import pytest
 from support.flaky_server import FlakyServer, refused_port
 
 import mlobs
-from mlobs.errors import ModelLoadFailed
-from mlobs.fallback import FallbackFailure, FallbackResult, predict_with_fallback
-from mlobs.limits import ERROR_MESSAGE_MAX_CHARS
+from mlobs.core.errors import ModelLoadFailed
+from mlobs.hooks.fallback import FallbackFailure, FallbackResult, predict_with_fallback
+from mlobs.core.limits import ERROR_MESSAGE_MAX_CHARS
 from mlobs.testing import capture
 
 V2 = mlobs.ModelRef("views-forecast", "v2", "sha256:" + "2" * 64, runtime="http",

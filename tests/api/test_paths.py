@@ -5,7 +5,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlobs.paths import MAX_SEGMENT_CHARS, manifest_path, safe_segment
+from mlobs.core.paths import MAX_SEGMENT_CHARS, manifest_path, safe_segment
 
 
 @settings(max_examples=300, deadline=None)

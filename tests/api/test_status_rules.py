@@ -6,6 +6,7 @@ import concurrent.futures
 import pytest
 
 import mlobs
+import mlobs.hooks.component
 from mlobs.testing import capture
 from support.unprintable import Unprintable
 
@@ -341,7 +342,7 @@ def test_text_that_cannot_be_written_is_escaped_or_refused_and_loses_no_record(t
         with run.component("summary"):
             raise OSError(f"cannot open {SURROGATE}")
     mlobs.flush()
-    from mlobs.manifest import read_manifest
+    from mlobs.core.manifest import read_manifest
     record, components = read_manifest(run.manifest_path)
     asr, summary = components
     assert asr.warnings[:2] == ["skipped clip-\\udcff.wav",
@@ -393,7 +394,7 @@ def test_a_stream_its_consumer_closes_early_is_ok_with_a_warning():
             frames.close()  # GeneratorExit inside the component
     decode = rec.component("decode")
     assert run.status == "ok" and decode.status == "ok"
-    assert decode.warnings == [mlobs.api.CLOSED_EARLY_WARNING]
+    assert decode.warnings == [mlobs.hooks.component.CLOSED_EARLY_WARNING]
 
 
 def test_a_stream_closed_in_another_context_is_recorded():

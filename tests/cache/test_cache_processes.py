@@ -12,12 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlobs.cache.store import ArtifactStore
-from mlobs.signature import IdempotencyKey
+from mlobs.core.signature import IdempotencyKey
 
 SAVER = textwrap.dedent("""
     import sys, time
     from mlobs.cache.store import ArtifactStore
-    from mlobs.signature import IdempotencyKey
+    from mlobs.core.signature import IdempotencyKey
     root, start_at = sys.argv[1], float(sys.argv[2])
     key = IdempotencyKey("youtube", "abc", "asr", "cfg", None, "1", "1", None)
     store = ArtifactStore(root)

@@ -10,8 +10,8 @@ import mlobs
 from mlobs.cache.store import ArtifactStore
 from mlobs.cli.cache import diff_versions, list_videos
 from mlobs.cli.main import main
-from mlobs.errors import ConfigError
-from mlobs.signature import idempotency_key, model_signature
+from mlobs.core.errors import ConfigError
+from mlobs.core.signature import idempotency_key, model_signature
 
 GEMMA = mlobs.ModelRef("gemma2", "9b", "sha256:" + "1" * 64, engine="torch", precision="fp16")
 QWEN = mlobs.ModelRef("qwen2.5", "14b", "sha256:" + "2" * 64, engine="torch", precision="fp16")

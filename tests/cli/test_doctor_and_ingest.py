@@ -2,7 +2,7 @@
 
 import mlobs
 from mlobs.cli.main import main
-from mlobs.recorder import set_recorder
+from mlobs.recording.recorder import set_recorder
 
 
 def test_doctor_on_a_fresh_root_passes_and_creates_nothing(tmp_path, monkeypatch, capsys):
@@ -99,8 +99,8 @@ def test_records_refused_on_replay_are_kept_and_doctor_names_them(tmp_path, make
 def test_doctors_spool_fix_never_carries_a_masked_password(tmp_path, make_run):
     """The fix line is a command to paste: a password it must not print is a placeholder,
     never '***' (which the database would be sent)."""
-    from mlobs.config import resolve_settings
-    from mlobs.doctor import check_spool
+    from mlobs.core.config import resolve_settings
+    from mlobs.cli.doctor_checks import check_spool
     from mlobs.sinks.spool import Spool
     run, _ = make_run()
     Spool(tmp_path / "spool").append([run])

@@ -89,7 +89,7 @@ def test_demo_writes_one_manifest_per_run_with_every_component(tmp_path: Path) -
 
 
 def test_demo_fills_the_warehouse_that_the_rollup_reads(tmp_path: Path) -> None:
-    from mlobs.rollup import compute_rollup
+    from mlobs.analysis.rollup import compute_rollup
 
     summary = run_demo(tmp_path, max_videos=2, progress=lambda line: None)
 

@@ -124,11 +124,10 @@ def test_an_unknown_sink_name_lists_the_installed_ones():
 
 
 def test_the_run_context_carries_the_live_run_spans_traceparent(spans):
-    from mlobs.propagation import context_of
 
     with mlobs.run("youtube", "carrier") as run:
         mlobs.flush()  # the sink starts the run's span at the run's first record
-        carrier = context_of(run).carrier
+        carrier = run.run_context().carrier
     [root] = spans.get_finished_spans()
     assert carrier == {"traceparent": f"00-{root.context.trace_id:032x}-"
                                       f"{root.context.span_id:016x}-"
@@ -138,9 +137,9 @@ def test_the_run_context_carries_the_live_run_spans_traceparent(spans):
 def test_components_of_a_joined_run_are_children_of_its_remote_span(spans):
     import uuid
 
-    from mlobs.joined_run import JoinedRun
-    from mlobs.propagation import RunContext
-    from mlobs.recorder import get_recorder
+    from mlobs.hooks.joined_run import JoinedRun
+    from mlobs.core.propagation import RunContext
+    from mlobs.recording.recorder import get_recorder
 
     trace_id, span_id = 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331
     context = RunContext(run_id=str(uuid.uuid4()), platform_id="youtube", video_id="joined",

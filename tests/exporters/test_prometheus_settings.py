@@ -13,8 +13,9 @@ import pytest
 pytest.importorskip("mlobs_prometheus")
 
 import mlobs  # noqa: E402
-from mlobs.config import settings_from_env as mlobs_settings_from_env  # noqa: E402
-from mlobs.plugins import create_plugin_sink, plugin_sink_names  # noqa: E402
+from mlobs.core.config import settings_from_env as mlobs_settings_from_env  # noqa: E402
+from mlobs.core.config import plugin_sink_names  # noqa: E402
+from mlobs.recording.plugins import create_plugin_sink  # noqa: E402
 from mlobs_prometheus import PrometheusSettings, PrometheusSink, settings_from_env  # noqa: E402
 
 
@@ -93,7 +94,7 @@ def test_a_port_in_use_is_a_config_error():
 ENABLED_BY_NAME = textwrap.dedent("""
     import json, sys, urllib.request
     import mlobs
-    from mlobs.recorder import get_recorder
+    from mlobs.recording.recorder import get_recorder
     from prometheus_client.parser import text_string_to_metric_families
     if sys.argv[2] == "configure":
         mlobs.configure(root=sys.argv[1], sinks=["manifest", "prometheus"])

@@ -207,7 +207,7 @@ def test_a_failing_export_is_counted_by_the_worker_not_raised(tmp_path, registry
     sink = PrometheusSink(registry)
     mlobs.configure(root=tmp_path, sinks=[], extra_sinks=[sink])
     try:
-        recorder = mlobs.recorder.get_recorder()
+        recorder = mlobs.recording.recorder.get_recorder()
         recorder.emit(replace(components[0], duration_ms="soon"))  # what emit() queues
         recorder.emit(components[1])
         assert mlobs.flush()
@@ -228,8 +228,8 @@ def test_importing_the_exporter_registers_nothing_globally():
         import mlobs_prometheus
         from mlobs_prometheus import PrometheusSink
         PrometheusSink(prometheus_client.CollectorRegistry())
-        from mlobs.plugins import create_plugin_sink
-        from mlobs.config import settings_from_env
+        from mlobs.recording.plugins import create_plugin_sink
+        from mlobs.core.config import settings_from_env
         create_plugin_sink("prometheus", settings_from_env({}))
         after = sorted(REGISTRY._names_to_collectors)
         print(before == after, [n for n in after if n.startswith("mlobs")])

@@ -13,7 +13,7 @@ pytest.importorskip("celery")
 
 import mlobs  # noqa: E402
 from mlobs.integrations import celery as mlobs_celery  # noqa: E402
-from mlobs.propagation import RunContext, joined_context  # noqa: E402
+from mlobs.core.propagation import RunContext, joined_context  # noqa: E402
 from mlobs.testing import capture  # noqa: E402
 
 
@@ -60,7 +60,7 @@ def test_a_task_received_with_a_run_context_joins_that_run(ca):
 
 
 def test_a_component_that_cannot_open_leaves_no_joined_run_behind(ca, caplog, monkeypatch):
-    from mlobs.context import resolve_run
+    from mlobs.hooks.context import resolve_run
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mlobs.classify import classify_exception
+from mlobs.core.classify import classify_exception
 from mlobs.probes import gpu
 
 MIB = 1024 * 1024

@@ -12,8 +12,8 @@ import jsonschema
 import pytest
 
 import mlobs
-from mlobs.manifest import read_manifest
-from mlobs.recorder import set_recorder
+from mlobs.core.manifest import read_manifest
+from mlobs.recording.recorder import set_recorder
 from support.unprintable import Unprintable
 
 SCHEMA = json.loads((__import__("pathlib").Path(__file__).parents[2] / "docs" /
@@ -197,8 +197,8 @@ def test_a_record_the_warehouse_refuses_keeps_only_its_own_run_out(root):
 def test_a_refused_record_does_not_keep_other_runs_of_its_batch_out(tmp_path):
     from datetime import datetime, timezone
 
-    from mlobs.errors import InvalidRecordError
-    from mlobs.records import ComponentRecord, RunRecord
+    from mlobs.core.errors import InvalidRecordError
+    from mlobs.core.records import ComponentRecord, RunRecord
     from mlobs.sinks.warehouse_sink import WarehouseSink
     from mlobs.warehouse.store import WarehouseStore
 

@@ -15,8 +15,8 @@ from sqlalchemy.pool import NullPool
 
 import mlobs
 from mlobs.cli.main import main
-from mlobs.errors import WarehouseError
-from mlobs.recorder import get_recorder, set_recorder
+from mlobs.core.errors import WarehouseError
+from mlobs.recording.recorder import get_recorder, set_recorder
 from mlobs.sinks.spool import (
     Spool,
     SpoolBusyError,
@@ -468,7 +468,7 @@ def test_a_dead_sqlite_path_spools_and_mlobs_ingest_spool_writes_it(tmp_path, ma
 
 
 def test_a_refused_record_is_not_spooled(tmp_path, make_run, sqlite_url):
-    from mlobs.errors import InvalidRecordError
+    from mlobs.core.errors import InvalidRecordError
     sink = WarehouseSink(sqlite_url, manage_schema=True, spool_dir=tmp_path / "spool")
     run, comps = make_run()
     comps[0].items = 2**70
@@ -502,7 +502,7 @@ def test_a_dead_warehouse_spools_instead_of_failing_and_the_manifest_keeps_every
     assert warehouse_sink().spooled == 4
     assert any("cannot take records" in r.getMessage() and "spooling" in r.getMessage()
                for r in caplog.records)
-    from mlobs.manifest import read_manifest
+    from mlobs.core.manifest import read_manifest
     record, comps = read_manifest(run.manifest_path)
     assert len(comps) == 2 and not any("failed" in w for w in record.warnings)
     assert spool_files(tmp_path / "spool")

@@ -10,10 +10,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from mlobs.errors import InvalidRecordError
-from mlobs.ingest import ingest_manifests
-from mlobs.manifest import manifest_document, write_manifest
-from mlobs.records import RunRecord
+from mlobs.core.errors import InvalidRecordError
+from mlobs.sinks.ingest import ingest_manifests
+from mlobs.core.manifest import manifest_document, write_manifest
+from mlobs.core.records import RunRecord
 from mlobs.warehouse.store import ARTIFACT_INDEX, RUNS, WarehouseStore
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)

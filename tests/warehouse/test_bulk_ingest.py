@@ -15,9 +15,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select, text
 
-from mlobs.errors import InvalidRecordError, WarehouseError
-from mlobs.records import ComponentRecord, EventRecord, ModelRef, RunRecord
-from mlobs.signature import model_signature
+from mlobs.core.errors import InvalidRecordError, WarehouseError
+from mlobs.core.records import ComponentRecord, EventRecord, ModelRef, RunRecord
+from mlobs.core.signature import model_signature
 from mlobs.warehouse.store import COMPONENTS, EVENTS, RUNS, SIGNATURES, WarehouseStore
 
 PROCESSES = 8

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mlobs.cli import db, runs
-from mlobs.manifest import parse_manifest, read_manifest
+from mlobs.core.manifest import parse_manifest, read_manifest
 from mlobs.warehouse import migrate
 from mlobs.warehouse.store import WarehouseStore
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from mlobs.errors import WarehouseError
+from mlobs.core.errors import WarehouseError
 from mlobs.warehouse.engine import (
     SQLITE_BUSY_TIMEOUT_MS,
     create_warehouse_engine,

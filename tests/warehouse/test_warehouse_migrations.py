@@ -13,8 +13,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from mlobs.errors import SchemaOutOfDateError, WarehouseError
-from mlobs.records import ComponentRecord, RunRecord
+from mlobs.core.errors import SchemaOutOfDateError, WarehouseError
+from mlobs.core.records import ComponentRecord, RunRecord
 from mlobs.warehouse import migrate
 from mlobs.warehouse.engine import create_warehouse_engine
 from mlobs.warehouse.models import TABLE_NAMES, Base, ComponentRollup

@@ -13,11 +13,11 @@ import jsonschema
 import pytest
 from sqlalchemy import func, select
 
-from mlobs.errors import InvalidRecordError, WarehouseError
-from mlobs.ingest import ingest_manifests
-from mlobs.manifest import manifest_document, write_manifest
-from mlobs.records import ComponentRecord, EventRecord, RunRecord
-from mlobs.signature import model_signature
+from mlobs.core.errors import InvalidRecordError, WarehouseError
+from mlobs.sinks.ingest import ingest_manifests
+from mlobs.core.manifest import manifest_document, write_manifest
+from mlobs.core.records import ComponentRecord, EventRecord, RunRecord
+from mlobs.core.signature import model_signature
 from mlobs.warehouse.store import COMPONENTS, EVENTS, RUNS, SIGNATURES, WarehouseStore
 
 MANIFEST_SCHEMA = json.loads(

@@ -26,7 +26,7 @@ arrives. A run still open when the sink shuts down (or past ``max_open_runs``) i
 as it stands (status ``running``), at its latest recorded time.
 
 Across processes: the run span's W3C ``traceparent`` is offered as a carrier field of the
-run's context (:mod:`mlobs.propagation`), which the Celery integration sends with each
+run's context (:mod:`mlobs.core.propagation`), which the Celery integration sends with each
 task; in a worker, components of a joined run become children of that remote span, so a
 run spread over many workers is one trace.
 
@@ -52,13 +52,13 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from mlobs import __version__ as mlobs_version
-from mlobs.errors import ConfigError
-from mlobs.propagation import (
+from mlobs.core.errors import ConfigError
+from mlobs.core.propagation import (
     joined_context,
     register_carrier_provider,
     unregister_carrier_provider,
 )
-from mlobs.records import ComponentRecord, RunRecord
+from mlobs.core.records import ComponentRecord, RunRecord
 from mlobs.sinks.base import materialize
 
 log = logging.getLogger("mlobs.otel")

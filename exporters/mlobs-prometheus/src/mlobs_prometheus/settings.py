@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mlobs.errors import ConfigError
+from mlobs.core.errors import ConfigError
 
 from mlobs_prometheus.labels import DEFAULT_MAX_VALUES
 

@@ -24,9 +24,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from mlobs.errors import ConfigError
-from mlobs.oom import device_kind_of
-from mlobs.records import STATUSES, ComponentRecord, RunRecord
+from mlobs.core.errors import ConfigError
+from mlobs.core.records import device_kind_of
+from mlobs.core.records import STATUSES, ComponentRecord, RunRecord
 from mlobs.sinks.base import materialize
 
 from mlobs_prometheus.exposition import Exposition, push, serve
@@ -267,7 +267,7 @@ def create_sink(settings: Any) -> PrometheusSink:
     """Entry point of the ``mlobs.sinks`` group: the ``prometheus`` sink.
 
     Args:
-        settings: the resolved ``mlobs.config.Settings`` (unused: the exporter's own
+        settings: the resolved ``mlobs.core.config.Settings`` (unused: the exporter's own
             settings come from ``MLOBS_PROMETHEUS_*`` and ``PROMETHEUS_MULTIPROC_DIR``).
 
     Raises:

@@ -1,0 +1,620 @@
+"""Component rollups computed in DuckDB over the SQL warehouse (ARCHITECTURE §7).
+
+One rollup row summarises the invocations of one component with one model_signature
+(``NULL`` when the component used no model) over one time bucket of ``started_at`` (UTC):
+invocation and run counts, p50/p95/p99 ``duration_ms``, error and empty rates, cache hit
+rate, OOM rate, OOMs per run and retries, p95 peak RSS and GPU memory, and the rate of
+degraded predictions. Rows are written back to the warehouse table ``component_rollups``
+(schema: ARCHITECTURE §6, migrations) and may be exported to Parquet.
+
+DuckDB only reads the warehouse (attached read-only, see :mod:`mlobs.analysis.duckdb_connect`);
+writes go through SQLAlchemy in one transaction, so the pipeline's writers never meet a
+DuckDB writer.
+
+Definitions (each row's denominators are its own invocations):
+
+* ``invocations``: component_runs rows; ``runs``: distinct ``run_id``.
+* ``p50/p95/p99_duration_ms``: ``quantile_cont``, the linear interpolation between order
+  statistics that ``numpy.percentile`` uses by default.
+* ``error_rate`` / ``empty_rate``: fraction of invocations with status ``error`` / ``empty``.
+* ``cache_hit_rate``: hits / (hits + misses); ``bypass`` and no lookup (``NULL``) are not
+  lookups. ``None`` when the group made no lookup.
+* ``cache_miss_reasons``: ``{reason: count}`` over the group's ``cache_status = 'miss'``
+  invocations, from ``cache_miss_reason`` (:data:`mlobs.cache.lookup.MISS_REASONS`; a miss
+  recorded without a reason counts as ``unknown``), ordered as ``MISS_REASONS`` lists them,
+  other reasons after, by name. The counts add up to the misses; ``{}`` when there were
+  none. ``bypass`` invocations (reason ``forced``) are not misses and are not counted.
+* ``p95_peak_rss_bytes``: over the invocations that recorded a peak; ``None`` if none did.
+* ``oom_rate``: fraction of invocations with ``oom_count > 0``.
+* ``mean_ooms_per_run``: ``sum(oom_count) / runs`` (OOM events, not invocations, per
+  distinct run).
+* ``retries``: ``sum(retry_count)``, transient retries inside the invocations.
+* ``p95_peak_gpu_allocated_bytes`` / ``p95_peak_gpu_reserved_bytes``: like
+  ``p95_peak_rss_bytes``, over the invocations that recorded that GPU peak; ``None`` if
+  none did.
+* ``degraded_rate``: invocations with ``prediction_status = 'degraded'`` / invocations
+  that set a ``prediction_status`` (``ok`` or ``degraded``: they used a model fallback
+  chain). ``None`` when none did.
+
+External caches (:mod:`mlobs.hooks.external_cache`): :func:`compute_external_cache_rollup` reads
+the ``external_cache`` events of ``events`` (attributes ``cache`` and ``status``) with the
+component invocation that recorded them, and gives one :class:`ExternalCacheRow` per
+component × cache name × bucket: ``lookups`` (events with status ``hit``, ``miss`` or
+``stale``), ``hits``, ``misses``, ``stale``, ``hit_rate`` = hits / lookups and
+``stale_rate`` = stale / lookups (a stale entry served is not a hit). Buckets and
+``since`` go by the invocation's ``started_at``, as for the component rows, so both cover
+the same invocations. These rows are computed, printed and exported as JSON, not stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import sqlalchemy as sa
+from tabulate import tabulate
+
+from mlobs.core.records import MISS_REASONS
+from mlobs.analysis.duckdb_connect import attach_warehouse, connect_duckdb
+from mlobs.core.errors import ConfigError, WarehouseError
+from mlobs.warehouse.engine import create_warehouse_engine, display_url, normalize_url
+from mlobs.warehouse.migrate import check_schema
+from mlobs.warehouse.models import ComponentRollup, ComponentRun, Event
+
+#: Accepted ``bucket_width`` values: one bucket over everything, or UTC hours / days.
+BUCKETS = ("all", "hour", "day")
+ROLLUP_TABLE = ComponentRollup.__tablename__
+SOURCE_TABLE = ComponentRun.__tablename__
+EVENTS_TABLE = Event.__tablename__
+#: events.kind of an external cache lookup (same value as
+#: mlobs.hooks.external_cache.EXTERNAL_CACHE_EVENT; a test keeps them equal).
+EXTERNAL_CACHE_EVENT = "external_cache"
+#: cache_miss_reasons key of a miss recorded without a reason.
+UNKNOWN_MISS_REASON = "unknown"
+_UPGRADE_HINT = "run `mlobs db upgrade` first"
+
+
+@dataclass(frozen=True)
+class RollupRow:
+    """One row of ``component_rollups`` (without its autoincrement ``id``).
+
+    Timestamps are timezone-aware UTC; durations in milliseconds; memory peaks in bytes;
+    rates are fractions in [0, 1]; ``bucket_start`` is ``None`` for
+    ``bucket_width == "all"``. Definitions: the module docstring.
+    """
+
+    computed_at: datetime
+    bucket_width: str
+    bucket_start: datetime | None
+    component: str
+    model_signature: str | None
+    invocations: int
+    runs: int
+    p50_duration_ms: float | None
+    p95_duration_ms: float | None
+    p99_duration_ms: float | None
+    error_rate: float
+    empty_rate: float
+    cache_hit_rate: float | None
+    p95_peak_rss_bytes: float | None
+    oom_rate: float
+    mean_ooms_per_run: float
+    retries: int
+    p95_peak_gpu_allocated_bytes: float | None
+    p95_peak_gpu_reserved_bytes: float | None
+    degraded_rate: float | None
+    cache_miss_reasons: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: timestamps as ISO 8601 UTC strings."""
+        return _json_ready(dataclasses.asdict(self))
+
+
+@dataclass(frozen=True)
+class ExternalCacheRow:
+    """Lookups of one external cache by one component over one time bucket.
+
+    Counts are ints; ``hit_rate`` and ``stale_rate`` fractions of ``lookups`` (which is
+    never 0: a row exists because lookups were recorded). Definitions: the module
+    docstring; recording: :func:`mlobs.hooks.external_cache.record_cache_lookup`.
+    """
+
+    computed_at: datetime
+    bucket_width: str
+    bucket_start: datetime | None
+    component: str
+    cache: str
+    lookups: int
+    hits: int
+    misses: int
+    stale: int
+    hit_rate: float
+    stale_rate: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: timestamps as ISO 8601 UTC strings."""
+        return _json_ready(dataclasses.asdict(self))
+
+
+def _json_ready(data: dict[str, Any]) -> dict[str, Any]:
+    for key in ("computed_at", "bucket_start"):
+        if data[key] is not None:
+            data[key] = data[key].astimezone(timezone.utc).isoformat()
+    return data
+
+
+def _check_bucket(bucket: str) -> None:
+    if bucket not in BUCKETS:
+        raise ConfigError(f"bucket must be one of {BUCKETS}, got {bucket!r}")
+
+
+def _as_utc(value: datetime) -> datetime:
+    # Naive datetimes are taken as UTC, like mlobs.core.records.parse_utc.
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None \
+        else value.astimezone(timezone.utc)
+
+
+def bucket_floor(since: datetime, bucket: str) -> datetime:
+    """Start (UTC, aware) of the ``bucket`` containing ``since``.
+
+    ``hour``/``day`` rollups start at this boundary so that their first bucket is complete;
+    for ``all`` the instant itself is returned.
+
+    Raises:
+        ConfigError: unknown bucket.
+    """
+    _check_bucket(bucket)
+    since = _as_utc(since)
+    if bucket == "hour":
+        return since.replace(minute=0, second=0, microsecond=0)
+    if bucket == "day":
+        return since.replace(hour=0, minute=0, second=0, microsecond=0)
+    return since
+
+
+def _bucket_expr(bucket: str) -> str:
+    """The SQL of a row's bucket start (NULL for ``all``), over ``started_utc``."""
+    return "CAST(NULL AS TIMESTAMP)" if bucket == "all" \
+        else f"date_trunc('{bucket}', started_utc)"
+
+
+def _rollup_sql(bucket: str, alias: str, with_since: bool) -> str:
+    # Every column is cast explicitly: SQLite is attached with sqlite_all_varchar (its
+    # timestamps are text, possibly with UTC offsets), PostgreSQL columns are already typed
+    # and the casts are no-ops. timezone('UTC', TIMESTAMPTZ) yields a naive UTC TIMESTAMP,
+    # which leaves DuckDB's Python conversion free of pytz.
+    bucket_expr = _bucket_expr(bucket)
+    where = "WHERE started_utc >= CAST(? AS TIMESTAMP)" if with_since else ""
+    return f"""
+    WITH src AS (
+        SELECT CAST(component AS VARCHAR)        AS component,
+               CAST(model_signature AS VARCHAR)  AS model_signature,
+               CAST(run_id AS VARCHAR)           AS run_id,
+               CAST(status AS VARCHAR)           AS status,
+               CAST(cache_status AS VARCHAR)     AS cache_status,
+               CAST(cache_miss_reason AS VARCHAR) AS cache_miss_reason,
+               CAST(duration_ms AS DOUBLE)       AS duration_ms,
+               CAST(peak_rss_bytes AS DOUBLE)    AS peak_rss_bytes,
+               CAST(peak_gpu_allocated_bytes AS DOUBLE) AS peak_gpu_allocated_bytes,
+               CAST(peak_gpu_reserved_bytes AS DOUBLE)  AS peak_gpu_reserved_bytes,
+               CAST(oom_count AS BIGINT)         AS oom_count,
+               CAST(retry_count AS BIGINT)       AS retry_count,
+               CAST(prediction_status AS VARCHAR) AS prediction_status,
+               timezone('UTC', CAST(started_at AS TIMESTAMPTZ)) AS started_utc
+        FROM {alias}.{SOURCE_TABLE}
+    )
+    SELECT {bucket_expr}                                   AS bucket_start,
+           component,
+           model_signature,
+           count(*)                                        AS invocations,
+           count(DISTINCT run_id)                          AS runs,
+           quantile_cont(duration_ms, 0.50)                AS p50_duration_ms,
+           quantile_cont(duration_ms, 0.95)                AS p95_duration_ms,
+           quantile_cont(duration_ms, 0.99)                AS p99_duration_ms,
+           count(*) FILTER (WHERE status = 'error') / count(*)  AS error_rate,
+           count(*) FILTER (WHERE status = 'empty') / count(*)  AS empty_rate,
+           count(*) FILTER (WHERE cache_status = 'hit')
+             / nullif(count(*) FILTER (WHERE cache_status IN ('hit', 'miss')), 0)
+                                                           AS cache_hit_rate,
+           quantile_cont(peak_rss_bytes, 0.95)             AS p95_peak_rss_bytes,
+           count(*) FILTER (WHERE oom_count > 0) / count(*) AS oom_rate,
+           CAST(sum(oom_count) AS DOUBLE) / count(DISTINCT run_id) AS mean_ooms_per_run,
+           CAST(sum(retry_count) AS BIGINT)                AS retries,
+           quantile_cont(peak_gpu_allocated_bytes, 0.95)   AS p95_peak_gpu_allocated_bytes,
+           quantile_cont(peak_gpu_reserved_bytes, 0.95)    AS p95_peak_gpu_reserved_bytes,
+           count(*) FILTER (WHERE prediction_status = 'degraded')
+             / nullif(count(*) FILTER (WHERE prediction_status IS NOT NULL), 0)
+                                                           AS degraded_rate,
+           histogram(coalesce(cache_miss_reason, '{UNKNOWN_MISS_REASON}'))
+             FILTER (WHERE cache_status = 'miss')          AS cache_miss_reasons
+    FROM src
+    {where}
+    GROUP BY ALL
+    ORDER BY bucket_start NULLS FIRST, component, model_signature NULLS FIRST
+    """
+
+
+def _external_cache_sql(bucket: str, alias: str, with_since: bool) -> str:
+    # events.attributes is JSON: text on SQLite (sqlite_all_varchar), json on PostgreSQL;
+    # cast to VARCHAR, both are read with DuckDB's JSON functions. Only the events of
+    # this kind are parsed. The join gives the component and its started_at (buckets and
+    # since follow the invocation, like _rollup_sql).
+    bucket_expr = _bucket_expr(bucket)
+    since = "AND started_utc >= CAST(? AS TIMESTAMP)" if with_since else ""
+    return f"""
+    WITH ev AS (
+        SELECT CAST(component_run_id AS VARCHAR) AS component_run_id,
+               CAST(attributes AS VARCHAR)       AS attributes
+        FROM {alias}.{EVENTS_TABLE}
+        WHERE CAST(kind AS VARCHAR) = '{EXTERNAL_CACHE_EVENT}'
+    ), src AS (
+        SELECT CAST(c.component AS VARCHAR)                   AS component,
+               json_extract_string(ev.attributes, '$.cache')  AS cache,
+               json_extract_string(ev.attributes, '$.status') AS status,
+               timezone('UTC', CAST(c.started_at AS TIMESTAMPTZ)) AS started_utc
+        FROM ev
+        JOIN {alias}.{SOURCE_TABLE} AS c
+          ON CAST(c.component_run_id AS VARCHAR) = ev.component_run_id
+    )
+    SELECT {bucket_expr}                                AS bucket_start,
+           component,
+           cache,
+           count(*)                                     AS lookups,
+           count(*) FILTER (WHERE status = 'hit')       AS hits,
+           count(*) FILTER (WHERE status = 'miss')      AS misses,
+           count(*) FILTER (WHERE status = 'stale')     AS stale,
+           count(*) FILTER (WHERE status = 'hit') / count(*)   AS hit_rate,
+           count(*) FILTER (WHERE status = 'stale') / count(*) AS stale_rate
+    FROM src
+    WHERE cache IS NOT NULL AND status IN ('hit', 'miss', 'stale') {since}
+    GROUP BY ALL
+    ORDER BY bucket_start NULLS FIRST, component, cache
+    """
+
+
+def _checked_engine(db_url: str) -> sa.Engine:
+    """The warehouse engine, once the database is known to exist at the head revision."""
+    url = normalize_url(db_url)
+    # Opening a missing SQLite file would create an empty database; say what is wrong instead.
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(url.database).expanduser().resolve()
+        if not path.is_file():
+            raise WarehouseError(f"no warehouse database at {path}; {_UPGRADE_HINT}")
+    engine = create_warehouse_engine(db_url)
+    try:
+        check_schema(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def compute_rollup(db_url: str, *, bucket: str = "all",
+                   since: datetime | None = None) -> list[RollupRow]:
+    """Compute component rollups from ``component_runs`` in DuckDB.
+
+    Args:
+        db_url: warehouse SQLAlchemy URL (``sqlite:///...`` or ``postgresql[+driver]://...``).
+        bucket: ``"all"`` (one bucket, ``bucket_start`` None), ``"hour"`` or ``"day"``
+            (UTC buckets of ``started_at``).
+        since: only invocations that started at or after this instant (naive = UTC). For
+            ``hour``/``day`` it is first floored to its bucket start (:func:`bucket_floor`)
+            so that no bucket is partial.
+
+    Returns:
+        Rows ordered by bucket_start, component, model_signature (None first), all with
+        the same ``computed_at``. Empty when nothing matches.
+
+    Raises:
+        ConfigError: unknown bucket.
+        WarehouseError: unsupported URL; the database is missing, unreachable or cannot be
+            attached by DuckDB; the query fails.
+        SchemaOutOfDateError: the warehouse is not at the migrations' head revision
+            (:func:`mlobs.warehouse.migrate.check_schema`, the store's rule).
+    """
+    _check_bucket(bucket)
+    computed_at = datetime.now(timezone.utc)
+    results = _query(db_url, _rollup_sql(bucket, "wh", since is not None), bucket, since)
+    return [_rollup_row(values, computed_at, bucket) for values in results]
+
+
+def compute_external_cache_rollup(db_url: str, *, bucket: str = "all",
+                                  since: datetime | None = None) -> list[ExternalCacheRow]:
+    """Hit rates of external caches per component × cache name, in DuckDB.
+
+    Reads the ``external_cache`` events (:func:`mlobs.hooks.external_cache.record_cache_lookup`)
+    of ``events`` joined to their ``component_runs`` row; definitions in the module
+    docstring. Nothing is written.
+
+    Args:
+        db_url: warehouse SQLAlchemy URL.
+        bucket: ``"all"``, ``"hour"`` or ``"day"``: UTC buckets of the invocation's
+            ``started_at``, as in :func:`compute_rollup`.
+        since: only lookups made by invocations that started at or after this instant,
+            floored like :func:`compute_rollup`'s.
+
+    Returns:
+        Rows ordered by bucket_start, component, cache, all with the same
+        ``computed_at``. Empty when no lookup was recorded. Events with another status
+        or without a cache name are not counted.
+
+    Raises:
+        ConfigError, WarehouseError, SchemaOutOfDateError: as :func:`compute_rollup`.
+    """
+    _check_bucket(bucket)
+    computed_at = datetime.now(timezone.utc)
+    results = _query(db_url, _external_cache_sql(bucket, "wh", since is not None), bucket,
+                     since)
+    rows = []
+    for values in results:
+        start = values.pop("bucket_start")
+        for name in ("lookups", "hits", "misses", "stale"):
+            values[name] = int(values[name])
+        for name in ("hit_rate", "stale_rate"):
+            values[name] = float(values[name])
+        rows.append(ExternalCacheRow(
+            computed_at=computed_at, bucket_width=bucket,
+            bucket_start=None if start is None else start.replace(tzinfo=timezone.utc),
+            **values))
+    return rows
+
+
+def _query(db_url: str, sql: str, bucket: str, since: datetime | None
+           ) -> list[dict[str, Any]]:
+    """Run one rollup query on the attached warehouse; rows as dicts keyed by column."""
+    params: list[Any] = []
+    if since is not None:
+        params.append(bucket_floor(since, bucket).replace(tzinfo=None))
+    # The SQLAlchemy side checks the revision (the same rule as the store), so the query
+    # can rely on the columns of the current schema.
+    _checked_engine(db_url).dispose()
+    con = connect_duckdb()
+    try:
+        attach_warehouse(con, db_url, alias="wh")
+        try:
+            cursor = con.execute(sql, params)
+            names = [column[0] for column in cursor.description]
+            records = cursor.fetchall()
+        except duckdb.Error as exc:
+            raise WarehouseError(
+                f"rollup query failed on {display_url(db_url)}: {exc}") from exc
+    finally:
+        con.close()
+    return [dict(zip(names, record)) for record in records]
+
+
+#: RollupRow fields that are counts (ints), and the other numbers (floats or None).
+_INT_FIELDS = ("invocations", "runs", "retries")
+_FLOAT_FIELDS = ("p50_duration_ms", "p95_duration_ms", "p99_duration_ms", "error_rate",
+                 "empty_rate", "cache_hit_rate", "p95_peak_rss_bytes", "oom_rate",
+                 "mean_ooms_per_run", "p95_peak_gpu_allocated_bytes",
+                 "p95_peak_gpu_reserved_bytes", "degraded_rate")
+
+
+def _rollup_row(values: dict[str, Any], computed_at: datetime, bucket: str) -> RollupRow:
+    """A :class:`RollupRow` from one result row of :func:`_rollup_sql`, keyed by column."""
+    start = values.pop("bucket_start")
+    # The conversions pin the Python types whatever DuckDB picked for an expression.
+    for name in _INT_FIELDS:
+        values[name] = int(values[name])
+    for name in _FLOAT_FIELDS:
+        if values[name] is not None:
+            values[name] = float(values[name])
+    values["cache_miss_reasons"] = ordered_miss_reasons(values["cache_miss_reasons"] or {})
+    return RollupRow(computed_at=computed_at, bucket_width=bucket,
+                     bucket_start=None if start is None else start.replace(tzinfo=timezone.utc),
+                     **values)
+
+
+_REASON_ORDER = {reason: i for i, reason in enumerate(MISS_REASONS)}
+
+
+def ordered_miss_reasons(counts: dict[str, Any]) -> dict[str, int]:
+    """``counts`` as ``{reason: int}`` in :data:`~mlobs.cache.lookup.MISS_REASONS` order,
+    other reasons (``unknown``, reasons of newer versions) after them by name."""
+    return {reason: int(counts[reason]) for reason in
+            sorted(counts, key=lambda r: (_REASON_ORDER.get(r, len(_REASON_ORDER)), r))}
+
+
+def write_rollup(db_url: str, rows: Sequence[RollupRow], bucket: str, *,
+                 since: datetime | None = None) -> int:
+    """Replace the ``component_rollups`` rows of ``bucket`` with ``rows``, atomically.
+
+    Delete and insert run in one SQLAlchemy transaction on the warehouse engine
+    (:func:`mlobs.warehouse.engine.create_warehouse_engine`: WAL and busy timeout on
+    SQLite), so re-running a rollup is idempotent and readers never see a half-written set.
+
+    Args:
+        db_url: warehouse SQLAlchemy URL.
+        rows: from :func:`compute_rollup` with the same ``bucket``.
+        bucket: the ``bucket_width`` whose rows are replaced.
+        since: pass the ``since`` given to :func:`compute_rollup` for an incremental
+            ``hour``/``day`` rollup: only rows with ``bucket_start >= bucket_floor(since)``
+            are replaced, earlier buckets are kept. For ``all`` (and without ``since``)
+            every row of the bucket width is replaced.
+
+    Returns:
+        The number of rows inserted.
+
+    Raises:
+        ConfigError: unknown bucket, or a row of another bucket width.
+        SchemaOutOfDateError: the warehouse is not at the migrations' head revision.
+        WarehouseError: unsupported URL; the database is missing or cannot be written
+            (nothing of this call is kept).
+    """
+    _check_bucket(bucket)
+    stray = sorted({r.bucket_width for r in rows} - {bucket})
+    if stray:
+        raise ConfigError(f"rows of bucket width {stray} passed to write_rollup({bucket!r})")
+    engine = _checked_engine(db_url)
+    table = ComponentRollup.__table__
+    try:
+        with engine.begin() as conn:
+            delete = table.delete().where(table.c.bucket_width == bucket)
+            if since is not None and bucket != "all":
+                delete = delete.where(table.c.bucket_start >= bucket_floor(since, bucket))
+            conn.execute(delete)
+            if rows:
+                conn.execute(table.insert(), [dataclasses.asdict(r) for r in rows])
+    except sa.exc.SQLAlchemyError as exc:
+        raise WarehouseError(
+            f"cannot write {ROLLUP_TABLE} to {display_url(db_url)}: {exc}") from exc
+    finally:
+        engine.dispose()
+    return len(rows)
+
+
+#: DuckDB type of each RollupRow field; the Parquet columns follow the field order.
+_PARQUET_TYPES: dict[str, str] = {
+    "computed_at": "TIMESTAMPTZ", "bucket_width": "VARCHAR", "bucket_start": "TIMESTAMPTZ",
+    "component": "VARCHAR", "model_signature": "VARCHAR",
+    **dict.fromkeys(_INT_FIELDS, "BIGINT"), **dict.fromkeys(_FLOAT_FIELDS, "DOUBLE"),
+    "cache_miss_reasons": "MAP(VARCHAR, BIGINT)",
+}
+
+
+def export_parquet(rows: Sequence[RollupRow], path: str | Path) -> Path:
+    """Write rollup rows to a Parquet file with DuckDB ``COPY ... (FORMAT parquet)``.
+
+    Args:
+        rows: rollup rows (any bucket widths).
+        path: destination file; parent directories are created, an existing file replaced.
+
+    Returns:
+        The resolved destination path. Timestamps are stored as UTC-adjusted timestamps,
+        ``cache_miss_reasons`` as a ``MAP(VARCHAR, BIGINT)``; column names and order are
+        those of :class:`RollupRow`.
+    """
+    target = Path(path).expanduser().resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fields = [f.name for f in dataclasses.fields(RollupRow)]
+    columns = ", ".join(f"{name} {_PARQUET_TYPES[name]}" for name in fields)
+    con = connect_duckdb()
+    try:
+        con.execute(f"CREATE TEMP TABLE rollup ({columns})")
+        if rows:
+            con.executemany(f"INSERT INTO rollup VALUES ({', '.join('?' * len(fields))})",
+                            [[getattr(r, name) for name in fields] for r in rows])
+        quoted = "'" + str(target).replace("'", "''") + "'"
+        con.execute(f"COPY rollup TO {quoted} (FORMAT parquet)")
+    finally:
+        con.close()
+    return target
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _mib(value: float | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.1f}"
+
+
+def format_rollup(rows: Sequence[RollupRow]) -> str:
+    """A plain-text table of rollup rows, for terminals and logs.
+
+    Columns: bucket start (only when some row has one, as ``YYYY-MM-DD HH:MM`` UTC),
+    component, model_signature's first 12 characters (``-`` when none), invocations, runs,
+    p50/p95/p99 duration in ms, error %, empty %, cache hit %, then the cache miss reasons
+    (``model_signature_changed:3, input_changed:5``; ``-`` for none) only when some row
+    has a miss, OOM % (of invocations), retries and p95 peak RSS in MiB; then p95 GPU
+    allocated / reserved peaks in MiB only when some row has one, and degraded % only when
+    some row set a prediction_status. ``-`` means not measured.
+    """
+    if not rows:
+        return "(no component runs to roll up)"
+    bucketed = any(r.bucket_start is not None for r in rows)
+    # Optional columns keep the usual table (CPU-only, no fallback chains) narrow.
+    gpu = any(r.p95_peak_gpu_allocated_bytes is not None
+              or r.p95_peak_gpu_reserved_bytes is not None for r in rows)
+    degraded = any(r.degraded_rate is not None for r in rows)
+    misses = any(r.cache_miss_reasons for r in rows)
+    headers = ["component", "model", "invocations", "runs", "p50 ms", "p95 ms", "p99 ms",
+               "error %", "empty %", "cache hit %", "OOM %", "retries", "p95 RSS MiB"]
+    if misses:
+        headers.insert(headers.index("cache hit %") + 1, "miss reasons")
+    if gpu:
+        headers += ["p95 GPU alloc MiB", "p95 GPU rsvd MiB"]
+    if degraded:
+        headers.append("degraded %")
+    if bucketed:
+        headers.insert(0, "bucket (UTC)")
+    table = []
+    for r in rows:
+        line = [r.component, r.model_signature[:12] if r.model_signature else "-",
+                r.invocations, r.runs, _ms(r.p50_duration_ms), _ms(r.p95_duration_ms),
+                _ms(r.p99_duration_ms), _pct(r.error_rate), _pct(r.empty_rate),
+                _pct(r.cache_hit_rate), _pct(r.oom_rate),
+                r.retries, _mib(r.p95_peak_rss_bytes)]
+        if misses:  # right after cache hit %
+            line.insert(10, format_miss_reasons(r.cache_miss_reasons))
+        if gpu:
+            line += [_mib(r.p95_peak_gpu_allocated_bytes), _mib(r.p95_peak_gpu_reserved_bytes)]
+        if degraded:
+            line.append(_pct(r.degraded_rate))
+        if bucketed:
+            line.insert(0, "-" if r.bucket_start is None
+                        else r.bucket_start.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"))
+        table.append(line)
+    left = 3 if bucketed else 2
+    align = ["left"] * left + ["right"] * (len(headers) - left)
+    if misses:
+        align[headers.index("miss reasons")] = "left"
+    # disable_numparse keeps "-" and the pre-formatted numbers exactly as written.
+    return tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True,
+                    colalign=align)
+
+
+def format_miss_reasons(reasons: dict[str, int]) -> str:
+    """``model_signature_changed:3, input_changed:5`` (in the dict's order); ``-`` if empty."""
+    return ", ".join(f"{reason}:{n}" for reason, n in reasons.items()) or "-"
+
+
+def format_external_cache_rollup(rows: Sequence[ExternalCacheRow]) -> str:
+    """A plain-text table of external cache rows: [bucket (UTC),] component, cache,
+    lookups, hits, misses, stale, hit %, stale %."""
+    if not rows:
+        return "(no external cache lookups)"
+    bucketed = any(r.bucket_start is not None for r in rows)
+    headers = ["component", "external cache", "lookups", "hits", "misses", "stale",
+               "hit %", "stale %"]
+    table = []
+    for r in rows:
+        line = [r.component, r.cache, r.lookups, r.hits, r.misses, r.stale,
+                _pct(r.hit_rate), _pct(r.stale_rate)]
+        if bucketed:
+            line.insert(0, "-" if r.bucket_start is None
+                        else r.bucket_start.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"))
+        table.append(line)
+    if bucketed:
+        headers.insert(0, "bucket (UTC)")
+    left = 3 if bucketed else 2
+    return tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True,
+                    colalign=["left"] * left + ["right"] * (len(headers) - left))
+
+
+def rollup_json(rows: Sequence[RollupRow],
+                external_caches: Sequence[ExternalCacheRow] | None = None) -> str:
+    """Rollup rows as JSON.
+
+    Without ``external_caches``: an array of :meth:`RollupRow.to_dict` objects. With it
+    (``mlobs rollup --json``): an object ``{"component_rollups": [...],
+    "external_caches": [...]}`` of :meth:`RollupRow.to_dict` and
+    :meth:`ExternalCacheRow.to_dict` objects.
+    """
+    components = [r.to_dict() for r in rows]
+    if external_caches is None:
+        return json.dumps(components, indent=2)
+    return json.dumps({"component_rollups": components,
+                       "external_caches": [r.to_dict() for r in external_caches]},
+                      indent=2)

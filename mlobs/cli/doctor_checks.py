@@ -1,0 +1,180 @@
+"""Health checks behind ``mlobs doctor``: is the set-up usable, and is anything missing?
+
+Each check returns a :class:`Check` (name, ok, detail, hint). The manifest check compares
+the manifests under the root with the warehouse: a run whose manifest is not in the
+warehouse, or whose warehouse row is behind its manifest, was not (fully) exported — most
+often because a sink failed or the database was away — and ``mlobs ingest`` repairs it.
+The spool check counts the records the warehouse sink spooled while the database was
+away (``mlobs ingest --spool`` writes them) and those the warehouse refused on replay.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlobs.core.config import Settings
+from mlobs.core.errors import MlobsError
+from mlobs.sinks.ingest import find_manifests
+from mlobs.core.errors import ManifestError
+from mlobs.core.manifest import read_manifest
+from mlobs.sinks.spool import REJECTED_NAME, spool_contents
+from mlobs.warehouse.engine import (
+    db_url_option,
+    display_url,
+    missing_sqlite_file,
+    normalize_url,
+)
+from mlobs.warehouse.store import WarehouseStore
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    hint: str = ""
+
+
+def check_root(settings: Settings) -> Check:
+    root = settings.root
+    if not root.exists():
+        return Check("root", True, f"{root} does not exist yet (created by the first run)")
+    if not os.access(root, os.W_OK):
+        return Check("root", False, f"{root} is not writable", "fix its permissions or set MLOBS_ROOT")
+    return Check("root", True, f"{root} is writable")
+
+
+def check_warehouse(settings: Settings) -> tuple[Check, WarehouseStore | None]:
+    url = display_url(settings.db_url)
+    absent = missing_sqlite_file(settings.db_url)
+    if absent is not None:  # opening it would create an empty file
+        ok = settings.db_is_embedded_default
+        detail = (f"{absent} does not exist yet" + (" (the first run creates it)" if ok else ""))
+        return Check("warehouse", ok, detail, "" if ok else f"mlobs db upgrade {db_url_option(settings.db_url)}"), None
+    try:
+        store = WarehouseStore(settings.db_url)
+    except MlobsError as exc:
+        return Check("warehouse", False, str(exc), f"mlobs db upgrade {db_url_option(settings.db_url)}"), None
+    return Check("warehouse", True, f"{url} is reachable and at the current schema"), store
+
+
+def check_duckdb_extensions(settings: Settings) -> Check:
+    from mlobs.analysis.duckdb_connect import extension_path
+    backend = normalize_url(settings.db_url).get_backend_name()
+    name = "postgres_scanner" if backend == "postgresql" else "sqlite_scanner"
+    try:
+        path = extension_path(name)
+    except MlobsError as exc:
+        return Check("duckdb", False, str(exc))
+    return Check("duckdb", True, f"{name} extension at {path}")
+
+
+def check_spool(settings: Settings) -> list[Check]:
+    """Records the warehouse sink spooled while the database was away, and records the
+    warehouse refused when they were replayed (see :mod:`mlobs.sinks.spool`)."""
+    spool_dir = settings.spool_dir
+    found = spool_contents(spool_dir)
+    db_url = "" if settings.db_is_embedded_default else f" {db_url_option(settings.db_url)}"
+    checks = [Check("spool", found.waiting == 0,
+                    f"{found.waiting} record(s) in {found.files} file(s) under {spool_dir} "
+                    "wait for the warehouse (the sink that spooled them writes them once it "
+                    "answers; a sink that stopped does not)" if found.waiting else
+                    f"no records wait in {spool_dir}",
+                    f"mlobs ingest --spool --root '{settings.root}'{db_url}"
+                    if found.waiting else "")]
+    if found.rejected:
+        rejected = spool_dir / REJECTED_NAME
+        checks.append(Check("spool", False, f"{found.rejected} spooled record(s) were "
+                            f"refused by the warehouse and kept in {rejected}",
+                            f"read {rejected}: each line holds a record and the reason"))
+    return checks
+
+
+@dataclass
+class ManifestComparison:
+    manifests: int = 0
+    missing: int = 0
+    stale: int = 0
+    unreadable: int = 0
+    running: int = 0
+    sink_warnings: int = 0
+
+
+def _chunks(paths: Iterator[Path], size: int) -> Iterator[list[Path]]:
+    chunk: list[Path] = []
+    for path in paths:
+        chunk.append(path)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def compare_manifests(settings: Settings, store: WarehouseStore) -> ManifestComparison:
+    """Count manifests under the root that the warehouse lacks or holds in an older state."""
+    result = ManifestComparison()
+    if not settings.runs_dir.exists():
+        return result
+    # chunks of 500 keep the IN (...) lists below every backend's bind-parameter limit
+    for chunk in _chunks(find_manifests([settings.runs_dir]), 500):
+        runs = {}
+        for path in chunk:
+            result.manifests += 1
+            try:
+                run, components = read_manifest(path)
+            except ManifestError:
+                result.unreadable += 1
+                continue
+            runs[run.run_id] = (run, len(components))
+        statuses = store.run_statuses(runs)
+        counts = store.component_counts(list(runs))
+        for run_id, (run, n_components) in runs.items():
+            result.running += run.status == "running"
+            result.sink_warnings += any(w.startswith("sink ") for w in run.warnings)
+            if run_id not in statuses:
+                result.missing += 1
+            elif statuses[run_id] != run.status or counts.get(run_id, 0) < n_components:
+                result.stale += 1
+    return result
+
+
+def check_manifests(settings: Settings, store: WarehouseStore | None) -> list[Check]:
+    if store is None:
+        ok = missing_sqlite_file(settings.db_url) is not None and not settings.runs_dir.exists()
+        return [Check("manifests", ok, "none yet" if ok else
+                      "not compared: the warehouse is not usable")]
+    found = compare_manifests(settings, store)
+    checks = [Check("manifests", found.missing == 0 and found.stale == 0,
+                    f"{found.manifests} manifest(s); {found.missing} run(s) missing from the "
+                    f"warehouse, {found.stale} behind their manifest",
+                    f"mlobs ingest '{settings.runs_dir}'" if found.missing or found.stale else "")]
+    if found.unreadable:
+        checks.append(Check("manifests", False, f"{found.unreadable} manifest(s) unreadable",
+                            "see `mlobs ingest` for which and why"))
+    if found.sink_warnings:
+        checks.append(Check("sinks", False, f"{found.sink_warnings} run(s) recorded sink "
+                            "export failures in their warnings", "mlobs runs list --status ok"
+                            " / read the manifest warnings; then mlobs ingest"))
+    if found.running:
+        checks.append(Check("runs", True, f"{found.running} run(s) never finished (still "
+                            "running, or killed): their manifests keep every finished component"))
+    return checks
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    """Every check, in the order they are printed."""
+    checks = [check_root(settings)]
+    warehouse, store = check_warehouse(settings)
+    checks.append(warehouse)
+    checks.append(check_duckdb_extensions(settings))
+    try:
+        checks.extend(check_manifests(settings, store))
+        checks.extend(check_spool(settings))
+    finally:
+        if store is not None:
+            store.close()
+    return checks

@@ -1,0 +1,82 @@
+"""Argument checks shared by the API, the records and the warehouse: each returns the
+value it accepts or raises :class:`~mlobs.core.errors.ConfigError` naming the argument.
+
+Bounds come from :mod:`mlobs.core.limits` (the warehouse's column sizes).
+"""
+
+from __future__ import annotations
+
+import math
+
+from mlobs.core.errors import ConfigError
+from mlobs.core.text import is_storable, shown
+
+
+def check_word(label: str, value: object, max_chars: int) -> str:
+    """``value`` if it is a non-empty :func:`check_text` string.
+
+    Raises:
+        ConfigError: naming ``label`` and the problem.
+    """
+    if type(value) is str and value and len(value) <= max_chars and value.isascii():
+        return value  # the common case, checked on every component call: no further call
+    if not value or not isinstance(value, str):
+        raise ConfigError(f"{label} must be a non-empty string, got {shown(value)}")
+    return check_text(label, value, max_chars)
+
+
+def check_text(label: str, value: object, max_chars: int) -> str:
+    """``value`` if it is a string (maybe empty) of at most ``max_chars`` characters that
+    encodes as UTF-8 (no lone surrogate).
+
+    Raises:
+        ConfigError: naming ``label`` and the problem.
+    """
+    if not isinstance(value, str):
+        raise ConfigError(f"{label} must be a string, got {shown(value)}")
+    if len(value) > max_chars:
+        raise ConfigError(f"{label} must be at most {max_chars} characters, got {len(value)}")
+    if not is_storable(value):
+        raise ConfigError(f"{label} must be valid Unicode text (it holds a lone surrogate), "
+                          f"got {shown(value)}")
+    return value
+
+
+def check_int(label: str, value: object, minimum: int) -> int:
+    """``value`` if it is an integer (not a bool) of at least ``minimum``.
+
+    Raises:
+        ConfigError: ``<label> must be an integer >= <minimum>, got <value>``.
+    """
+    if type(value) is int and value >= minimum:
+        return value  # the common case (a batch size on every component call)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{label} must be an integer >= {minimum}, got {shown(value, 40)}")
+    return value
+
+
+def finite_number(value: object) -> int | float | None:
+    """``value`` as a plain int or float when it is a finite number (not a bool) that a
+    float can hold, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        as_float = float(value)
+    except OverflowError:  # an int beyond a float's range
+        return None
+    if not math.isfinite(as_float):
+        return None
+    return int(value) if isinstance(value, int) else as_float
+
+
+def check_finite(label: str, value: object, *, positive: bool = False) -> float:
+    """``value`` if it is a :func:`finite_number`, ``>= 0`` (``> 0`` when ``positive``).
+
+    Raises:
+        ConfigError: ``<label> must be a finite number >= 0, got <value>`` (``> 0``).
+    """
+    number = finite_number(value)
+    if number is None or not (0 < number if positive else 0 <= number):
+        raise ConfigError(f"{label} must be a finite number {'>' if positive else '>='} 0, "
+                          f"got {shown(value, 40)}")
+    return number

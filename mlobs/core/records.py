@@ -1,0 +1,239 @@
+"""The records mlobs writes: field names, types and units (ARCHITECTURE §4).
+
+``ComponentRecord`` (one per component invocation), ``RunRecord`` (one per run) and
+``EventRecord`` (something that happened inside a component) are plain dataclasses.
+``to_dict``/``from_dict`` give their manifest form (``mlobs.manifest/1``): timestamps as
+ISO 8601 UTC strings, everything else JSON-native.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from mlobs.core.checks import check_text, check_word
+from mlobs.core.limits import NAME_MAX_CHARS
+
+STATUSES = ("ok", "empty", "error")
+PREDICTION_STATUSES = ("ok", "degraded")
+RUN_STATUSES = ("running", "ok", "error")
+#: why a cache lookup missed (``cache_miss_reason``), in the order rollups list them.
+MISS_REASONS = ("no_entry", "model_signature_changed", "producer_version_changed",
+                "schema_changed", "config_changed", "input_changed", "expired", "corrupt",
+                "forced")
+
+
+def device_kind_of(device: str | None) -> str:
+    """The device without its index: ``"cuda:1"`` → ``"cuda"``; ``None`` → ``"cpu"``
+    (the device kind enters ``model_signature``, the index does not)."""
+    return device.split(":", 1)[0] if device else "cpu"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model a component used (model system rules §2).
+
+    Args:
+        name: model name, e.g. ``"openai/whisper-small"``.
+        version: model version or revision.
+        weights_digest: digest of the weights actually loaded, e.g. ``"sha256:..."``.
+        runtime: ``"inprocess"``, ``"triton"``, ``"http"``, ...
+        engine: ``"torch"``, ``"onnx"``, ``"tensorrt"``, ``"sklearn"``, ...
+        precision: ``"fp32"``, ``"fp16"``, ``"int8"``, ...
+        device: the concrete device, e.g. ``"cuda:0"`` or ``"cpu"``; only its kind
+            (``"cuda"``) enters the model_signature.
+
+    Raises:
+        ConfigError: ``name`` is not a non-empty string, or another field is not a
+            string, of at most 255 characters of valid Unicode text.
+    """
+
+    name: str
+    version: str = ""
+    weights_digest: str = ""
+    runtime: str = "inprocess"
+    engine: str = ""
+    precision: str = ""
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_word("ModelRef.name", self.name, NAME_MAX_CHARS)
+        for label in ("version", "weights_digest", "runtime", "engine", "precision", "device"):
+            check_text(f"ModelRef.{label}", getattr(self, label), NAME_MAX_CHARS)
+
+    @property
+    def device_kind(self) -> str:
+        """The device without its index: ``"cuda:1"`` → ``"cuda"``."""
+        return device_kind_of(self.device)
+
+    def to_dict(self) -> dict[str, str]:
+        """Manifest form of ``models_used`` entries (keys: model_name, model_version, ...)."""
+        return {
+            "model_name": self.name,
+            "model_version": self.version,
+            "weights_digest": self.weights_digest,
+            "runtime": self.runtime,
+            "engine": self.engine,
+            "precision": self.precision,
+            "device": self.device,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelRef:
+        return cls(name=data["model_name"], version=data.get("model_version", ""),
+                   weights_digest=data.get("weights_digest", ""),
+                   runtime=data.get("runtime", "inprocess"), engine=data.get("engine", ""),
+                   precision=data.get("precision", ""), device=data.get("device", "cpu"))
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """ISO 8601 string of a timezone-aware datetime, normalised to UTC."""
+    return None if value is None else value.astimezone(timezone.utc).isoformat()
+
+
+def parse_utc(value: str | None) -> datetime | None:
+    """Inverse of :func:`iso_utc`; naive inputs are taken as UTC."""
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed
+
+
+@dataclass
+class EventRecord:
+    """Something that happened inside a component: a warning, an OOM, a retry, ...
+
+    ``attributes`` holds JSON values only.
+    """
+
+    event_id: str
+    run_id: str
+    component_run_id: str | None
+    kind: str
+    occurred_at: datetime
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["occurred_at"] = iso_utc(self.occurred_at)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EventRecord:
+        return cls(event_id=data["event_id"], run_id=data["run_id"],
+                   component_run_id=data.get("component_run_id"), kind=data["kind"],
+                   occurred_at=parse_utc(data["occurred_at"]),
+                   attributes=dict(data.get("attributes") or {}))
+
+
+@dataclass
+class ComponentRecord:
+    """One component invocation (table ``component_runs``; manifest ``components[]``)."""
+
+    component_run_id: str
+    run_id: str
+    component: str
+    #: 1-based count of invocations of this component within the run.
+    attempt: int
+    required: bool
+    status: str
+    started_at: datetime
+    finished_at: datetime
+    duration_ms: float
+    empty_reason: str | None = None
+    error_code: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    producer_version: str | None = None
+    schema_version: str | None = None
+    device_used: str | None = None
+    #: the batch size actually used (after any OOM degradation).
+    batch_size: int | None = None
+    #: the batch size the component asked for, before any OOM degradation.
+    batch_size_requested: int | None = None
+    models_used: list[ModelRef] = field(default_factory=list)
+    model_signature: str | None = None
+    cache_status: str | None = None
+    cache_key: str | None = None
+    cache_miss_reason: str | None = None
+    #: the version of the cached result loaded (hit) or written (miss, bypass).
+    cache_version: int | None = None
+    peak_rss_bytes: int | None = None
+    peak_gpu_allocated_bytes: int | None = None
+    peak_gpu_reserved_bytes: int | None = None
+    oom_count: int = 0
+    retry_count: int = 0
+    #: ``ok`` or ``degraded`` when a model fallback chain answered (model system rules
+    #: §11.2); ``None`` when the component used no fallback chain.
+    prediction_status: str | None = None
+    items: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    events: list[EventRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["started_at"] = iso_utc(self.started_at)
+        data["finished_at"] = iso_utc(self.finished_at)
+        data["models_used"] = [m.to_dict() for m in self.models_used]
+        data["warnings"] = list(self.warnings)
+        data["metrics"] = dict(self.metrics)
+        data["events"] = [e.to_dict() for e in self.events]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ComponentRecord:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        kwargs["started_at"] = parse_utc(data["started_at"])
+        kwargs["finished_at"] = parse_utc(data["finished_at"])
+        kwargs["models_used"] = [ModelRef.from_dict(m) for m in data.get("models_used") or []]
+        kwargs["events"] = [EventRecord.from_dict(e) for e in data.get("events") or []]
+        kwargs["warnings"] = list(data.get("warnings") or [])
+        kwargs["metrics"] = dict(data.get("metrics") or {})
+        return cls(**kwargs)
+
+
+@dataclass
+class RunRecord:
+    """One pipeline run over one video (table ``runs``; manifest top level)."""
+
+    run_id: str
+    platform_id: str
+    video_id: str
+    status: str
+    started_at: datetime
+    profile: str | None = None
+    pipeline_version: str | None = None
+    config_hash: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    sampling_policy_version: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    finished_at: datetime | None = None
+    duration_ms: float | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+    #: component → "model:version" as actually used (model system rules §3).
+    resolved_models: dict[str, list[str]] = field(default_factory=dict)
+    error_code: str | None = None
+    error_message: str | None = None
+    #: set when cached results of an earlier run of this video that did not finish
+    #: (status ``running`` or ``error`` in its manifest) were reused: a resume.
+    resumed_from_run_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["started_at"] = iso_utc(self.started_at)
+        data["finished_at"] = iso_utc(self.finished_at)
+        data["warnings"] = list(self.warnings)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        kwargs["started_at"] = parse_utc(data["started_at"])
+        kwargs["finished_at"] = parse_utc(data.get("finished_at"))
+        kwargs["warnings"] = list(data.get("warnings") or [])
+        return cls(**kwargs)

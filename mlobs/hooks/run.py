@@ -1,0 +1,306 @@
+"""The run: ``with mlobs.run(platform_id, video_id, ...) as run`` (ARCHITECTURE §3).
+
+A run opens with its run record (status ``running``) handed to the sinks, hands out
+component handles (:meth:`Run.component`), and at its end applies the run status rule
+(:mod:`mlobs.hooks.component`), hands the final record to the sinks and waits for them
+for up to ``flush_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+from mlobs.cache.codecs import Codec
+from mlobs.cache.store import ArtifactStore
+from mlobs.core.canonical import json_copy
+from mlobs.core.checks import check_word
+from mlobs.core.classify import classify_exception, exception_message
+from mlobs.core.ids import new_uuid4
+from mlobs.core.limits import NAME_MAX_CHARS
+from mlobs.core.manifest import manifest_status
+from mlobs.core.paths import manifest_path
+from mlobs.core.propagation import RunContext, carrier_for
+from mlobs.core.records import ModelRef, RunRecord
+from mlobs.core.run_status import optional_failure_warning, required_failure_message
+from mlobs.core.signature import config_hash
+from mlobs.hooks.batch_size import BatchSizeChoice
+from mlobs.hooks.component import CLOSED_EARLY_WARNING, ComponentCall
+from mlobs.hooks.context import active_runs, current_run_var, fork_generation, reset_var
+from mlobs.hooks.environment import run_environment
+from mlobs.hooks.oom import OomPolicy
+from mlobs.hooks.profile import AnalysisProfile
+from mlobs.hooks.retry import RetryPolicy
+from mlobs.hooks.spec import ComponentSpec
+from mlobs.recording.recorder import Recorder, get_recorder
+
+log = logging.getLogger("mlobs")
+_perf_ns = time.perf_counter_ns
+
+
+class Run:
+    """An open run over one video; create it with :func:`mlobs.run`."""
+
+    def __init__(self, recorder: Recorder, *, platform_id: str, video_id: str,
+                 profile: str | AnalysisProfile, pipeline_version: str | None,
+                 config: Mapping[str, Any] | None, sampling_policy_version: str | None,
+                 seed: int | None, flush_timeout_s: float) -> None:
+        check_word("platform_id", platform_id, NAME_MAX_CHARS)
+        check_word("video_id", video_id, NAME_MAX_CHARS)
+        for label, value in (("pipeline_version", pipeline_version),
+                             ("sampling_policy_version", sampling_policy_version)):
+            if value is not None:
+                check_word(label, value, NAME_MAX_CHARS)
+        self._profile = profile if isinstance(profile, AnalysisProfile) else AnalysisProfile(profile)
+        self._recorder = recorder
+        self._flush_timeout_s = flush_timeout_s
+        self.record = RunRecord(
+            run_id=new_uuid4(), platform_id=platform_id, video_id=video_id,
+            status="running", started_at=datetime.now(timezone.utc),
+            profile=self._profile.name, pipeline_version=pipeline_version,
+            config_hash=config_hash(config), config=json_copy(dict(config or {})),
+            sampling_policy_version=sampling_policy_version,
+        )
+        self._seed = seed
+        self.fork_generation = fork_generation.value
+        self._attempts: dict[str, count[int]] = {}
+        self._attempts_lock = threading.Lock()
+        self._required_cache: dict[tuple[str, bool | None], bool] = {}
+        self._models_by_component: dict[str, tuple[ModelRef, ...]] = {}
+        self._failed_required: list[ComponentCall] = []
+        self._producer_runs_seen: set[str] = set()
+        self._t0_ns = 0
+        self._token: Any = None
+        self._exit_hooks: list[Callable[[Run], None]] = []
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    @property
+    def status(self) -> str:
+        """``running`` until the ``with`` block ends, then ``ok`` or ``error``."""
+        return self.record.status
+
+    @property
+    def profile(self) -> AnalysisProfile:
+        """The run's analysis profile."""
+        return self._profile
+
+    def at_exit(self, hook: Callable[[Run], None]) -> None:
+        """Call ``hook(run)`` once the run ended: its final record was handed to the sinks
+        and flushed (for up to ``flush_timeout_s``). Integrations use it: the Celery
+        integration assembles the manifest there.
+
+        A hook that raises is logged; it never changes the run's outcome. Adding the same
+        hook twice calls it once.
+        """
+        if hook not in self._exit_hooks:
+            self._exit_hooks.append(hook)
+
+    @property
+    def manifest_path(self) -> Path:
+        """Where the manifest sink writes this run's manifest.json."""
+        r = self.record
+        return manifest_path(self._recorder.settings.runs_dir, r.platform_id, r.video_id, r.run_id)
+
+    def component(self, name: str, *, producer_version: str | None = None,
+                  schema_version: str | None = None, models: Sequence[ModelRef] = (),
+                  batch_size: int | BatchSizeChoice | None = None, device: str | None = None,
+                  required: bool | None = None, on_oom: OomPolicy | None = None,
+                  retry: RetryPolicy | None = None, cache: bool | str = False,
+                  inputs: Any = None, codec: Codec | None = None,
+                  cache_ttl_days: float | None = None) -> ComponentCall:
+        """A context manager recording one invocation of component ``name``.
+
+        Args:
+            name: the component name (``"asr"``, ``"chunking"``, ...).
+            producer_version: the component's code version.
+            schema_version: the version of its output schema.
+            models: the models it uses (enter ``model_signature``).
+            batch_size: the batch size it runs with (>= 1), or a
+                :func:`~mlobs.choose_batch_size` result (recorded as an event).
+            device: the device used (``"cuda:1"``); default: the first model's device.
+            required: the code's own declaration; the run's analysis profile wins.
+            on_oom: batch-size degradation on OOM, e.g. ``mlobs.HalveBatch(min=1)``
+                (needs ``batch_size``; applies inside :meth:`ComponentCall.attempts`).
+            retry: transient-failure retries, e.g. ``mlobs.RetryPolicy(max_attempts=4)``
+                (applies inside :meth:`ComponentCall.attempts`).
+            cache: ``True`` to cache the result by the idempotency key (read
+                :attr:`ComponentCall.hit` / :attr:`ComponentCall.result`, and give a
+                computed result to :meth:`ComponentCall.set_result`); ``"bypass"`` to
+                compute again and store a new version. See :mod:`mlobs.cache`.
+            inputs: what the result is computed from (JSON values, arrays,
+                :class:`~mlobs.FileInput`); hashed so a changed input is a miss.
+            codec: how the result is stored (default: JSON).
+            cache_ttl_days: a cached version older than this is a miss (``expired``).
+
+        Raises:
+            ConfigError: invalid arguments.
+        """
+        spec = ComponentSpec.create(
+            name, producer_version=producer_version, schema_version=schema_version,
+            models=models, batch_size=batch_size, device=device, required=required,
+            on_oom=on_oom, retry=retry, cache=cache, codec=codec,
+            cache_ttl_days=cache_ttl_days)
+        return self.open_component(spec, spec.batch_size, inputs)
+
+    def open_component(self, spec: ComponentSpec, batch_size: int | BatchSizeChoice | None,
+                       inputs: Any = None) -> ComponentCall:
+        """A handle for one invocation of ``spec`` (``batch_size``: the size it starts
+        with); what :meth:`component` and the decorator return."""
+        return ComponentCall(self, spec, self._is_required(spec.name, spec.required),
+                             batch_size, inputs)
+
+    def _is_required(self, name: str, declared: bool | None) -> bool:
+        key = (name, declared)
+        cached = self._required_cache.get(key)
+        if cached is None:
+            cached = self._required_cache[key] = self._profile.is_required(name, declared)
+        return cached
+
+    def _wall_at(self, perf_ns: int) -> datetime:
+        """The UTC time of a ``perf_counter_ns`` reading on the run's own time base (both
+        clocks read once when the run opened), so the run's started_at..finished_at
+        brackets every component's, to the microsecond."""
+        return self.record.started_at + timedelta(microseconds=(perf_ns - self._t0_ns) / 1e3)
+
+    def _next_attempt(self, name: str) -> int:
+        counter = self._attempts.get(name)
+        if counter is None:
+            with self._attempts_lock:
+                counter = self._attempts.setdefault(name, count(1))
+        return next(counter)
+
+    @property
+    def artifact_store(self) -> ArtifactStore:
+        """The component cache's store (``<root>/cache``)."""
+        return self._recorder.artifact_store
+
+    def run_context(self) -> RunContext:
+        """What another process needs to record into this run (a task header)."""
+        record, profile = self.record, self._profile
+        return RunContext(
+            run_id=record.run_id, platform_id=record.platform_id, video_id=record.video_id,
+            profile=profile.name, optional=tuple(sorted(profile.optional)),
+            required=tuple(sorted(profile.required)),
+            pipeline_version=record.pipeline_version, config_hash=record.config_hash,
+            sampling_policy_version=record.sampling_policy_version,
+            carrier=carrier_for(record.run_id))
+
+    def note_cache_hit(self, producer_run_id: str | None) -> None:
+        """A hit on a result made by ``producer_run_id``: if that run never finished
+        (its manifest says ``running`` or ``error``), this run resumes it."""
+        if producer_run_id is None or producer_run_id == self.run_id or \
+                producer_run_id in self._producer_runs_seen:
+            return
+        self._producer_runs_seen.add(producer_run_id)
+        if self.record.resumed_from_run_id is None:
+            record = self.record
+            status = manifest_status(manifest_path(
+                self._recorder.settings.runs_dir, record.platform_id, record.video_id,
+                producer_run_id))
+            if status in ("running", "error"):
+                record.resumed_from_run_id = producer_run_id
+
+    def _component_finished(self, call: ComponentCall) -> None:
+        if call.models:
+            self._models_by_component[call.name] = call.models
+        if call.status == "error":
+            if call.required:
+                self._failed_required.append(call)
+            else:
+                self.record.warnings.append(
+                    optional_failure_warning(call.name, call.error_code,
+                                             exception_message(call.error, 200)))
+        self._recorder.emit(call)
+
+    def _snapshot(self) -> RunRecord:
+        """A copy of the run record for the sinks: what the run still changes (warnings,
+        the environment through ``mlobs.set_seed``) is copied, so no sink thread reads a
+        dict while the pipeline writes it."""
+        record = self.record
+        return replace(record, warnings=list(record.warnings),
+                       environment=dict(record.environment))
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def __enter__(self) -> Run:
+        self.record.environment = run_environment(self._seed)
+        # Both clocks are read here, so started_at + duration_ms brackets the components.
+        self.record.started_at = datetime.now(timezone.utc)
+        self._t0_ns = _perf_ns()
+        self._token = current_run_var.set(self)
+        active_runs[self.run_id] = self
+        self._recorder.emit(self._snapshot())
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        record = self.record
+        duration_ms = (_perf_ns() - self._t0_ns) / 1e6
+        reset_var(current_run_var, self._token)
+        active_runs.pop(self.run_id, None)
+        record.duration_ms = duration_ms
+        record.finished_at = record.started_at + timedelta(milliseconds=duration_ms)
+        record.resolved_models = {
+            name: [f"{m.name}:{m.version}" for m in models]
+            for name, models in sorted(self._models_by_component.items())}
+        failed = self._failed_required[0] if self._failed_required else None
+        if failed is not None:
+            record.status, record.error_code = "error", failed.error_code
+            record.error_message = required_failure_message(failed.name,
+                                                            exception_message(failed.error))
+        elif exc is not None and not isinstance(exc, GeneratorExit):
+            record.status, record.error_code = "error", classify_exception(exc)
+            record.error_message = exception_message(exc)
+        else:
+            record.status = "ok"
+            if exc is not None:
+                record.warnings.append(CLOSED_EARLY_WARNING)
+        recorder = self._recorder
+        recorder.emit(self._snapshot())
+        late = [] if recorder.flush(self._flush_timeout_s) else [
+            f"sinks did not finish within {self._flush_timeout_s} s at run end; records "
+            "may arrive late"]
+        late.extend(recorder.failures_for_run(self.run_id))
+        if late:  # rare: the final record goes out again, saying what went wrong
+            record.warnings.extend(late)
+            recorder.emit(self._snapshot())
+            recorder.flush(self._flush_timeout_s)
+        for hook in self._exit_hooks:
+            try:
+                hook(self)
+            except Exception:  # an integration's hook must not change the run's outcome
+                log.exception("mlobs: a run exit hook failed for run %s", self.run_id)
+        return False
+
+
+def run(platform_id: str, video_id: str, *, profile: str | AnalysisProfile = "default",
+        pipeline_version: str | None = None, config: Mapping[str, Any] | None = None,
+        sampling_policy_version: str | None = None, seed: int | None = None,
+        flush_timeout_s: float = 10.0) -> Run:
+    """Open a run over one video: ``with mlobs.run("youtube", "abc123") as run: ...``.
+
+    Args:
+        platform_id, video_id: what the run processes.
+        profile: the analysis profile, or just its name (then every component is required
+            unless its code says ``required=False``).
+        pipeline_version: the pipeline's code version.
+        config: the run's configuration (JSON values); hashed into ``config_hash``.
+        sampling_policy_version: version of the frame/segment sampling policy.
+        seed: the random seed, recorded in the environment.
+        flush_timeout_s: how long the end of the run waits for sinks (seconds).
+
+    Raises:
+        ConfigError: empty ids, or a config JSON cannot represent.
+    """
+    return Run(get_recorder(), platform_id=platform_id, video_id=video_id, profile=profile,
+               pipeline_version=pipeline_version, config=config,
+               sampling_policy_version=sampling_policy_version, seed=seed,
+               flush_timeout_s=flush_timeout_s)

@@ -1,0 +1,46 @@
+"""Setting the random seed through mlobs, so that the run records it (rules §5).
+
+Determinism is best-effort within one environment; the seed, engine, precision, device
+and CUDA/cuDNN versions recorded on the run are what makes a result reproducible.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+
+from mlobs.hooks.context import resolve_run
+from mlobs.core.errors import ConfigError
+
+
+def set_seed(seed: int) -> list[str]:
+    """Seed Python's ``random`` and, when the program already imported them, NumPy's
+    global generator and torch (CPU and every CUDA device); record the seed on the
+    current run's environment.
+
+    Args:
+        seed: a non-negative integer below 2**32 (NumPy's bound).
+
+    Returns:
+        The libraries seeded, e.g. ``["random", "numpy", "torch"]``.
+
+    Raises:
+        ConfigError: ``seed`` is not an integer in range.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError(f"seed must be an integer in [0, 2**32), got {seed!r:.40}")
+    random.seed(seed)
+    seeded = ["random"]
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed(seed)
+        seeded.append("numpy")
+    torch = sys.modules.get("torch")  # never imported by mlobs itself
+    if torch is not None:
+        torch.manual_seed(seed)  # seeds every CUDA device too
+        seeded.append("torch")
+    run = resolve_run()
+    if run is not None:
+        run.record.environment["seed"] = seed
+        run.record.environment["seeded"] = seeded
+    return seeded
