@@ -11,11 +11,6 @@ Everything importable from ``mlobs`` is listed in ``__all__``; other modules are
 unless their docs say otherwise.
 """
 
-from mlobs.hooks.component import ComponentCall
-from mlobs.hooks.context import current, current_run
-from mlobs.hooks.decorator import component
-from mlobs.hooks.run import Run, run
-from mlobs.hooks.batch_size import BatchSizeChoice, MemoryCost, choose_batch_size, load_checklist
 from mlobs.cache.codecs import Codec, JsonCodec
 from mlobs.cache.inputs import FileInput
 from mlobs.cache.intermediate import intermediate_dir
@@ -30,15 +25,25 @@ from mlobs.core.errors import (
     SchemaOutOfDateError,
     WarehouseError,
 )
+from mlobs.core.records import ComponentRecord, EventRecord, ModelRef, RunRecord
+from mlobs.core.signature import IdempotencyKey, config_hash, idempotency_key, model_signature
+from mlobs.hooks.batch_size import (
+    BatchSizeChoice,
+    MemoryCost,
+    choose_batch_size,
+    load_checklist,
+)
+from mlobs.hooks.component import ComponentCall
+from mlobs.hooks.context import current, current_run
+from mlobs.hooks.decorator import component
 from mlobs.hooks.external_cache import record_cache_lookup
 from mlobs.hooks.fallback import FallbackFailure, FallbackResult, predict_with_fallback
 from mlobs.hooks.oom import HalveBatch, OomPolicy
 from mlobs.hooks.profile import AnalysisProfile
-from mlobs.core.records import ComponentRecord, EventRecord, ModelRef, RunRecord
 from mlobs.hooks.retry import RetryPolicy
+from mlobs.hooks.run import Run, run
 from mlobs.hooks.seeding import set_seed
 from mlobs.hooks.setup import configure, flush, settings, sink_stats
-from mlobs.core.signature import IdempotencyKey, config_hash, idempotency_key, model_signature
 
 __version__ = "0.1.0"
 

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from mlobs.core.config import settings_from_env
-from mlobs.recording.recorder import Recorder, set_recorder
 from mlobs.core.records import ComponentRecord, RunRecord
+from mlobs.recording.recorder import Recorder, set_recorder
 from mlobs.sinks.base import materialize
 
 

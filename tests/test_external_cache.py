@@ -17,16 +17,15 @@ import pytest
 
 import mlobs
 import mlobs.analysis.rollup
+from mlobs.analysis.rollup import ExternalCacheRow, bucket_floor, compute_external_cache_rollup
 from mlobs.cli import rollup as rollup_cli
+from mlobs.cli.rollup import format_external_cache_rollup, rollup_json
 from mlobs.core.errors import ConfigError
-from mlobs.hooks.external_cache import EXTERNAL_CACHE_EVENT, LOOKUP_STATUSES, record_cache_lookup
 from mlobs.core.records import ComponentRecord, EventRecord, RunRecord
-from mlobs.analysis.rollup import (
-    ExternalCacheRow,
-    bucket_floor,
-    compute_external_cache_rollup,
-    format_external_cache_rollup,
-    rollup_json,
+from mlobs.hooks.external_cache import (
+    EXTERNAL_CACHE_EVENT,
+    LOOKUP_STATUSES,
+    record_cache_lookup,
 )
 from mlobs.testing import capture
 from mlobs.warehouse.migrate import upgrade

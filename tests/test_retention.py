@@ -29,19 +29,19 @@ from mlobs.cli.main import main
 from mlobs.core.errors import ConfigError
 from mlobs.core.manifest import manifest_document, write_manifest
 from mlobs.core.paths import manifest_path
-from mlobs.recording.recorder import set_recorder
 from mlobs.core.records import ComponentRecord, ModelRef, RunRecord, iso_utc
+from mlobs.core.signature import config_hash, idempotency_key, model_signature
+from mlobs.housekeeping.gc import apply_gc
+from mlobs.housekeeping.inventory import collect_inventory
 from mlobs.housekeeping.retention import (
     CacheVersion,
     GcPolicy,
     Inventory,
     RunInfo,
-    apply_gc,
-    collect_inventory,
     decide_runs,
     plan_gc,
 )
-from mlobs.core.signature import config_hash, idempotency_key, model_signature
+from mlobs.recording.recorder import set_recorder
 from mlobs.warehouse.deletion import RowCounts, count_run_rows, delete_runs
 from mlobs.warehouse.models import Base
 from mlobs.warehouse.store import WarehouseStore
@@ -520,13 +520,13 @@ def test_deletion_handles_any_artifact_index_shape(tmp_path, make_run):
     engine.dispose()
     url = f"sqlite:///{tmp_path / 'w.db'}"
     from mlobs.warehouse.engine import create_warehouse_engine
-    from mlobs.warehouse.store import _ComponentBatch, _run_rows
+    from mlobs.warehouse.rows import ComponentBatch, rows_of_runs
     first, second = make_run(video_id="one"), make_run(video_id="two")
     engine = create_warehouse_engine(url)
     with engine.begin() as conn:
         for run, components in (first, second):
-            conn.execute(Base.metadata.tables["runs"].insert(), _run_rows([run]))
-            batch = _ComponentBatch(components)
+            conn.execute(Base.metadata.tables["runs"].insert(), rows_of_runs([run]))
+            batch = ComponentBatch(components)
             conn.execute(Base.metadata.tables["component_runs"].insert(), batch.component_rows)
             conn.execute(Base.metadata.tables["events"].insert(), batch.event_rows)
         conn.execute(text("INSERT INTO artifact_index VALUES ('youtube', 'one', :a, NULL), "

@@ -10,9 +10,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from mlobs.core.errors import ConfigError, SchemaOutOfDateError, WarehouseError
-from mlobs.warehouse.reuse import DEFAULT_TTL_DAYS, reusable_run
 from mlobs.core.signature import config_hash
 from mlobs.warehouse import migrate
+from mlobs.warehouse.reuse import DEFAULT_TTL_DAYS, reusable_run
 from mlobs.warehouse.store import WarehouseStore
 
 NOW = datetime(2026, 5, 20, 12, 0, tzinfo=timezone.utc)
@@ -161,7 +161,7 @@ def test_an_unreachable_warehouse_is_a_warehouse_error():
 
 
 def test_a_missing_sqlite_file_is_a_warehouse_error_and_is_not_created(sqlite_url, tmp_path):
-    with pytest.raises(WarehouseError, match="no warehouse file"):
+    with pytest.raises(WarehouseError, match="no warehouse at"):
         reusable_run(sqlite_url, "youtube", "v1", now=NOW)
     assert not (tmp_path / "warehouse").exists()
 

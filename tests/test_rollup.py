@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from mlobs.cli import rollup as rollup_cli
 from mlobs.analysis.duckdb_connect import (
     EXTENSION_WHEELS,
     attach_warehouse,
@@ -28,16 +27,17 @@ from mlobs.analysis.duckdb_connect import (
     extension_path,
     libpq_conninfo,
 )
-from mlobs.core.errors import ConfigError, SchemaOutOfDateError, WarehouseError
-from mlobs.core.records import ComponentRecord, ModelRef, RunRecord
 from mlobs.analysis.rollup import (
     RollupRow,
     bucket_floor,
     compute_rollup,
     export_parquet,
-    format_rollup,
     write_rollup,
 )
+from mlobs.cli import rollup as rollup_cli
+from mlobs.cli.rollup import format_rollup
+from mlobs.core.errors import ConfigError, SchemaOutOfDateError, WarehouseError
+from mlobs.core.records import ComponentRecord, ModelRef, RunRecord
 from mlobs.core.signature import model_signature
 from mlobs.warehouse.engine import create_warehouse_engine
 from mlobs.warehouse.migrate import upgrade
@@ -431,9 +431,9 @@ def test_write_rollup_rejects_mixed_buckets(sqlite_warehouse: str) -> None:
 
 def test_missing_and_unmigrated_databases(tmp_path) -> None:
     missing = f"sqlite:///{tmp_path / 'nope.db'}"
-    with pytest.raises(WarehouseError, match="no warehouse database"):
+    with pytest.raises(WarehouseError, match="no warehouse at"):
         compute_rollup(missing)
-    with pytest.raises(WarehouseError, match="no warehouse database"):
+    with pytest.raises(WarehouseError, match="no warehouse at"):
         write_rollup(missing, [], "all")
     assert not (tmp_path / "nope.db").exists()
     bare = tmp_path / "bare.db"
@@ -635,7 +635,7 @@ def test_cli_default_db_url_from_environment(sqlite_warehouse: str, monkeypatch,
 def test_cli_missing_database_fails_clearly(tmp_path, capsys) -> None:
     assert _cli("--db-url", f"sqlite:///{tmp_path / 'none.db'}") == 1
     _, err = capsys.readouterr()
-    assert "mlobs rollup: error: no warehouse database" in err
+    assert "mlobs rollup: error: no warehouse at" in err
     bare = tmp_path / "bare.db"
     bare.touch()
     assert _cli("--db-url", f"sqlite:///{bare}") == 1

@@ -49,7 +49,6 @@ the same invocations. These rows are computed, printed and exported as JSON, not
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -58,12 +57,11 @@ from typing import Any
 
 import duckdb
 import sqlalchemy as sa
-from tabulate import tabulate
 
-from mlobs.core.records import MISS_REASONS
 from mlobs.analysis.duckdb_connect import attach_warehouse, connect_duckdb
 from mlobs.core.errors import ConfigError, WarehouseError
-from mlobs.warehouse.engine import create_warehouse_engine, display_url, normalize_url
+from mlobs.core.records import MISS_REASONS
+from mlobs.warehouse.engine import create_warehouse_engine, display_url, require_sqlite_file
 from mlobs.warehouse.migrate import check_schema
 from mlobs.warehouse.models import ComponentRollup, ComponentRun, Event
 
@@ -77,7 +75,6 @@ EVENTS_TABLE = Event.__tablename__
 EXTERNAL_CACHE_EVENT = "external_cache"
 #: cache_miss_reasons key of a miss recorded without a reason.
 UNKNOWN_MISS_REASON = "unknown"
-_UPGRADE_HINT = "run `mlobs db upgrade` first"
 
 
 @dataclass(frozen=True)
@@ -280,12 +277,7 @@ def _external_cache_sql(bucket: str, alias: str, with_since: bool) -> str:
 
 def _checked_engine(db_url: str) -> sa.Engine:
     """The warehouse engine, once the database is known to exist at the head revision."""
-    url = normalize_url(db_url)
-    # Opening a missing SQLite file would create an empty database; say what is wrong instead.
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        path = Path(url.database).expanduser().resolve()
-        if not path.is_file():
-            raise WarehouseError(f"no warehouse database at {path}; {_UPGRADE_HINT}")
+    require_sqlite_file(db_url)
     engine = create_warehouse_engine(db_url)
     try:
         check_schema(engine)
@@ -506,115 +498,3 @@ def export_parquet(rows: Sequence[RollupRow], path: str | Path) -> Path:
     finally:
         con.close()
     return target
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
-
-
-def _mib(value: float | None) -> str:
-    return "-" if value is None else f"{value / 2**20:.1f}"
-
-
-def format_rollup(rows: Sequence[RollupRow]) -> str:
-    """A plain-text table of rollup rows, for terminals and logs.
-
-    Columns: bucket start (only when some row has one, as ``YYYY-MM-DD HH:MM`` UTC),
-    component, model_signature's first 12 characters (``-`` when none), invocations, runs,
-    p50/p95/p99 duration in ms, error %, empty %, cache hit %, then the cache miss reasons
-    (``model_signature_changed:3, input_changed:5``; ``-`` for none) only when some row
-    has a miss, OOM % (of invocations), retries and p95 peak RSS in MiB; then p95 GPU
-    allocated / reserved peaks in MiB only when some row has one, and degraded % only when
-    some row set a prediction_status. ``-`` means not measured.
-    """
-    if not rows:
-        return "(no component runs to roll up)"
-    bucketed = any(r.bucket_start is not None for r in rows)
-    # Optional columns keep the usual table (CPU-only, no fallback chains) narrow.
-    gpu = any(r.p95_peak_gpu_allocated_bytes is not None
-              or r.p95_peak_gpu_reserved_bytes is not None for r in rows)
-    degraded = any(r.degraded_rate is not None for r in rows)
-    misses = any(r.cache_miss_reasons for r in rows)
-    headers = ["component", "model", "invocations", "runs", "p50 ms", "p95 ms", "p99 ms",
-               "error %", "empty %", "cache hit %", "OOM %", "retries", "p95 RSS MiB"]
-    if misses:
-        headers.insert(headers.index("cache hit %") + 1, "miss reasons")
-    if gpu:
-        headers += ["p95 GPU alloc MiB", "p95 GPU rsvd MiB"]
-    if degraded:
-        headers.append("degraded %")
-    if bucketed:
-        headers.insert(0, "bucket (UTC)")
-    table = []
-    for r in rows:
-        line = [r.component, r.model_signature[:12] if r.model_signature else "-",
-                r.invocations, r.runs, _ms(r.p50_duration_ms), _ms(r.p95_duration_ms),
-                _ms(r.p99_duration_ms), _pct(r.error_rate), _pct(r.empty_rate),
-                _pct(r.cache_hit_rate), _pct(r.oom_rate),
-                r.retries, _mib(r.p95_peak_rss_bytes)]
-        if misses:  # right after cache hit %
-            line.insert(10, format_miss_reasons(r.cache_miss_reasons))
-        if gpu:
-            line += [_mib(r.p95_peak_gpu_allocated_bytes), _mib(r.p95_peak_gpu_reserved_bytes)]
-        if degraded:
-            line.append(_pct(r.degraded_rate))
-        if bucketed:
-            line.insert(0, "-" if r.bucket_start is None
-                        else r.bucket_start.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"))
-        table.append(line)
-    left = 3 if bucketed else 2
-    align = ["left"] * left + ["right"] * (len(headers) - left)
-    if misses:
-        align[headers.index("miss reasons")] = "left"
-    # disable_numparse keeps "-" and the pre-formatted numbers exactly as written.
-    return tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True,
-                    colalign=align)
-
-
-def format_miss_reasons(reasons: dict[str, int]) -> str:
-    """``model_signature_changed:3, input_changed:5`` (in the dict's order); ``-`` if empty."""
-    return ", ".join(f"{reason}:{n}" for reason, n in reasons.items()) or "-"
-
-
-def format_external_cache_rollup(rows: Sequence[ExternalCacheRow]) -> str:
-    """A plain-text table of external cache rows: [bucket (UTC),] component, cache,
-    lookups, hits, misses, stale, hit %, stale %."""
-    if not rows:
-        return "(no external cache lookups)"
-    bucketed = any(r.bucket_start is not None for r in rows)
-    headers = ["component", "external cache", "lookups", "hits", "misses", "stale",
-               "hit %", "stale %"]
-    table = []
-    for r in rows:
-        line = [r.component, r.cache, r.lookups, r.hits, r.misses, r.stale,
-                _pct(r.hit_rate), _pct(r.stale_rate)]
-        if bucketed:
-            line.insert(0, "-" if r.bucket_start is None
-                        else r.bucket_start.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M"))
-        table.append(line)
-    if bucketed:
-        headers.insert(0, "bucket (UTC)")
-    left = 3 if bucketed else 2
-    return tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True,
-                    colalign=["left"] * left + ["right"] * (len(headers) - left))
-
-
-def rollup_json(rows: Sequence[RollupRow],
-                external_caches: Sequence[ExternalCacheRow] | None = None) -> str:
-    """Rollup rows as JSON.
-
-    Without ``external_caches``: an array of :meth:`RollupRow.to_dict` objects. With it
-    (``mlobs rollup --json``): an object ``{"component_rollups": [...],
-    "external_caches": [...]}`` of :meth:`RollupRow.to_dict` and
-    :meth:`ExternalCacheRow.to_dict` objects.
-    """
-    components = [r.to_dict() for r in rows]
-    if external_caches is None:
-        return json.dumps(components, indent=2)
-    return json.dumps({"component_rollups": components,
-                       "external_caches": [r.to_dict() for r in external_caches]},
-                      indent=2)

@@ -33,9 +33,9 @@ from typing import Any
 
 from filelock import FileLock
 
-from mlobs.core.atomic_file import write_atomically
 from mlobs.cache.codecs import DEFAULT_CODEC, Codec
 from mlobs.cache.entries import INDEX_FILE, CacheEntry, VideoCacheIndex
+from mlobs.core.atomic_file import write_atomically
 from mlobs.core.errors import ConfigError, CorruptArtifactError
 from mlobs.core.paths import safe_segment
 from mlobs.core.records import ModelRef

@@ -27,10 +27,10 @@ from tabulate import tabulate
 
 from mlobs.cache.entries import CacheEntry, VideoCacheIndex
 from mlobs.cache.store import ArtifactStore
-from mlobs.core.errors import CorruptArtifactError
+from mlobs.cli.argtypes import cache_version, non_negative_int
 from mlobs.cli.db import fail
 from mlobs.core.config import resolve_settings
-from mlobs.core.errors import ConfigError, MlobsError
+from mlobs.core.errors import ConfigError, CorruptArtifactError, MlobsError
 
 ROOT_HELP = "mlobs root holding cache/ (default: $MLOBS_ROOT or ./mlobs-data)"
 
@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     use.add_argument("--platform-id", required=True)
     use.add_argument("--video-id", required=True)
     use.add_argument("component")
-    use.add_argument("version", type=_version)
+    use.add_argument("version", type=cache_version)
     use.add_argument("--root", default=None, help=ROOT_HELP)
     use.set_defaults(func=use_command)
 
@@ -64,30 +64,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     diff.add_argument("--platform-id", required=True)
     diff.add_argument("--video-id", required=True)
     diff.add_argument("component")
-    diff.add_argument("v1", type=_version, metavar="V1")
-    diff.add_argument("v2", type=_version, metavar="V2")
-    diff.add_argument("--context", type=_non_negative, default=3, metavar="N",
+    diff.add_argument("v1", type=cache_version, metavar="V1")
+    diff.add_argument("v2", type=cache_version, metavar="V2")
+    diff.add_argument("--context", type=non_negative_int, default=3, metavar="N",
                       help="lines of context around each change (default: 3)")
     diff.add_argument("--root", default=None, help=ROOT_HELP)
     diff.set_defaults(func=diff_command)
 
 
-def _version(text: str) -> int:
-    """``3`` or ``v3``."""
-    try:
-        value = int(text[1:] if text[:1] in ("v", "V") else text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a version number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"versions start at 1, got {value}")
-    return value
 
 
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be >= 0")
-    return value
 
 
 def _store(args: argparse.Namespace) -> ArtifactStore:

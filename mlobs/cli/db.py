@@ -17,13 +17,14 @@ import sys
 from collections.abc import Callable
 
 from mlobs.core.config import settings_from_env
-from mlobs.core.errors import MlobsError, SchemaOutOfDateError, WarehouseError
+from mlobs.core.errors import MlobsError, SchemaOutOfDateError
 from mlobs.warehouse import migrate
 from mlobs.warehouse.engine import (
     create_warehouse_engine,
     db_url_option,
     display_url,
     missing_sqlite_file,
+    require_sqlite_file,
 )
 from mlobs.warehouse.store import WarehouseStore
 
@@ -53,10 +54,7 @@ def open_existing_store(db_url: str) -> WarehouseStore:
         MlobsError: no such SQLite file, the database is unreachable, or its schema is
             not at this mlobs's revision (the message says which command to run).
     """
-    missing = missing_sqlite_file(db_url)
-    if missing is not None:
-        raise WarehouseError(f"no warehouse at {missing}: record a run, or create it with "
-                             f"`mlobs db upgrade {db_url_option(db_url)}`")
+    require_sqlite_file(db_url)
     return WarehouseStore(db_url)
 
 

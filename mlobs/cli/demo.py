@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlobs.cli.argtypes import positive_int
+
 if TYPE_CHECKING:
     from mlobs.demo.runner import DemoSummary
 
@@ -31,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--root", type=Path, default=None, metavar="DIR",
                         help="directory for manifests and the SQLite warehouse "
                              "(default: $MLOBS_ROOT or ./mlobs-data)")
-    parser.add_argument("--max-videos", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--max-videos", type=positive_int, default=None, metavar="N",
                         help="at most N videos per pipeline (default: all)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress lines; only the final report")
@@ -39,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="recompute every cached text component and store the results "
                              "as new versions (default: reuse results cached under "
                              "<root>/cache)")
-    parser.add_argument("--embedding-dimensions", type=_positive_int, default=None,
+    parser.add_argument("--embedding-dimensions", type=positive_int, default=None,
                         metavar="N",
                         help="dimensions of the tfidf-svd embedding model (default: 64); "
                              "another value is another model, so its cache misses with "
@@ -47,11 +49,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=main)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def main(args: argparse.Namespace) -> int:
@@ -80,5 +77,6 @@ def main(args: argparse.Namespace) -> int:
 
 def rollup_report(summary: DemoSummary) -> str:
     """The per-component rollup of the warehouse as a text table (the one rollup call site)."""
-    from mlobs.analysis.rollup import compute_rollup, format_rollup
+    from mlobs.analysis.rollup import compute_rollup
+    from mlobs.cli.rollup import format_rollup
     return format_rollup(compute_rollup(summary.warehouse_url))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from mlobs.core.config import resolve_settings
-from mlobs.cli.doctor_checks import run_checks
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def doctor_command(args: argparse.Namespace) -> int:
+    """``mlobs doctor``: 0 when every check passes, else 1."""
+    from mlobs.cli.doctor_checks import run_checks  # the warehouse's imports, when it runs
+
     settings = resolve_settings(root=args.root, db_url=args.db_url)
     checks = run_checks(settings)
     for check in checks:

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlobs.core.config import Settings
-from mlobs.core.errors import MlobsError
-from mlobs.sinks.ingest import find_manifests
-from mlobs.core.errors import ManifestError
+from mlobs.core.errors import ManifestError, MlobsError
 from mlobs.core.manifest import read_manifest
+from mlobs.sinks.ingest import find_manifests
 from mlobs.sinks.spool import REJECTED_NAME, spool_contents
 from mlobs.warehouse.engine import (
     db_url_option,

@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from mlobs.cli.db import fail
+from mlobs.cli.formatting import size
 from mlobs.core.errors import MlobsError
+
+if TYPE_CHECKING:
+    from mlobs.housekeeping.forget import ForgetReport
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,9 +53,32 @@ def forget_command(args: argparse.Namespace) -> int:
                               db_urls=args.db_url)
     except MlobsError as exc:
         return fail(str(exc))
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report.render())
+    print(json.dumps(report.to_dict(), indent=2) if args.json else render_report(report))
     if report.problems:
         for problem in report.problems:
             fail(f"not deleted: {problem}")
         return 1
     return 0
+
+
+def render_report(report: ForgetReport) -> str:
+    """The report as text (what ``mlobs forget`` prints)."""
+    which = (f"{report.platform_id}/{report.video_id}" if report.platform_id is not None
+             else f"{report.video_id} (every platform)")
+    lines = [f"forget video {which}"]
+    for tree in report.trees:
+        lines.append(f"  deleted {tree.kind} {tree.path}: {tree.files} file(s), "
+                     f"{size(tree.size_bytes)}")
+    if not report.trees:
+        lines.append("  no manifests or cached files")
+    for url, counts in report.warehouses:
+        lines.append(f"  warehouse {url}: deleted {counts.describe()} row(s)")
+    for url in report.absent:
+        lines.append(f"  warehouse {url}: no database there, nothing to delete")
+    for problem in report.problems:
+        lines.append(f"  FAILED: {problem}")
+    lines.append("nothing was deleted (already forgotten)" if report.nothing_deleted
+                 and not report.problems else
+                 f"deleted {report.files} file(s), {size(report.size_bytes)}, "
+                 f"{report.rows.total} warehouse row(s)")
+    return "\n".join(lines)

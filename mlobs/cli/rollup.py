@@ -20,28 +20,26 @@ each time from ``events``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from tabulate import tabulate
+
+from mlobs.cli.argtypes import iso_datetime
+from mlobs.cli.formatting import MISSING, mib, ms, pct, when
 from mlobs.core.config import settings_from_env
 from mlobs.core.errors import MlobsError
+
+if TYPE_CHECKING:
+    from mlobs.analysis.rollup import ExternalCacheRow, RollupRow
 
 # mlobs.analysis.rollup (DuckDB, SQLAlchemy, Alembic: ~0.4 s) is imported when the command runs,
 # not when the CLI starts, like the other subcommands.
 #: Same values as mlobs.analysis.rollup.BUCKETS (a test keeps them equal).
 BUCKETS = ("all", "hour", "day")
 ROLLUP_TABLE = "component_rollups"
-
-
-def _iso_datetime(text: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"not an ISO 8601 date/time: {text!r} (e.g. 2024-05-01 or "
-            f"2024-05-01T12:00:00+00:00)") from exc
-    # Naive input is taken as UTC, like mlobs.core.records.parse_utc.
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -68,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                              "SQLite warehouse under $MLOBS_ROOT)")
     parser.add_argument("--bucket", choices=BUCKETS, default="all",
                         help="time bucket of started_at, in UTC (default: all)")
-    parser.add_argument("--since", type=_iso_datetime, default=None, metavar="ISO",
+    parser.add_argument("--since", type=iso_datetime, default=None, metavar="ISO",
                         help="only invocations started at or after this ISO 8601 time "
                              "(naive = UTC); hour/day buckets start at its bucket boundary "
                              "and earlier stored buckets are kept")
@@ -94,9 +92,6 @@ def run_rollup(args: argparse.Namespace) -> int:
         compute_external_cache_rollup,
         compute_rollup,
         export_parquet,
-        format_external_cache_rollup,
-        format_rollup,
-        rollup_json,
         write_rollup,
     )
 
@@ -124,3 +119,103 @@ def run_rollup(args: argparse.Namespace) -> int:
         print(f"mlobs rollup: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+# -- text and JSON output -------------------------------------------------------------
+
+def format_rollup(rows: Sequence[RollupRow]) -> str:
+    """A plain-text table of rollup rows, for terminals and logs.
+
+    Columns: bucket start (only when some row has one, as ``YYYY-MM-DD HH:MM`` UTC),
+    component, model_signature's first 12 characters (``-`` when none), invocations, runs,
+    p50/p95/p99 duration in ms, error %, empty %, cache hit %, then the cache miss reasons
+    (``model_signature_changed:3, input_changed:5``; ``-`` for none) only when some row
+    has a miss, OOM % (of invocations), retries and p95 peak RSS in MiB; then p95 GPU
+    allocated / reserved peaks in MiB only when some row has one, and degraded % only when
+    some row set a prediction_status. ``-`` means not measured.
+    """
+    if not rows:
+        return "(no component runs to roll up)"
+    bucketed = any(r.bucket_start is not None for r in rows)
+    # Optional columns keep the usual table (CPU-only, no fallback chains) narrow.
+    gpu = any(r.p95_peak_gpu_allocated_bytes is not None
+              or r.p95_peak_gpu_reserved_bytes is not None for r in rows)
+    degraded = any(r.degraded_rate is not None for r in rows)
+    misses = any(r.cache_miss_reasons for r in rows)
+    headers = ["component", "model", "invocations", "runs", "p50 ms", "p95 ms", "p99 ms",
+               "error %", "empty %", "cache hit %", "OOM %", "retries", "p95 RSS MiB"]
+    if misses:
+        headers.insert(headers.index("cache hit %") + 1, "miss reasons")
+    if gpu:
+        headers += ["p95 GPU alloc MiB", "p95 GPU rsvd MiB"]
+    if degraded:
+        headers.append("degraded %")
+    if bucketed:
+        headers.insert(0, "bucket (UTC)")
+    table = []
+    for r in rows:
+        line = [r.component, r.model_signature[:12] if r.model_signature else MISSING,
+                r.invocations, r.runs, ms(r.p50_duration_ms), ms(r.p95_duration_ms),
+                ms(r.p99_duration_ms), pct(r.error_rate), pct(r.empty_rate),
+                pct(r.cache_hit_rate), pct(r.oom_rate),
+                r.retries, mib(r.p95_peak_rss_bytes)]
+        if misses:  # right after cache hit %
+            line.insert(10, format_miss_reasons(r.cache_miss_reasons))
+        if gpu:
+            line += [mib(r.p95_peak_gpu_allocated_bytes), mib(r.p95_peak_gpu_reserved_bytes)]
+        if degraded:
+            line.append(pct(r.degraded_rate))
+        if bucketed:
+            line.insert(0, when(r.bucket_start, minutes=True))
+        table.append(line)
+    left = 3 if bucketed else 2
+    align = ["left"] * left + ["right"] * (len(headers) - left)
+    if misses:
+        align[headers.index("miss reasons")] = "left"
+    # disable_numparse keeps MISSING and the pre-formatted numbers exactly as written.
+    return tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True,
+                    colalign=align)
+
+
+def format_miss_reasons(reasons: dict[str, int]) -> str:
+    """``model_signature_changed:3, input_changed:5`` (in the dict's order); ``-`` if empty."""
+    return ", ".join(f"{reason}:{n}" for reason, n in reasons.items()) or MISSING
+
+
+def format_external_cache_rollup(rows: Sequence[ExternalCacheRow]) -> str:
+    """A plain-text table of external cache rows: [bucket (UTC),] component, cache,
+    lookups, hits, misses, stale, hit %, stale %."""
+    if not rows:
+        return "(no external cache lookups)"
+    bucketed = any(r.bucket_start is not None for r in rows)
+    headers = ["component", "external cache", "lookups", "hits", "misses", "stale",
+               "hit %", "stale %"]
+    table = []
+    for r in rows:
+        line = [r.component, r.cache, r.lookups, r.hits, r.misses, r.stale,
+                pct(r.hit_rate), pct(r.stale_rate)]
+        if bucketed:
+            line.insert(0, when(r.bucket_start, minutes=True))
+        table.append(line)
+    if bucketed:
+        headers.insert(0, "bucket (UTC)")
+    left = 3 if bucketed else 2
+    return tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True,
+                    colalign=["left"] * left + ["right"] * (len(headers) - left))
+
+
+def rollup_json(rows: Sequence[RollupRow],
+                external_caches: Sequence[ExternalCacheRow] | None = None) -> str:
+    """Rollup rows as JSON.
+
+    Without ``external_caches``: an array of :meth:`RollupRow.to_dict` objects. With it
+    (``mlobs rollup --json``): an object ``{"component_rollups": [...],
+    "external_caches": [...]}`` of :meth:`RollupRow.to_dict` and
+    :meth:`ExternalCacheRow.to_dict` objects.
+    """
+    components = [r.to_dict() for r in rows]
+    if external_caches is None:
+        return json.dumps(components, indent=2)
+    return json.dumps({"component_rollups": components,
+                       "external_caches": [r.to_dict() for r in external_caches]},
+                      indent=2)

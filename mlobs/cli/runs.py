@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime
 
 from tabulate import tabulate
 
+from mlobs.cli.argtypes import positive_int
 from mlobs.cli.db import add_db_url_argument, fail, open_existing_store, resolve_db_url
+from mlobs.cli.formatting import mib, ms, when
 from mlobs.core.errors import MlobsError, WarehouseError
 from mlobs.core.records import RUN_STATUSES, ComponentRecord, RunRecord
 
@@ -35,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = runs.add_subparsers(dest="runs_command", metavar="COMMAND", required=True)
 
     listing = commands.add_parser("list", help="recent runs, newest first")
-    listing.add_argument("--limit", type=_positive_int, default=50,
+    listing.add_argument("--limit", type=positive_int, default=50,
                          help="at most this many runs (default: 50)")
     listing.add_argument("--platform-id", default=None)
     listing.add_argument("--video-id", default=None)
@@ -66,11 +67,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     manifest.set_defaults(func=manifest_command)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be a positive integer")
-    return value
 
 
 def list_command(args: argparse.Namespace) -> int:
@@ -90,7 +86,7 @@ def list_command(args: argparse.Namespace) -> int:
         print("no runs")
         return 0
     rows = [(run.run_id, f"{run.platform_id}/{run.video_id}", run.profile or "", run.status,
-             _when(run.started_at), _ms(run.duration_ms), counts.get(run.run_id, 0),
+             when(run.started_at), ms(run.duration_ms), counts.get(run.run_id, 0),
              len(run.warnings)) for run in runs]
     print(tabulate(rows, headers=("run_id", "platform/video", "profile", "status",
                                   "started (UTC)", "duration_ms", "components", "warnings"),
@@ -150,7 +146,7 @@ def manifest_command(args: argparse.Namespace) -> int:
 
 def _run_table(run: RunRecord) -> str:
     data = run.to_dict()
-    data["started_at"], data["finished_at"] = _when(run.started_at), _when(run.finished_at)
+    data["started_at"], data["finished_at"] = when(run.started_at), when(run.finished_at)
     rows = [(name, _cell(value)) for name, value in data.items()]
     return tabulate(rows, tablefmt="plain", disable_numparse=True)
 
@@ -168,10 +164,10 @@ def _components_table(components: list[ComponentRecord]) -> str:
     rows = []
     for c in components:
         row = [c.component, c.attempt, c.status, c.empty_reason or c.error_code or "",
-               _ms(c.duration_ms), _batch(c), c.oom_count, c.retry_count,
-               _mib(c.peak_rss_bytes)]
+               ms(c.duration_ms), _batch(c), c.oom_count, c.retry_count,
+               mib(c.peak_rss_bytes)]
         if with_gpu:
-            row += [_mib(c.peak_gpu_allocated_bytes), _mib(c.peak_gpu_reserved_bytes)]
+            row += [mib(c.peak_gpu_allocated_bytes), mib(c.peak_gpu_reserved_bytes)]
         if with_prediction:
             row.append(c.prediction_status or "")
         row.append((c.model_signature or "")[:SHORT_SIGNATURE])
@@ -188,16 +184,10 @@ def _batch(c: ComponentRecord) -> str:
     return str(c.batch_size)
 
 
-def _mib(value: int | None) -> str:
-    return "" if value is None else f"{value / 2**20:.1f}"
 
 
-def _when(value: datetime | None) -> str:
-    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _ms(value: float | None) -> str:
-    return "" if value is None else f"{value:.1f}"
 
 
 def _cell(value: object) -> str:

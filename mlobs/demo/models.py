@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+
 import numpy as np
 import sklearn
 from sklearn.datasets import load_digits

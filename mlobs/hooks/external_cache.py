@@ -44,10 +44,10 @@ shows up in unobserved unit tests too.
 
 from __future__ import annotations
 
-from mlobs.hooks.context import current
 from mlobs.core.checks import check_word
 from mlobs.core.errors import ConfigError
 from mlobs.core.limits import CODE_MAX_CHARS, NAME_MAX_CHARS
+from mlobs.hooks.context import current
 
 #: Event kind of an external cache lookup (``events.kind`` in the warehouse).
 EXTERNAL_CACHE_EVENT = "external_cache"

@@ -29,10 +29,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from mlobs.hooks.context import current
 from mlobs.core.classify import classify_exception, exception_message
 from mlobs.core.errors import ConfigError, Empty
 from mlobs.core.records import ModelRef
+from mlobs.hooks.context import current
 
 __all__ = ["FALLBACK_EVENT", "FallbackFailure", "FallbackResult", "predict_with_fallback"]
 

@@ -12,10 +12,10 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from mlobs.hooks.run import Run
+from mlobs.core.propagation import RunContext, remember_joined
 from mlobs.hooks.context import active_runs, current_run_var
 from mlobs.hooks.profile import AnalysisProfile
-from mlobs.core.propagation import RunContext, remember_joined
+from mlobs.hooks.run import Run
 from mlobs.recording.recorder import Recorder
 
 

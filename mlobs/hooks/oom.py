@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from mlobs.core.checks import check_int
 from mlobs.core.classify import oom_device_kind, requested_bytes
 from mlobs.core.records import device_kind_of
-from mlobs.core.checks import check_int
 from mlobs.probes.gpu import cuda_memory_snapshot
 from mlobs.probes.rss import cpu_memory_snapshot
 

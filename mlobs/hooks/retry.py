@@ -14,8 +14,8 @@ from types import SimpleNamespace
 
 from tenacity import wait_exponential_jitter
 
-from mlobs.core.classify import TRANSIENT_CODES
 from mlobs.core.checks import check_finite, check_int
+from mlobs.core.classify import TRANSIENT_CODES
 from mlobs.core.errors import ConfigError
 
 #: error codes no policy may retry (fail fast: model system rules §7).

@@ -9,8 +9,8 @@ from __future__ import annotations
 import random
 import sys
 
-from mlobs.hooks.context import resolve_run
 from mlobs.core.errors import ConfigError
+from mlobs.hooks.context import resolve_run
 
 
 def set_seed(seed: int) -> list[str]:

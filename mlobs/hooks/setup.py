@@ -6,8 +6,8 @@ import os
 from collections.abc import Sequence
 
 from mlobs.core.config import Settings, resolve_settings
-from mlobs.hooks.context import active_runs
 from mlobs.core.errors import ConfigError
+from mlobs.hooks.context import active_runs
 from mlobs.recording.recorder import Recorder, build_sinks, get_recorder, set_recorder
 from mlobs.sinks.base import Sink, SinkStats
 

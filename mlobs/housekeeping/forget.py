@@ -22,14 +22,14 @@ is reported in ``problems`` while the rest is still deleted; calling again finis
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlobs.core.errors import ConfigError, WarehouseError
-from mlobs.core.paths import safe_segment, tree_size
+from mlobs.core.paths import safe_segment
+from mlobs.housekeeping.trees import prune_empty_parents, remove_tree
 from mlobs.warehouse.deletion import RowCounts
 
 
@@ -75,28 +75,6 @@ class ForgetReport:
     def nothing_deleted(self) -> bool:
         return not self.trees and self.rows.total == 0
 
-    def render(self) -> str:
-        """The report as text (what ``mlobs forget`` prints)."""
-        which = (f"{self.platform_id}/{self.video_id}" if self.platform_id is not None
-                 else f"{self.video_id} (every platform)")
-        lines = [f"forget video {which}"]
-        for tree in self.trees:
-            lines.append(f"  deleted {tree.kind} {tree.path}: {tree.files} file(s), "
-                         f"{tree.size_bytes} bytes")
-        if not self.trees:
-            lines.append("  no manifests or cached files")
-        for url, counts in self.warehouses:
-            lines.append(f"  warehouse {url}: deleted {counts.describe()} row(s)")
-        for url in self.absent:
-            lines.append(f"  warehouse {url}: no database there, nothing to delete")
-        for problem in self.problems:
-            lines.append(f"  FAILED: {problem}")
-        lines.append("nothing was deleted (already forgotten)" if self.nothing_deleted
-                     and not self.problems else
-                     f"deleted {self.files} file(s), {self.size_bytes} bytes, "
-                     f"{self.rows.total} warehouse row(s)")
-        return "\n".join(lines)
-
     def to_dict(self) -> dict[str, Any]:
         return {"video_id": self.video_id, "platform_id": self.platform_id,
                 "deleted": [{"kind": t.kind, "path": str(t.path), "files": t.files,
@@ -123,21 +101,10 @@ def _video_dirs(base: Path, video_id: str, platform_id: str | None) -> list[Path
 
 
 def _delete_tree(kind: str, path: Path, base: Path, report: ForgetReport) -> None:
-    files, size = tree_size(path)
-    try:
-        shutil.rmtree(path)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        report.problems.append(f"{path}: {exc}")
-        return
-    report.trees.append(DeletedTree(kind, path, files, size))
-    parent = path.parent
-    if parent != base:
-        try:
-            parent.rmdir()  # the platform folder, when this was its last video
-        except OSError:
-            pass
+    removed = remove_tree(path, report.problems)
+    if removed is not None:
+        report.trees.append(DeletedTree(kind, path, *removed))
+        prune_empty_parents(path.parent, base)  # the platform folder, if now empty
 
 
 def forget_video(video_id: str, *, platform_id: str | None = None,

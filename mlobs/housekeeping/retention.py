@@ -61,8 +61,6 @@ prints the same plan as ``mlobs gc`` and deletes nothing.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -71,20 +69,10 @@ from pathlib import Path
 from typing import Any
 
 from mlobs.cache.entries import CacheEntry
-from mlobs.cache.intermediate import (
-    INTERMEDIATE_FOLDER,
-    REGISTRATION_FILE,
-    Intermediate,
-    find_intermediates,
-    read_registration,
-)
-from mlobs.cache.store import ArtifactStore
+from mlobs.cache.intermediate import Intermediate
 from mlobs.core.checks import check_finite, check_int
-from mlobs.core.errors import ConfigError, WarehouseError
-from mlobs.core.errors import ManifestError
-from mlobs.core.manifest import read_manifest
-from mlobs.core.paths import tree_size
-from mlobs.core.records import iso_utc, parse_utc
+from mlobs.core.errors import ConfigError
+from mlobs.core.records import iso_utc
 
 #: Defaults of the policy (model system rules §6; frames retention §7).
 KEEP_PREVIOUS = 2
@@ -277,56 +265,6 @@ class GcPlan:
     def empty(self) -> bool:
         return not (self.dropped_runs or self.cache_versions or self.intermediates)
 
-    def render(self, *, show_kept: bool = False) -> str:
-        """The plan as text (what ``mlobs gc`` and ``mlobs gc --dry-run`` print)."""
-        policy = self.policy
-        lines = [
-            f"gc plan at {iso_utc(self.now)}",
-            f"policy: per key, keep the latest ok run, the {policy.keep_previous} run(s) "
-            f"before it, every run after it and the runs artifact_index names; hard cap "
-            f"{policy.hard_cap_days:g} days "
-            f"(everything before {iso_utc(self.cutoff)}); intermediate directories "
-            f"{policy.intermediate_ttl_days:g} days (before "
-            f"{iso_utc(self.intermediate_cutoff)}); warehouse rows of "
-            + ("every dropped run" if policy.warehouse == "dropped"
-               else "runs past the hard cap"),
-        ]
-        dropped = self.dropped_runs
-        by_reason = {r: sum(1 for d in dropped if d.reason == r) for r in DROP_REASONS}
-        lines.append(f"runs: {len(self.kept_runs)} kept, {len(dropped)} to delete ("
-                     + ", ".join(f"{n} {r}" for r, n in by_reason.items()) + ")")
-        for d in sorted(self.runs, key=_run_order):
-            if d.actionable or (show_kept and d.keep):
-                lines.append("  " + _describe_run(d))
-        versions = sorted(self.cache_versions, key=_version_order)
-        lines.append(f"cache versions: {len(versions)} to delete, "
-                     f"{_size(sum(d.version.size_bytes for d in versions))}")
-        for d in versions:
-            v, e = d.version, d.version.entry
-            lines.append(f"  delete {v.platform_id}/{v.video_id} {e.component} v{e.version} "
-                         f"(run {e.run_id or '-'}, created {_when(e.created_at)}"
-                         f"{', current' if e.is_current else ''}) "
-                         f"{_size(v.size_bytes)}: {d.reason}")
-        lines.append(f"intermediate directories: {len(self.intermediates)} to delete, "
-                     f"{sum(i.files for i in self.intermediates)} file(s), "
-                     f"{_size(sum(i.size_bytes for i in self.intermediates))}")
-        for i in sorted(self.intermediates, key=lambda i: str(i.path)):
-            lines.append(f"  delete {i.platform_id}/{i.video_id} {i.name} (created "
-                         f"{_when(i.created_at)}) {i.files} file(s) {_size(i.size_bytes)}: "
-                         "expired")
-        if self.db_url is not None:
-            from mlobs.warehouse.engine import display_url
-
-            lines.append(f"warehouse {display_url(self.db_url)}: "
-                         f"{self.warehouse_rows.describe()} row(s) to delete")
-        else:
-            lines.append("warehouse: none")
-        for problem in self.problems:
-            lines.append(f"left alone: {problem}")
-        lines.append("total: nothing to delete" if self.empty else f"total: {self.files} file(s), {_size(self.bytes)}, "
-                          f"{self.warehouse_rows.total} warehouse row(s)")
-        return "\n".join(lines)
-
     def to_dict(self) -> dict[str, Any]:
         """The plan as JSON data (``mlobs gc --json``); every run with its decision."""
         return {
@@ -346,7 +284,7 @@ class GcPlan:
                       "manifest_bytes": d.run.manifest_bytes,
                       "warehouse_rows": (d.run.warehouse_rows.to_dict()
                                          if d.delete_rows else None)}
-                     for d in sorted(self.runs, key=_run_order)],
+                     for d in sorted(self.runs, key=run_order)],
             "cache_versions": [{"platform_id": d.version.platform_id,
                                 "video_id": d.version.video_id,
                                 "component": d.version.entry.component,
@@ -356,7 +294,7 @@ class GcPlan:
                                 "is_current": d.version.entry.is_current,
                                 "path": str(d.version.path),
                                 "bytes": d.version.size_bytes, "reason": d.reason}
-                               for d in sorted(self.cache_versions, key=_version_order)],
+                               for d in sorted(self.cache_versions, key=version_order)],
             "intermediates": [{"platform_id": i.platform_id, "video_id": i.video_id,
                                "name": i.name, "path": str(i.path),
                                "created_at": iso_utc(i.created_at), "files": i.files,
@@ -384,12 +322,6 @@ class GcResult:
     #: what could not be deleted (the rest was); a later gc tries again.
     problems: list[str] = field(default_factory=list)
 
-    def describe(self) -> str:
-        rows = self.warehouse_rows.describe() if self.warehouse_rows is not None else "no"
-        return (f"deleted {self.manifest_dirs} run manifest dir(s), {self.cache_versions} "
-                f"cache version(s), {self.intermediates} intermediate dir(s): "
-                f"{self.files} file(s), {_size(self.bytes)}; warehouse: {rows} row(s)")
-
     def to_dict(self) -> dict[str, Any]:
         return {"manifest_dirs": self.manifest_dirs, "cache_versions": self.cache_versions,
                 "intermediates": self.intermediates, "files": self.files,
@@ -399,45 +331,14 @@ class GcResult:
                 "problems": list(self.problems)}
 
 
-# -- formatting --------------------------------------------------------------------------
-
-def _size(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    value = float(n)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        value /= 1024
-        if value < 1024 or unit == "TiB":
-            return f"{n} B ({value:.1f} {unit})"
-    raise AssertionError("unreachable")
-
-
-def _when(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _run_order(d: RunDecision) -> tuple[Any, ...]:
+def run_order(d: RunDecision) -> tuple[Any, ...]:
     r = d.run
     return (r.platform_id, r.video_id, r.started_at, r.run_id)
 
 
-def _version_order(d: VersionDecision) -> tuple[Any, ...]:
+def version_order(d: VersionDecision) -> tuple[Any, ...]:
     v = d.version
     return (v.platform_id, v.video_id, v.entry.component, v.entry.version)
-
-
-def _describe_run(d: RunDecision) -> str:
-    r = d.run
-    parts = []
-    if not d.keep:
-        if r.manifest_dir is not None:
-            parts.append(f"manifest dir {r.manifest_files} file(s) {_size(r.manifest_bytes)}")
-        if d.delete_rows:
-            parts.append(f"warehouse {r.warehouse_rows.describe()}")
-    action = "keep  " if d.keep else "delete"
-    detail = f": {'; '.join(parts)}" if parts else ""
-    return (f"{action} run {r.run_id} {r.platform_id}/{r.video_id} started "
-            f"{_when(r.started_at)} {r.status} [{d.reason}]{detail}")
 
 
 # -- the plan (pure) -----------------------------------------------------------------------
@@ -533,265 +434,3 @@ def plan_gc(inventory: Inventory, policy: GcPolicy | None = None, *,
         cache_versions=decide_versions(inventory.cache_versions, decisions, policy, now),
         intermediates=[i for i in inventory.intermediates if i.created_at < ttl_cutoff],
         problems=list(inventory.problems))
-
-
-# -- reading the inventory ---------------------------------------------------------------
-
-def _manifest_runs(runs_dir: Path, problems: list[str]) -> dict[str, RunInfo]:
-    found: dict[str, RunInfo] = {}
-    for path in sorted(runs_dir.glob("*/*/*/manifest.json")):
-        try:
-            run, components = read_manifest(path)
-        except ManifestError as exc:
-            problems.append(str(exc))
-            continue
-        files, size = tree_size(path.parent)
-        found[run.run_id] = RunInfo(
-            run_id=run.run_id, platform_id=run.platform_id, video_id=run.video_id,
-            status=run.status, started_at=run.started_at, config_hash=run.config_hash,
-            sampling_policy_version=run.sampling_policy_version,
-            model_signatures=frozenset(c.model_signature for c in components
-                                       if c.model_signature),
-            cache_refs=frozenset((c.component, c.cache_version) for c in components
-                                 if c.cache_version is not None),
-            manifest_dir=path.parent, manifest_files=files, manifest_bytes=size)
-    return found
-
-
-def _warehouse_runs(db_url: str) -> dict[str, RunInfo]:
-    from sqlalchemy import MetaData, Table, inspect, select
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from mlobs.warehouse.deletion import (
-        COMPONENTS,
-        RUNS,
-        artifact_index_table,
-        count_run_rows,
-        has_mlobs_tables,
-        run_columns,
-    )
-    from mlobs.warehouse.engine import create_warehouse_engine, display_url
-
-    engine = create_warehouse_engine(db_url)
-    found: dict[str, RunInfo] = {}
-    try:
-        with engine.connect() as conn:
-            if not has_mlobs_tables(conn):
-                return found
-            for row in conn.execute(select(
-                    RUNS.c.run_id, RUNS.c.platform_id, RUNS.c.video_id, RUNS.c.status,
-                    RUNS.c.started_at, RUNS.c.config_hash,
-                    RUNS.c.sampling_policy_version)):
-                found[row.run_id] = RunInfo(**row._asdict())
-            signatures: dict[str, set[str]] = defaultdict(set)
-            for run_id, signature in conn.execute(
-                    select(COMPONENTS.c.run_id, COMPONENTS.c.model_signature).distinct()
-                    .where(COMPONENTS.c.model_signature.is_not(None))):
-                signatures[run_id].add(signature)
-            refs: dict[str, set[tuple[str, int]]] = defaultdict(set)
-            columns = {c["name"] for c in inspect(conn).get_columns(COMPONENTS.name)}
-            if "cache_version" in columns:  # a later revision stores it
-                table = Table(COMPONENTS.name, MetaData(), autoload_with=conn)
-                for run_id, component, version in conn.execute(
-                        select(table.c.run_id, table.c.component, table.c.cache_version)
-                        .where(table.c.cache_version.is_not(None))):
-                    refs[run_id].add((component, int(version)))
-            indexed: set[str] = set()
-            index = artifact_index_table(conn)
-            for column in run_columns(index) if index is not None else ():
-                indexed.update(conn.scalars(select(column).distinct()
-                                            .where(column.is_not(None))))
-        counts = count_run_rows(engine)
-    except SQLAlchemyError as exc:
-        raise WarehouseError(f"cannot read the warehouse at {display_url(engine)}: "
-                             f"{exc}") from exc
-    finally:
-        engine.dispose()
-    for run_id, info in found.items():
-        info.model_signatures = frozenset(signatures.get(run_id, ()))
-        info.cache_refs = frozenset(refs.get(run_id, ()))
-        info.warehouse_rows = counts[run_id]
-        info.indexed = run_id in indexed
-    return found
-
-
-def _merge(manifest: RunInfo | None, stored: RunInfo | None) -> RunInfo:
-    if manifest is None or stored is None:
-        found = manifest or stored
-        assert found is not None
-        return found
-    # The finished state wins (a manifest may lag behind the warehouse, or the reverse).
-    status = stored.status if manifest.status == "running" else manifest.status
-    manifest.status = status
-    manifest.model_signatures = manifest.model_signatures | stored.model_signatures
-    manifest.cache_refs = manifest.cache_refs | stored.cache_refs
-    manifest.warehouse_rows = stored.warehouse_rows
-    manifest.indexed = stored.indexed
-    return manifest
-
-
-def _cache_versions(cache_dir: Path) -> list[CacheVersion]:
-    store = ArtifactStore(cache_dir)
-    versions = []
-    for index in store.videos():
-        video_dir = store.video_dir(index.platform_id, index.video_id)
-        for component in sorted(index.entries):
-            for entry in index.versions(component):
-                path = video_dir / entry.file_path
-                try:
-                    size, on_disk = path.stat().st_size, True
-                except OSError:
-                    size, on_disk = 0, False
-                versions.append(CacheVersion(index.platform_id, index.video_id, entry, path,
-                                             size, on_disk))
-    return versions
-
-
-def collect_inventory(root: str | os.PathLike[str], db_url: str | None = None) -> Inventory:
-    """Read the runs (manifests under ``<root>/runs`` and the warehouse), the cached
-    versions (``<root>/cache``) and the registered intermediate directories.
-
-    Args:
-        root: the mlobs root.
-        db_url: the warehouse, or ``None`` to leave the warehouse out. A SQLite file that
-            does not exist is left out too (and not created).
-
-    Raises:
-        WarehouseError: the warehouse cannot be read.
-    """
-    from mlobs.warehouse.engine import missing_sqlite_file
-
-    root = Path(root)
-    inventory = Inventory(root=root, runs_dir=root / "runs", cache_dir=root / "cache",
-                          db_url=None)
-    manifests = _manifest_runs(inventory.runs_dir, inventory.problems)
-    stored: dict[str, RunInfo] = {}
-    if db_url is not None and missing_sqlite_file(db_url) is None:
-        inventory.db_url = db_url
-        stored = _warehouse_runs(db_url)
-    inventory.runs = [_merge(manifests.get(run_id), stored.get(run_id))
-                      for run_id in sorted(set(manifests) | set(stored))]
-    inventory.cache_versions = _cache_versions(inventory.cache_dir)
-    inventory.intermediates = list(find_intermediates(inventory.cache_dir))
-    return inventory
-
-
-# -- carrying a plan out -----------------------------------------------------------------
-
-def _prune_empty_parents(path: Path, stop: Path) -> None:
-    """Remove empty directories from ``path`` upwards, never ``stop`` or above it."""
-    try:
-        path.relative_to(stop)
-    except ValueError:
-        return
-    while path != stop and path.is_dir():
-        try:
-            path.rmdir()
-        except OSError:  # not empty (or gone): stop here
-            return
-        path = path.parent
-
-
-def _remove_tree(path: Path, result: GcResult) -> bool:
-    files, size = tree_size(path)
-    try:
-        shutil.rmtree(path)
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        result.problems.append(f"{path}: {exc}")
-        return False
-    result.files += files
-    result.bytes += size
-    return True
-
-
-def apply_gc(plan: GcPlan) -> GcResult:
-    """Delete what ``plan`` lists: manifest directories, cached versions, intermediate
-    directories, then the warehouse rows. A cached version that changed since the plan
-    (another content, or it became current) and an intermediate directory registered
-    again are left alone. Errors on one item are collected in ``problems``; the others
-    are still deleted, and a later gc tries again.
-
-    Returns:
-        What was deleted.
-    """
-    from mlobs.warehouse.deletion import RowCounts, delete_runs
-
-    result = GcResult(warehouse_rows=RowCounts())
-    for decision in plan.dropped_runs:
-        directory = decision.run.manifest_dir
-        if directory is not None and directory.exists():
-            if _remove_tree(directory, result):
-                result.manifest_dirs += 1
-            _prune_empty_parents(directory.parent, plan.runs_dir)
-
-    store = ArtifactStore(plan.cache_dir)
-    by_video: dict[tuple[str, str], list[VersionDecision]] = defaultdict(list)
-    for d in plan.cache_versions:
-        by_video[(d.version.platform_id, d.version.video_id)].append(d)
-    for (platform_id, video_id), planned in sorted(by_video.items()):
-        try:
-            index = store.info(platform_id, video_id)
-            stored = {(e.component, e.version): e
-                      for versions in (index.entries.values() if index else ()) for e in versions}
-            doomed: dict[tuple[str, int], CacheEntry] = {}
-            for d in planned:
-                e = d.version.entry
-                now_entry = stored.get((e.component, e.version))
-                if now_entry is None or now_entry.content_sha256 != e.content_sha256:
-                    continue  # gone, or another version under that number
-                if now_entry.is_current and d.reason != "hard_cap":
-                    continue  # made current since the plan (mlobs cache use)
-                doomed[(e.component, e.version)] = now_entry
-            video_dir = store.video_dir(platform_id, video_id)
-            sizes = {}
-            for key, entry in doomed.items():
-                try:
-                    sizes[key] = (video_dir / entry.file_path).stat().st_size
-                except OSError:
-                    pass  # the file is already gone: only its index entry goes
-            for removed in store.remove(platform_id, video_id, list(doomed.values())) \
-                    if doomed else []:
-                key = (removed.component, removed.version)
-                result.cache_versions += 1
-                if key in sizes:
-                    result.files += 1
-                    result.bytes += sizes[key]
-        except OSError as exc:
-            result.problems.append(f"cache of {platform_id}/{video_id}: {exc}")
-
-    for intermediate in plan.intermediates:
-        registration = read_registration(intermediate.path / REGISTRATION_FILE)
-        if registration is None or parse_utc(str(registration["created_at"])) \
-                != intermediate.created_at:
-            continue  # gone, or registered again since the plan
-        if _remove_tree(intermediate.path, result):
-            result.intermediates += 1
-        folder = intermediate.path.parent
-        if folder.name == INTERMEDIATE_FOLDER:
-            _prune_empty_parents(folder, folder.parent)
-
-    run_ids = plan.warehouse_run_ids
-    if run_ids and plan.db_url is not None:
-        try:
-            result.warehouse_rows = delete_runs(plan.db_url, run_ids)
-        except WarehouseError as exc:
-            result.problems.append(str(exc))
-    return result
-
-
-def gc(root: str | os.PathLike[str], db_url: str | None = None,
-       policy: GcPolicy | None = None, *, now: datetime | None = None,
-       dry_run: bool = False) -> tuple[GcPlan, GcResult | None]:
-    """Plan and (unless ``dry_run``) apply GC of a root and its warehouse.
-
-    Returns:
-        The plan, and what was deleted (``None`` for a dry run).
-
-    Raises:
-        WarehouseError: the warehouse cannot be read.
-        ConfigError: invalid policy or ``now``.
-    """
-    plan = plan_gc(collect_inventory(root, db_url), policy, now=now)
-    return plan, (None if dry_run else apply_gc(plan))

@@ -59,14 +59,14 @@ from typing import Any
 
 from celery import signals, states
 
-from mlobs.hooks.component import ComponentCall
-from mlobs.hooks.run import Run
-from mlobs.core.config import Settings
-from mlobs.hooks.context import resolve_run
 from mlobs.core.checks import check_finite
+from mlobs.core.config import Settings
 from mlobs.core.errors import ComponentError, ConfigError, WarehouseError
-from mlobs.hooks.joined_run import JoinedRun
 from mlobs.core.propagation import RunContext
+from mlobs.hooks.component import ComponentCall
+from mlobs.hooks.context import resolve_run
+from mlobs.hooks.joined_run import JoinedRun
+from mlobs.hooks.run import Run
 from mlobs.recording.recorder import get_recorder, set_recorder
 
 log = logging.getLogger("mlobs.celery")

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from mlobs.core.classify import exception_summary
-from mlobs.core.suppression import suppress_in_this_thread
 from mlobs.core.records import ComponentRecord, RunRecord
+from mlobs.core.suppression import suppress_in_this_thread
 
 log = logging.getLogger("mlobs.sinks")
 

@@ -195,6 +195,19 @@ def missing_sqlite_file(db_url: str) -> Path | None:
     return None if path.exists() else path
 
 
+def require_sqlite_file(db_url: str) -> None:
+    """Refuse a SQLite URL whose file does not exist: reading must not create an empty
+    database. The one rule and message of every command that only reads.
+
+    Raises:
+        WarehouseError: ``no warehouse at <path>: ...``, with the command that creates it.
+    """
+    missing = missing_sqlite_file(db_url)
+    if missing is not None:
+        raise WarehouseError(f"no warehouse at {missing}: record a run, or create it with "
+                             f"`mlobs db upgrade {db_url_option(db_url)}`")
+
+
 @contextmanager
 def engine_for(db: str | URL | Engine) -> Iterator[Engine]:
     """``db`` itself when it is an engine, else a warehouse engine disposed at the end."""

@@ -25,11 +25,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from mlobs.core.checks import check_finite, check_word
-from mlobs.core.errors import ConfigError, WarehouseError
+from mlobs.core.errors import ConfigError
 from mlobs.core.limits import NAME_MAX_CHARS
 from mlobs.core.records import RunRecord
 from mlobs.core.signature import config_hash as compute_config_hash
-from mlobs.warehouse.engine import missing_sqlite_file
+from mlobs.warehouse.engine import require_sqlite_file
 from mlobs.warehouse.models import index_key
 from mlobs.warehouse.store import WarehouseStore
 
@@ -88,9 +88,7 @@ def reusable_run(db_url: str | WarehouseStore, platform_id: str, video_id: str, 
     if isinstance(db_url, WarehouseStore):
         return _lookup(db_url, platform_id, video_id, wanted_hash, sampling_policy_version,
                        pipeline_version, ttl_days, now)
-    absent = missing_sqlite_file(db_url)
-    if absent is not None:
-        raise WarehouseError(f"no warehouse file at {absent}")
+    require_sqlite_file(db_url)
     with WarehouseStore(db_url) as store:
         return _lookup(store, platform_id, video_id, wanted_hash, sampling_policy_version,
                        pipeline_version, ttl_days, now)

@@ -10,7 +10,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-from support.flaky_server import FlakyServer, refused_port
 
 import mlobs
 from mlobs.core import classify
@@ -21,6 +20,7 @@ from mlobs.core.classify import (
     oom_device_kind,
     requested_bytes,
 )
+from support.flaky_server import FlakyServer, refused_port
 
 GIB = 2**30
 

@@ -11,13 +11,13 @@ import urllib.error
 import urllib.request
 
 import pytest
-from support.flaky_server import FlakyServer, refused_port
 
 import mlobs
 from mlobs.core.errors import ModelLoadFailed
-from mlobs.hooks.fallback import FallbackFailure, FallbackResult, predict_with_fallback
 from mlobs.core.limits import ERROR_MESSAGE_MAX_CHARS
+from mlobs.hooks.fallback import FallbackFailure, FallbackResult, predict_with_fallback
 from mlobs.testing import capture
+from support.flaky_server import FlakyServer, refused_port
 
 V2 = mlobs.ModelRef("views-forecast", "v2", "sha256:" + "2" * 64, runtime="http",
                     engine="torch", precision="fp16", device="cuda:0")

@@ -6,10 +6,10 @@ import re
 import urllib.request
 
 import pytest
-from support.flaky_server import FlakyServer, refused_port
 
 import mlobs
 from mlobs.testing import capture
+from support.flaky_server import FlakyServer, refused_port
 
 FAST = mlobs.RetryPolicy(max_attempts=4, initial_backoff_s=0.05, max_backoff_s=1.0,
                          jitter_s=0.01)

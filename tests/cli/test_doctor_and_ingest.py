@@ -71,6 +71,7 @@ def test_doctor_counts_spooled_records_until_ingest_spool_writes_them(tmp_path, 
 
 def test_records_refused_on_replay_are_kept_and_doctor_names_them(tmp_path, make_run, capsys):
     import json
+
     from mlobs.sinks.spool import REJECTED_NAME, Spool
     from mlobs.warehouse.migrate import upgrade
     root = tmp_path / "root"
@@ -99,8 +100,8 @@ def test_records_refused_on_replay_are_kept_and_doctor_names_them(tmp_path, make
 def test_doctors_spool_fix_never_carries_a_masked_password(tmp_path, make_run):
     """The fix line is a command to paste: a password it must not print is a placeholder,
     never '***' (which the database would be sent)."""
-    from mlobs.core.config import resolve_settings
     from mlobs.cli.doctor_checks import check_spool
+    from mlobs.core.config import resolve_settings
     from mlobs.sinks.spool import Spool
     run, _ = make_run()
     Spool(tmp_path / "spool").append([run])

@@ -22,10 +22,10 @@ from sqlalchemy import create_engine, text
 pytest.importorskip("sklearn")
 
 import mlobs  # noqa: E402
-from mlobs.demo.runner import run_demo  # noqa: E402
-from mlobs.core.manifest import read_manifest  # noqa: E402
-from mlobs.warehouse.reuse import reusable_run  # noqa: E402
 from mlobs.analysis.rollup import UNKNOWN_MISS_REASON, compute_rollup  # noqa: E402
+from mlobs.core.manifest import read_manifest  # noqa: E402
+from mlobs.demo.runner import run_demo  # noqa: E402
+from mlobs.warehouse.reuse import reusable_run  # noqa: E402
 from mlobs.warehouse.store import WarehouseStore  # noqa: E402
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "manifest.schema.json").read_text())

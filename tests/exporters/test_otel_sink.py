@@ -9,12 +9,12 @@ import pytest
 
 pytest.importorskip("mlobs_otel")
 
+from opentelemetry import trace  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
     InMemorySpanExporter,
 )
-from opentelemetry import trace  # noqa: E402
 from opentelemetry.trace import StatusCode  # noqa: E402
 
 import mlobs  # noqa: E402
@@ -137,8 +137,8 @@ def test_the_run_context_carries_the_live_run_spans_traceparent(spans):
 def test_components_of_a_joined_run_are_children_of_its_remote_span(spans):
     import uuid
 
-    from mlobs.hooks.joined_run import JoinedRun
     from mlobs.core.propagation import RunContext
+    from mlobs.hooks.joined_run import JoinedRun
     from mlobs.recording.recorder import get_recorder
 
     trace_id, span_id = 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331

@@ -17,6 +17,7 @@ pytest.importorskip("mlobs_prometheus")
 
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from prometheus_client.multiprocess import MultiProcessCollector  # noqa: E402
+
 from support.exposition import sample_sum  # noqa: E402
 from support.ports import free_port  # noqa: E402
 

@@ -4,15 +4,16 @@ import logging
 import time
 
 import pytest
+
 from support.flaky_server import FlakyServer, refused_port
 
 pytest.importorskip("mlobs_prometheus")
 
 from prometheus_client import CollectorRegistry  # noqa: E402
-from support.exposition import sample_sum  # noqa: E402
 
 import mlobs  # noqa: E402
 from mlobs_prometheus import PrometheusSettings, PrometheusSink  # noqa: E402
+from support.exposition import sample_sum  # noqa: E402
 
 GROUP_PATH = "/metrics/job/nightly/pipeline/text"
 

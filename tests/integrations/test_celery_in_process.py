@@ -12,8 +12,8 @@ import pytest
 pytest.importorskip("celery")
 
 import mlobs  # noqa: E402
-from mlobs.integrations import celery as mlobs_celery  # noqa: E402
 from mlobs.core.propagation import RunContext, joined_context  # noqa: E402
+from mlobs.integrations import celery as mlobs_celery  # noqa: E402
 from mlobs.testing import capture  # noqa: E402
 
 

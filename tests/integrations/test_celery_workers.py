@@ -25,8 +25,8 @@ from sqlalchemy.pool import NullPool  # noqa: E402
 
 import mlobs  # noqa: E402
 from mlobs.core.classify import classify_exception  # noqa: E402
-from mlobs.integrations.celery import task_component_run_id  # noqa: E402
 from mlobs.core.manifest import read_manifest  # noqa: E402
+from mlobs.integrations.celery import task_component_run_id  # noqa: E402
 from mlobs.warehouse import migrate  # noqa: E402
 from support.ci import unavailable  # noqa: E402
 

@@ -87,8 +87,8 @@ def main() -> dict[str, float]:
     import mlobs
     from mlobs.cache.inputs import input_hash
     from mlobs.cache.lookup import lookup
-    from mlobs.recording.recorder import get_recorder
     from mlobs.core.signature import idempotency_key, model_signature
+    from mlobs.recording.recorder import get_recorder
 
     segments = transcript()
     with tempfile.TemporaryDirectory() as root:

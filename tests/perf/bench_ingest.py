@@ -45,6 +45,7 @@ def pipeline_records_per_s() -> float:
 
 def ingest_raw(root: Path, source_url: str) -> float:
     from sqlalchemy import create_engine, insert, select
+
     from mlobs.warehouse.migrate import upgrade
     from mlobs.warehouse.models import ComponentRun, Run
     components, runs = ComponentRun.__table__, Run.__table__

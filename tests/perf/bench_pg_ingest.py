@@ -80,6 +80,7 @@ def unreachable() -> str | None:
 def fresh_database(purpose: str) -> Iterator[str]:
     """A new empty database at the mlobs schema revision; dropped on exit."""
     from sqlalchemy import text
+
     from mlobs.warehouse.migrate import upgrade
     admin = _admin_engine()
     name = f"mlobs_bench_{purpose}_{uuid.uuid4().hex[:8]}"
@@ -147,6 +148,7 @@ def records_only(root: Path) -> float:
 
 def _rows(source_url: str) -> tuple[list[str], list[tuple], list[dict]]:
     from sqlalchemy import JSON, create_engine, select
+
     from mlobs.warehouse.models import ComponentRun, Run
     components, runs = ComponentRun.__table__, Run.__table__
     engine = create_engine(source_url)
@@ -173,6 +175,7 @@ def ingest_raw_copy(source_url: str, target_url: str) -> tuple[float, int]:
     import psycopg
     from sqlalchemy import create_engine, insert
     from sqlalchemy.engine import make_url
+
     from mlobs.warehouse.models import Run
     names, rows, run_rows = _rows(source_url)
     engine = create_engine(target_url, json_serializer=json.dumps)

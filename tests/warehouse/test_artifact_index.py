@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from mlobs.core.errors import InvalidRecordError
-from mlobs.sinks.ingest import ingest_manifests
 from mlobs.core.manifest import manifest_document, write_manifest
 from mlobs.core.records import RunRecord
+from mlobs.sinks.ingest import ingest_manifests
 from mlobs.warehouse.store import ARTIFACT_INDEX, RUNS, WarehouseStore
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)

@@ -18,14 +18,8 @@ from mlobs.core.records import ComponentRecord, RunRecord
 from mlobs.warehouse import migrate
 from mlobs.warehouse.engine import create_warehouse_engine
 from mlobs.warehouse.models import TABLE_NAMES, Base, ComponentRollup
-from mlobs.warehouse.store import (
-    ARTIFACT_INDEX,
-    COMPONENTS,
-    EVENTS,
-    RUNS,
-    SIGNATURES,
-    WarehouseStore,
-)
+from mlobs.warehouse.rows import ARTIFACT_INDEX, COMPONENTS, EVENTS, RUNS, SIGNATURES
+from mlobs.warehouse.store import WarehouseStore
 
 HEAD = "0004"
 ROLLUPS = ComponentRollup.__table__

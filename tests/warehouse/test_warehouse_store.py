@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import func, select
 
 from mlobs.core.errors import InvalidRecordError, WarehouseError
-from mlobs.sinks.ingest import ingest_manifests
 from mlobs.core.manifest import manifest_document, write_manifest
 from mlobs.core.records import ComponentRecord, EventRecord, RunRecord
 from mlobs.core.signature import model_signature
+from mlobs.sinks.ingest import ingest_manifests
 from mlobs.warehouse.store import COMPONENTS, EVENTS, RUNS, SIGNATURES, WarehouseStore
 
 MANIFEST_SCHEMA = json.loads(

@@ -22,7 +22,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mlobs.core.errors import ConfigError
-
 from mlobs_prometheus.labels import DEFAULT_MAX_VALUES
 
 DEFAULT_ADDR = "127.0.0.1"

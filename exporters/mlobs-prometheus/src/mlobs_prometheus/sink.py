@@ -25,10 +25,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from mlobs.core.errors import ConfigError
-from mlobs.core.records import device_kind_of
-from mlobs.core.records import STATUSES, ComponentRecord, RunRecord
+from mlobs.core.records import STATUSES, ComponentRecord, RunRecord, device_kind_of
 from mlobs.sinks.base import materialize
-
 from mlobs_prometheus.exposition import Exposition, push, serve
 from mlobs_prometheus.labels import LabelGuard
 from mlobs_prometheus.metrics import MEMORY_KINDS, MlobsMetrics
@@ -92,6 +90,7 @@ class PrometheusSink:
         multiprocess = _check_multiprocess_mode(settings)
         if multiprocess:
             from prometheus_client.multiprocess import MultiProcessCollector
+
             # Metrics are registered nowhere in this mode; the collector reads every
             # process's files (prometheus_client's multiprocess documentation).
             self.metrics = MlobsMetrics(None)
@@ -249,6 +248,7 @@ def _memory_peaks(c: ComponentRecord) -> Iterable[tuple[str, Any]]:
 def _check_multiprocess_mode(settings: PrometheusSettings) -> bool:
     """Whether to use multiprocess mode; refuses a mode prometheus_client is not in."""
     from prometheus_client import values
+
     # prometheus_client picks its value storage once, when it is first imported.
     client_multiprocess = bool(getattr(values.ValueClass, "_multiprocess", False))
     wanted = settings.multiprocess_dir is not None

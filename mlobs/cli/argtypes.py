@@ -1,0 +1,66 @@
+"""argparse ``type=`` converters shared by the commands.
+
+Each raises :class:`argparse.ArgumentTypeError` with a message for the user, so argparse
+prints ``argument --limit: must be an integer >= 1, got 'abc'`` rather than the name of
+a function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from datetime import datetime, timezone
+
+
+def _integer(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (a count, a limit)."""
+    return _integer(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0."""
+    return _integer(text, 0)
+
+
+def positive_days(text: str) -> float:
+    """A finite number of days > 0 (``1.5``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number of days > 0, got {text!r}")
+    return value
+
+
+def iso_datetime(text: str) -> datetime:
+    """An ISO 8601 date or date-time; without a zone it is UTC (like
+    :func:`mlobs.core.records.parse_utc`)."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO 8601 date/time: {text!r} (e.g. 2026-05-01 or "
+            "2026-05-01T12:00:00+00:00)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def cache_version(text: str) -> int:
+    """A cached version number: ``3`` or ``v3``."""
+    try:
+        value = int(text[1:] if text[:1] in ("v", "V") else text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a version number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"versions start at 1, got {value}")
+    return value
