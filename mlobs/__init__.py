@@ -74,6 +74,7 @@ __all__ = [
     "RunRecord",
     "SchemaOutOfDateError",
     "WarehouseError",
+    "__version__",
     "choose_batch_size",
     "classify_exception",
     "component",
@@ -94,5 +95,4 @@ __all__ = [
     "set_seed",
     "settings",
     "sink_stats",
-    "__version__",
 ]

@@ -23,12 +23,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from mlobs.core.config import settings_from_env
-from mlobs.core.records import ComponentRecord, RunRecord
+from mlobs.core.records import ComponentRecord, RunRecord, SinkItem, materialize
 from mlobs.recording.recorder import Recorder, set_recorder
-from mlobs.sinks.base import materialize
 
 
 class MemorySink:
@@ -41,7 +39,7 @@ class MemorySink:
         self._runs: dict[str, RunRecord] = {}
         self._components: list[ComponentRecord] = []
 
-    def export(self, items: list[Any]) -> None:
+    def export(self, items: list[SinkItem]) -> None:
         with self._lock:
             for item in items:
                 record = materialize(item)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol, TypeAlias
 
 from mlobs.core.checks import check_text, check_word
 from mlobs.core.limits import NAME_MAX_CHARS
@@ -237,3 +237,27 @@ class RunRecord:
         kwargs["finished_at"] = parse_utc(data.get("finished_at"))
         kwargs["warnings"] = list(data.get("warnings") or [])
         return cls(**kwargs)
+
+
+class Recordable(Protocol):
+    """What a sink is handed besides records: a finished component invocation (the hooks'
+    handle), which builds its record when a sink first asks, on the sink's thread. The
+    contract the sinks rely on; they never import the hooks."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    def record(self) -> ComponentRecord:
+        """The invocation's record, built once (thread-safe)."""
+        ...
+
+
+#: An item on a sink's queue: a run record snapshot, a record (a replay), or a finished
+#: invocation (:func:`materialize` turns each into its record).
+SinkItem: TypeAlias = "RunRecord | ComponentRecord | Recordable"
+
+
+def materialize(item: SinkItem) -> RunRecord | ComponentRecord:
+    """The record behind a queued item: a record as is, or the record a finished
+    invocation builds once, lazily."""
+    return item if isinstance(item, (RunRecord, ComponentRecord)) else item.record()

@@ -93,10 +93,12 @@ class ComponentCall:
         """
         self.run = run
         self.spec = spec
-        self.name = spec.name
+        # One unpacking of the tuple instead of an attribute read per field.
+        name, _, _, models, _, device, _, _, _, cache, codec, ttl_days = spec
+        self.name = name
         self.required = required
-        models = self.models = spec.models
-        self.device_used = spec.device or (models[0].device if models else None)
+        self.models = models
+        self.device_used = device or (models[0].device if models else None)
         self.oom_count = self.retry_count = 0
         self.prediction_status = None
         self.status = "ok"
@@ -107,8 +109,7 @@ class ComponentCall:
         self.cache_status = self.cache_key = self.cache_miss_reason = None
         self.cache_version = self._result = None
         self._has_result = False
-        self._cache = ComponentCache(spec.cache, inputs, spec.codec, spec.cache_ttl_days) \
-            if spec.cache else None
+        self._cache = ComponentCache(cache, inputs, codec, ttl_days) if cache else None
         if isinstance(batch_size, BatchSizeChoice):
             self.event("batch_size_chosen", **batch_size.attributes())
             batch_size = batch_size.batch_size

@@ -150,7 +150,7 @@ class Run:
             models=models, batch_size=batch_size, device=device, required=required,
             on_oom=on_oom, retry=retry, cache=cache, codec=codec,
             cache_ttl_days=cache_ttl_days)
-        return self.open_component(spec, spec.batch_size, inputs)
+        return ComponentCall(self, spec, self._is_required(name, required), batch_size, inputs)
 
     def open_component(self, spec: ComponentSpec, batch_size: int | BatchSizeChoice | None,
                        inputs: Any = None) -> ComponentCall:

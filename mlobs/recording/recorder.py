@@ -13,9 +13,10 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlobs.core.config import KNOWN_SINKS, Settings, set_settings_in_force, settings_from_env
+from mlobs.core.records import SinkItem
 from mlobs.probes.memory_sampler import MemorySampler, NoMemorySampler
 from mlobs.sinks.base import BatchWorker, Sink, SinkStats
 
@@ -58,7 +59,7 @@ class Recorder:
             worker.after_fork_in_child()
         self.sampler.after_fork_in_child()
 
-    def emit(self, item: Any) -> None:
+    def emit(self, item: SinkItem) -> None:
         """Queue a RunRecord snapshot or a finished component call for every sink."""
         for worker in self.workers:
             worker.enqueue(item)

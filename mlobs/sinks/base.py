@@ -6,9 +6,11 @@ A *sink* exports batches; it is only ever called on its own worker thread:
 * ``force_flush(timeout_s) -> bool``: flush what the sink buffers itself (may be a no-op).
 * ``shutdown(timeout_s) -> None``: release resources.
 
-Items are ``RunRecord`` snapshots and finished component calls; :func:`materialize` turns
-either into a record. A :class:`BatchWorker` owns one sink: the pipeline's thread only
-appends to a bounded deque (no lock, no wake-up); the worker wakes every
+Items (:data:`mlobs.core.records.SinkItem`) are ``RunRecord`` snapshots and finished
+component invocations (:class:`~mlobs.core.records.Recordable`);
+:func:`~mlobs.core.records.materialize` turns either into a record. A
+:class:`BatchWorker` owns one sink: the pipeline's thread only appends to a bounded deque
+(no lock, no wake-up); the worker wakes every
 ``flush_interval_s`` or on ``force_flush``, drains the queue in batches and calls
 ``export``. A failing export is logged and counted (overall and per run) and never raised
 into the pipeline; items that do not fit the queue are counted as dropped.
@@ -20,10 +22,10 @@ import logging
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from mlobs.core.classify import exception_summary
-from mlobs.core.records import ComponentRecord, RunRecord
+from mlobs.core.records import SinkItem
 from mlobs.core.suppression import suppress_in_this_thread
 
 log = logging.getLogger("mlobs.sinks")
@@ -35,17 +37,11 @@ class Sink(Protocol):
 
     name: str
 
-    def export(self, items: list[Any]) -> None: ...
+    def export(self, items: list[SinkItem]) -> None: ...
 
     def force_flush(self, timeout_s: float) -> bool: ...
 
     def shutdown(self, timeout_s: float) -> None: ...
-
-
-def materialize(item: Any) -> RunRecord | ComponentRecord:
-    """The record behind a queued item: a record as is (a replay), or the record a finished
-    component call builds once, lazily."""
-    return item if isinstance(item, (RunRecord, ComponentRecord)) else item.record()
 
 
 @dataclass(frozen=True)
@@ -85,7 +81,7 @@ class BatchWorker:
         self._init_state()
 
     def _init_state(self) -> None:
-        self._queue: deque[Any] = deque()
+        self._queue: deque[SinkItem] = deque()
         self._flush_waiters: deque[threading.Event] = deque()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -96,7 +92,7 @@ class BatchWorker:
         self.last_error: str | None = None
 
     # -- caller's thread -------------------------------------------------------------
-    def enqueue(self, item: Any) -> None:
+    def enqueue(self, item: SinkItem) -> None:
         """Queue one item; never blocks and never raises."""
         if len(self._queue) >= self.max_queue_size or self._closed:
             self.dropped += 1
@@ -169,7 +165,7 @@ class BatchWorker:
             batch = [queue.popleft() for _ in range(min(len(queue), self.max_batch_size))]
             self._export(batch)
 
-    def _export(self, batch: list[Any]) -> None:
+    def _export(self, batch: list[SinkItem]) -> None:
         try:
             self.sink.export(batch)
         except Exception as exc:  # a sink error is counted, never raised into the pipeline

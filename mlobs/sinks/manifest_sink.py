@@ -13,13 +13,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mlobs.core.manifest import ManifestText, read_manifest, write_manifest
 from mlobs.core.paths import manifest_path
 from mlobs.core.propagation import joined_context
-from mlobs.core.records import ComponentRecord, RunRecord
-from mlobs.sinks.base import materialize
+from mlobs.core.records import ComponentRecord, RunRecord, SinkItem, materialize
 
 #: closed runs whose manifest path is remembered for components that finish late.
 _CLOSED_RUNS_KEPT = 4096
@@ -41,7 +39,7 @@ class ManifestSink:
         self._open: dict[str, _RunDocument] = {}
         self._closed: OrderedDict[str, Path] = OrderedDict()
 
-    def export(self, items: list[Any]) -> None:
+    def export(self, items: list[SinkItem]) -> None:
         touched: dict[str, _RunDocument] = {}
         for item in items:
             record = materialize(item)

@@ -42,12 +42,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mlobs.core.atomic_file import fsync_directory, write_atomically
 from mlobs.core.classify import exception_summary
 from mlobs.core.errors import InvalidRecordError
 from mlobs.core.records import ComponentRecord, RunRecord
+
+if TYPE_CHECKING:
+    from mlobs.warehouse.store import WarehouseStore
 
 log = logging.getLogger("mlobs.sinks.spool")
 
@@ -285,7 +288,7 @@ class _Replay:
     ``rejected.jsonl`` (once each, though an interrupted replay meets them again), and
     what happened in ``report``."""
 
-    def __init__(self, directory: Path, store: Any, chunk_size: int) -> None:
+    def __init__(self, directory: Path, store: WarehouseStore, chunk_size: int) -> None:
         self.store, self.chunk_size = store, chunk_size
         self.rejected_path = directory / REJECTED_NAME
         self._rejected_ids: set[tuple[str, str]] | None = None  # read at the first refusal
@@ -469,7 +472,7 @@ def _claim(directory: Path) -> list[Path]:
     return list(claimed)
 
 
-def replay(directory: str | os.PathLike[str], store: Any, *, chunk_size: int = 500,
+def replay(directory: str | os.PathLike[str], store: WarehouseStore, *, chunk_size: int = 500,
            wait: bool = True) -> ReplayReport:
     """Write the spooled records in ``directory`` to ``store`` and remove them.
 

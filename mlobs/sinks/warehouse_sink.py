@@ -30,14 +30,12 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from mlobs.core.classify import exception_summary
 from mlobs.core.errors import ConfigError, InvalidRecordError, WarehouseError
-from mlobs.core.records import ComponentRecord, RunRecord
-from mlobs.sinks.base import materialize
+from mlobs.core.records import ComponentRecord, RunRecord, SinkItem, materialize
 from mlobs.sinks.spool import Spool, SpoolBusyError, has_spooled, replay
 from mlobs.warehouse.engine import normalize_url
 from mlobs.warehouse.store import WarehouseStore
@@ -100,7 +98,7 @@ class WarehouseSink:
         return self._spool.path if self._spool is not None else None
 
     # -- BatchWorker's calls (worker thread) ---------------------------------------------
-    def export(self, items: list[Any]) -> None:
+    def export(self, items: list[SinkItem]) -> None:
         records = [materialize(item) for item in items]
         if self._spool is None:
             self._write(records)

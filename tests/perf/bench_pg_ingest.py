@@ -128,7 +128,7 @@ class _RecordsOnly:
     name = "records-only"
 
     def export(self, items: list) -> None:
-        from mlobs.sinks.base import materialize
+        from mlobs.core.records import materialize
         for item in items:
             materialize(item)
 

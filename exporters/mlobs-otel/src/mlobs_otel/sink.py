@@ -58,8 +58,7 @@ from mlobs.core.propagation import (
     register_carrier_provider,
     unregister_carrier_provider,
 )
-from mlobs.core.records import ComponentRecord, RunRecord
-from mlobs.sinks.base import materialize
+from mlobs.core.records import ComponentRecord, RunRecord, SinkItem, materialize
 
 log = logging.getLogger("mlobs.otel")
 
@@ -198,7 +197,7 @@ class OtelSink:
             _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
         return carrier
 
-    def export(self, items: list[Any]) -> None:
+    def export(self, items: list[SinkItem]) -> None:
         for item in items:
             record = materialize(item)
             if isinstance(record, RunRecord):

@@ -25,8 +25,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from mlobs.core.errors import ConfigError
-from mlobs.core.records import STATUSES, ComponentRecord, RunRecord, device_kind_of
-from mlobs.sinks.base import materialize
+from mlobs.core.records import (
+    STATUSES,
+    ComponentRecord,
+    RunRecord,
+    SinkItem,
+    device_kind_of,
+    materialize,
+)
 from mlobs_prometheus.exposition import Exposition, push, serve
 from mlobs_prometheus.labels import LabelGuard
 from mlobs_prometheus.metrics import MEMORY_KINDS, MlobsMetrics
@@ -131,7 +137,7 @@ class PrometheusSink:
         return None if self._exposition is None else self._exposition.port
 
     # -- sink contract (worker thread) -----------------------------------------------
-    def export(self, items: list[Any]) -> None:
+    def export(self, items: list[SinkItem]) -> None:
         """Update the metrics from a batch of RunRecords and finished component calls.
 
         Raises:
