@@ -1,5 +1,6 @@
 """Where the current run and component live: context variables, plus a process-wide
-registry of active runs for code running in plain worker threads.
+registry of active runs for code running in plain worker threads; :func:`current` and
+:func:`current_run` read them.
 
 ``threading.Thread`` and ``ThreadPoolExecutor`` workers start with an empty context, so a
 decorated component called from a pool thread would not see the run. When exactly one run
