@@ -34,7 +34,7 @@ from mlobs.hooks.batch_size import (
     load_checklist,
 )
 from mlobs.hooks.component import ComponentCall
-from mlobs.hooks.context import current, current_run
+from mlobs.hooks.context import current, current_run, unattributed_calls
 from mlobs.hooks.decorator import component
 from mlobs.hooks.external_cache import record_cache_lookup
 from mlobs.hooks.fallback import FallbackFailure, FallbackResult, predict_with_fallback
@@ -44,6 +44,7 @@ from mlobs.hooks.retry import RetryPolicy
 from mlobs.hooks.run import Run, run
 from mlobs.hooks.seeding import set_seed
 from mlobs.hooks.setup import configure, flush, settings, sink_stats
+from mlobs.hooks.threads import propagate
 
 __version__ = "0.1.0"
 
@@ -88,6 +89,7 @@ __all__ = [
     "load_checklist",
     "model_signature",
     "predict_with_fallback",
+    "propagate",
     "record_cache_lookup",
     "register_classifier",
     "register_error_code",
@@ -95,4 +97,5 @@ __all__ = [
     "set_seed",
     "settings",
     "sink_stats",
+    "unattributed_calls",
 ]

@@ -2,11 +2,13 @@
 registry of active runs for code running in plain worker threads; :func:`current` and
 :func:`current_run` read them.
 
-``threading.Thread`` and ``ThreadPoolExecutor`` workers start with an empty context, so a
-decorated component called from a pool thread would not see the run. When exactly one run
-is active in the process, such calls attach to it; with several concurrent runs the call
-is ambiguous and runs unobserved (copy the context with ``contextvars.copy_context().run``
-to bind a thread to its run).
+``threading.Thread`` workers start with an empty context. Work submitted to a
+``ThreadPoolExecutor`` carries the submitter's context (:mod:`mlobs.hooks.threads`), and
+``run.wrap(fn)`` / ``mlobs.propagate(fn)`` bind a hand-made thread. A decorated component
+called from a thread without a context attaches to the run when exactly one is open; with
+several open it cannot be known: the call runs unobserved, and it is counted
+(:func:`unattributed_calls`), logged once at WARNING and reported as a warning on every run
+that was open meanwhile.
 
 A process forked while a run is open does not write into that run (one writer per run):
 its inherited run is ignored and its components run unobserved unless it opens its own.
@@ -14,7 +16,10 @@ its inherited run is ignored and its components run unobserved unless it opens i
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+from collections import Counter
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
@@ -43,8 +48,19 @@ class _ForkGeneration:
 fork_generation = _ForkGeneration()
 
 
-def resolve_run() -> Run | None:
-    """The run a component called here belongs to, or ``None`` (unobserved)."""
+log = logging.getLogger("mlobs")
+#: component name → calls whose run could not be known (several runs open, no context).
+_unattributed: Counter[str] = Counter()
+_unattributed_lock = threading.Lock()
+
+
+def resolve_run(component: str | None = None) -> Run | None:
+    """The run a component called here belongs to, or ``None`` (unobserved).
+
+    Args:
+        component: the name of the component asking; when given, a call whose run cannot
+            be known (no run context, several runs open) is counted under it.
+    """
     run = current_run_var.get()
     if run is not None:
         return run if run.fork_generation == fork_generation.value else None
@@ -52,7 +68,42 @@ def resolve_run() -> Run | None:
         return None
     # tuple() copies in one step, so a run closing on another thread cannot break this.
     runs = tuple(active_runs.values())
-    return runs[0] if len(runs) == 1 else None
+    if len(runs) == 1:
+        return runs[0]
+    if runs and component is not None:
+        _count_unattributed(component, len(runs))
+    return None
+
+
+def _count_unattributed(component: str, open_runs: int) -> None:
+    with _unattributed_lock:
+        first = not _unattributed
+        _unattributed[component] += 1
+    if first:  # once per process; the runs' warnings carry the counts
+        log.warning("mlobs: a call of component %r from a thread that carries no run "
+                    "context was not recorded: %d runs are open, so its run cannot be "
+                    "known (submit it through a ThreadPoolExecutor, or pass the function "
+                    "through run.wrap(fn) or mlobs.propagate(fn)); later such calls are "
+                    "counted in mlobs.unattributed_calls()", component, open_runs)
+
+
+def unattributed_calls() -> dict[str, int]:
+    """Calls of decorated components that were not recorded because their run could not
+    be known (a thread without a run context while several runs were open), per
+    component name, since the process started."""
+    with _unattributed_lock:
+        return dict(_unattributed)
+
+
+def unattributed_warnings(since: dict[str, int]) -> list[str]:
+    """The warnings for a run that was open from ``since`` (an :func:`unattributed_calls`
+    snapshot) until now: one per component with calls left unrecorded meanwhile."""
+    now = unattributed_calls()
+    return [f"{now[name] - since.get(name, 0)} call(s) of {name} from threads that carry "
+            "no run context were not recorded while this run was open (several runs "
+            "were open, so their run could not be known): pass the work through "
+            "run.wrap(fn) or mlobs.propagate(fn)"
+            for name in sorted(now) if now[name] > since.get(name, 0)]
 
 
 def reset_var(var: ContextVar[Any], token: Token[Any]) -> None:

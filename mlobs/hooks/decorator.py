@@ -114,7 +114,7 @@ def component(name: str | None = None, *, producer_version: str | None = None,
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                run = resolve_run()
+                run = resolve_run(spec.name)
                 if run is None:
                     return await fn(*args, **unobserved_kwargs(kwargs))
                 with open_call(run, args, kwargs) as c:
@@ -138,7 +138,7 @@ def component(name: str | None = None, *, producer_version: str | None = None,
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            run = resolve_run()
+            run = resolve_run(spec.name)
             if run is None:
                 return fn(*args, **unobserved_kwargs(kwargs))
             with open_call(run, args, kwargs) as c:

@@ -12,11 +12,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import copy_context
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from itertools import count
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mlobs.cache.codecs import Codec
 from mlobs.cache.store import ArtifactStore
@@ -33,16 +34,26 @@ from mlobs.core.run_status import optional_failure_warning, required_failure_mes
 from mlobs.core.signature import config_hash
 from mlobs.hooks.batch_size import BatchSizeChoice
 from mlobs.hooks.component import CLOSED_EARLY_WARNING, ComponentCall
-from mlobs.hooks.context import active_runs, current_run_var, fork_generation, reset_var
+from mlobs.hooks.context import (
+    active_runs,
+    current_component_var,
+    current_run_var,
+    fork_generation,
+    reset_var,
+    unattributed_calls,
+    unattributed_warnings,
+)
 from mlobs.hooks.environment import run_environment
 from mlobs.hooks.oom import OomPolicy
 from mlobs.hooks.profile import AnalysisProfile
 from mlobs.hooks.retry import RetryPolicy
 from mlobs.hooks.spec import ComponentSpec
+from mlobs.hooks.threads import in_context, install_executor_propagation
 from mlobs.recording.recorder import Recorder, get_recorder
 
 log = logging.getLogger("mlobs")
 _perf_ns = time.perf_counter_ns
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Run:
@@ -79,6 +90,7 @@ class Run:
         self._t0_ns = 0
         self._token: Any = None
         self._exit_hooks: list[Callable[[Run], None]] = []
+        self._unattributed_at_start: dict[str, int] = {}
 
     @property
     def run_id(self) -> str:
@@ -195,6 +207,15 @@ class Run:
             sampling_policy_version=record.sampling_policy_version,
             carrier=carrier_for(record.run_id))
 
+    def wrap(self, fn: F) -> F:
+        """``fn`` bound to this run: components it calls record here from any thread,
+        e.g. ``threading.Thread(target=run.wrap(work)).start()`` while several runs are
+        open. (Work given to a ``ThreadPoolExecutor`` inside the run needs no wrapping.)"""
+        context = copy_context()
+        context.run(current_run_var.set, self)
+        context.run(current_component_var.set, None)
+        return in_context(context, fn)
+
     def note_cache_hit(self, producer_run_id: str | None) -> None:
         """A hit on a result made by ``producer_run_id``: if that run never finished
         (its manifest says ``running`` or ``error``), this run resumes it."""
@@ -236,6 +257,8 @@ class Run:
         # Both clocks are read here, so started_at + duration_ms brackets the components.
         self.record.started_at = datetime.now(timezone.utc)
         self._t0_ns = _perf_ns()
+        install_executor_propagation()
+        self._unattributed_at_start = unattributed_calls()
         self._token = current_run_var.set(self)
         active_runs[self.run_id] = self
         self._recorder.emit(self._snapshot())
@@ -246,6 +269,7 @@ class Run:
         duration_ms = (_perf_ns() - self._t0_ns) / 1e6
         reset_var(current_run_var, self._token)
         active_runs.pop(self.run_id, None)
+        record.warnings.extend(unattributed_warnings(self._unattributed_at_start))
         record.duration_ms = duration_ms
         record.finished_at = record.started_at + timedelta(milliseconds=duration_ms)
         record.resolved_models = {
