@@ -66,11 +66,15 @@ class InvalidRecordError(WarehouseError):
         message: what was refused and why.
         run_ids: the runs whose records were refused, when known (others of the same
             batch were written).
+        refused: the run_id of each refused record, when the batch's other records were
+            written (a sink counts exactly these as failed).
     """
 
-    def __init__(self, message: str, run_ids: frozenset[str] | None = None) -> None:
+    def __init__(self, message: str, run_ids: frozenset[str] | None = None,
+                 refused: tuple[str, ...] | None = None) -> None:
         super().__init__(message)
-        self.run_ids = run_ids
+        self.run_ids = run_ids if run_ids is not None or refused is None else frozenset(refused)
+        self.refused = refused
 
 
 def _code(label: str, value: object) -> str:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from mlobs.core.classify import exception_summary
-from mlobs.core.records import SinkItem
+from mlobs.core.records import SinkItem, materialize
 from mlobs.core.suppression import suppress_in_this_thread
 
 log = logging.getLogger("mlobs.sinks")
@@ -166,21 +166,34 @@ class BatchWorker:
             self._export(batch)
 
     def _export(self, batch: list[SinkItem]) -> None:
+        # Records are built here, one by one, so an item that cannot be built is refused
+        # alone instead of failing its batch in every sink.
+        records = []
+        for item in batch:
+            try:
+                records.append(materialize(item))
+            except Exception as exc:
+                self._count_failed([item.run_id], f"a record could not be built: "
+                                                  f"{exception_summary(exc)}")
         try:
-            self.sink.export(batch)
+            self.sink.export(records)
         except Exception as exc:  # a sink error is counted, never raised into the pipeline
-            # A sink may say which runs failed (the rest of the batch was exported).
+            # A sink may say which records (or runs) failed; the rest was exported.
+            refused = getattr(exc, "refused", None)
             failed_runs = getattr(exc, "run_ids", None)
-            failed = [item for item in batch if failed_runs is None or item.run_id in failed_runs]
-            self.failed += len(failed)
-            self.exported += len(batch) - len(failed)
-            for item in failed:
-                self.failed_by_run[item.run_id] += 1
-            self.last_error = exception_summary(exc)
-            log.error("mlobs sink %r failed to export %d item(s): %s", self.sink.name,
-                      len(failed), self.last_error)
+            failed = list(refused) if refused is not None else [
+                r.run_id for r in records if failed_runs is None or r.run_id in failed_runs]
+            self.exported += len(records) - len(failed)
+            self._count_failed(failed, exception_summary(exc))
         else:
-            self.exported += len(batch)
+            self.exported += len(records)
+
+    def _count_failed(self, run_ids: list[str], error: str) -> None:
+        self.failed += len(run_ids)
+        self.failed_by_run.update(run_ids)
+        self.last_error = error
+        log.error("mlobs sink %r failed to export %d item(s): %s", self.sink.name,
+                  len(run_ids), error)
 
     def _flush_sink(self) -> None:
         try:

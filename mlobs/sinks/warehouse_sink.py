@@ -156,24 +156,42 @@ class WarehouseSink:
             raise
 
     def _write_each_run(self, runs: list[RunRecord], components: list[ComponentRecord]) -> None:
-        """One refused record must not keep the other runs of its batch out: write run by
-        run, then raise for the runs refused (their records stay in their manifests)."""
+        """One refused record must not keep the other records of its batch out: write run
+        by run, and a refused run record by record; then raise for exactly the records
+        refused (they stay in their manifests, which ``mlobs ingest`` reloads)."""
         by_run: dict[str, tuple[list[RunRecord], list[ComponentRecord]]] = {}
         for run in runs:
             by_run.setdefault(run.run_id, ([], []))[0].append(run)
         for component in components:
             by_run.setdefault(component.run_id, ([], []))[1].append(component)
-        refused: dict[str, str] = {}
+        problems: list[str] = []
+        refused: list[str] = []
         for run_id, (run_records, component_records) in by_run.items():
-            try:
-                self._open_store().write(run_records, component_records)
-            except InvalidRecordError as exc:
-                refused[run_id] = str(exc)
-            except BaseException:
-                self._close_store()
-                raise
+            if self._refused_by(run_records, component_records, problems) is None:
+                continue
+            # Alone: the run record first (its components need its row), then each one.
+            for one_run, one_component in ([(r, None) for r in run_records]
+                                           + [(None, c) for c in component_records]):
+                problem = self._refused_by([one_run] if one_run else [],
+                                           [one_component] if one_component else [], problems)
+                if problem is not None:
+                    refused.append(run_id)
         if refused:
-            raise InvalidRecordError("; ".join(refused.values()), frozenset(refused))
+            raise InvalidRecordError("; ".join(problems), refused=tuple(refused))
+
+    def _refused_by(self, runs: list[RunRecord], components: list[ComponentRecord],
+                    problems: list[str]) -> str | None:
+        """Write; the store's refusal (kept in ``problems`` for a single record), or None."""
+        try:
+            self._open_store().write(runs, components)
+        except InvalidRecordError as exc:
+            if len(runs) + len(components) == 1:
+                problems.append(str(exc))
+            return str(exc)
+        except BaseException:
+            self._close_store()
+            raise
+        return None
 
     # -- the spool -----------------------------------------------------------------------
     def _spool_batch(self, records: list[RunRecord | ComponentRecord],

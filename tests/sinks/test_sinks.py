@@ -220,8 +220,10 @@ def test_a_refused_record_does_not_keep_other_runs_of_its_batch_out(tmp_path):
     with pytest.raises(InvalidRecordError) as refused:
         sink.export(batch)
     assert refused.value.run_ids == {"bad"}
+    assert refused.value.refused == ("bad",)  # the one record, not its run's others
     sink.shutdown(1)
     store = WarehouseStore(db_url)
-    assert store.run_statuses(["good-1", "bad", "good-2"]) == {"good-1": "ok", "good-2": "ok"}
-    assert store.component_counts(["good-1", "good-2"]) == {"good-1": 1, "good-2": 1}
+    assert store.run_statuses(["good-1", "bad", "good-2"]) == {
+        "good-1": "ok", "bad": "ok", "good-2": "ok"}
+    assert store.component_counts(["good-1", "bad", "good-2"]) == {"good-1": 1, "good-2": 1}
     store.close()
