@@ -58,3 +58,20 @@ def test_durable_writes_sync_the_file_and_its_directory(tmp_path, monkeypatch, d
     monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd)))
     write_atomically(tmp_path / "spool.jsonl", "line\n", durable=durable)
     assert len(calls) == synced
+
+
+def test_a_taken_temporary_name_is_skipped_and_only_so_many_are_tried(tmp_path, monkeypatch):
+    target = tmp_path / "index.json"
+    taken = tmp_path / f".index.json.{'00' * 6}.tmp"
+    taken.write_text("someone else's")
+    draws = iter([b"\0" * 6, b"\1" * 6])
+    monkeypatch.setattr(os, "urandom", lambda n: next(draws))
+    write_atomically(target, "new")  # the second name is free
+    assert target.read_text() == "new"
+    assert taken.read_text() == "someone else's"
+
+    monkeypatch.setattr(os, "urandom", lambda n: b"\0" * n)  # every name taken
+    with pytest.raises(FileExistsError, match="no free temporary file name"):
+        write_atomically(target, "newer")
+    assert target.read_text() == "new"
+    assert sorted(os.listdir(tmp_path)) == [taken.name, "index.json"]

@@ -4,19 +4,34 @@ The content goes to a hidden temporary file in the same directory (``.<name>.<ra
 so a rename never crosses file systems), which ``os.replace`` then moves over the target.
 ``durable=True`` also fsyncs the file before the rename and the directory after it, so the
 new content survives a power loss, not only a killed process.
+
+Files are created with :data:`FILE_MODE` less the process's umask, as ``open()`` creates
+them (and directories with ``0o777`` less the umask): 0644 under umask 022, 0600 under
+077. ``tempfile.mkstemp`` would create 0600 whatever the umask, shutting out a second
+user or a reader service.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+
+#: The mode mlobs creates files with; the kernel takes the umask (and a directory's
+#: default ACL) off it, so mlobs never reads or changes the process-wide umask.
+FILE_MODE = 0o666
+
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+_NAME_TRIES = 100  # 48 random bits per name: a clash is already unheard of
 
 
 def write_atomically(path: Path, data: bytes | bytearray | memoryview | str | Iterable[bytes], *,
                      durable: bool = False) -> None:
     """Replace ``path`` with ``data`` (``str`` is written as UTF-8).
+
+    The new file gets :data:`FILE_MODE` less the umask, whatever the mode of the file it
+    replaces.
 
     Args:
         path: the file to write; its directory is created when missing.
@@ -29,7 +44,7 @@ def write_atomically(path: Path, data: bytes | bytearray | memoryview | str | It
             temporary file is removed).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             if isinstance(data, str):
@@ -47,6 +62,26 @@ def write_atomically(path: Path, data: bytes | bytearray | memoryview | str | It
         raise
     if durable:
         fsync_directory(path.parent)
+
+
+def _create_temporary(path: Path) -> tuple[int, str]:
+    """Create a new, empty hidden file beside ``path`` and open it for writing.
+
+    Returns:
+        The open file descriptor and the file's path.
+
+    Raises:
+        OSError: the file cannot be created (FileExistsError after ``_NAME_TRIES`` taken
+            names).
+    """
+    prefix = os.path.join(path.parent, f".{path.name}.")
+    for _ in range(_NAME_TRIES):
+        tmp = f"{prefix}{os.urandom(6).hex()}.tmp"
+        try:
+            return os.open(tmp, _CREATE_FLAGS, FILE_MODE), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", prefix)
 
 
 def fsync_directory(directory: Path) -> None:

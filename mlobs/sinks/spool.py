@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from mlobs.core.atomic_file import fsync_directory, write_atomically
+from mlobs.core.atomic_file import FILE_MODE, fsync_directory, write_atomically
 from mlobs.core.classify import exception_summary
 from mlobs.core.errors import InvalidRecordError
 from mlobs.core.records import ComponentRecord, RunRecord
@@ -87,7 +87,7 @@ def decode(line: str) -> Record:
 
 @contextmanager
 def _flock(path: Path, *, blocking: bool = True) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -137,7 +137,7 @@ class Spool:
             fsync_directory(self.directory.parent)
         with _flock(self.directory / _LOCK_NAME):
             new_file = not self.path.exists()
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
             try:
                 if not _ends_a_line(fd):
                     # An earlier write of ours was cut short: start on a line of our own.
