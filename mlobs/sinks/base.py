@@ -44,6 +44,15 @@ class Sink(Protocol):
     def shutdown(self, timeout_s: float) -> None: ...
 
 
+class RecordsRefused(Exception):
+    """Raised by a sink's ``export`` once it exported the rest of the batch: the records
+    it refused, one run_id each (the batch worker counts exactly these as failed)."""
+
+    def __init__(self, message: str, refused: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
 @dataclass(frozen=True)
 class SinkStats:
     """Counters of one sink since the process (or the last configure) started."""

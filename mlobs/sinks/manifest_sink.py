@@ -18,6 +18,7 @@ from mlobs.core.manifest import ManifestText, read_manifest, write_manifest
 from mlobs.core.paths import manifest_path
 from mlobs.core.propagation import joined_context
 from mlobs.core.records import ComponentRecord, RunRecord, SinkItem, materialize
+from mlobs.sinks.base import RecordsRefused
 
 #: closed runs whose manifest path is remembered for components that finish late.
 _CLOSED_RUNS_KEPT = 4096
@@ -41,6 +42,8 @@ class ManifestSink:
 
     def export(self, items: list[SinkItem]) -> None:
         touched: dict[str, _RunDocument] = {}
+        problems: list[str] = []
+        refused: list[str] = []
         for item in items:
             record = materialize(item)
             if self._joined_elsewhere(record):
@@ -49,7 +52,13 @@ class ManifestSink:
             if isinstance(record, RunRecord):
                 doc.text.run = record
             else:
-                doc.text.add_component(record)
+                try:
+                    doc.text.add_component(record)
+                except (TypeError, ValueError) as exc:  # JSON cannot hold it: this one only
+                    refused.append(record.run_id)
+                    problems.append(f"component {record.component!r} "
+                                    f"({record.component_run_id}) of run {record.run_id}: "
+                                    f"{exc}")
             touched[record.run_id] = doc
         for run_id, doc in touched.items():
             finished = doc.text.run.status != "running"
@@ -59,6 +68,8 @@ class ManifestSink:
                 self._closed[run_id] = doc.path
                 if len(self._closed) > _CLOSED_RUNS_KEPT:
                     self._closed.popitem(last=False)
+        if refused:
+            raise RecordsRefused("; ".join(problems), tuple(refused))
 
     def _joined_elsewhere(self, record: RunRecord | ComponentRecord) -> bool:
         run_id = record.run_id

@@ -1,0 +1,66 @@
+"""One bad record is refused alone: never its batch, its run's other records or its run's
+manifest (every sink)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+import mlobs
+from mlobs.core.manifest import read_manifest
+from mlobs.core.records import ComponentRecord, RunRecord
+from mlobs.hooks.component import ComponentCall
+from mlobs.sinks.base import RecordsRefused
+from mlobs.sinks.manifest_sink import ManifestSink
+from mlobs.warehouse.store import WarehouseStore
+
+
+def test_a_record_that_cannot_be_built_is_refused_alone_by_every_sink(tmp_path, monkeypatch):
+    build = ComponentCall._build_record
+
+    def build_or_fail(self):
+        if self.name == "broken":
+            raise RuntimeError("cannot build this one")
+        return build(self)
+
+    monkeypatch.setattr(ComponentCall, "_build_record", build_or_fail)
+    mlobs.configure(root=tmp_path)
+    with mlobs.run("youtube", "v1") as run:
+        for name in ("first", "broken", "last"):
+            with run.component(name):
+                pass
+    assert mlobs.flush(10)
+    manifest_run, components = read_manifest(run.manifest_path)
+    assert [c.component for c in components] == ["first", "last"]
+    assert any("manifest" in w and "1" in w for w in manifest_run.warnings), \
+        manifest_run.warnings  # the run says a record is missing
+    with WarehouseStore(mlobs.settings().db_url) as store:
+        stored = store.get_run(run.run_id)
+    assert stored is not None and stored[0].status == "ok"
+    assert [c.component for c in stored[1]] == ["first", "last"]
+    stats = {s.name: s for s in mlobs.sink_stats()}
+    assert {name: s.failed for name, s in stats.items()} == {"manifest": 1, "warehouse": 1}
+
+
+def test_the_manifest_sink_refuses_only_the_component_json_cannot_hold(tmp_path):
+    now = datetime.now(timezone.utc)
+    run = RunRecord(run_id="r1", platform_id="youtube", video_id="v1", status="ok",
+                    started_at=now)
+
+    def component(name, metrics):
+        return ComponentRecord(component_run_id=f"r1-{name}", run_id="r1", component=name,
+                               attempt=1, required=True, status="ok", started_at=now,
+                               finished_at=now, duration_ms=1.0, metrics=metrics)
+
+    sink = ManifestSink(tmp_path / "runs")
+    with pytest.raises(RecordsRefused) as refused:
+        sink.export([run, component("good", {"f1": 0.5}),
+                     component("bad", {"f1": float("nan")})])
+    assert refused.value.refused == ("r1",)
+    assert "bad" in str(refused.value)
+    manifests = list((tmp_path / "runs").rglob("manifest.json"))
+    assert len(manifests) == 1
+    stored_run, components = read_manifest(manifests[0])
+    assert stored_run.status == "ok"
+    assert [c.component for c in components] == ["good"]
