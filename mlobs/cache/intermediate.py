@@ -28,8 +28,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from mlobs.core.atomic_file import write_atomically
+from mlobs.core.checks import check_word
 from mlobs.core.config import configured_settings
-from mlobs.core.errors import ConfigError
+from mlobs.core.limits import NAME_MAX_CHARS
 from mlobs.core.paths import safe_segment, tree_size
 from mlobs.core.records import iso_utc, parse_utc
 
@@ -78,11 +79,13 @@ def intermediate_dir(platform_id: str, video_id: str, name: str, *,
         registered; ``mlobs gc`` deletes it once it is older than the intermediate TTL.
 
     Raises:
-        ConfigError: an identifier is not a string, or ``name`` is empty.
+        ConfigError: an identifier or ``name`` is not a non-empty string of valid
+            Unicode of at most 255 characters.
         OSError: the directory cannot be created.
     """
-    if not isinstance(name, str) or not name:
-        raise ConfigError("an intermediate directory needs a non-empty name")
+    for label, value in (("platform_id", platform_id), ("video_id", video_id),
+                         ("intermediate directory name", name)):
+        check_word(label, value, NAME_MAX_CHARS)
     path = intermediate_path(platform_id, video_id, name,
                              root=configured_settings().root if root is None else root)
     path.mkdir(parents=True, exist_ok=True)

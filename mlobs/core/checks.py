@@ -7,8 +7,10 @@ Bounds come from :mod:`mlobs.core.limits` (the warehouse's column sizes).
 from __future__ import annotations
 
 import math
+import threading
 
 from mlobs.core.errors import ConfigError
+from mlobs.core.limits import INT32_BOUND
 from mlobs.core.text import is_storable, shown
 
 
@@ -42,17 +44,27 @@ def check_text(label: str, value: object, max_chars: int) -> str:
     return value
 
 
-def check_int(label: str, value: object, minimum: int) -> int:
-    """``value`` if it is an integer (not a bool) of at least ``minimum``.
+def check_int(label: str, value: object, minimum: int, below: int = INT32_BOUND) -> int:
+    """``value`` as a plain int if it is an integer (not a bool) in ``[minimum, below)``
+    (default bound: what a warehouse ``Integer`` column holds, :mod:`mlobs.core.limits`).
 
     Raises:
-        ConfigError: ``<label> must be an integer >= <minimum>, got <value>``.
+        ConfigError: ``<label> must be an integer >= <minimum>, got <value>``, or
+            ``... must be an integer < <below> ...`` when it is too large.
     """
-    if type(value) is int and value >= minimum:
+    if type(value) is int and minimum <= value < below:
         return value  # the common case (a batch size on every component call)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{label} must be an integer >= {minimum}, got {shown(value, 40)}")
-    return value
+    if value >= below:
+        raise ConfigError(f"{label} must be an integer < {_power(below)} (what the warehouse "
+                          f"stores), got {shown(value, 40)}")
+    return int(value)  # an int subclass (IntEnum, numpy's) is stored as an int
+
+
+def _power(n: int) -> str:
+    exponent = n.bit_length() - 1
+    return f"2**{exponent}" if n == 2**exponent and exponent > 16 else str(n)
 
 
 def finite_number(value: object) -> int | float | None:
@@ -80,3 +92,17 @@ def check_finite(label: str, value: object, *, positive: bool = False) -> float:
         raise ConfigError(f"{label} must be a finite number {'>' if positive else '>='} 0, "
                           f"got {shown(value, 40)}")
     return number
+
+
+def check_timeout(label: str, value: object) -> float:
+    """``value`` if it is a number of seconds a thread can wait: finite, ``>= 0`` and at
+    most :data:`threading.TIMEOUT_MAX` (beyond it ``wait()`` raises OverflowError).
+
+    Raises:
+        ConfigError: naming ``label`` and the problem.
+    """
+    seconds = check_finite(label, value)
+    if seconds > threading.TIMEOUT_MAX:
+        raise ConfigError(f"{label} must be at most {threading.TIMEOUT_MAX:g} seconds, got "
+                          f"{shown(value, 40)}")
+    return seconds

@@ -46,7 +46,7 @@ import threading
 from collections.abc import Callable
 
 from mlobs.core.errors import ComponentError, ConfigError
-from mlobs.core.limits import CODE_MAX_CHARS, ERROR_MESSAGE_MAX_CHARS
+from mlobs.core.limits import CODE_MAX_CHARS, ERROR_MESSAGE_MAX_CHARS, NAME_MAX_CHARS
 from mlobs.core.text import text_of
 
 Classifier = Callable[[BaseException], "str | None"]
@@ -251,6 +251,13 @@ def exception_message(exc: BaseException, max_chars: int = ERROR_MESSAGE_MAX_CHA
     the user's exception nor cost its record.
     """
     return text_of(exc)[:max_chars]
+
+
+def exception_type_name(exc: BaseException) -> str:
+    """The ``error_type`` recorded for ``exc``: its class's ``__qualname__``, safe text
+    (lone surrogates escaped, :mod:`mlobs.core.text`) cut to the column's
+    :data:`~mlobs.core.limits.NAME_MAX_CHARS`."""
+    return text_of(type(exc).__qualname__)[:NAME_MAX_CHARS]
 
 
 def exception_summary(exc: BaseException, max_chars: int = 500) -> str:

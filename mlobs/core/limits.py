@@ -6,3 +6,9 @@ NAME_MAX_CHARS = 255
 CODE_MAX_CHARS = 128
 #: error_message is truncated to this many characters (ARCHITECTURE §4: "truncated to a bound").
 ERROR_MESSAGE_MAX_CHARS = 2000
+#: integers in an ``Integer`` column (batch_size, attempt, counts) are below this.
+INT32_BOUND = 2**31
+#: integers in a ``BigInteger`` column (items, memory peaks) are below this.
+INT64_BOUND = 2**63
+#: a seed is below this (NumPy's bound; Python's and torch's take it too).
+SEED_BOUND = 2**32

@@ -31,7 +31,7 @@ from tenacity import AsyncRetrying, Retrying
 
 from mlobs.core.canonical import json_copy
 from mlobs.core.checks import check_word, finite_number
-from mlobs.core.classify import classify_exception, exception_message
+from mlobs.core.classify import classify_exception, exception_message, exception_type_name
 from mlobs.core.errors import ConfigError, Empty
 from mlobs.core.ids import new_uuid4
 from mlobs.core.limits import CODE_MAX_CHARS, NAME_MAX_CHARS
@@ -225,7 +225,7 @@ class ComponentCall:
         self._oom_seen = exc
         self.oom_count += 1
         self.event("oom", attempt=attempt, batch_size=self.batch_size,
-                   error_type=type(exc).__qualname__, **snapshot)
+                   error_type=exception_type_name(exc), **snapshot)
 
     def record_retry(self, exc: BaseException, code: str, *, attempt: int,
                      wait_s: float, message_max_chars: int) -> None:
@@ -233,7 +233,7 @@ class ComponentCall:
         in seconds before the next attempt)."""
         self.retry_count += 1
         self.event("retry", attempt=attempt, error_code=code,
-                   error_type=type(exc).__qualname__,
+                   error_type=exception_type_name(exc),
                    message=exception_message(exc, message_max_chars),
                    wait_s=round(wait_s, 6))
 
@@ -395,7 +395,7 @@ class ComponentCall:
             started_at=started_at, finished_at=self.run._wall_at(self._t1_ns),
             duration_ms=duration_ms, empty_reason=self.empty_reason,
             error_code=self.error_code,
-            error_type=None if error is None else type(error).__qualname__,
+            error_type=None if error is None else exception_type_name(error),
             error_message=None if error is None else exception_message(error),
             warnings=list(self.warnings or ()), producer_version=self.spec.producer_version,
             schema_version=self.schema_version,

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from mlobs.core.classify import classify_exception, exception_message
+from mlobs.core.classify import classify_exception, exception_message, exception_type_name
 from mlobs.core.errors import ConfigError, Empty
 from mlobs.core.records import ModelRef
 from mlobs.hooks.context import current
@@ -143,7 +143,7 @@ def predict_with_fallback(chain: Sequence[tuple[ModelRef, Callable[..., T]]], /,
         except Empty:
             raise
         except Exception as exc:
-            failure = FallbackFailure(model, classify_exception(exc), type(exc).__qualname__,
+            failure = FallbackFailure(model, classify_exception(exc), exception_type_name(exc),
                                       exception_message(exc))
             failures.append(failure)
             handle.event(FALLBACK_EVENT, model_name=model.name, model_version=model.version,

@@ -22,16 +22,18 @@ from typing import Any, TypeVar
 from mlobs.cache.codecs import Codec
 from mlobs.cache.store import ArtifactStore
 from mlobs.core.canonical import json_copy
-from mlobs.core.checks import check_word
+from mlobs.core.checks import check_int, check_timeout, check_word
 from mlobs.core.classify import classify_exception, exception_message
+from mlobs.core.errors import ConfigError
 from mlobs.core.ids import new_uuid4
-from mlobs.core.limits import NAME_MAX_CHARS
+from mlobs.core.limits import NAME_MAX_CHARS, SEED_BOUND
 from mlobs.core.manifest import manifest_status
 from mlobs.core.paths import manifest_path
 from mlobs.core.propagation import RunContext, carrier_for
 from mlobs.core.records import ModelRef, RunRecord
 from mlobs.core.run_status import optional_failure_warning, required_failure_message
 from mlobs.core.signature import config_hash
+from mlobs.core.text import shown
 from mlobs.hooks.batch_size import BatchSizeChoice
 from mlobs.hooks.component import CLOSED_EARLY_WARNING, ComponentCall
 from mlobs.hooks.context import (
@@ -69,6 +71,12 @@ class Run:
                              ("sampling_policy_version", sampling_policy_version)):
             if value is not None:
                 check_word(label, value, NAME_MAX_CHARS)
+        if config is not None and not isinstance(config, Mapping):
+            raise ConfigError(f"config must be a mapping of JSON values (a dict), got "
+                              f"{shown(config, 60)}")
+        if seed is not None:
+            seed = check_int("seed", seed, 0, below=SEED_BOUND)
+        flush_timeout_s = check_timeout("flush_timeout_s", flush_timeout_s)
         self._profile = profile if isinstance(profile, AnalysisProfile) else AnalysisProfile(profile)
         self._recorder = recorder
         self._flush_timeout_s = flush_timeout_s
@@ -318,11 +326,14 @@ def run(platform_id: str, video_id: str, *, profile: str | AnalysisProfile = "de
         pipeline_version: the pipeline's code version.
         config: the run's configuration (JSON values); hashed into ``config_hash``.
         sampling_policy_version: version of the frame/segment sampling policy.
-        seed: the random seed, recorded in the environment.
-        flush_timeout_s: how long the end of the run waits for sinks (seconds).
+        seed: the random seed, recorded in the environment: an integer in [0, 2**32)
+            (NumPy's bound, as :func:`mlobs.set_seed`).
+        flush_timeout_s: how long the end of the run waits for sinks (seconds, finite,
+            >= 0).
 
     Raises:
-        ConfigError: empty ids, or a config JSON cannot represent.
+        ConfigError: naming the argument: empty or unsafe ids, a config that is not a
+            mapping or holds values JSON cannot represent, a seed or timeout out of range.
     """
     return Run(get_recorder(), platform_id=platform_id, video_id=video_id, profile=profile,
                pipeline_version=pipeline_version, config=config,

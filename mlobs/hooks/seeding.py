@@ -9,7 +9,8 @@ from __future__ import annotations
 import random
 import sys
 
-from mlobs.core.errors import ConfigError
+from mlobs.core.checks import check_int
+from mlobs.core.limits import SEED_BOUND
 from mlobs.hooks.context import resolve_run
 
 
@@ -27,8 +28,7 @@ def set_seed(seed: int) -> list[str]:
     Raises:
         ConfigError: ``seed`` is not an integer in range.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise ConfigError(f"seed must be an integer in [0, 2**32), got {seed!r:.40}")
+    seed = check_int("seed", seed, 0, below=SEED_BOUND)
     random.seed(seed)
     seeded = ["random"]
     numpy = sys.modules.get("numpy")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from mlobs.core.checks import check_timeout
 from mlobs.core.config import Settings, resolve_settings
 from mlobs.core.errors import ConfigError
 from mlobs.hooks.context import active_runs
@@ -59,8 +60,11 @@ def flush(timeout_s: float = 10.0) -> bool:
 
     Returns:
         False if a sink did not finish within ``timeout_s`` seconds.
+
+    Raises:
+        ConfigError: ``timeout_s`` is not a number of seconds >= 0 a thread can wait.
     """
-    return get_recorder().flush(timeout_s)
+    return get_recorder().flush(check_timeout("timeout_s", timeout_s))
 
 
 def sink_stats() -> list[SinkStats]:

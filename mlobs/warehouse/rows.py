@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, Float, Integer, String, Table
 
+from mlobs.core.limits import INT32_BOUND, INT64_BOUND
 from mlobs.core.records import (
     PREDICTION_STATUSES,
     RUN_STATUSES,
@@ -46,8 +47,6 @@ INDEX_KEY = ("platform_id", "video_id", "config_hash", "sampling_policy_version"
              "pipeline_version")
 
 
-_INT32 = 2**31
-_INT64 = 2**63
 
 
 class InvalidRecord(Exception):
@@ -75,7 +74,7 @@ def _column_checks(table: Table) -> tuple[tuple[str, int, int, bool], ...]:
         if isinstance(c.type, String) and c.type.length:
             checks.append((c.name, _STRING, c.type.length, bool(c.nullable)))
         elif isinstance(c.type, Integer):
-            bound = _INT64 if isinstance(c.type, BigInteger) else _INT32
+            bound = INT64_BOUND if isinstance(c.type, BigInteger) else INT32_BOUND
             checks.append((c.name, _INT, bound, bool(c.nullable)))
         elif isinstance(c.type, Boolean):
             checks.append((c.name, _BOOL, 0, bool(c.nullable)))
