@@ -32,15 +32,24 @@ def non_negative_int(text: str) -> int:
     return _integer(text, 0)
 
 
-def positive_days(text: str) -> float:
-    """A finite number of days > 0 (``1.5``)."""
+def _positive_number(text: str, unit: str) -> float:
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a number of days > 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a number of {unit} > 0, got {text!r}")
     return value
+
+
+def positive_days(text: str) -> float:
+    """A finite number of days > 0 (``1.5``)."""
+    return _positive_number(text, "days")
+
+
+def positive_seconds(text: str) -> float:
+    """A finite number of seconds > 0 (``90``)."""
+    return _positive_number(text, "seconds")
 
 
 def iso_datetime(text: str) -> datetime:

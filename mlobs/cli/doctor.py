@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mlobs.cli.runs import add_stale_after_argument
 from mlobs.core.config import resolve_settings
 
 
@@ -14,12 +15,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "upgraded, DuckDB's scanner extension is installed, that every "
                     "manifest under the root is in the warehouse (sink failures or a dead "
                     "database leave runs only in their manifests), and that no records "
-                    "wait in the root's spool (written while the database was away). "
-                    "Exit 1 if a check fails.")
+                    "wait in the root's spool (written while the database was away), and "
+                    "that no run is still running with its heartbeat stopped (crashed; "
+                    "--fix marks them). Exit 1 if a check fails.")
     parser.add_argument("--root", default=None, help="mlobs root (default: $MLOBS_ROOT or "
                                                      "./mlobs-data)")
     parser.add_argument("--db-url", default=None, metavar="URL",
                         help="warehouse URL (default: $MLOBS_DB_URL or the root's SQLite)")
+    parser.add_argument("--fix", action="store_true",
+                        help="mark the runs taken for crashed as crashed, in the warehouse "
+                             "and in their manifests")
+    add_stale_after_argument(parser)
     parser.set_defaults(func=doctor_command)
 
 
@@ -28,7 +34,7 @@ def doctor_command(args: argparse.Namespace) -> int:
     from mlobs.cli.doctor_checks import run_checks  # the warehouse's imports, when it runs
 
     settings = resolve_settings(root=args.root, db_url=args.db_url)
-    checks = run_checks(settings)
+    checks = run_checks(settings, stale_after_s=args.stale_after, fix=args.fix)
     for check in checks:
         mark = "ok  " if check.ok else "FAIL"
         print(f"[{mark}] {check.name:<10} {check.detail}")

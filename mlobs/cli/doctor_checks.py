@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from mlobs.core.config import Settings
 from mlobs.core.errors import ManifestError, MlobsError
-from mlobs.core.manifest import read_manifest
+from mlobs.core.liveness import CRASHED, STALE_AFTER_S, is_crashed, mark_crashed
+from mlobs.core.manifest import manifest_document, read_manifest, write_manifest
 from mlobs.sinks.ingest import find_manifests
 from mlobs.sinks.spool import REJECTED_NAME, spool_contents
 from mlobs.warehouse.engine import (
@@ -100,6 +102,8 @@ class ManifestComparison:
     unreadable: int = 0
     running: int = 0
     sink_warnings: int = 0
+    #: manifests of runs still ``running`` whose heartbeat stopped (mlobs.core.liveness).
+    silent: list[Path] = field(default_factory=list)
 
 
 def _chunks(paths: Iterator[Path], size: int) -> Iterator[list[Path]]:
@@ -113,9 +117,12 @@ def _chunks(paths: Iterator[Path], size: int) -> Iterator[list[Path]]:
         yield chunk
 
 
-def compare_manifests(settings: Settings, store: WarehouseStore) -> ManifestComparison:
-    """Count manifests under the root that the warehouse lacks or holds in an older state."""
+def compare_manifests(settings: Settings, store: WarehouseStore,
+                      stale_after_s: float = STALE_AFTER_S) -> ManifestComparison:
+    """Count manifests under the root that the warehouse lacks or holds in an older state,
+    and find those of runs taken for crashed (silent for over ``stale_after_s``)."""
     result = ManifestComparison()
+    now = datetime.now(timezone.utc)
     if not settings.runs_dir.exists():
         return result
     # chunks of 500 keep the IN (...) lists below every backend's bind-parameter limit
@@ -128,11 +135,13 @@ def compare_manifests(settings: Settings, store: WarehouseStore) -> ManifestComp
             except ManifestError:
                 result.unreadable += 1
                 continue
-            runs[run.run_id] = (run, len(components))
+            runs[run.run_id] = (run, len(components), path)
         statuses = store.run_statuses(runs)
         counts = store.component_counts(list(runs))
-        for run_id, (run, n_components) in runs.items():
+        for run_id, (run, n_components, path) in runs.items():
             result.running += run.status == "running"
+            if run.status == "running" and is_crashed(run, now, stale_after_s):
+                result.silent.append(path)
             result.sink_warnings += any(w.startswith("sink ") for w in run.warnings)
             if run_id not in statuses:
                 result.missing += 1
@@ -141,12 +150,13 @@ def compare_manifests(settings: Settings, store: WarehouseStore) -> ManifestComp
     return result
 
 
-def check_manifests(settings: Settings, store: WarehouseStore | None) -> list[Check]:
+def check_manifests(settings: Settings, store: WarehouseStore | None,
+                    stale_after_s: float = STALE_AFTER_S, fix: bool = False) -> list[Check]:
     if store is None:
         ok = missing_sqlite_file(settings.db_url) is not None and not settings.runs_dir.exists()
         return [Check("manifests", ok, "none yet" if ok else
                       "not compared: the warehouse is not usable")]
-    found = compare_manifests(settings, store)
+    found = compare_manifests(settings, store, stale_after_s)
     checks = [Check("manifests", found.missing == 0 and found.stale == 0,
                     f"{found.manifests} manifest(s); {found.missing} run(s) missing from the "
                     f"warehouse, {found.stale} behind their manifest",
@@ -158,20 +168,44 @@ def check_manifests(settings: Settings, store: WarehouseStore | None) -> list[Ch
         checks.append(Check("sinks", False, f"{found.sink_warnings} run(s) recorded sink "
                             "export failures in their warnings", "mlobs runs list --status ok"
                             " / read the manifest warnings; then mlobs ingest"))
-    if found.running:
-        checks.append(Check("runs", True, f"{found.running} run(s) never finished (still "
-                            "running, or killed): their manifests keep every finished component"))
+    checks.append(check_crashed(settings, store, found.silent, stale_after_s, fix))
     return checks
 
 
-def run_checks(settings: Settings) -> list[Check]:
-    """Every check, in the order they are printed."""
+def check_crashed(settings: Settings, store: WarehouseStore, silent_manifests: list[Path],
+                  stale_after_s: float, fix: bool) -> Check:
+    """Runs still ``running`` whose heartbeat stopped for over ``stale_after_s`` seconds
+    (in the warehouse or in their manifests): taken for crashed; ``fix`` writes
+    ``crashed`` into both."""
+    silent_since = datetime.now(timezone.utc) - timedelta(seconds=stale_after_s)
+    silent = [run.run_id for run in store.list_runs(
+        status=CRASHED, silent_since=silent_since, limit=100_000) if run.status == "running"]
+    count = len(set(silent) | {p.parent.name for p in silent_manifests})
+    if not count:
+        return Check("runs", True, f"no run silent for over {stale_after_s:g} s")
+    detail = (f"{count} run(s) still running with no heartbeat for over {stale_after_s:g} s: "
+              "their process died (killed, out of memory, host lost)")
+    if not fix:
+        return Check("runs", False, detail, f"mlobs doctor --fix --root '{settings.root}'"
+                     + ("" if settings.db_is_embedded_default
+                        else f" {db_url_option(settings.db_url)}"))
+    marked = store.mark_crashed(silent, silent_since)
+    for path in silent_manifests:
+        run, components = read_manifest(path)
+        write_manifest(path, manifest_document(mark_crashed(run), components), durable=True)
+    return Check("runs", True, f"{detail}; marked crashed: {len(marked)} in the warehouse, "
+                 f"{len(silent_manifests)} manifest(s)")
+
+
+def run_checks(settings: Settings, *, stale_after_s: float = STALE_AFTER_S,
+               fix: bool = False) -> list[Check]:
+    """Every check, in the order they are printed; ``fix`` marks crashed runs."""
     checks = [check_root(settings)]
     warehouse, store = check_warehouse(settings)
     checks.append(warehouse)
     checks.append(check_duckdb_extensions(settings))
     try:
-        checks.extend(check_manifests(settings, store))
+        checks.extend(check_manifests(settings, store, stale_after_s, fix))
         checks.extend(check_spool(settings))
     finally:
         if store is not None:

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import datetime, timedelta, timezone
 
 from tabulate import tabulate
 
-from mlobs.cli.argtypes import positive_int
+from mlobs.cli.argtypes import positive_int, positive_seconds
 from mlobs.cli.db import add_db_url_argument, fail, open_existing_store, resolve_db_url
 from mlobs.cli.formatting import mib, ms, when
 from mlobs.core.errors import MlobsError, WarehouseError
+from mlobs.core.liveness import STALE_AFTER_S, shown_status
 from mlobs.core.records import RUN_STATUSES, ComponentRecord, RunRecord
 
 #: model_signature is shown shortened in tables (like a short git hash).
@@ -40,7 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="at most this many runs (default: 50)")
     listing.add_argument("--platform-id", default=None)
     listing.add_argument("--video-id", default=None)
-    listing.add_argument("--status", choices=RUN_STATUSES, default=None)
+    listing.add_argument("--status", choices=RUN_STATUSES, default=None,
+                         help="only runs of this status; crashed includes the runs still "
+                              "running whose heartbeat stopped (see --stale-after)")
+    add_stale_after_argument(listing)
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_db_url_argument(listing)
     listing.set_defaults(func=list_command)
@@ -69,23 +74,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 
+def add_stale_after_argument(parser: argparse.ArgumentParser) -> None:
+    """``--stale-after SECONDS``: when a silent ``running`` run is shown ``crashed``."""
+    parser.add_argument("--stale-after", type=positive_seconds, default=STALE_AFTER_S,
+                        metavar="SECONDS",
+                        help="a run still running with no heartbeat for this long is "
+                             f"shown crashed (default: {STALE_AFTER_S:g}, four missed "
+                             "heartbeats)")
+
+
 def list_command(args: argparse.Namespace) -> int:
     """``mlobs runs list``: returns 0, or 1 with a message on stderr."""
+    now = datetime.now(timezone.utc)
     try:
         with open_existing_store(resolve_db_url(args)) as store:
             runs = store.list_runs(limit=args.limit, platform_id=args.platform_id,
-                                   video_id=args.video_id, status=args.status)
+                                   video_id=args.video_id, status=args.status,
+                                   silent_since=now - timedelta(seconds=args.stale_after))
             counts = store.component_counts(run.run_id for run in runs)
     except MlobsError as exc:
         return fail(str(exc))
     if args.json:
-        print(json.dumps([{**run.to_dict(), "n_components": counts.get(run.run_id, 0)}
+        print(json.dumps([{**run.to_dict(), "n_components": counts.get(run.run_id, 0),
+                           "status_shown": shown_status(run, now, args.stale_after)}
                           for run in runs], indent=2))
         return 0
     if not runs:
         print("no runs")
         return 0
-    rows = [(run.run_id, f"{run.platform_id}/{run.video_id}", run.profile or "", run.status,
+    rows = [(run.run_id, f"{run.platform_id}/{run.video_id}", run.profile or "",
+             shown_status(run, now, args.stale_after),
              when(run.started_at), ms(run.duration_ms), counts.get(run.run_id, 0),
              len(run.warnings)) for run in runs]
     print(tabulate(rows, headers=("run_id", "platform/video", "profile", "status",
@@ -146,6 +164,7 @@ def manifest_command(args: argparse.Namespace) -> int:
 
 def _run_table(run: RunRecord) -> str:
     data = run.to_dict()
+    data["status"] = shown_status(run, datetime.now(timezone.utc))
     data["started_at"], data["finished_at"] = when(run.started_at), when(run.finished_at)
     rows = [(name, _cell(value)) for name, value in data.items()]
     return tabulate(rows, tablefmt="plain", disable_numparse=True)

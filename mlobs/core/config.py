@@ -10,17 +10,20 @@ embedded defaults. The embedded default keeps everything under one root director
 Other variables: ``MLOBS_SINKS`` (comma list of ``manifest``, ``warehouse`` and sinks of
 installed exporter packages, see :mod:`mlobs.recording.plugins`; empty string
 for none), ``MLOBS_SAMPLE_INTERVAL_MS`` (memory sampler period, default 5),
-``MLOBS_MEMORY_PROBES=0`` (no memory peaks at all), ``MLOBS_GPU_PROBES=0`` (no GPU peaks:
+``MLOBS_HEARTBEAT_INTERVAL_S`` (seconds between heartbeats of an open run, default 30,
+see :mod:`mlobs.core.liveness`), ``MLOBS_MEMORY_PROBES=0`` (no memory peaks at all), ``MLOBS_GPU_PROBES=0`` (no GPU peaks:
 neither torch's counters nor NVML), ``MLOBS_DISABLED=1`` (record nothing at all).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mlobs.core.errors import ConfigError
+from mlobs.core.liveness import HEARTBEAT_INTERVAL_S
 
 DEFAULT_ROOT = "mlobs-data"
 KNOWN_SINKS = ("manifest", "warehouse")
@@ -43,6 +46,8 @@ class Settings:
     disabled: bool = False
     #: seconds a sink worker waits between batches when nobody asks it to flush.
     flush_interval_s: float = 0.05
+    #: seconds between two heartbeats of an open run (mlobs.core.liveness).
+    heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S
 
     @property
     def runs_dir(self) -> Path:
@@ -91,6 +96,20 @@ def plugin_sink_names() -> list[str]:
     return sorted({ep.name for ep in entry_points(group=SINK_GROUP)})
 
 
+def _positive_seconds(env: dict[str, str] | os._Environ[str], name: str,
+                      default: float) -> float:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise ConfigError(f"{name} must be a number of seconds > 0, got {text!r}")
+    return value
+
+
 def _flag(env: dict[str, str] | os._Environ[str], name: str, default: bool) -> bool:
     value = env.get(name, "").strip().lower()
     if not value:
@@ -112,6 +131,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         raise ConfigError(f"MLOBS_SAMPLE_INTERVAL_MS must be a number: {exc}") from exc
     if not interval > 0:
         raise ConfigError(f"MLOBS_SAMPLE_INTERVAL_MS must be > 0, got {interval}")
+    heartbeat = _positive_seconds(env, "MLOBS_HEARTBEAT_INTERVAL_S", HEARTBEAT_INTERVAL_S)
     return Settings(
         root=root,
         db_url=env.get("MLOBS_DB_URL") or default_db_url(root),
@@ -120,6 +140,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         memory_probes=_flag(env, "MLOBS_MEMORY_PROBES", True),
         gpu_probes=_flag(env, "MLOBS_GPU_PROBES", True),
         disabled=_flag(env, "MLOBS_DISABLED", False),
+        heartbeat_interval_s=heartbeat,
     )
 
 

@@ -18,7 +18,9 @@ from mlobs.core.limits import NAME_MAX_CHARS
 
 STATUSES = ("ok", "empty", "error")
 PREDICTION_STATUSES = ("ok", "degraded")
-RUN_STATUSES = ("running", "ok", "error")
+#: ``crashed``: a run left ``running`` whose process stopped its heartbeat (see
+#: :mod:`mlobs.core.liveness`).
+RUN_STATUSES = ("running", "ok", "error", "crashed")
 #: why a cache lookup missed (``cache_miss_reason``), in the order rollups list them.
 MISS_REASONS = ("no_entry", "model_signature_changed", "producer_version_changed",
                 "schema_changed", "config_changed", "input_changed", "expired", "corrupt",
@@ -221,11 +223,15 @@ class RunRecord:
     #: set when cached results of an earlier run of this video that did not finish
     #: (status ``running`` or ``error`` in its manifest) were reused: a resume.
     resumed_from_run_id: str | None = None
+    #: the last time the run's process said it was alive (UTC; re-sent at an interval
+    #: while the run is open), so a run whose process died can be told ``crashed``.
+    heartbeat_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["started_at"] = iso_utc(self.started_at)
         data["finished_at"] = iso_utc(self.finished_at)
+        data["heartbeat_at"] = iso_utc(self.heartbeat_at)
         data["warnings"] = list(self.warnings)
         return data
 
@@ -235,6 +241,7 @@ class RunRecord:
         kwargs = {k: v for k, v in data.items() if k in names}
         kwargs["started_at"] = parse_utc(data["started_at"])
         kwargs["finished_at"] = parse_utc(data.get("finished_at"))
+        kwargs["heartbeat_at"] = parse_utc(data.get("heartbeat_at"))
         kwargs["warnings"] = list(data.get("warnings") or [])
         return cls(**kwargs)
 

@@ -99,6 +99,8 @@ class Run:
         self._token: Any = None
         self._exit_hooks: list[Callable[[Run], None]] = []
         self._unattributed_at_start: dict[str, int] = {}
+        self._beat_lock = threading.Lock()
+        self._ending = False
 
     @property
     def run_id(self) -> str:
@@ -267,14 +269,28 @@ class Run:
         self._t0_ns = _perf_ns()
         install_executor_propagation()
         self._unattributed_at_start = unattributed_calls()
+        self.record.heartbeat_at = self.record.started_at
         self._token = current_run_var.set(self)
         active_runs[self.run_id] = self
         self._recorder.emit(self._snapshot())
+        self._recorder.heartbeat.add(self)
         return self
+
+    def beat(self) -> None:
+        """Re-send the run record with a fresh ``heartbeat_at`` (the recorder's heartbeat
+        thread calls it; a no-op once the run is ending, so the final record stays last)."""
+        with self._beat_lock:
+            if self._ending:
+                return
+            self.record.heartbeat_at = datetime.now(timezone.utc)
+            self._recorder.emit(self._snapshot())
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         record = self.record
         duration_ms = (_perf_ns() - self._t0_ns) / 1e6
+        self._recorder.heartbeat.remove(self)
+        with self._beat_lock:
+            self._ending = True
         reset_var(current_run_var, self._token)
         active_runs.pop(self.run_id, None)
         record.warnings.extend(unattributed_warnings(self._unattributed_at_start))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from mlobs.core.config import KNOWN_SINKS, Settings, set_settings_in_force, settings_from_env
 from mlobs.core.records import SinkItem
 from mlobs.probes.memory_sampler import MemorySampler, NoMemorySampler
+from mlobs.recording.heartbeat import Heartbeat
 from mlobs.sinks.base import BatchWorker, Sink, SinkStats
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class Recorder:
             if settings.memory_probes else NoMemorySampler())
         #: read per component start: torch's CUDA peak counters are probed only when on.
         self.gpu_probes = settings.memory_probes and settings.gpu_probes
+        #: open runs re-send their run record at this pace (mlobs.core.liveness).
+        self.heartbeat = Heartbeat(settings.heartbeat_interval_s)
         self._artifact_store: ArtifactStore | None = None
 
     @property
@@ -58,6 +61,7 @@ class Recorder:
         for worker in self.workers:
             worker.after_fork_in_child()
         self.sampler.after_fork_in_child()
+        self.heartbeat.after_fork_in_child()
 
     def emit(self, item: SinkItem) -> None:
         """Queue a RunRecord snapshot or a finished component call for every sink."""
@@ -86,7 +90,8 @@ class Recorder:
         return [worker.stats() for worker in self.workers]
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
-        """Flush and stop every worker and the sampler."""
+        """Flush and stop every worker, the sampler and the heartbeat."""
+        self.heartbeat.stop()
         for worker in self.workers:
             worker.shutdown(timeout_s)
         self.sampler.stop()

@@ -135,6 +135,8 @@ class Run(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     # Added by revision 0003. No foreign key: the earlier run may be ingested later.
     resumed_from_run_id: Mapped[str | None] = mapped_column(String(ID_LEN))
+    # Added by revision 0005: when the run's process last said it was alive.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class ModelSignature(Base):

@@ -36,6 +36,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from mlobs.core.errors import InvalidRecordError, WarehouseError
+from mlobs.core.liveness import CRASHED, mark_crashed
 from mlobs.core.records import ComponentRecord, EventRecord, ModelRef, RunRecord
 from mlobs.warehouse.copy_writer import copy_insert_or_ignore
 from mlobs.warehouse.engine import create_warehouse_engine, display_url
@@ -300,11 +301,15 @@ class WarehouseStore:
     # -- reading -------------------------------------------------------------------------
 
     def list_runs(self, *, limit: int = 50, platform_id: str | None = None,
-                  video_id: str | None = None, status: str | None = None) -> list[RunRecord]:
+                  video_id: str | None = None, status: str | None = None,
+                  silent_since: datetime | None = None) -> list[RunRecord]:
         """Runs, newest ``started_at`` first, optionally filtered (exact matches).
 
         Args:
             limit: at most this many runs.
+            status: ``crashed`` with ``silent_since`` also takes the runs still
+                ``running`` whose last sign of life (``heartbeat_at``, else
+                ``started_at``) is older than ``silent_since`` (:mod:`mlobs.core.liveness`).
 
         Raises:
             ValueError: ``limit`` is below 1.
@@ -313,13 +318,50 @@ class WarehouseStore:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         query = select(RUNS).order_by(RUNS.c.started_at.desc(), RUNS.c.run_id.desc())
-        for column, value in (("platform_id", platform_id), ("video_id", video_id),
-                              ("status", status)):
+        for column, value in (("platform_id", platform_id), ("video_id", video_id)):
             if value is not None:
                 query = query.where(RUNS.c[column] == value)
+        if status == CRASHED and silent_since is not None:
+            query = query.where(or_(RUNS.c.status == CRASHED, and_(
+                RUNS.c.status == "running",
+                func.coalesce(RUNS.c.heartbeat_at, RUNS.c.started_at) < silent_since)))
+        elif status is not None:
+            query = query.where(RUNS.c.status == status)
         query = query.limit(limit)
         with self._reading() as conn:
             return [RunRecord(**row._asdict()) for row in conn.execute(query)]
+
+    def mark_crashed(self, run_ids: Iterable[str], silent_since: datetime) -> list[str]:
+        """Write ``crashed`` on those of ``run_ids`` still ``running`` and silent since
+        before ``silent_since`` (error_code ``crashed``; finished_at: the last sign of
+        life). A run that finishes later still replaces this with its final record.
+
+        Returns:
+            The run_ids marked.
+
+        Raises:
+            WarehouseError: the database cannot be written.
+        """
+        wanted = list(run_ids)
+        if not wanted:
+            return []
+        alive_at = func.coalesce(RUNS.c.heartbeat_at, RUNS.c.started_at)
+        marked = []
+        try:
+            with self._engine.begin() as conn:
+                for row in conn.execute(select(RUNS).where(
+                        RUNS.c.run_id.in_(wanted), RUNS.c.status == "running",
+                        alive_at < silent_since)):
+                    run = mark_crashed(RunRecord(**row._asdict()))
+                    conn.execute(RUNS.update().where(RUNS.c.run_id == run.run_id,
+                                                     RUNS.c.status == "running").values(
+                        status=run.status, error_code=run.error_code,
+                        error_message=run.error_message, finished_at=run.finished_at))
+                    marked.append(run.run_id)
+        except SQLAlchemyError as exc:
+            raise WarehouseError(f"cannot mark runs crashed in {display_url(self._engine)}: "
+                                 f"{exc}") from exc
+        return marked
 
     def component_counts(self, run_ids: Iterable[str]) -> dict[str, int]:
         """Number of component records per run_id (runs without any are left out).

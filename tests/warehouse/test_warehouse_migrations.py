@@ -1,5 +1,5 @@
 """Alembic migrations: up/down/up, schema equal to the models, rows kept across
-revisions (0001 → 0002 → 0003 → 0004 and back), and the schema check."""
+revisions (0001 → 0002 → 0003 → 0004 → 0005 and back), and the schema check."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from mlobs.warehouse.models import TABLE_NAMES, Base, ComponentRollup
 from mlobs.warehouse.rows import ARTIFACT_INDEX, COMPONENTS, EVENTS, RUNS, SIGNATURES
 from mlobs.warehouse.store import WarehouseStore
 
-HEAD = "0004"
+HEAD = "0005"
 ROLLUPS = ComponentRollup.__table__
 #: Columns revision 0002 adds, per table.
 NEW_IN_0002 = {
@@ -37,6 +37,7 @@ NEW_IN_0003 = {
     "component_rollups": {"cache_miss_reasons"},
 }
 TABLE_0003 = "artifact_index"
+NEW_IN_0005 = {"runs": {"heartbeat_at"}}
 
 
 def _inspected(db_url: str, read):
@@ -75,7 +76,7 @@ def _schema_diff(db_url: str) -> list:
         engine.dispose()
 
 
-def test_head_is_0004_and_scripts_are_found():
+def test_head_is_0005_and_scripts_are_found():
     assert migrate.head_revision() == HEAD
     assert (migrate.migrations_dir() / "env.py").is_file()
 
@@ -103,6 +104,9 @@ def test_upgrade_downgrade_upgrade(db_url):
     assert _tables(db_url) == set(TABLE_NAMES)
 
     # One revision at a time, both ways.
+    assert NEW_IN_0005["runs"] <= _columns(db_url, "runs")
+    migrate.downgrade(db_url, "0004")
+    assert not NEW_IN_0005["runs"] & _columns(db_url, "runs")
     assert "uq_component_runs_run_id_component_attempt" not in _unique_names(db_url)
     migrate.downgrade(db_url, "0003")
     assert "uq_component_runs_run_id_component_attempt" in _unique_names(db_url)
@@ -126,6 +130,8 @@ def test_upgrade_downgrade_upgrade(db_url):
     for table, added in NEW_IN_0003.items():
         assert added <= _columns(db_url, table), table
     migrate.upgrade(db_url, "0004")
+    assert migrate.current_revision(db_url) == "0004"
+    migrate.upgrade(db_url, "0005")
     assert migrate.current_revision(db_url) == HEAD
     assert _schema_diff(db_url) == []
 
@@ -219,7 +225,8 @@ def test_alembic_config_from_url_runs_env_with_its_own_engine(sqlite_url):
 # -- revision 0002 on a warehouse holding rows ---------------------------------------------
 
 #: Columns at revisions 0002 and 0001.
-RUN_COLUMNS_0002 = RUN_COLUMNS_0001 = set(RUNS.c.keys()) - NEW_IN_0003["runs"]
+RUN_COLUMNS_0002 = RUN_COLUMNS_0001 = (set(RUNS.c.keys()) - NEW_IN_0003["runs"]
+                                      - NEW_IN_0005["runs"])
 COMPONENT_COLUMNS_0002 = set(COMPONENTS.c.keys()) - NEW_IN_0003["component_runs"]
 COMPONENT_COLUMNS_0001 = COMPONENT_COLUMNS_0002 - NEW_IN_0002["component_runs"]
 ROLLUP_COLUMNS_0002 = set(ROLLUPS.c.keys()) - NEW_IN_0003["component_rollups"] - {"id"}
@@ -511,4 +518,33 @@ def test_0004_stores_fanned_out_invocations_and_refuses_to_downgrade_them(db_url
     assert len(same) == 2
     with pytest.raises(RuntimeError, match="cannot downgrade below 0004"):
         migrate.downgrade(db_url, "0003")
+    assert migrate.current_revision(db_url) == HEAD
+
+
+# -- revision 0005: heartbeats, and the crashed status ---------------------------------------
+
+def test_0005_stores_heartbeats_and_crashed_runs_and_downgrades_them_to_error(db_url, make_run):
+    migrate.upgrade(db_url)
+    run, components = make_run(status="running")
+    run.heartbeat_at = run.started_at + timedelta(seconds=30)
+    with WarehouseStore(db_url) as store:
+        store.write([run], components)
+        assert store.get_run(run.run_id)[0].heartbeat_at == run.heartbeat_at
+        assert store.mark_crashed([run.run_id], run.heartbeat_at + timedelta(minutes=5)) == [
+            run.run_id]
+        crashed = store.get_run(run.run_id)[0]
+    assert (crashed.status, crashed.finished_at) == ("crashed", run.heartbeat_at)
+    row = {k: v for k, v in vars(run).items() if k in set(RUNS.c.keys())}
+    assert _refused(db_url, RUNS.insert(), [{**row, "run_id": str(uuid.uuid4()),
+                                             "status": "lost"}])  # the check holds
+    migrate.downgrade(db_url, "0004")
+    engine = create_warehouse_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            status, code = conn.execute(select(RUNS.c.status, RUNS.c.error_code).where(
+                RUNS.c.run_id == run.run_id)).one()
+    finally:
+        engine.dispose()
+    assert (status, code) == ("error", "crashed")
+    migrate.upgrade(db_url)
     assert migrate.current_revision(db_url) == HEAD
