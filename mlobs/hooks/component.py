@@ -105,7 +105,7 @@ class ComponentCall:
         self.empty_reason = self.error = self.error_code = None
         self.warnings = self.metrics = self.events = self.items = None
         self._gpu_peaks = self._oom_seen = self._final = None
-        self._record = self._id = self._token = None
+        self._record = self._id = self._token = self._t1_ns = None
         self.cache_status = self.cache_key = self.cache_miss_reason = None
         self.cache_version = self._result = None
         self._has_result = False
@@ -147,7 +147,9 @@ class ComponentCall:
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        self._t1_ns = _perf_ns()
+        t1_ns = _perf_ns()
+        if self._t1_ns is None:  # else stop_clock() ended the interval earlier
+            self._t1_ns = t1_ns
         run = self.run
         run._recorder.sampler.end_component(self._tracker)
         if self._gpu is not None:
@@ -265,6 +267,18 @@ class ComponentCall:
     def cache_stored(self, version: int) -> None:
         """The result was stored as cached version ``version``."""
         self.cache_version = version
+
+    def restart_clock(self) -> None:
+        """Start the timed interval now, later than ``__enter__`` started it: for an
+        integration that opens the component before the work it times (the Celery
+        integration opens it in ``task_prerun`` and times the task's body alone).
+        ``started_at`` and ``duration_ms`` follow this reading."""
+        self._t0_ns = _perf_ns()
+
+    def stop_clock(self) -> None:
+        """End the timed interval now; ``__exit__``, later, keeps this reading instead of
+        taking its own (``finished_at`` and ``duration_ms`` follow it)."""
+        self._t1_ns = _perf_ns()
 
     def set_component_run_id(self, component_run_id: str) -> None:
         """Use ``component_run_id`` (a UUID) instead of a new one: an integration whose

@@ -22,7 +22,11 @@ What it does, through Celery's signals:
 * **running** (``task_prerun`` / ``task_failure`` / ``task_retry`` / ``task_postrun``, in
   the worker): the task runs inside a :class:`~mlobs.hooks.joined_run.JoinedRun` and is recorded
   as one component (``mlobs.current()`` is that component inside the task; components
-  the task body opens itself record into the same run). A failed task ends ``error``
+  the task body opens itself record into the same run). Its ``duration_ms`` is the
+  task's body alone (:mod:`mlobs.integrations.celery_body`, installed at
+  ``worker_init``): the set-up in ``task_prerun`` (the recorder and its sinks on a pool
+  process's first task, the joined run) and Celery's own work after the body (storing
+  the result, sending the chain's next task) are outside it. A failed task ends ``error``
   with the classified error_code; a task that calls ``task.retry`` records that attempt
   as ``error`` and the next delivery as ``attempt + 1``. The component_run_id is derived
   from the task id (``uuid5``), so a redelivered task is written once. The worker then
@@ -53,7 +57,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
+from contextvars import Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +73,12 @@ from mlobs.hooks.component import ComponentCall
 from mlobs.hooks.context import resolve_run
 from mlobs.hooks.joined_run import JoinedRun
 from mlobs.hooks.run import Run
+from mlobs.integrations.celery_body import (
+    body_not_timed,
+    expect_body,
+    unwrap_bodies,
+    wrap_bodies,
+)
 from mlobs.recording.recorder import get_recorder, set_recorder
 
 log = logging.getLogger("mlobs.celery")
@@ -78,6 +90,8 @@ TASK_NAMESPACE = uuid.UUID("5b0c7d52-2c43-4f1e-9a55-6a1f2d7e3c01")
 _COMPONENT_OPTIONS = frozenset({"producer_version", "schema_version", "models", "device",
                                 "batch_size", "required"})
 _MAX_EMBED_DEPTH = 32
+#: the longest wait (seconds) for the memory sampler's start-up before a first task's body.
+_SAMPLER_START_S = 5.0
 
 
 def task_component_run_id(task_id: str, retries: int | None = None) -> str:
@@ -98,6 +112,7 @@ class _RunningTask:
     joined: JoinedRun | None
     call: ComponentCall | None
     exc: BaseException | None = None
+    body: Token[Any] | None = None  # from celery_body.expect_body
 
 
 _settings = _Settings()
@@ -134,13 +149,15 @@ def instrument(*, flush_timeout_s: float = 10.0, assemble_timeout_s: float = 30.
 
 
 def uninstrument() -> None:
-    """Disconnect everything :func:`instrument` connected (idempotent)."""
+    """Disconnect everything :func:`instrument` connected and give the tasks whose body a
+    worker wrapped their own ``run`` back (idempotent)."""
     global _instrumented
     for signal, handler in _HANDLERS:
         signal.disconnect(handler)
     _running.clear()
     with _sent_lock:
         _sent.clear()
+    unwrap_bodies()
     _instrumented = False
 
 
@@ -219,6 +236,10 @@ def _on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None,
 
 
 def _start_task(task_id: str, task: Any) -> None:
+    """Join the task's run and open its component; every set-up step (the recorder and its
+    sinks on a pool process's first task, the memory sampler's start) comes before the
+    component's clock starts."""
+    t0_ns = time.perf_counter_ns()
     request = task.request
     header = _header_of(request)
     joined = None
@@ -230,6 +251,9 @@ def _start_task(task_id: str, task: Any) -> None:
             return
         recorder = get_recorder()
         _warn_if_not_shared(recorder.settings)
+        if not recorder.sampler.warm_up(_SAMPLER_START_S):
+            log.debug("mlobs: the memory sampler was not ready within %.1f s",
+                      _SAMPLER_START_S)
         joined = JoinedRun(recorder, context, attempt=(request.retries or 0) + 1)
         joined.__enter__()
         run: Run | None = joined
@@ -251,7 +275,11 @@ def _start_task(task_id: str, task: Any) -> None:
             if joined is not None:  # the task runs unrecorded: no joined run stays open
                 joined.__exit__(None, None, None)
             raise
-    _running[task_id] = _RunningTask(joined, call)
+    running = _running[task_id] = _RunningTask(joined, call)
+    if call is not None:
+        running.body = expect_body(task, call)
+    log.debug("mlobs: task %s [%s]: set-up before its body took %.3f ms", task.name,
+              task_id, (time.perf_counter_ns() - t0_ns) / 1e6)
 
 
 def _warn_if_not_shared(settings: Settings) -> None:
@@ -295,6 +323,10 @@ def _on_postrun(sender: Any = None, task_id: str | None = None, task: Any = None
     if running is None:
         return
     try:
+        call = running.call
+        if call is not None and running.body is not None and \
+                body_not_timed(running.body, call):
+            call.stop_clock()  # no wrapper timed the body: end the interval here
         _finish_task(task_id, task, state, running)
     except Exception:
         log.exception("mlobs: could not finish recording task %s [%s]",
@@ -324,6 +356,17 @@ def _finish_task(task_id: str, task: Any, state: str | None, running: _RunningTa
 
 
 # -- per process ---------------------------------------------------------------------------
+
+def _on_worker_init(sender: Any = None, **_: Any) -> None:
+    # The main worker process, before the consumer and the pool (forked from it) build the
+    # functions that call each task's run: they call the wrapper from then on.
+    tasks = getattr(getattr(sender, "app", None), "tasks", None)
+    if tasks is not None:
+        try:
+            wrap_bodies(tasks)
+        except Exception:  # the worker runs; durations then include Celery's own work
+            log.exception("mlobs: could not wrap the task bodies of %r", sender)
+
 
 def _on_worker_process_init(**_: Any) -> None:
     # The parent's sinks (threads, queues, database connections) are not this process's.
@@ -396,6 +439,7 @@ _HANDLERS = (
     (signals.task_failure, _on_failure),
     (signals.task_retry, _on_retry),
     (signals.task_postrun, _on_postrun),
+    (signals.worker_init, _on_worker_init),
     (signals.worker_process_init, _on_worker_process_init),
     (signals.worker_process_shutdown, _on_worker_process_shutdown),
 )

@@ -69,6 +69,29 @@ class MemorySampler:
         self._stop = False
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        #: set once the thread opened its GPU reader (or knows there is none).
+        self._ready = threading.Event()
+        self._warm_up_waited = False
+
+    def warm_up(self, timeout_s: float) -> bool:
+        """Start the thread now and wait until it opened its GPU reader (NVML's start-up
+        can take 100 ms), so that start-up runs before a component, not during one. Only
+        the first call waits: a reader that hangs costs ``timeout_s`` once.
+
+        Args:
+            timeout_s: the longest wait, in seconds.
+
+        Returns:
+            False when the thread is not ready (yet; it goes on starting).
+        """
+        if self._thread is None:
+            self._start_thread()
+        if self._ready.is_set():
+            return True
+        if self._warm_up_waited:
+            return False
+        self._warm_up_waited = True
+        return self._ready.wait(timeout_s)
 
     def start_component(self) -> PeakTracker:
         """Register a component; returns its tracker (caller's thread, cheap)."""
@@ -110,7 +133,10 @@ class MemorySampler:
 
     def _loop(self) -> None:
         read, wait, interval = self._read, self._wake.wait, self.interval_s
-        nvml = self._open_gpu_reader()  # on this thread: NVML start-up can take 100 ms
+        try:
+            nvml = self._open_gpu_reader()  # on this thread: NVML start-up can take 100 ms
+        finally:
+            self._ready.set()  # also when it failed: warm_up never waits for a dead thread
         while not self._stop:
             rss = read()
             self._last = (_perf_ns(), rss)
@@ -146,6 +172,8 @@ class MemorySampler:
         self._thread = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._ready = threading.Event()
+        self._warm_up_waited = False
         self._active = set()
         self._read = make_rss_reader()
         self._last = (0, 0)
@@ -155,6 +183,9 @@ class NoMemorySampler:
     """Stands in for :class:`MemorySampler` when memory probes are off: peaks stay None."""
 
     interval_s = 0.0
+
+    def warm_up(self, timeout_s: float) -> bool:
+        return True
 
     def start_component(self) -> PeakTracker:
         return PeakTracker(None)

@@ -179,6 +179,24 @@ def test_timestamps_are_utc_and_durations_monotonic():
     assert rec.run().duration_ms >= c.duration_ms
 
 
+def test_an_integration_can_time_part_of_the_block_and_the_timestamps_follow():
+    import time
+    with capture() as rec:
+        with mlobs.run("youtube", "abc") as run:
+            with run.component("body") as c:
+                time.sleep(0.03)  # set-up, outside the interval
+                c.restart_clock()
+                time.sleep(0.01)
+                c.stop_clock()
+                time.sleep(0.03)  # after the body, outside too
+    body = rec.component("body")
+    assert 10 <= body.duration_ms < 25
+    span_ms = (body.finished_at - body.started_at).total_seconds() * 1000
+    assert abs(span_ms - body.duration_ms) < 0.01
+    final = rec.run()
+    assert (body.started_at - final.started_at).total_seconds() >= 0.03
+
+
 def test_keyboard_interrupt_is_recorded_and_never_swallowed():
     with capture() as rec:
         with pytest.raises(KeyboardInterrupt):

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
+from types import SimpleNamespace
 
 import pytest
 
 pytest.importorskip("celery")
 
+from celery import signals  # noqa: E402
+
 import mlobs  # noqa: E402
 from mlobs.core.propagation import RunContext, joined_context  # noqa: E402
 from mlobs.integrations import celery as mlobs_celery  # noqa: E402
+from mlobs.integrations import celery_body  # noqa: E402
 from mlobs.testing import capture  # noqa: E402
 
 
@@ -136,3 +141,56 @@ def test_run_context_header_round_trip_and_refusals():
     with pytest.raises(mlobs.ConfigError, match="carrier"):
         RunContext(run_id="r", platform_id="p", video_id="v",
                    carrier={f"k{i}": "x" for i in range(17)}).check()
+
+
+@pytest.fixture
+def wrapped(ca):
+    """The app's task bodies wrapped as a worker wraps them at worker_init."""
+    mlobs_celery._on_worker_init(sender=SimpleNamespace(app=ca.app))
+    yield ca
+    celery_body.unwrap_bodies()
+
+
+def _slow_receiver(**_):
+    time.sleep(0.05)
+
+
+@pytest.mark.parametrize("task, signal", [
+    ("timed", signals.task_prerun),      # after mlobs's own set-up
+    ("timed", signals.task_success),     # Celery's work after the body
+    ("broken_ocr", signals.task_failure),
+])
+def test_a_wrapped_task_s_duration_is_its_body_alone(wrapped, task, signal):
+    context = RunContext(run_id=str(uuid.uuid4()), platform_id="youtube", video_id="v9",
+                         profile="p", optional=("ocr",), config_hash="c" * 64, carrier={})
+    signal.connect(_slow_receiver, weak=False)
+    try:
+        with capture() as records:
+            result = getattr(wrapped, task).apply(
+                headers={mlobs_celery.HEADER: context.to_header()})
+    finally:
+        signal.disconnect(_slow_receiver)
+    component = records.components[0]
+    assert component.duration_ms < 20  # the receiver slept 50 ms, outside the interval
+    if task == "timed":
+        assert abs(component.duration_ms - result.get()["body_ms"]) < 2
+    span_ms = (component.finished_at - component.started_at).total_seconds() * 1000
+    assert abs(span_ms - component.duration_ms) < 0.01
+
+
+def test_unwrapped_the_interval_ends_at_task_postrun_and_uninstrument_unwraps(wrapped):
+    task = wrapped.timed
+    assert getattr(task.run, "_mlobs_body", False) and "run" in task.__dict__
+    assert celery_body.wrap_bodies(wrapped.app.tasks) == 0  # idempotent
+    assert not getattr(wrapped.untracked_wrapper.run, "_mlobs_body", False)  # mlobs=False
+    mlobs_celery.uninstrument()
+    assert "run" not in task.__dict__ and not getattr(task.run, "_mlobs_body", False)
+    mlobs_celery.instrument()
+    signals.task_success.connect(_slow_receiver, weak=False)  # before task_postrun
+    try:
+        with capture() as records:
+            with mlobs.run("youtube", "eager"):
+                task.delay().get()
+    finally:
+        signals.task_success.disconnect(_slow_receiver)
+    assert records.component("timed").duration_ms >= 50  # eager and unwrapped: to postrun

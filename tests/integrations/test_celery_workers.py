@@ -31,6 +31,7 @@ from mlobs.warehouse import migrate  # noqa: E402
 from support.ci import unavailable  # noqa: E402
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
+REPO = TESTS_DIR.parent
 BROKER = os.environ.get("MLOBS_TEST_CELERY_BROKER", "redis://127.0.0.1:6379/0")
 
 
@@ -62,7 +63,10 @@ class Worker:
     """``celery worker`` (prefork, 2 pool processes) in a subprocess."""
 
     def __init__(self, queue: str, db_url: str, root: Path, spans_dir: Path) -> None:
-        env = {**os.environ, "PYTHONPATH": str(TESTS_DIR), "MLOBS_DB_URL": db_url,
+        # The checkout's own mlobs first, whatever is installed (the tasks report theirs).
+        path = os.pathsep.join(p for p in (str(TESTS_DIR), str(REPO),
+                                           os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, "PYTHONPATH": path, "MLOBS_DB_URL": db_url,
                "MLOBS_ROOT": str(root), "MLOBS_SINKS": "manifest,warehouse,otel",
                "MLOBS_TEST_CELERY_QUEUE": queue, "MLOBS_TEST_CELERY_BROKER": BROKER,
                "MLOBS_TEST_SPANS_DIR": str(spans_dir)}
@@ -271,3 +275,38 @@ def test_a_failed_required_task_fails_the_run_even_when_the_caller_swallows_it(
     assert stored_run.error_message == \
         "required component 'flaky' failed: upstream timed out"
     assert _run_row(warehouse, run.run_id)[:2] == ("error", "timeout")
+
+
+def test_a_task_s_duration_is_its_body_the_first_task_of_each_pool_process_included(
+        celery_app, worker, orchestrator, warehouse):
+    ca = celery_app
+    with mlobs.run("youtube", "timed-1") as run:
+        # The pool processes are fresh: the first task each takes builds its recorder.
+        sent = [ca.timed.delay(s) for s in (0.0, 0.0, 0.02, 0.0, 0.02, 0.0, 0.0, 0.02)]
+        bodies = {task_component_run_id(r.id): r.get(timeout=60) for r in sent}
+    worker.stop()
+
+    assert {Path(b["mlobs"]).resolve().is_relative_to(REPO) for b in bodies.values()} \
+        == {True}, "the worker ran another mlobs than this checkout's"
+    engine = create_engine(warehouse, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT component_run_id, duration_ms, started_at, finished_at "
+                "FROM component_runs WHERE run_id = :run_id ORDER BY started_at"),
+                {"run_id": run.run_id}).all()
+    finally:
+        engine.dispose()
+    assert sorted(r.component_run_id for r in rows) == sorted(bodies)
+    firsts = {}  # pid -> component_run_id of the first task that process recorded
+    for r in rows:
+        firsts.setdefault(bodies[r.component_run_id]["pid"], r.component_run_id)
+    assert len(firsts) == 2, worker.log()[-2000:]  # both pool processes' first tasks
+
+    seen = [(r.component_run_id in firsts.values(), round(r.duration_ms, 3),
+             round(bodies[r.component_run_id]["body_ms"], 3)) for r in rows]
+    assert all(abs(recorded - body) <= 2.0 for _, recorded, body in seen), \
+        f"(first of its process, recorded ms, body ms): {seen}"
+    for r in rows:  # the timestamps bracket exactly the recorded duration
+        span_ms = (r.finished_at - r.started_at).total_seconds() * 1000
+        assert abs(span_ms - r.duration_ms) < 0.01, (span_ms, r.duration_ms)

@@ -77,3 +77,40 @@ def test_memory_probes_off_leaves_peaks_unset():
             with run.component("quiet"):
                 pass
     assert rec.component("quiet").peak_rss_bytes is None
+
+
+def test_warm_up_waits_for_the_sampler_s_start_up_once():
+    # Without the wait, a Celery pool process's first task body ran beside this start-up.
+    from mlobs.probes.memory_sampler import MemorySampler
+
+    opened = threading.Event()
+
+    class SlowStart(MemorySampler):
+        def _open_gpu_reader(self):
+            opened.wait(5)  # NVML's start-up, released by the test
+            return None
+
+    quick = SlowStart(5.0)
+    threading.Timer(0.05, opened.set).start()
+    try:
+        t0 = time.perf_counter()
+        assert quick.warm_up(5.0) is True
+        assert time.perf_counter() - t0 >= 0.05
+    finally:
+        quick.stop()
+
+    opened.clear()
+    hung = SlowStart(5.0)
+    try:
+        t0 = time.perf_counter()
+        assert hung.warm_up(0.05) is False  # not ready yet: the caller goes on
+        assert hung.warm_up(5.0) is False  # and only the first call waits
+        assert time.perf_counter() - t0 < 1.0
+        opened.set()
+        deadline = time.perf_counter() + 5.0
+        while not hung.warm_up(0.0) and time.perf_counter() < deadline:
+            time.sleep(0.005)
+        assert hung.warm_up(0.0) is True
+    finally:
+        opened.set()
+        hung.stop()

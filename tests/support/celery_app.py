@@ -87,6 +87,16 @@ def flaky(self: object, fail_times: int) -> int:
     return self.request.retries  # type: ignore[attr-defined]
 
 
+@app.task(mlobs={"component": "timed", **VERSIONS})
+def timed(sleep_s: float = 0.0) -> dict:
+    """Times its own body: ``body_ms``, the milliseconds between its first and last line."""
+    t0 = time.perf_counter_ns()
+    if sleep_s:
+        time.sleep(sleep_s)
+    body_ms = (time.perf_counter_ns() - t0) / 1e6
+    return {"pid": os.getpid(), "body_ms": body_ms, "mlobs": mlobs.__file__}
+
+
 @app.task
 def ping() -> int:
     return os.getpid()
