@@ -64,7 +64,8 @@ def _signature_of(models: tuple[ModelRef, ...]) -> str | None:
 
 
 class ComponentCall:
-    """One invocation of a component; the handle ``c`` of ``with run.component(...) as c``.
+    """One invocation of a component; the handle ``c`` of ``with run.component(...) as c``
+    (or ``async with``, which keeps the cache's file work off the event loop).
 
     Methods called inside the component: :meth:`empty`, :meth:`warn`, :meth:`set_items`,
     :meth:`metric`, :meth:`event`, :meth:`set_prediction`, and :meth:`attempts` to run
@@ -133,6 +134,50 @@ class ComponentCall:
 
     # -- lifecycle (caller's thread) -------------------------------------------------
     def __enter__(self) -> ComponentCall:
+        self._start()
+        if self._cache is not None:  # inside the timed interval: a hit lasts its lookup
+            self._cache.begin(self)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        suppress = self._end(exc)
+        if self._cache is not None and self.status != "error":
+            self._finish_cache()
+        self.run._component_finished(self)
+        return suppress
+
+    async def __aenter__(self) -> ComponentCall:
+        """``async with run.component(...) as c``: as ``with``; with ``cache=True`` the
+        lookup (file reads, a SHA-256, a decode) runs on a thread of the loop's default
+        executor. Without a cache nothing is handed off (no thread hop).
+
+        Raises:
+            ConfigError: the handle was already entered.
+        """
+        self._start()
+        if self._cache is not None:
+            import asyncio  # only async callers get here, and they have it loaded
+            try:
+                await asyncio.to_thread(self._cache.begin, self)
+            except BaseException as exc:  # cancelled while looking up: the invocation
+                self._end(exc)              # ends here, recorded as an error
+                self.run._component_finished(self)
+                raise
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        """The end of ``async with``: as ``with``; with ``cache=True`` storing the result
+        (an encode, atomic writes under a file lock) runs on a thread of the loop's
+        default executor, which then hands the record to the sinks."""
+        suppress = self._end(exc)
+        if self._cache is not None and self.status != "error":
+            import asyncio
+            await asyncio.to_thread(self._finish_cache_and_report)
+        else:
+            self.run._component_finished(self)
+        return suppress
+
+    def _start(self) -> None:
         if self._token is not None:  # one record per invocation: never reused
             raise ConfigError(f"component {self.name!r}: this handle was already entered; "
                               "call run.component(...) again for each invocation")
@@ -142,11 +187,9 @@ class ComponentCall:
         self._gpu = cuda_start(self.device_used) if recorder.gpu_probes else None
         self._token = current_component_var.set(self)
         self._t0_ns = _perf_ns()
-        if self._cache is not None:  # inside the timed interval: a hit lasts its lookup
-            self._cache.begin(self)
-        return self
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def _end(self, exc: BaseException | None) -> bool:
+        """Stop the clocks and probes and apply the status rules; True: swallow ``exc``."""
         t1_ns = _perf_ns()
         if self._t1_ns is None:  # else stop_clock() ended the interval earlier
             self._t1_ns = t1_ns
@@ -165,10 +208,11 @@ class ComponentCall:
                 self.status, self.error = "error", exc
                 self.error_code = self._error_code_of(exc)
                 suppress = not self.required and isinstance(exc, Exception)
-        if self._cache is not None and self.status != "error":
-            self._finish_cache()
-        run._component_finished(self)
         return suppress
+
+    def _finish_cache_and_report(self) -> None:
+        self._finish_cache()
+        self.run._component_finished(self)
 
     def _finish_cache(self) -> None:
         cache = self._cache

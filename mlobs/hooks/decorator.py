@@ -2,7 +2,8 @@
 
 The declaration is checked once, when the function is decorated (a
 :class:`~mlobs.hooks.spec.ComponentSpec`); each call inside a run opens a component
-handle, outside any run the function is called directly.
+handle, outside any run the function is called directly. A generator function is one
+component per iteration (:mod:`mlobs.hooks.generators`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from mlobs.core.records import ModelRef
 from mlobs.hooks.batch_size import BatchSizeChoice
 from mlobs.hooks.component import ComponentCall
 from mlobs.hooks.context import resolve_run
+from mlobs.hooks.generators import async_generator_component, generator_component
 from mlobs.hooks.oom import OomPolicy
 from mlobs.hooks.retry import RetryPolicy
 from mlobs.hooks.run import Run
@@ -37,6 +39,22 @@ def _accepts_batch_size(fn: Callable[..., Any]) -> bool:
 
 #: arguments never treated as inputs of a cached decorated call.
 _NOT_INPUTS = frozenset({"self", "cls", "batch_size"})
+
+
+def _check_generator_options(name: str, cache: bool | str, on_oom: OomPolicy | None,
+                             retry: RetryPolicy | None) -> None:
+    """Refuse what has no clear meaning on a stream of items (a generator function)."""
+    if cache:
+        raise ConfigError(
+            f"component {name!r}: cache={cache!r} is not supported on a generator "
+            "function (a stream of items is not one cacheable result); cache the "
+            "function that computes each item, or collect the items in a function "
+            "decorated with cache=True")
+    if on_oom is not None or retry is not None:
+        raise ConfigError(
+            f"component {name!r}: on_oom and retry are not supported on a generator "
+            "function (repeating it would yield items again); give them to a component "
+            "that computes one item or batch, called from the generator")
 
 
 def component(name: str | None = None, *, producer_version: str | None = None,
@@ -62,9 +80,12 @@ def component(name: str | None = None, *, producer_version: str | None = None,
     ``batch_size``) are its inputs and its return value is the cached result: on a hit the
     function is not called and the cached value is returned.
 
+    A generator function (sync or async) stays one: its component spans the iteration,
+    from the first ``next()`` to its end or ``close()`` (:mod:`mlobs.hooks.generators`).
+
     Raises:
-        ConfigError: invalid arguments, or ``on_oom`` on a function without
-            ``batch_size``.
+        ConfigError: invalid arguments, ``on_oom`` on a function without
+            ``batch_size``, or ``cache``, ``on_oom`` or ``retry`` on a generator function.
     """
     def decorate(fn: F) -> F:
         spec = ComponentSpec.create(
@@ -72,6 +93,11 @@ def component(name: str | None = None, *, producer_version: str | None = None,
             schema_version=schema_version, models=models, batch_size=batch_size,
             device=device, required=required, on_oom=on_oom, retry=retry, cache=cache,
             codec=codec, cache_ttl_days=cache_ttl_days)
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            _check_generator_options(spec.name, cache, on_oom, retry)
+            if inspect.isasyncgenfunction(fn):
+                return async_generator_component(fn, spec)  # type: ignore[return-value]
+            return generator_component(fn, spec)  # type: ignore[return-value]
         passes_batch_size = on_oom is not None
         if passes_batch_size and not _accepts_batch_size(fn):
             raise ConfigError(f"component {spec.name!r}: on_oom needs the function to "
@@ -117,7 +143,8 @@ def component(name: str | None = None, *, producer_version: str | None = None,
                 run = resolve_run(spec.name)
                 if run is None:
                     return await fn(*args, **unobserved_kwargs(kwargs))
-                with open_call(run, args, kwargs) as c:
+                # async with: a cache lookup and save run off the event loop
+                async with open_call(run, args, kwargs) as c:
                     if not cache:
                         return await call_async(c, args, kwargs)
                     if c.hit:

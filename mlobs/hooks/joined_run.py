@@ -63,3 +63,10 @@ class JoinedRun(Run):
         if active_runs.get(self.run_id) is self:
             del active_runs[self.run_id]
         return False
+
+    # Nothing here blocks: ``async with`` is ``with``, not Run's executor hand-off.
+    async def __aenter__(self) -> JoinedRun:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        return self.__exit__(exc_type, exc, tb)

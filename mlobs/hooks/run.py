@@ -3,7 +3,9 @@
 A run opens with its run record (status ``running``) handed to the sinks, hands out
 component handles (:meth:`Run.component`), and at its end applies the run status rule
 (:mod:`mlobs.hooks.component`), hands the final record to the sinks and waits for them
-for up to ``flush_timeout_s``.
+for up to ``flush_timeout_s``. ``async with mlobs.run(...)`` does the same without blocking
+the event loop: what waits (the first run's environment, the sinks at the end, the exit
+hooks) runs on the loop's default executor.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Run:
-    """An open run over one video; create it with :func:`mlobs.run`."""
+    """An open run over one video; create it with :func:`mlobs.run` and enter it with
+    ``with`` or, in asyncio code, ``async with``."""
 
     def __init__(self, recorder: Recorder, *, platform_id: str, video_id: str,
                  profile: str | AnalysisProfile, pipeline_version: str | None,
@@ -264,6 +267,23 @@ class Run:
     # -- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> Run:
         self.record.environment = run_environment(self._seed)
+        self._open()
+        return self
+
+    async def __aenter__(self) -> Run:
+        """``async with mlobs.run(...) as run``: the environment is read on a thread of the
+        loop's default executor (the first run's takes tens of milliseconds: package
+        metadata, NVML), the rest is as in ``with``.
+
+        Raises:
+            RuntimeError: not under a running asyncio event loop.
+        """
+        import asyncio  # only async callers get here, and they have it loaded
+        self.record.environment = await asyncio.to_thread(run_environment, self._seed)
+        self._open()
+        return self
+
+    def _open(self) -> None:
         # Both clocks are read here, so started_at + duration_ms brackets the components.
         self.record.started_at = datetime.now(timezone.utc)
         self._t0_ns = _perf_ns()
@@ -274,7 +294,6 @@ class Run:
         active_runs[self.run_id] = self
         self._recorder.emit(self._snapshot())
         self._recorder.heartbeat.add(self)
-        return self
 
     def beat(self) -> None:
         """Re-send the run record with a fresh ``heartbeat_at`` (the recorder's heartbeat
@@ -286,6 +305,23 @@ class Run:
             self._recorder.emit(self._snapshot())
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        self._close(exc)
+        self._finish()
+        return False
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        """The end of ``async with``: the run status rule and the final record as in
+        ``with``; waiting for the sinks (up to ``flush_timeout_s``, twice when records are
+        late), the late-warning record and the :meth:`at_exit` hooks run on a thread of
+        the loop's default executor, so the loop runs other tasks meanwhile. A task
+        cancelled while it waits gets ``CancelledError``; that thread still finishes."""
+        import asyncio
+        self._close(exc)
+        await asyncio.to_thread(self._finish)
+        return False
+
+    def _close(self, exc: BaseException | None) -> None:
+        """The run status rule and the final record, handed to the sinks (no waiting)."""
         record = self.record
         duration_ms = (_perf_ns() - self._t0_ns) / 1e6
         self._recorder.heartbeat.remove(self)
@@ -311,8 +347,12 @@ class Run:
             record.status = "ok"
             if exc is not None:
                 record.warnings.append(CLOSED_EARLY_WARNING)
-        recorder = self._recorder
-        recorder.emit(self._snapshot())
+        self._recorder.emit(self._snapshot())
+
+    def _finish(self) -> None:
+        """Wait for the sinks, re-emit the final record with what went wrong, call the
+        exit hooks (blocking: a manifest write with fsync, a warehouse transaction)."""
+        record, recorder = self.record, self._recorder
         late = [] if recorder.flush(self._flush_timeout_s) else [
             f"sinks did not finish within {self._flush_timeout_s} s at run end; records "
             "may arrive late"]
@@ -326,14 +366,14 @@ class Run:
                 hook(self)
             except Exception:  # an integration's hook must not change the run's outcome
                 log.exception("mlobs: a run exit hook failed for run %s", self.run_id)
-        return False
 
 
 def run(platform_id: str, video_id: str, *, profile: str | AnalysisProfile = "default",
         pipeline_version: str | None = None, config: Mapping[str, Any] | None = None,
         sampling_policy_version: str | None = None, seed: int | None = None,
         flush_timeout_s: float = 10.0) -> Run:
-    """Open a run over one video: ``with mlobs.run("youtube", "abc123") as run: ...``.
+    """Open a run over one video: ``with mlobs.run("youtube", "abc123") as run: ...``, or
+    ``async with`` in asyncio code (the run's end then waits for the sinks off the loop).
 
     Args:
         platform_id, video_id: what the run processes.

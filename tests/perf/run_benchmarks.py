@@ -5,6 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import bench_async  # noqa: E402
 import bench_cache  # noqa: E402
 import bench_ingest  # noqa: E402
 import bench_overhead  # noqa: E402
@@ -18,3 +19,5 @@ if __name__ == "__main__":
     bench_pg_ingest.main()  # prints a SKIPPED line when PostgreSQL is unreachable
     print()
     bench_cache.main()
+    print()
+    bench_async.main()
