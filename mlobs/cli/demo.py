@@ -46,7 +46,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="dimensions of the tfidf-svd embedding model (default: 64); "
                              "another value is another model, so its cache misses with "
                              "model_signature_changed")
+    parser.add_argument("--slow", type=_slowdown, action="append", default=[],
+                        metavar="COMPONENT=FACTOR",
+                        help="make COMPONENT take FACTOR times as long (repeatable), e.g. "
+                             "to see `mlobs drift` find it: embedding=2")
+    parser.add_argument("--pipeline-version", default=None, metavar="V",
+                        help="the runs' pipeline_version (default: 1.0.0); `mlobs drift "
+                             "--baseline-version A --current-version B` compares two demos")
     parser.set_defaults(func=main)
+
+
+def _slowdown(text: str) -> tuple[str, float]:
+    name, _, factor = text.partition("=")
+    try:
+        value = float(factor)
+    except ValueError:
+        value = 0.0
+    if not name or not 1 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be COMPONENT=FACTOR with a factor >= 1, "
+                                         f"got {text!r}")
+    return name, value
 
 
 
@@ -63,7 +82,8 @@ def main(args: argparse.Namespace) -> int:
     progress = (lambda line: None) if args.quiet else print
     summary = run_demo(root=args.root, max_videos=args.max_videos, progress=progress,
                        cache="bypass" if args.no_cache else True,
-                       embedding_dimensions=args.embedding_dimensions)
+                       embedding_dimensions=args.embedding_dimensions,
+                       slow=dict(args.slow), pipeline_version=args.pipeline_version)
     print(f"\n{summary.runs} runs in {summary.duration_s:.1f} s: {summary.ok_runs} ok "
           f"({summary.partial_runs} with an optional component empty or failed), "
           f"{summary.error_runs} failed")

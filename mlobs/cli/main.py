@@ -1,6 +1,6 @@
 """The ``mlobs`` command line: one subcommand per module of this package.
 
-    mlobs demo | db | ingest | runs | rollup | doctor | cache | gc | forget
+    mlobs demo | db | ingest | runs | rollup | drift | doctor | cache | gc | forget
     (``mlobs COMMAND --help`` for each)
 """
 
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from mlobs import __version__
-from mlobs.cli import cache, db, demo, doctor, forget, gc, ingest, rollup, runs
+from mlobs.cli import cache, db, demo, doctor, drift, forget, gc, ingest, rollup, runs
 from mlobs.core.errors import MlobsError
 
 DESCRIPTION = """\
@@ -29,6 +29,7 @@ first steps:
   mlobs runs list            the latest runs in the warehouse
   mlobs runs show RUN_ID     one run and its components
   mlobs rollup               p50/p95/p99 durations, error/empty/cache rates per component
+  mlobs drift ...            did a component drift between a baseline and a current window
   mlobs doctor               check the set-up and find records missing from the warehouse
 """
 
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mlobs {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (demo, db, ingest, runs, rollup, doctor, cache, gc, forget):
+    for module in (demo, db, ingest, runs, rollup, drift, doctor, cache, gc, forget):
         module.register(sub)
     return parser
 

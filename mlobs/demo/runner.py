@@ -10,12 +10,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import mlobs
 from mlobs.demo import text_pipeline, visual_pipeline
 from mlobs.demo.codecs import TEXT_CODECS
 from mlobs.demo.models import TEXT_DIMENSIONS, fit_text_model, fit_visual_models
+from mlobs.demo.slowdown import set_slowdowns
 
 #: A progress line is printed after every this many videos (and after the last one).
 PROGRESS_EVERY = 10
@@ -66,7 +67,9 @@ def _limit(items: Iterable, max_videos: int | None) -> list:
 def run_demo(root: Path | None = None, max_videos: int | None = None,
              progress: Callable[[str], None] = print,
              sinks: list[str] | None = None, cache: bool | str = True,
-             embedding_dimensions: int | None = None) -> DemoSummary:
+             embedding_dimensions: int | None = None,
+             slow: Mapping[str, float] | None = None,
+             pipeline_version: str | None = None) -> DemoSummary:
     """Configure mlobs under ``root`` and run both demo pipelines.
 
     Args:
@@ -80,10 +83,18 @@ def run_demo(root: Path | None = None, max_videos: int | None = None,
             ``<root>/cache``), ``"bypass"`` (recompute and store new versions), ``False``.
         embedding_dimensions: dimensions of the ``tfidf-svd`` embedding model (None: 64);
             another value is another model (a ``model_signature_changed`` cache miss).
+        slow: component name → factor (>= 1): those components take that many times as
+            long (:mod:`mlobs.demo.slowdown`), e.g. to see ``mlobs drift`` find them.
+        pipeline_version: the runs' pipeline_version (default: the pipelines' own,
+            ``1.0.0``), so two demos can be told apart by a drift check.
+
+    Raises:
+        ConfigError: ``slow`` names an unknown component or a factor below 1.
 
     A failed run (a required component raised) is counted and the demo goes on.
     Takes about a second or two for everything on one core.
     """
+    set_slowdowns(slow or {}, set(text_pipeline.COMPONENTS) | set(visual_pipeline.COMPONENTS))
     started = time.monotonic()
     settings = mlobs.configure(root=root, sinks=sinks)
     warehouse_on = "warehouse" in settings.sinks
@@ -106,8 +117,9 @@ def run_demo(root: Path | None = None, max_videos: int | None = None,
     text = _Tally("text (pydoc topics)", len(documents), started, progress)
     for topic, raw in documents:
         try:
-            result = text_pipeline.process_topic(topic, raw, text_model, cache=cache,
-                                                 codecs=TEXT_CODECS)
+            result = text_pipeline.process_topic(
+                topic, raw, text_model, cache=cache, codecs=TEXT_CODECS,
+                pipeline_version=pipeline_version or text_pipeline.PIPELINE_VERSION)
         except Exception as exc:  # a required component failed: the run says why
             progress(f"run failed: {text_pipeline.PLATFORM_ID}/{topic}: {exc!r}")
             text.record(None)
@@ -120,7 +132,9 @@ def run_demo(root: Path | None = None, max_videos: int | None = None,
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlobs-demo") as pool:
         for video in videos:
             try:
-                result = visual_pipeline.process_video(video, components, pool)
+                result = visual_pipeline.process_video(
+                    video, components, pool,
+                    pipeline_version or visual_pipeline.PIPELINE_VERSION)
             except Exception as exc:
                 progress(f"run failed: {visual_pipeline.PLATFORM_ID}/{video.video_id}: "
                          f"{exc!r}")

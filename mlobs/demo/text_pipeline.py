@@ -35,9 +35,12 @@ import numpy as np
 import mlobs
 from mlobs.cache.codecs import Codec
 from mlobs.demo.models import TextModel
+from mlobs.demo.slowdown import slowed
 
 PLATFORM_ID = "pydoc"
 PIPELINE_VERSION = "1.0.0"
+#: the components this pipeline records, in order.
+COMPONENTS = ("cleaning", "chunking", "embedding", "key_sentences", "summary")
 #: Every component is required except ``summary`` (best-effort).
 PROFILE = mlobs.AnalysisProfile("pydoc-text-v1", optional={"summary"})
 
@@ -248,7 +251,8 @@ class TextResult:
 
 
 def process_topic(topic: str, raw: str, model: TextModel, *, cache: bool | str = False,
-                  codecs: Mapping[str, Codec] | None = None) -> TextResult:
+                  codecs: Mapping[str, Codec] | None = None,
+                  pipeline_version: str = PIPELINE_VERSION) -> TextResult:
     """Run the five text components over one document inside one mlobs run.
 
     With ``cache=True`` every component is cached by its idempotency key (``"bypass"``
@@ -258,6 +262,7 @@ def process_topic(topic: str, raw: str, model: TextModel, *, cache: bool | str =
 
     Args:
         codecs: per component name, the codec of results that are not plain JSON.
+        pipeline_version: the runs' pipeline_version (a drift check can select by it).
 
     Raises:
         whatever a required component raises (the run is then recorded as ``error``).
@@ -268,9 +273,10 @@ def process_topic(topic: str, raw: str, model: TextModel, *, cache: bool | str =
         return {"cache": cache, "inputs": inputs, "codec": codecs.get(name), **_VERSIONS}
 
     with mlobs.run(platform_id=PLATFORM_ID, video_id=topic, profile=PROFILE,
-                   pipeline_version=PIPELINE_VERSION, config=CONFIG,
+                   pipeline_version=pipeline_version, config=CONFIG,
                    sampling_policy_version="1") as run:
-        with run.component("cleaning", **cached("cleaning", {"raw": raw})) as c:
+        with run.component("cleaning", **cached("cleaning", {"raw": raw})) as c, \
+                slowed("cleaning"):
             if not c.hit:
                 doc = clean(raw)
                 c.set_result(doc)
@@ -280,7 +286,8 @@ def process_topic(topic: str, raw: str, model: TextModel, *, cache: bool | str =
                     c.empty("no_text")
             doc = c.result
 
-        with run.component("chunking", **cached("chunking", {"doc": doc})) as c:
+        with run.component("chunking", **cached("chunking", {"doc": doc})) as c, \
+                slowed("chunking"):
             if not c.hit:
                 c.set_result(chunk(doc))
                 c.set_items(len(c.result))
@@ -289,7 +296,8 @@ def process_topic(topic: str, raw: str, model: TextModel, *, cache: bool | str =
             chunks = c.result
 
         with run.component("embedding", models=[model.ref], batch_size=len(chunks) or None,
-                           **cached("embedding", {"chunks": chunks})) as c:
+                           **cached("embedding", {"chunks": chunks})) as c, \
+                slowed("embedding"):
             if not c.hit:
                 c.set_result(model.embed(chunks))
                 c.set_items(len(chunks))
@@ -298,7 +306,8 @@ def process_topic(topic: str, raw: str, model: TextModel, *, cache: bool | str =
 
         sentences = split_sentences(doc)
         with run.component("key_sentences", models=[model.ref],
-                           **cached("key_sentences", {"doc": doc, "vectors": vectors})) as c:
+                           **cached("key_sentences", {"doc": doc, "vectors": vectors})) as c, \
+                slowed("key_sentences"):
             if not c.hit:
                 c.set_result(score_sentences(model, sentences, vectors))
                 c.set_items(len(sentences))
@@ -310,7 +319,8 @@ def process_topic(topic: str, raw: str, model: TextModel, *, cache: bool | str =
 
         summary = None
         prose = sum(s.kind == "prose" for s in sentences)
-        with run.component("summary", **cached("summary", {"key": key, "prose": prose})) as c:
+        with run.component("summary", **cached("summary", {"key": key, "prose": prose})) as c, \
+                slowed("summary"):
             if not c.hit:
                 c.set_result(summarize(key, prose))
                 c.set_items(len(c.result.split()))

@@ -29,9 +29,12 @@ from sklearn.datasets import load_digits
 
 import mlobs
 from mlobs.demo.models import VisualModels
+from mlobs.demo.slowdown import slowed
 
 PLATFORM_ID = "digits"
 PIPELINE_VERSION = "1.0.0"
+#: the components this pipeline records, in order.
+COMPONENTS = ("frames", "features", "digit_classifier", "frame_quality")
 #: Every component is required except ``frame_quality`` (best-effort).
 PROFILE = mlobs.AnalysisProfile("digits-visual-v1", optional={"frame_quality"})
 FRAMES_PER_VIDEO = 40
@@ -107,13 +110,15 @@ def make_components(models: VisualModels) -> VisualComponents:
         handle = mlobs.current()
         handle.set_items(len(frames))
         handle.metric("explained_variance", float(models.pca.explained_variance_ratio_.sum()))
-        return np.concatenate([models.pca.transform(frames[i:i + batch_size])
-                               for i in range(0, len(frames), batch_size)])
+        with slowed("features"):
+            return np.concatenate([models.pca.transform(frames[i:i + batch_size])
+                                   for i in range(0, len(frames), batch_size)])
 
     @mlobs.component("digit_classifier", models=[models.classifier_ref], **_VERSIONS)
     def digit_classifier(feats: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Predicted digit per frame; records accuracy against the true labels."""
-        predicted = models.classifier.predict(feats)
+        with slowed("digit_classifier"):
+            predicted = models.classifier.predict(feats)
         handle = mlobs.current()
         handle.set_items(len(feats))
         handle.metric("accuracy", float((predicted == labels).mean()))
@@ -122,7 +127,8 @@ def make_components(models: VisualModels) -> VisualComponents:
     @mlobs.component("frame_quality", **_VERSIONS)
     def frame_quality(frames: np.ndarray) -> np.ndarray:
         """Indices of low-contrast frames; empty ``no_low_contrast_frames`` when none."""
-        low = low_contrast_frames(frames)
+        with slowed("frame_quality"):
+            low = low_contrast_frames(frames)
         handle = mlobs.current()
         handle.set_items(len(frames))
         if len(low) == 0:
@@ -143,23 +149,24 @@ class VisualResult:
 
 
 def process_video(video: DigitVideo, components: VisualComponents,
-                  pool: ThreadPoolExecutor) -> VisualResult:
+                  pool: ThreadPoolExecutor, pipeline_version: str = PIPELINE_VERSION
+                  ) -> VisualResult:
     """Run frames, then the visual modules in parallel on ``pool``, inside one mlobs run.
 
     Raises:
         whatever a required component raises (the run is then recorded as ``error``).
     """
     with mlobs.run(platform_id=PLATFORM_ID, video_id=video.video_id, profile=PROFILE,
-                   pipeline_version=PIPELINE_VERSION, config=CONFIG,
+                   pipeline_version=pipeline_version, config=CONFIG,
                    sampling_policy_version="1") as run:
-        with run.component("frames", **_VERSIONS) as c:
+        with run.component("frames", **_VERSIONS) as c, slowed("frames"):
             frames = normalise_frames(video.images)
             c.set_items(len(frames))
             c.metric("mean_intensity", float(frames.mean()))
             if len(frames) == 0:
                 c.empty("no_frames")
 
-        # Plain submits: the pool threads find the run because it is the only one open.
+        # Plain submits: the work carries the run's context into the pool's threads.
         classified = pool.submit(
             lambda: components.digit_classifier(components.features(frames), video.labels))
         quality = pool.submit(components.frame_quality, frames)

@@ -326,4 +326,50 @@ def index_key(platform_id: str, video_id: str, config_hash: str | None,
 
 
 #: Every table the migrations create (Alembic's own version table excluded).
+#: drift_checks.verdict values (mlobs.analysis.drift).
+DRIFT_VERDICTS = ("drift", "no_drift", "insufficient_data")
+
+
+class DriftCheck(Base):
+    """One drift check of one metric: a baseline window against a current window, per
+    component × model_signature × stratum (``cache_hit`` / ``computed``; ``all`` for
+    rates). Written by ``mlobs drift`` (revision 0006); definitions:
+    :mod:`mlobs.analysis.drift`.
+    """
+
+    __tablename__ = "drift_checks"
+    __table_args__ = (
+        CheckConstraint(_in("verdict", DRIFT_VERDICTS), name="verdict"),
+        Index("ix_drift_checks_component_checked_at", "component", "checked_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    checked_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    component: Mapped[str] = mapped_column(String(NAME_LEN))
+    model_signature: Mapped[str | None] = mapped_column(String(HASH_LEN))
+    stratum: Mapped[str] = mapped_column(String(STATUS_LEN))
+    #: ``duration_ms``, ``peak_rss_bytes``, ``items_per_s``, ``metric:<name>``,
+    #: ``error_rate``, ...
+    metric: Mapped[str] = mapped_column(String(NAME_LEN))
+    baseline_window: Mapped[str] = mapped_column(Text)
+    current_window: Mapped[str] = mapped_column(Text)
+    n_baseline: Mapped[int] = mapped_column(Integer)
+    n_current: Mapped[int] = mapped_column(Integer)
+    #: p95 of the sample (distributions) or the rate (rates), each side.
+    baseline_value: Mapped[float | None] = mapped_column(Float)
+    current_value: Mapped[float | None] = mapped_column(Float)
+    #: the KS distance D (distributions) or the rate change (rates).
+    statistic: Mapped[float | None] = mapped_column(Float)
+    p_value: Mapped[float | None] = mapped_column(Float)
+    adjusted_p: Mapped[float | None] = mapped_column(Float)
+    #: relative change (p95 or median, the larger) or absolute rate change.
+    effect: Mapped[float | None] = mapped_column(Float)
+    effect_low: Mapped[float | None] = mapped_column(Float)
+    effect_high: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    wasserstein: Mapped[float | None] = mapped_column(Float)
+    psi: Mapped[float | None] = mapped_column(Float)
+    verdict: Mapped[str] = mapped_column(String(CODE_LEN))
+
+
 TABLE_NAMES: tuple[str, ...] = tuple(Base.metadata.tables)

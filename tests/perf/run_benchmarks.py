@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_async  # noqa: E402
 import bench_cache  # noqa: E402
+import bench_drift  # noqa: E402
 import bench_ingest  # noqa: E402
 import bench_overhead  # noqa: E402
 import bench_pg_ingest  # noqa: E402
@@ -21,3 +22,5 @@ if __name__ == "__main__":
     bench_cache.main()
     print()
     bench_async.main()
+    print()
+    bench_drift.main()

@@ -1,5 +1,5 @@
 """Alembic migrations: up/down/up, schema equal to the models, rows kept across
-revisions (0001 → 0002 → 0003 → 0004 → 0005 and back), and the schema check."""
+revisions (0001 → 0002 → 0003 → 0004 → 0005 → 0006 and back), and the schema check."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from mlobs.warehouse.models import TABLE_NAMES, Base, ComponentRollup
 from mlobs.warehouse.rows import ARTIFACT_INDEX, COMPONENTS, EVENTS, RUNS, SIGNATURES
 from mlobs.warehouse.store import WarehouseStore
 
-HEAD = "0005"
+HEAD = "0006"
 ROLLUPS = ComponentRollup.__table__
 #: Columns revision 0002 adds, per table.
 NEW_IN_0002 = {
@@ -38,6 +38,7 @@ NEW_IN_0003 = {
 }
 TABLE_0003 = "artifact_index"
 NEW_IN_0005 = {"runs": {"heartbeat_at"}}
+TABLE_0006 = "drift_checks"
 
 
 def _inspected(db_url: str, read):
@@ -76,7 +77,7 @@ def _schema_diff(db_url: str) -> list:
         engine.dispose()
 
 
-def test_head_is_0005_and_scripts_are_found():
+def test_head_is_0006_and_scripts_are_found():
     assert migrate.head_revision() == HEAD
     assert (migrate.migrations_dir() / "env.py").is_file()
 
@@ -104,6 +105,8 @@ def test_upgrade_downgrade_upgrade(db_url):
     assert _tables(db_url) == set(TABLE_NAMES)
 
     # One revision at a time, both ways.
+    migrate.downgrade(db_url, "0005")
+    assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0006}
     assert NEW_IN_0005["runs"] <= _columns(db_url, "runs")
     migrate.downgrade(db_url, "0004")
     assert not NEW_IN_0005["runs"] & _columns(db_url, "runs")
@@ -112,7 +115,7 @@ def test_upgrade_downgrade_upgrade(db_url):
     assert "uq_component_runs_run_id_component_attempt" in _unique_names(db_url)
     migrate.downgrade(db_url, "0002")
     assert migrate.current_revision(db_url) == "0002"
-    assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0003}
+    assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0003, TABLE_0006}
     for table, added in NEW_IN_0003.items():
         assert not _columns(db_url, table) & added, table
     migrate.downgrade(db_url, "0001")
@@ -126,13 +129,16 @@ def test_upgrade_downgrade_upgrade(db_url):
         assert added <= _columns(db_url, table), table
     migrate.upgrade(db_url, "0003")
     assert migrate.current_revision(db_url) == "0003"
-    assert _tables(db_url) == set(TABLE_NAMES)
+    assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0006}
     for table, added in NEW_IN_0003.items():
         assert added <= _columns(db_url, table), table
     migrate.upgrade(db_url, "0004")
     assert migrate.current_revision(db_url) == "0004"
     migrate.upgrade(db_url, "0005")
+    assert migrate.current_revision(db_url) == "0005"
+    migrate.upgrade(db_url, "0006")
     assert migrate.current_revision(db_url) == HEAD
+    assert _tables(db_url) == set(TABLE_NAMES)
     assert _schema_diff(db_url) == []
 
 
