@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mlobs.cli.runs import add_stale_after_argument
+from mlobs.cli.runs import add_stale_after_argument, stale_after_s
 from mlobs.core.config import resolve_settings
 
 
@@ -34,7 +34,7 @@ def doctor_command(args: argparse.Namespace) -> int:
     from mlobs.cli.doctor_checks import run_checks  # the warehouse's imports, when it runs
 
     settings = resolve_settings(root=args.root, db_url=args.db_url)
-    checks = run_checks(settings, stale_after_s=args.stale_after, fix=args.fix)
+    checks = run_checks(settings, stale_after_s=stale_after_s(args), fix=args.fix)
     for check in checks:
         mark = "ok  " if check.ok else "FAIL"
         print(f"[{mark}] {check.name:<10} {check.detail}")

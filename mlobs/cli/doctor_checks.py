@@ -140,9 +140,12 @@ def compare_manifests(settings: Settings, store: WarehouseStore,
         counts = store.component_counts(list(runs))
         for run_id, (run, n_components, path) in runs.items():
             result.running += run.status == "running"
-            if run.status == "running" and is_crashed(run, now, stale_after_s):
-                result.silent.append(path)
             result.sink_warnings += any(w.startswith("sink ") for w in run.warnings)
+            # silent in its manifest, and not finished in the warehouse either (a lost
+            # final manifest write is for `mlobs ingest`, not a crash)
+            if run.status == "running" and is_crashed(run, now, stale_after_s) and \
+                    statuses.get(run_id) in (None, "running", CRASHED):
+                result.silent.append(path)
             if run_id not in statuses:
                 result.missing += 1
             elif statuses[run_id] != run.status or counts.get(run_id, 0) < n_components:
@@ -190,11 +193,19 @@ def check_crashed(settings: Settings, store: WarehouseStore, silent_manifests: l
                      + ("" if settings.db_is_embedded_default
                         else f" {db_url_option(settings.db_url)}"))
     marked = store.mark_crashed(silent, silent_since)
+    rewritten = 0
+    now = datetime.now(timezone.utc)
     for path in silent_manifests:
-        run, components = read_manifest(path)
-        write_manifest(path, manifest_document(mark_crashed(run), components), durable=True)
+        try:  # read again: its run may have gone on since the comparison
+            run, components = read_manifest(path)
+        except ManifestError:
+            continue
+        if run.status == "running" and is_crashed(run, now, stale_after_s):
+            write_manifest(path, manifest_document(mark_crashed(run), components),
+                           durable=True)
+            rewritten += 1
     return Check("runs", True, f"{detail}; marked crashed: {len(marked)} in the warehouse, "
-                 f"{len(silent_manifests)} manifest(s)")
+                 f"{rewritten} manifest(s)")
 
 
 def run_checks(settings: Settings, *, stale_after_s: float = STALE_AFTER_S,

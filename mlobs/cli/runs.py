@@ -22,8 +22,9 @@ from tabulate import tabulate
 from mlobs.cli.argtypes import positive_int, positive_seconds
 from mlobs.cli.db import add_db_url_argument, fail, open_existing_store, resolve_db_url
 from mlobs.cli.formatting import mib, ms, when
+from mlobs.core.config import settings_from_env
 from mlobs.core.errors import MlobsError, WarehouseError
-from mlobs.core.liveness import STALE_AFTER_S, shown_status
+from mlobs.core.liveness import HEARTBEAT_INTERVAL_S, STALE_AFTER_S, shown_status
 from mlobs.core.records import RUN_STATUSES, ComponentRecord, RunRecord
 
 #: model_signature is shown shortened in tables (like a short git hash).
@@ -76,34 +77,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_stale_after_argument(parser: argparse.ArgumentParser) -> None:
     """``--stale-after SECONDS``: when a silent ``running`` run is shown ``crashed``."""
-    parser.add_argument("--stale-after", type=positive_seconds, default=STALE_AFTER_S,
+    parser.add_argument("--stale-after", type=positive_seconds, default=None,
                         metavar="SECONDS",
                         help="a run still running with no heartbeat for this long is "
-                             f"shown crashed (default: {STALE_AFTER_S:g}, four missed "
-                             "heartbeats)")
+                             "shown crashed (default: four heartbeat intervals, "
+                             f"{STALE_AFTER_S:g} with $MLOBS_HEARTBEAT_INTERVAL_S unset)")
+
+
+def stale_after_s(args: argparse.Namespace) -> float:
+    """``--stale-after``, else four of this environment's heartbeat intervals."""
+    if args.stale_after is not None:
+        return float(args.stale_after)
+    return STALE_AFTER_S / HEARTBEAT_INTERVAL_S * settings_from_env().heartbeat_interval_s
 
 
 def list_command(args: argparse.Namespace) -> int:
     """``mlobs runs list``: returns 0, or 1 with a message on stderr."""
     now = datetime.now(timezone.utc)
     try:
+        stale = stale_after_s(args)
         with open_existing_store(resolve_db_url(args)) as store:
             runs = store.list_runs(limit=args.limit, platform_id=args.platform_id,
                                    video_id=args.video_id, status=args.status,
-                                   silent_since=now - timedelta(seconds=args.stale_after))
+                                   silent_since=now - timedelta(seconds=stale))
             counts = store.component_counts(run.run_id for run in runs)
     except MlobsError as exc:
         return fail(str(exc))
     if args.json:
         print(json.dumps([{**run.to_dict(), "n_components": counts.get(run.run_id, 0),
-                           "status_shown": shown_status(run, now, args.stale_after)}
+                           "status_shown": shown_status(run, now, stale)}
                           for run in runs], indent=2))
         return 0
     if not runs:
         print("no runs")
         return 0
     rows = [(run.run_id, f"{run.platform_id}/{run.video_id}", run.profile or "",
-             shown_status(run, now, args.stale_after),
+             shown_status(run, now, stale),
              when(run.started_at), ms(run.duration_ms), counts.get(run.run_id, 0),
              len(run.warnings)) for run in runs]
     print(tabulate(rows, headers=("run_id", "platform/video", "profile", "status",

@@ -7,6 +7,7 @@ Bounds come from :mod:`mlobs.core.limits` (the warehouse's column sizes).
 from __future__ import annotations
 
 import math
+import operator
 import threading
 
 from mlobs.core.errors import ConfigError
@@ -20,7 +21,8 @@ def check_word(label: str, value: object, max_chars: int) -> str:
     Raises:
         ConfigError: naming ``label`` and the problem.
     """
-    if type(value) is str and value and len(value) <= max_chars and value.isascii():
+    if type(value) is str and value and len(value) <= max_chars and value.isascii() \
+            and "\x00" not in value:
         return value  # the common case, checked on every component call: no further call
     if not value or not isinstance(value, str):
         raise ConfigError(f"{label} must be a non-empty string, got {shown(value)}")
@@ -29,7 +31,7 @@ def check_word(label: str, value: object, max_chars: int) -> str:
 
 def check_text(label: str, value: object, max_chars: int) -> str:
     """``value`` if it is a string (maybe empty) of at most ``max_chars`` characters that
-    encodes as UTF-8 (no lone surrogate).
+    encodes as UTF-8 (no lone surrogate) and holds no NUL character.
 
     Raises:
         ConfigError: naming ``label`` and the problem.
@@ -39,27 +41,36 @@ def check_text(label: str, value: object, max_chars: int) -> str:
     if len(value) > max_chars:
         raise ConfigError(f"{label} must be at most {max_chars} characters, got {len(value)}")
     if not is_storable(value):
-        raise ConfigError(f"{label} must be valid Unicode text (it holds a lone surrogate), "
+        raise ConfigError(f"{label} must be valid Unicode text without NUL (it holds a lone "
+                          "surrogate or a NUL character), "
                           f"got {shown(value)}")
     return value
 
 
-def check_int(label: str, value: object, minimum: int, below: int = INT32_BOUND) -> int:
-    """``value`` as a plain int if it is an integer (not a bool) in ``[minimum, below)``
-    (default bound: what a warehouse ``Integer`` column holds, :mod:`mlobs.core.limits`).
+def check_int(label: str, value: object, minimum: int, below: int = INT32_BOUND,
+              bound_reason: str = "what the warehouse stores") -> int:
+    """``value`` as a plain int if it is an integer (not a bool; numpy's integers and
+    other ``__index__`` types too) in ``[minimum, below)`` (default bound: what a
+    warehouse ``Integer`` column holds, :mod:`mlobs.core.limits`).
 
     Raises:
         ConfigError: ``<label> must be an integer >= <minimum>, got <value>``, or
-            ``... must be an integer < <below> ...`` when it is too large.
+            ``... must be an integer < <below> (<bound_reason>) ...`` when it is too large.
     """
     if type(value) is int and minimum <= value < below:
         return value  # the common case (a batch size on every component call)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    number = None
+    if not isinstance(value, bool):
+        try:
+            number = operator.index(value)  # type: ignore[arg-type]
+        except TypeError:
+            number = None
+    if number is None or number < minimum:
         raise ConfigError(f"{label} must be an integer >= {minimum}, got {shown(value, 40)}")
-    if value >= below:
-        raise ConfigError(f"{label} must be an integer < {_power(below)} (what the warehouse "
-                          f"stores), got {shown(value, 40)}")
-    return int(value)  # an int subclass (IntEnum, numpy's) is stored as an int
+    if number >= below:
+        raise ConfigError(f"{label} must be an integer < {_power(below)} ({bound_reason}), "
+                          f"got {shown(value, 40)}")
+    return int(number)
 
 
 def _power(n: int) -> str:
@@ -94,13 +105,16 @@ def check_finite(label: str, value: object, *, positive: bool = False) -> float:
     return number
 
 
-def check_timeout(label: str, value: object) -> float:
+def check_timeout(label: str, value: object) -> float | None:
     """``value`` if it is a number of seconds a thread can wait: finite, ``>= 0`` and at
-    most :data:`threading.TIMEOUT_MAX` (beyond it ``wait()`` raises OverflowError).
+    most :data:`threading.TIMEOUT_MAX` (beyond it ``wait()`` raises OverflowError), or
+    None (no bound: wait as long as it takes).
 
     Raises:
         ConfigError: naming ``label`` and the problem.
     """
+    if value is None:
+        return None
     seconds = check_finite(label, value)
     if seconds > threading.TIMEOUT_MAX:
         raise ConfigError(f"{label} must be at most {threading.TIMEOUT_MAX:g} seconds, got "

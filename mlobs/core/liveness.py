@@ -23,6 +23,16 @@ STALE_AFTER_S = 4 * HEARTBEAT_INTERVAL_S
 CRASHED = "crashed"
 #: the error_code a run marked crashed gets.
 CRASHED_ERROR_CODE = "crashed"
+#: the statuses a run ends with; nothing replaces them but themselves.
+FINISHED = ("ok", "error")
+_RANK = {"running": 0, CRASHED: 1, "ok": 2, "error": 2}
+
+
+def status_rank(status: str) -> int:
+    """How final a run status is: a stored run is replaced only by a status of at least
+    its rank (``running`` < ``crashed`` < ``ok``/``error``): a late heartbeat never undoes
+    a mark or an end, and a run's own end replaces a mark made while it was alive."""
+    return _RANK.get(status, 2)
 
 
 def last_alive(run: RunRecord) -> datetime:

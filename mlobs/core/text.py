@@ -1,6 +1,7 @@
 """Text a record can hold, made from any value.
 
-What mlobs writes must encode as UTF-8 (manifest files, spool lines, database columns),
+What mlobs writes must encode as UTF-8 (manifest files, spool lines, database columns)
+and hold no NUL character (PostgreSQL's text columns refuse it),
 and turning a user's object into text must never raise into the pipeline: a lone
 surrogate (a file name decoded with ``surrogateescape``) or an object whose ``__str__``
 or ``__repr__`` raises would otherwise lose the record or replace the user's exception.
@@ -10,7 +11,10 @@ from __future__ import annotations
 
 
 def is_storable(text: str) -> bool:
-    """Whether ``text`` encodes as UTF-8 (no lone surrogates)."""
+    """Whether ``text`` encodes as UTF-8 (no lone surrogates) and holds no NUL character
+    (PostgreSQL's text columns refuse it)."""
+    if "\x00" in text:
+        return False
     if text.isascii():
         return True
     try:
@@ -21,10 +25,11 @@ def is_storable(text: str) -> bool:
 
 
 def storable(text: str) -> str:
-    """``text``, with any lone surrogate replaced by its ``\\udcXX`` escape."""
+    """``text``, with any lone surrogate replaced by its ``\\udcXX`` escape and any NUL
+    by ``\\x00``."""
     if is_storable(text):
         return text
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def text_of(value: object) -> str:

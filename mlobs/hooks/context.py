@@ -117,8 +117,10 @@ def reset_var(var: ContextVar[Any], token: Token[Any]) -> None:
 
 
 def _after_fork_in_child() -> None:
+    global _unattributed_lock
     fork_generation.value += 1
     active_runs.clear()
+    _unattributed_lock = threading.Lock()  # another thread may have held it at the fork
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

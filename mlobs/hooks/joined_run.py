@@ -16,6 +16,7 @@ from mlobs.core.propagation import RunContext, remember_joined
 from mlobs.hooks.context import active_runs, current_run_var
 from mlobs.hooks.profile import AnalysisProfile
 from mlobs.hooks.run import Run
+from mlobs.hooks.threads import install_executor_propagation
 from mlobs.recording.recorder import Recorder
 
 
@@ -54,6 +55,7 @@ class JoinedRun(Run):
         self.record.started_at = datetime.now(timezone.utc)
         self._t0_ns = time.perf_counter_ns()
         remember_joined(self.context)
+        install_executor_propagation()  # a worker may never open a run of its own
         self._token = current_run_var.set(self)
         active_runs.setdefault(self.run_id, self)
         return self

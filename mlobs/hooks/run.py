@@ -29,6 +29,7 @@ from mlobs.core.classify import classify_exception, exception_message
 from mlobs.core.errors import ConfigError
 from mlobs.core.ids import new_uuid4
 from mlobs.core.limits import NAME_MAX_CHARS, SEED_BOUND
+from mlobs.core.liveness import CRASHED
 from mlobs.core.manifest import manifest_status
 from mlobs.core.paths import manifest_path
 from mlobs.core.propagation import RunContext, carrier_for
@@ -67,7 +68,7 @@ class Run:
     def __init__(self, recorder: Recorder, *, platform_id: str, video_id: str,
                  profile: str | AnalysisProfile, pipeline_version: str | None,
                  config: Mapping[str, Any] | None, sampling_policy_version: str | None,
-                 seed: int | None, flush_timeout_s: float) -> None:
+                 seed: int | None, flush_timeout_s: float | None) -> None:
         check_word("platform_id", platform_id, NAME_MAX_CHARS)
         check_word("video_id", video_id, NAME_MAX_CHARS)
         for label, value in (("pipeline_version", pipeline_version),
@@ -78,7 +79,7 @@ class Run:
             raise ConfigError(f"config must be a mapping of JSON values (a dict), got "
                               f"{shown(config, 60)}")
         if seed is not None:
-            seed = check_int("seed", seed, 0, below=SEED_BOUND)
+            seed = check_int("seed", seed, 0, below=SEED_BOUND, bound_reason="NumPy's bound")
         flush_timeout_s = check_timeout("flush_timeout_s", flush_timeout_s)
         self._profile = profile if isinstance(profile, AnalysisProfile) else AnalysisProfile(profile)
         self._recorder = recorder
@@ -231,7 +232,7 @@ class Run:
 
     def note_cache_hit(self, producer_run_id: str | None) -> None:
         """A hit on a result made by ``producer_run_id``: if that run never finished
-        (its manifest says ``running`` or ``error``), this run resumes it."""
+        (its manifest says ``running``, ``error`` or ``crashed``), this run resumes it."""
         if producer_run_id is None or producer_run_id == self.run_id or \
                 producer_run_id in self._producer_runs_seen:
             return
@@ -241,7 +242,7 @@ class Run:
             status = manifest_status(manifest_path(
                 self._recorder.settings.runs_dir, record.platform_id, record.video_id,
                 producer_run_id))
-            if status in ("running", "error"):
+            if status in ("running", "error", CRASHED):
                 record.resumed_from_run_id = producer_run_id
 
     def _component_finished(self, call: ComponentCall) -> None:
@@ -325,8 +326,11 @@ class Run:
         record = self.record
         duration_ms = (_perf_ns() - self._t0_ns) / 1e6
         self._recorder.heartbeat.remove(self)
-        with self._beat_lock:
-            self._ending = True
+        if self.fork_generation == fork_generation.value:
+            with self._beat_lock:
+                self._ending = True
+        else:  # a forked child ending its parent's run: no heartbeat here, and the lock
+            self._ending = True  # may have been held by the parent's at the fork
         reset_var(current_run_var, self._token)
         active_runs.pop(self.run_id, None)
         record.warnings.extend(unattributed_warnings(self._unattributed_at_start))
@@ -371,7 +375,7 @@ class Run:
 def run(platform_id: str, video_id: str, *, profile: str | AnalysisProfile = "default",
         pipeline_version: str | None = None, config: Mapping[str, Any] | None = None,
         sampling_policy_version: str | None = None, seed: int | None = None,
-        flush_timeout_s: float = 10.0) -> Run:
+        flush_timeout_s: float | None = 10.0) -> Run:
     """Open a run over one video: ``with mlobs.run("youtube", "abc123") as run: ...``, or
     ``async with`` in asyncio code (the run's end then waits for the sinks off the loop).
 
@@ -385,7 +389,7 @@ def run(platform_id: str, video_id: str, *, profile: str | AnalysisProfile = "de
         seed: the random seed, recorded in the environment: an integer in [0, 2**32)
             (NumPy's bound, as :func:`mlobs.set_seed`).
         flush_timeout_s: how long the end of the run waits for sinks (seconds, finite,
-            >= 0).
+            >= 0; None: as long as they take).
 
     Raises:
         ConfigError: naming the argument: empty or unsafe ids, a config that is not a

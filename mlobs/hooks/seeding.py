@@ -28,7 +28,7 @@ def set_seed(seed: int) -> list[str]:
     Raises:
         ConfigError: ``seed`` is not an integer in range.
     """
-    seed = check_int("seed", seed, 0, below=SEED_BOUND)
+    seed = check_int("seed", seed, 0, below=SEED_BOUND, bound_reason="NumPy's bound")
     random.seed(seed)
     seeded = ["random"]
     numpy = sys.modules.get("numpy")

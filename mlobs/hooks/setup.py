@@ -55,8 +55,11 @@ def configure(*, root: str | os.PathLike[str] | None = None, db_url: str | None 
     return settings
 
 
-def flush(timeout_s: float = 10.0) -> bool:
+def flush(timeout_s: float | None = 10.0) -> bool:
     """Wait until every sink has exported what was recorded so far.
+
+    Args:
+        timeout_s: seconds to wait at most (None: as long as it takes).
 
     Returns:
         False if a sink did not finish within ``timeout_s`` seconds.

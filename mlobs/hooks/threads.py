@@ -5,8 +5,9 @@ run. Three ways carry it:
 
 * ``concurrent.futures.ThreadPoolExecutor.submit`` (and ``map``, and asyncio's
   ``run_in_executor``, which call it) runs the work in a copy of the submitter's context
-  while a run or a component is current there; installed when the first run opens (the
-  way OpenTelemetry's threading instrumentation carries spans), a pass-through otherwise;
+  while a run or a component is current there; installed when the first run opens or is
+  joined (the way OpenTelemetry's threading instrumentation carries spans), a
+  pass-through otherwise;
 * :meth:`mlobs.Run.wrap` binds a function to that run, for hand-made threads;
 * :func:`propagate` binds a function to the caller's context.
 
@@ -60,11 +61,15 @@ def _submit(self: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any,
 
 
 def install_executor_propagation() -> None:
-    """Make ``ThreadPoolExecutor.submit`` carry the submitter's context (idempotent)."""
+    """Make ``ThreadPoolExecutor.submit`` carry the submitter's context (idempotent, also
+    across a reload of this module, which must not wrap the patch in itself)."""
     global _original_submit
     if _original_submit is not None:
         return
     with _install_lock:
         if _original_submit is None:
-            _original_submit = ThreadPoolExecutor.submit
+            current = ThreadPoolExecutor.submit
+            # an earlier copy of this module's patch: wrap what it wrapped
+            _original_submit = getattr(current, "mlobs_wrapped", current)
+            _submit.mlobs_wrapped = _original_submit  # type: ignore[attr-defined]
             ThreadPoolExecutor.submit = _submit  # type: ignore[method-assign]

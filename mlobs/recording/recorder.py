@@ -68,7 +68,7 @@ class Recorder:
         for worker in self.workers:
             worker.enqueue(item)
 
-    def flush(self, timeout_s: float = 10.0) -> bool:
+    def flush(self, timeout_s: float | None = 10.0) -> bool:
         """Wait until every sink exported what was emitted before the call.
 
         Returns:

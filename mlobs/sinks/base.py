@@ -114,8 +114,9 @@ class BatchWorker:
         if self._thread is None:
             self._start()
 
-    def force_flush(self, timeout_s: float = 10.0) -> bool:
-        """Block until everything queued before this call was exported (or failed).
+    def force_flush(self, timeout_s: float | None = 10.0) -> bool:
+        """Block until everything queued before this call was exported (or failed); None:
+        without a time limit.
 
         Returns:
             False when ``timeout_s`` passed first.

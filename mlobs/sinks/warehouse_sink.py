@@ -167,26 +167,32 @@ class WarehouseSink:
         problems: list[str] = []
         refused: list[str] = []
         for run_id, (run_records, component_records) in by_run.items():
-            if self._refused_by(run_records, component_records, problems) is None:
+            problem = self._refused_by(run_records, component_records)
+            if problem is None:
                 continue
-            # Alone: the run record first (its components need its row), then each one.
-            for one_run, one_component in ([(r, None) for r in run_records]
-                                           + [(None, c) for c in component_records]):
-                problem = self._refused_by([one_run] if one_run else [],
-                                           [one_component] if one_component else [], problems)
-                if problem is not None:
+            if len(run_records) + len(component_records) == 1:
+                problems.append(problem)
+                refused.append(run_id)
+                continue
+            # Alone: the run record first, since its components need its row; when it is
+            # refused they are too, unwritten (the manifest keeps them all).
+            if run_records and (problem := self._refused_by(run_records, [])) is not None:
+                problems.append(problem)
+                refused.extend([run_id] * (len(run_records) + len(component_records)))
+                continue
+            for component in component_records:
+                if (problem := self._refused_by([], [component])) is not None:
+                    problems.append(problem)
                     refused.append(run_id)
         if refused:
             raise InvalidRecordError("; ".join(problems), refused=tuple(refused))
 
-    def _refused_by(self, runs: list[RunRecord], components: list[ComponentRecord],
-                    problems: list[str]) -> str | None:
-        """Write; the store's refusal (kept in ``problems`` for a single record), or None."""
+    def _refused_by(self, runs: list[RunRecord], components: list[ComponentRecord]
+                    ) -> str | None:
+        """Write; the store's refusal, or None when written."""
         try:
             self._open_store().write(runs, components)
         except InvalidRecordError as exc:
-            if len(runs) + len(components) == 1:
-                problems.append(str(exc))
             return str(exc)
         except BaseException:
             self._close_store()

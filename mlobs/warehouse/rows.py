@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, Float, Integer, String, Table
 
 from mlobs.core.limits import INT32_BOUND, INT64_BOUND
+from mlobs.core.liveness import status_rank
 from mlobs.core.records import (
     PREDICTION_STATUSES,
     RUN_STATUSES,
@@ -127,8 +128,8 @@ def rows_of_runs(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
                                  "datetimes")
         previous = by_id.get(run.run_id)
         # One row per run_id (PostgreSQL refuses to upsert a key twice in one statement);
-        # like the upsert itself, a later "running" state does not replace a finished one.
-        if previous is None or previous["status"] == "running" or run.status != "running":
+        # like the upsert itself, a later state never demotes an earlier one.
+        if previous is None or status_rank(run.status) >= status_rank(previous["status"]):
             by_id[run.run_id] = row
     return list(by_id.values())
 

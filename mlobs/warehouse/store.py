@@ -36,7 +36,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from mlobs.core.errors import InvalidRecordError, WarehouseError
-from mlobs.core.liveness import CRASHED, mark_crashed
+from mlobs.core.liveness import CRASHED, FINISHED, mark_crashed
 from mlobs.core.records import ComponentRecord, EventRecord, ModelRef, RunRecord
 from mlobs.warehouse.copy_writer import copy_insert_or_ignore
 from mlobs.warehouse.engine import create_warehouse_engine, display_url
@@ -117,8 +117,12 @@ class WarehouseStore:
         self._upsert_runs = upsert.on_conflict_do_update(
             index_elements=[RUNS.c.run_id],
             set_={c.name: upsert.excluded[c.name] for c in RUNS.c if not c.primary_key},
-            # A finished run is final: a "running" snapshot arriving late is ignored.
-            where=or_(RUNS.c.status == "running", upsert.excluded.status != "running"),
+            # A finished run is final: a "running" snapshot arriving late is ignored, and
+            # a "crashed" mark replaces only a run still running (or marked before).
+            # (no IN list: executemany cannot expand one)
+            where=or_(RUNS.c.status == "running",
+                      *(upsert.excluded.status == status for status in FINISHED),
+                      and_(upsert.excluded.status == CRASHED, RUNS.c.status == CRASHED)),
         )
         # RETURNING: the rows actually inserted (none for signatures already stored).
         self._insert_signatures = insert(SIGNATURES).on_conflict_do_nothing(
@@ -246,9 +250,9 @@ class WarehouseStore:
         rows = index_rows(run_rows, now)
         if rows:
             conn.execute(self._upsert_index, rows)
-        # Rare: a run the index names was written again as "error" (a "running" snapshot
+        # Rare: a run the index names was written again as "error" or "crashed" (a "running" snapshot
         # never replaces a finished run). Its key goes back to the latest other success.
-        failed = [row["run_id"] for row in run_rows if row["status"] == "error"]
+        failed = [row["run_id"] for row in run_rows if row["status"] in ("error", CRASHED)]
         if not failed:
             return
         stale = conn.execute(select(*(ARTIFACT_INDEX.c[name] for name in INDEX_KEY)).where(
@@ -343,21 +347,28 @@ class WarehouseStore:
             WarehouseError: the database cannot be written.
         """
         wanted = list(run_ids)
-        if not wanted:
-            return []
         alive_at = func.coalesce(RUNS.c.heartbeat_at, RUNS.c.started_at)
-        marked = []
+        marked: list[str] = []
         try:
+            # Read first, then write in a transaction that starts with its UPDATE: on
+            # SQLite (WAL) a read transaction turned writer fails at once when another
+            # process wrote meanwhile (a live run's heartbeat), whatever the busy timeout.
+            with self._reading() as conn:
+                # chunks of 500 keep the IN (...) lists below every backend's bind limit
+                rows = [row for start in range(0, len(wanted), 500)
+                        for row in conn.execute(select(RUNS).where(
+                            RUNS.c.run_id.in_(wanted[start:start + 500]),
+                            RUNS.c.status == "running", alive_at < silent_since))]
             with self._engine.begin() as conn:
-                for row in conn.execute(select(RUNS).where(
-                        RUNS.c.run_id.in_(wanted), RUNS.c.status == "running",
-                        alive_at < silent_since)):
+                for row in rows:
                     run = mark_crashed(RunRecord(**row._asdict()))
-                    conn.execute(RUNS.update().where(RUNS.c.run_id == run.run_id,
-                                                     RUNS.c.status == "running").values(
+                    updated = conn.execute(RUNS.update().where(
+                        RUNS.c.run_id == run.run_id, RUNS.c.status == "running",
+                        alive_at < silent_since).values(  # still silent now
                         status=run.status, error_code=run.error_code,
                         error_message=run.error_message, finished_at=run.finished_at))
-                    marked.append(run.run_id)
+                    if updated.rowcount:
+                        marked.append(run.run_id)
         except SQLAlchemyError as exc:
             raise WarehouseError(f"cannot mark runs crashed in {display_url(self._engine)}: "
                                  f"{exc}") from exc

@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 
 import mlobs
 from mlobs.core.manifest import read_manifest
+from mlobs.warehouse.migrate import upgrade
 from mlobs.warehouse.store import WarehouseStore
 
-text = st.text(max_size=300) | st.sampled_from(["asr", "bad\udcff", "", "x" * 256])
+text = st.text(max_size=300) | st.sampled_from(["asr", "bad\udcff", "nul\x00", "", "x" * 256])
 #: identifiers: mostly ones a pipeline would use, so most runs get to record something.
 ident = st.sampled_from(["youtube", "abc123", "vidéo-1"]) | st.text(min_size=1, max_size=40) \
     | text
@@ -55,9 +56,10 @@ def _accepted(fn, *args, **kwargs):
     return None
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(call)
-def test_what_the_api_accepts_every_sink_stores(root, values):
+def test_what_the_api_accepts_every_sink_stores(configured, values):
     try:
         run = mlobs.run(values["platform_id"], values["video_id"],
                         pipeline_version=values["pipeline_version"], config=values["config"],
@@ -94,9 +96,11 @@ def test_what_the_api_accepts_every_sink_stores(root, values):
         [c.component_run_id for c in stored[1]] == [handle.component_run_id]
 
 
-@pytest.fixture(scope="module")
-def root():
+@pytest.fixture
+def configured(db_url):
+    """One recorder for every example (SQLite, and PostgreSQL: NUL is refused there)."""
+    upgrade(db_url)
     with tempfile.TemporaryDirectory(prefix="mlobs-property-") as directory:
-        mlobs.configure(root=directory)
-        yield directory
+        mlobs.configure(root=directory, db_url=db_url)
+        yield db_url
         mlobs.configure(sinks=[])

@@ -85,3 +85,10 @@ def test_an_odd_exception_class_name_is_recorded_bounded_and_safe(tmp_path, qual
         assert len(error_type) <= 255
         error_type.encode("utf-8")  # storable text: no lone surrogate
         assert error_type.endswith("Failure") or error_type.startswith("Outer.")
+
+
+def test_numpy_integers_are_integers_and_none_waits_without_a_bound():
+    np = pytest.importorskip("numpy")
+    run = mlobs.run("youtube", "v1", seed=np.int64(7), flush_timeout_s=None)
+    assert run._seed == 7 and type(run._seed) is int
+    assert mlobs.set_seed(np.uint32(3)) and mlobs.flush(None)

@@ -105,3 +105,30 @@ def test_a_call_whose_run_cannot_be_known_is_counted_and_reported(caplog):
                    for w in run.record.warnings), run.record.warnings
     logged = [r for r in caplog.records if "not recorded" in r.getMessage()]
     assert len(logged) == 1  # once, not per call
+
+
+def test_a_joined_run_carries_its_context_into_a_pool_too():
+    """A Celery worker never opens a run of its own: joining one installs the propagation."""
+    import subprocess
+    import sys
+    script = """
+import mlobs
+from concurrent.futures import ThreadPoolExecutor
+from mlobs.core.propagation import RunContext
+from mlobs.hooks.joined_run import JoinedRun
+from mlobs.recording.recorder import get_recorder
+from mlobs.testing import capture
+
+@mlobs.component("ocr")
+def ocr():
+    return mlobs.current_run().run_id
+
+with capture() as captured:
+    with JoinedRun(get_recorder(), RunContext("r1", "youtube", "v1")):
+        with JoinedRun(get_recorder(), RunContext("r2", "youtube", "v2")) as joined:
+            with ThreadPoolExecutor(2) as pool:
+                print(pool.submit(ocr).result(), mlobs.unattributed_calls())
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    assert out == ["r2", "{}"]

@@ -84,3 +84,51 @@ def test_a_killed_pipeline_is_shown_crashed_and_doctor_fix_marks_it(tmp_path, ca
         for proc in (killed, alive):
             proc.kill()
             proc.wait(10)
+
+
+def test_a_crashed_mark_never_replaces_an_end_and_an_end_replaces_a_mark(db_url, make_run):
+    """The store's rule: running < crashed < ok/error (a manifest marked crashed and
+    ingested later must not undo the end the warehouse already holds)."""
+    import dataclasses
+
+    from mlobs.core.liveness import mark_crashed
+    from mlobs.warehouse.migrate import upgrade
+
+    upgrade(db_url)
+    finished, components = make_run(status="ok")
+    running = dataclasses.replace(finished, status="running", finished_at=None)
+    with WarehouseStore(db_url) as store:
+        store.write([finished], components)
+        store.write([mark_crashed(running)], [])
+        assert store.run_statuses([finished.run_id]) == {finished.run_id: "ok"}
+        other, _ = make_run(status="running")
+        store.write([mark_crashed(other)], [])
+        store.write([other], [])  # a late heartbeat does not undo the mark
+        assert store.run_statuses([other.run_id]) == {other.run_id: "crashed"}
+        store.write([dataclasses.replace(other, status="ok")], [])  # its own end does
+        assert store.run_statuses([other.run_id]) == {other.run_id: "ok"}
+
+
+def test_doctor_fix_leaves_a_manifest_whose_run_the_warehouse_holds_finished(
+        tmp_path, capsys):
+    import dataclasses
+    from datetime import timedelta
+
+    import mlobs
+    from mlobs.core.manifest import manifest_document, write_manifest
+
+    root = tmp_path / "root"
+    mlobs.configure(root=root)
+    with mlobs.run("youtube", "v1") as run:
+        pass
+    assert mlobs.flush(10)
+    stored, components = read_manifest(run.manifest_path)
+    # the final manifest write was lost: the file still says running, long ago
+    stale = dataclasses.replace(stored, status="running", finished_at=None,
+                                heartbeat_at=stored.started_at - timedelta(hours=1),
+                                started_at=stored.started_at - timedelta(hours=1))
+    write_manifest(run.manifest_path, manifest_document(stale, components))
+    main(["doctor", "--root", str(root), "--fix"])
+    report = capsys.readouterr().out
+    assert "[ok  ] runs" in report and "behind their manifest" in report
+    assert read_manifest(run.manifest_path)[0].status == "running"  # for `mlobs ingest`

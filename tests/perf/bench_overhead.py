@@ -110,9 +110,8 @@ def exporter_sink_extra_us(root: str, name: str, make_sink: Callable[[], object]
 
 def otel_sink() -> Callable[[], object] | None:
     try:
-        from opentelemetry.sdk.trace import TracerProvider
-
         from mlobs_otel import OtelSink
+        from opentelemetry.sdk.trace import TracerProvider
     except ImportError:
         return None
     return lambda: OtelSink(TracerProvider())
@@ -120,9 +119,8 @@ def otel_sink() -> Callable[[], object] | None:
 
 def prometheus_sink() -> Callable[[], object] | None:
     try:
-        from prometheus_client import CollectorRegistry
-
         from mlobs_prometheus import PrometheusSink
+        from prometheus_client import CollectorRegistry
     except ImportError:
         return None
     return lambda: PrometheusSink(CollectorRegistry())

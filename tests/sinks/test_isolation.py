@@ -64,3 +64,30 @@ def test_the_manifest_sink_refuses_only_the_component_json_cannot_hold(tmp_path)
     stored_run, components = read_manifest(manifests[0])
     assert stored_run.status == "ok"
     assert [c.component for c in components] == ["good"]
+
+
+def test_a_refused_run_record_takes_only_its_own_components(tmp_path):
+    from mlobs.core.errors import InvalidRecordError
+    from mlobs.sinks.warehouse_sink import WarehouseSink
+
+    now = datetime.now(timezone.utc)
+
+    def run_and_component(run_id, pipeline_version):
+        run = RunRecord(run_id=run_id, platform_id="youtube", video_id=run_id, status="ok",
+                        started_at=now, pipeline_version=pipeline_version)
+        component = ComponentRecord(component_run_id=f"{run_id}-asr", run_id=run_id,
+                                    component="asr", attempt=1, required=True, status="ok",
+                                    started_at=now, finished_at=now, duration_ms=1.0)
+        return [run, component]
+
+    db_url = f"sqlite:///{tmp_path / 'wh.db'}"
+    sink = WarehouseSink(db_url, manage_schema=True)
+    with pytest.raises(InvalidRecordError) as refused:
+        # a run record the store refuses (pipeline_version over its column), and its
+        # component, which needs the run's row: both refused, the good run written
+        sink.export(run_and_component("good", "1.0") + run_and_component("bad", "v" * 300))
+    sink.shutdown(1)
+    assert refused.value.refused == ("bad", "bad")
+    with WarehouseStore(db_url) as store:
+        assert store.run_statuses(["good", "bad"]) == {"good": "ok"}
+        assert store.component_counts(["good", "bad"]) == {"good": 1}

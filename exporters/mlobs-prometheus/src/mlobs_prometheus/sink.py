@@ -188,7 +188,7 @@ class PrometheusSink:
 
     # -- records ---------------------------------------------------------------------
     def _observe_run(self, run: RunRecord) -> None:
-        if run.status == "running":  # the snapshot at the run's start
+        if run.status == "running":  # a run still going: its start or a heartbeat
             return
         self.metrics.runs.labels(self.guard.value("status", run.status)).inc()
 
