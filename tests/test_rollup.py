@@ -27,13 +27,8 @@ from mlobs.analysis.duckdb_connect import (
     extension_path,
     libpq_conninfo,
 )
-from mlobs.analysis.rollup import (
-    RollupRow,
-    bucket_floor,
-    compute_rollup,
-    export_parquet,
-    write_rollup,
-)
+from mlobs.analysis.parquet import export_parquet
+from mlobs.analysis.rollup import RollupRow, bucket_floor, compute_rollup, write_rollup
 from mlobs.cli import rollup as rollup_cli
 from mlobs.cli.rollup import format_rollup
 from mlobs.core.errors import ConfigError, SchemaOutOfDateError, WarehouseError
@@ -653,3 +648,55 @@ def test_cli_rejects_bad_since(capsys) -> None:
         _cli("--since", "yesterday")
     assert info.value.code == 2
     assert "ISO 8601" in capsys.readouterr().err
+
+
+def test_a_rollup_that_computed_nothing_or_part_of_all_keeps_what_is_stored(
+        sqlite_warehouse: str, capsys) -> None:
+    """``--since`` in the future computes nothing; ``--since`` with ``all`` covers part of
+    the history: neither replaces the stored rows."""
+    from mlobs.cli.main import main
+
+    rows = compute_rollup(sqlite_warehouse)
+    write_rollup(sqlite_warehouse, rows, "all")
+    day = compute_rollup(sqlite_warehouse, bucket="day")
+    write_rollup(sqlite_warehouse, day, "day")
+
+    def stored(width):
+        with sa.create_engine(sqlite_warehouse).connect() as conn:
+            return conn.execute(sa.text("SELECT COUNT(*) FROM component_rollups "
+                                        "WHERE bucket_width = :w"), {"w": width}).scalar_one()
+
+    before = (stored("all"), stored("day"))
+    assert before[0] == len(rows) > 0 and before[1] == len(day) > 0
+    future = datetime.now(timezone.utc) + timedelta(days=30)
+    assert main(["rollup", "--db-url", sqlite_warehouse, "--bucket", "day", "--since",
+                 future.isoformat()]) == 0
+    assert main(["rollup", "--db-url", sqlite_warehouse, "--since",
+                 future.isoformat()]) == 1
+    assert "--since with --bucket all" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="bucket 'all' since"):
+        write_rollup(sqlite_warehouse, [], "all", since=future)
+    assert write_rollup(sqlite_warehouse, [], "all") == 0
+    assert (stored("all"), stored("day")) == before
+
+
+@pytest.mark.postgres
+def test_postgresql_in_a_schema_other_than_public(pg_url, make_run) -> None:
+    """The tables live in the connection's schema (``search_path``), not only ``public``."""
+    engine = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text("CREATE SCHEMA obs"))
+    engine.dispose()
+    url = f"{pg_url}?options=-csearch_path%3Dobs"
+    upgrade(url)
+    run, components = make_run(status="ok")
+    with WarehouseStore(url) as store:
+        store.write([run], components)
+    rows = compute_rollup(url)
+    assert {r.component for r in rows} == {c.component for c in components}
+    assert write_rollup(url, rows, "all") == len(rows)
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM obs.component_rollups")
+                            ).scalar_one() == len(rows)
+    engine.dispose()

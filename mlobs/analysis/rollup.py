@@ -49,10 +49,9 @@ the same invocations. These rows are computed, printed and exported as JSON, not
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -61,7 +60,12 @@ import sqlalchemy as sa
 from mlobs.analysis.duckdb_connect import attach_warehouse, connect_duckdb
 from mlobs.core.errors import ConfigError, WarehouseError
 from mlobs.core.records import MISS_REASONS
-from mlobs.warehouse.engine import create_warehouse_engine, display_url, require_sqlite_file
+from mlobs.warehouse.engine import (
+    create_warehouse_engine,
+    display_url,
+    require_sqlite_file,
+    warehouse_schema,
+)
 from mlobs.warehouse.migrate import check_schema
 from mlobs.warehouse.models import ComponentRollup, ComponentRun, Event
 
@@ -312,7 +316,8 @@ def compute_rollup(db_url: str, *, bucket: str = "all",
     """
     _check_bucket(bucket)
     computed_at = datetime.now(timezone.utc)
-    results = _query(db_url, _rollup_sql(bucket, "wh", since is not None), bucket, since)
+    results = _query(db_url, lambda source: _rollup_sql(bucket, source, since is not None),
+                     bucket, since)
     return [_rollup_row(values, computed_at, bucket) for values in results]
 
 
@@ -341,7 +346,9 @@ def compute_external_cache_rollup(db_url: str, *, bucket: str = "all",
     """
     _check_bucket(bucket)
     computed_at = datetime.now(timezone.utc)
-    results = _query(db_url, _external_cache_sql(bucket, "wh", since is not None), bucket,
+    results = _query(db_url,
+                     lambda source: _external_cache_sql(bucket, source, since is not None),
+                     bucket,
                      since)
     rows = []
     for values in results:
@@ -357,20 +364,27 @@ def compute_external_cache_rollup(db_url: str, *, bucket: str = "all",
     return rows
 
 
-def _query(db_url: str, sql: str, bucket: str, since: datetime | None
-           ) -> list[dict[str, Any]]:
-    """Run one rollup query on the attached warehouse; rows as dicts keyed by column."""
+def _query(db_url: str, build_sql: Callable[[str], str], bucket: str,
+           since: datetime | None) -> list[dict[str, Any]]:
+    """Run one rollup query on the attached warehouse; rows as dicts keyed by column.
+    ``build_sql`` gets the qualified name to read the tables from (``wh``, or
+    ``wh."<schema>"`` for PostgreSQL, whose tables live in the connection's schema)."""
     params: list[Any] = []
     if since is not None:
         params.append(bucket_floor(since, bucket).replace(tzinfo=None))
     # The SQLAlchemy side checks the revision (the same rule as the store), so the query
     # can rely on the columns of the current schema.
-    _checked_engine(db_url).dispose()
+    engine = _checked_engine(db_url)
+    try:
+        schema = warehouse_schema(engine)
+    finally:
+        engine.dispose()
+    source = "wh" if schema is None else 'wh."{}"'.format(schema.replace('"', '""'))
     con = connect_duckdb()
     try:
         attach_warehouse(con, db_url, alias="wh")
         try:
-            cursor = con.execute(sql, params)
+            cursor = con.execute(build_sql(source), params)
             names = [column[0] for column in cursor.description]
             records = cursor.fetchall()
         except duckdb.Error as exc:
@@ -382,8 +396,8 @@ def _query(db_url: str, sql: str, bucket: str, since: datetime | None
 
 
 #: RollupRow fields that are counts (ints), and the other numbers (floats or None).
-_INT_FIELDS = ("invocations", "runs", "retries")
-_FLOAT_FIELDS = ("p50_duration_ms", "p95_duration_ms", "p99_duration_ms", "error_rate",
+INT_FIELDS = ("invocations", "runs", "retries")
+FLOAT_FIELDS = ("p50_duration_ms", "p95_duration_ms", "p99_duration_ms", "error_rate",
                  "empty_rate", "cache_hit_rate", "p95_peak_rss_bytes", "oom_rate",
                  "mean_ooms_per_run", "p95_peak_gpu_allocated_bytes",
                  "p95_peak_gpu_reserved_bytes", "degraded_rate")
@@ -393,9 +407,9 @@ def _rollup_row(values: dict[str, Any], computed_at: datetime, bucket: str) -> R
     """A :class:`RollupRow` from one result row of :func:`_rollup_sql`, keyed by column."""
     start = values.pop("bucket_start")
     # The conversions pin the Python types whatever DuckDB picked for an expression.
-    for name in _INT_FIELDS:
+    for name in INT_FIELDS:
         values[name] = int(values[name])
-    for name in _FLOAT_FIELDS:
+    for name in FLOAT_FIELDS:
         if values[name] is not None:
             values[name] = float(values[name])
     values["cache_miss_reasons"] = ordered_miss_reasons(values["cache_miss_reasons"] or {})
@@ -431,11 +445,16 @@ def write_rollup(db_url: str, rows: Sequence[RollupRow], bucket: str, *,
             are replaced, earlier buckets are kept. For ``all`` (and without ``since``)
             every row of the bucket width is replaced.
 
+    A rollup that computed nothing leaves the stored rows as they were, and ``since``
+    with ``all`` is refused: the rows of an "all" rollup over part of the history would
+    replace the rollup of all of it.
+
     Returns:
         The number of rows inserted.
 
     Raises:
-        ConfigError: unknown bucket, or a row of another bucket width.
+        ConfigError: unknown bucket, a row of another bucket width, or ``since`` with
+            ``all``.
         SchemaOutOfDateError: the warehouse is not at the migrations' head revision.
         WarehouseError: unsupported URL; the database is missing or cannot be written
             (nothing of this call is kept).
@@ -444,7 +463,14 @@ def write_rollup(db_url: str, rows: Sequence[RollupRow], bucket: str, *,
     stray = sorted({r.bucket_width for r in rows} - {bucket})
     if stray:
         raise ConfigError(f"rows of bucket width {stray} passed to write_rollup({bucket!r})")
+    if since is not None and bucket == "all":
+        raise ConfigError("a rollup of bucket 'all' since a time covers part of the "
+                          "history and is not stored (it would replace the rollup of all "
+                          "of it): use an hour or day bucket, or do not write it")
     engine = _checked_engine(db_url)
+    if not rows:  # nothing computed: what is stored stays
+        engine.dispose()
+        return 0
     table = ComponentRollup.__table__
     try:
         with engine.begin() as conn:
@@ -452,49 +478,10 @@ def write_rollup(db_url: str, rows: Sequence[RollupRow], bucket: str, *,
             if since is not None and bucket != "all":
                 delete = delete.where(table.c.bucket_start >= bucket_floor(since, bucket))
             conn.execute(delete)
-            if rows:
-                conn.execute(table.insert(), [dataclasses.asdict(r) for r in rows])
+            conn.execute(table.insert(), [dataclasses.asdict(r) for r in rows])
     except sa.exc.SQLAlchemyError as exc:
         raise WarehouseError(
             f"cannot write {ROLLUP_TABLE} to {display_url(db_url)}: {exc}") from exc
     finally:
         engine.dispose()
     return len(rows)
-
-
-#: DuckDB type of each RollupRow field; the Parquet columns follow the field order.
-_PARQUET_TYPES: dict[str, str] = {
-    "computed_at": "TIMESTAMPTZ", "bucket_width": "VARCHAR", "bucket_start": "TIMESTAMPTZ",
-    "component": "VARCHAR", "model_signature": "VARCHAR",
-    **dict.fromkeys(_INT_FIELDS, "BIGINT"), **dict.fromkeys(_FLOAT_FIELDS, "DOUBLE"),
-    "cache_miss_reasons": "MAP(VARCHAR, BIGINT)",
-}
-
-
-def export_parquet(rows: Sequence[RollupRow], path: str | Path) -> Path:
-    """Write rollup rows to a Parquet file with DuckDB ``COPY ... (FORMAT parquet)``.
-
-    Args:
-        rows: rollup rows (any bucket widths).
-        path: destination file; parent directories are created, an existing file replaced.
-
-    Returns:
-        The resolved destination path. Timestamps are stored as UTC-adjusted timestamps,
-        ``cache_miss_reasons`` as a ``MAP(VARCHAR, BIGINT)``; column names and order are
-        those of :class:`RollupRow`.
-    """
-    target = Path(path).expanduser().resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fields = [f.name for f in dataclasses.fields(RollupRow)]
-    columns = ", ".join(f"{name} {_PARQUET_TYPES[name]}" for name in fields)
-    con = connect_duckdb()
-    try:
-        con.execute(f"CREATE TEMP TABLE rollup ({columns})")
-        if rows:
-            con.executemany(f"INSERT INTO rollup VALUES ({', '.join('?' * len(fields))})",
-                            [[getattr(r, name) for name in fields] for r in rows])
-        quoted = "'" + str(target).replace("'", "''") + "'"
-        con.execute(f"COPY rollup TO {quoted} (FORMAT parquet)")
-    finally:
-        con.close()
-    return target

@@ -88,13 +88,17 @@ def run_rollup(args: argparse.Namespace) -> int:
         0 on success; 1 when the warehouse is missing, not upgraded, unreachable or the
         configuration is invalid (the reason is printed to stderr).
     """
+    from mlobs.analysis.parquet import export_parquet
     from mlobs.analysis.rollup import (
         compute_external_cache_rollup,
         compute_rollup,
-        export_parquet,
         write_rollup,
     )
 
+    if args.since is not None and args.bucket == "all" and not args.no_write:
+        return _fail("--since with --bucket all covers part of the history and would "
+                     "replace the stored rollup of all of it: add --no-write, or use "
+                     "--bucket hour or day")
     try:
         db_url = args.db_url or settings_from_env().db_url
         rows = compute_rollup(db_url, bucket=args.bucket, since=args.since)
@@ -116,9 +120,13 @@ def run_rollup(args: argparse.Namespace) -> int:
             print(f"replaced {ROLLUP_TABLE} rows of bucket width {args.bucket!r} "
                   f"with {written} rows", file=sys.stderr)
     except MlobsError as exc:
-        print(f"mlobs rollup: error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(str(exc))
     return 0
+
+
+def _fail(message: str) -> int:
+    print(f"mlobs rollup: error: {message}", file=sys.stderr)
+    return 1
 
 
 # -- text and JSON output -------------------------------------------------------------

@@ -34,7 +34,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DisconnectionError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, SQLAlchemyError
 
 from mlobs.core.errors import WarehouseError
 
@@ -206,6 +206,23 @@ def require_sqlite_file(db_url: str) -> None:
     if missing is not None:
         raise WarehouseError(f"no warehouse at {missing}: record a run, or create it with "
                              f"`mlobs db upgrade {db_url_option(db_url)}`")
+
+
+def warehouse_schema(engine: Engine) -> str | None:
+    """The PostgreSQL schema the warehouse's tables are in: the connection's
+    ``current_schema()`` (the first schema of its ``search_path`` that exists, e.g. set
+    with ``?options=-csearch_path%3Dobs`` in the URL); None for SQLite.
+
+    Raises:
+        WarehouseError: the database cannot be reached.
+    """
+    if engine.dialect.name != "postgresql":
+        return None
+    try:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+    except SQLAlchemyError as exc:
+        raise WarehouseError(f"cannot read the schema of {display_url(engine)}: {exc}") from exc
 
 
 @contextmanager
