@@ -151,3 +151,71 @@ def test_statistics_agree_with_their_definitions():
     assert rates.change == pytest.approx(0.02) and rates.p_value < 0.001
     with pytest.raises(ValueError):
         compare_rates(3, 2, 0, 10)
+
+
+def _one_check(a, b, metric="duration_ms"):
+    from mlobs.analysis.drift import DriftResult, _decide, _distribution_check
+    policy = DriftPolicy()
+    result = DriftResult("c", None, "computed", metric, len(a), len(b), policy.tolerance)
+    _distribution_check(result, list(a), list(b))
+    _decide([result], policy)
+    return result
+
+
+def test_zero_and_negative_metrics_drift_by_their_distance_not_a_ratio():
+    rng = np.random.default_rng(3)
+    # GPU memory from none (a CPU run) to 8 GiB: a ratio to 0 means nothing
+    assert _one_check([0.0] * 60, [8 * 2**30] * 60, "peak_gpu_allocated_bytes").verdict \
+        == "drift"
+    centred = rng.normal(0, 1, 200)
+    shifted = _one_check(centred, rng.normal(1, 1, 200), "metric:score")
+    assert shifted.verdict == "drift" and shifted.effect > 0.5 and shifted.effect_low is None
+    assert _one_check(centred, rng.normal(0, 1, 200), "metric:score").verdict == "no_drift"
+
+
+def test_two_tests_are_one_p_value_and_psi_sees_beyond_the_baseline_range():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(10, 1, 300), rng.normal(10.2, 1, 300)
+    from scipy import stats
+    expected = min(1.0, 2 * min(stats.ks_2samp(a, b).pvalue,
+                                stats.mannwhitneyu(a, b, alternative="two-sided").pvalue))
+    assert compare_distributions(a, b).p_value == pytest.approx(expected)
+    from mlobs.analysis.stats import population_stability_index
+    assert population_stability_index([5.0] * 50, [50.0] * 50) > 10
+
+
+def test_odd_stored_values_neither_crash_nor_count(db_url):
+    """bypass is no cache outcome (as in the rollups); bools and huge ints are no metrics;
+    a metric name of 255 characters fits the stored check."""
+    upgrade(db_url)
+    name = "m" * 255
+    runs, records = [], []
+    for i in range(80):
+        run = RunRecord(run_id=str(uuid.uuid4()), platform_id="youtube", video_id=f"v{i}",
+                        status="ok", started_at=T0 + timedelta(seconds=i),
+                        pipeline_version="1.0" if i < 40 else "1.1")
+        runs.append(run)
+        records.append(ComponentRecord(
+            component_run_id=str(uuid.uuid4()), run_id=run.run_id, component="asr",
+            attempt=1, required=True, status="ok", started_at=run.started_at,
+            finished_at=run.started_at, duration_ms=10.0 + i % 3,
+            cache_status="hit" if i % 2 else ("miss" if i < 40 else "bypass"),
+            metrics={name: 1.0 + i % 5, "flag": True, "huge": 10**400}))
+    with WarehouseStore(db_url) as store:
+        store.write(runs, records)
+    report = check_drift(db_url, Window(pipeline_version="1.0"),
+                         Window(pipeline_version="1.1"))
+    metrics = {c.metric for c in report.checks}
+    assert f"metric:{name}" in metrics and not {"metric:flag", "metric:huge"} & metrics
+    hit_rate = next(c for c in report.checks if c.metric == "cache_hit_rate")
+    assert (hit_rate.n_baseline, hit_rate.n_current) == (40, 20)  # bypass left out
+    assert hit_rate.verdict == "insufficient_data"
+
+
+def test_no_data_at_all_fails_a_job_that_fails_on_insufficient_data(sqlite_url, capsys):
+    upgrade(sqlite_url)
+    args = ["drift", "--db-url", sqlite_url, "--baseline-version", "1.0",
+            "--current-version", "1.1"]
+    assert main(args) == 0
+    assert main([*args, "--fail-on", "insufficient_data"]) == 1
+    assert "failing on --fail-on insufficient_data" in capsys.readouterr().err

@@ -700,3 +700,20 @@ def test_postgresql_in_a_schema_other_than_public(pg_url, make_run) -> None:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM obs.component_rollups")
                             ).scalar_one() == len(rows)
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_an_empty_user_schema_does_not_hide_the_tables_in_public(pg_url, make_run) -> None:
+    """``current_schema()`` is the first existing schema of ``"$user", public``; the tables
+    are where the search_path finds them."""
+    upgrade(pg_url)
+    engine = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        user = conn.execute(sa.text("SELECT current_user")).scalar_one()
+        conn.execute(sa.text(f'CREATE SCHEMA "{user}"'))
+        assert conn.execute(sa.text("SELECT current_schema()")).scalar_one() == user
+    engine.dispose()
+    run, components = make_run(status="ok")
+    with WarehouseStore(pg_url) as store:
+        store.write([run], components)
+    assert {r.component for r in compute_rollup(pg_url)} == {c.component for c in components}

@@ -35,7 +35,7 @@ def upgrade() -> None:
         sa.Column("component", sa.String(255), nullable=False),
         sa.Column("model_signature", sa.String(64), nullable=True),
         sa.Column("stratum", sa.String(16), nullable=False),
-        sa.Column("metric", sa.String(255), nullable=False),
+        sa.Column("metric", sa.String(262), nullable=False),  # "metric:" + a 255-char name
         sa.Column("baseline_window", sa.Text(), nullable=False),
         sa.Column("current_window", sa.Text(), nullable=False),
         sa.Column("n_baseline", sa.Integer(), nullable=False),

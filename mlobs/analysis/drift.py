@@ -8,9 +8,11 @@ per component × model_signature:
   change of the hit rate would look like a latency change): ``duration_ms``,
   ``peak_rss_bytes``, ``peak_gpu_allocated_bytes``, ``items_per_s`` (items per second of
   the invocation) and every user metric (``metric:<name>``), over the invocations that did
-  not fail. Test: p = min(Kolmogorov–Smirnov, Mann–Whitney U); effect: the relative change
-  of the p95 or of the median, whichever is larger, with a bootstrap interval; also the
-  normalised Wasserstein distance and the PSI (reported, not gating);
+  not fail. Test: p = 2 · min(Kolmogorov–Smirnov, Mann–Whitney U) (Bonferroni over the two
+  tests); effect: the relative change of the p95 or of the median, whichever is larger,
+  with a bootstrap interval, when both samples are positive; for a metric with zeros or
+  negative values (where a ratio means nothing), the normalised Wasserstein distance.
+  The PSI is reported beside it;
 * rates over every invocation (stratum ``all``): ``error_rate``, ``empty_rate``,
   ``oom_rate`` (invocations with an OOM) and ``cache_hit_rate`` (when the component
   caches). Test: Fisher's exact test; effect: the absolute change.
@@ -42,7 +44,7 @@ from sqlalchemy import Table, and_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from mlobs.analysis.stats import benjamini_hochberg, compare_distributions, compare_rates
-from mlobs.core.checks import check_finite, check_int
+from mlobs.core.checks import check_finite, check_int, finite_number
 from mlobs.core.errors import ConfigError, WarehouseError
 from mlobs.warehouse.engine import create_warehouse_engine, display_url, require_sqlite_file
 from mlobs.warehouse.migrate import check_schema
@@ -174,7 +176,7 @@ class DriftReport:
                 "checks": [c.to_dict() for c in self.checks]}
 
 
-def _filters(window: Window) -> list[Any]:
+def _filters(window: Window, run_ids: Sequence[str] | None) -> list[Any]:
     where = []
     if window.since is not None:
         where.append(COMPONENTS.c.started_at >= window.since)
@@ -182,21 +184,27 @@ def _filters(window: Window) -> list[Any]:
         where.append(COMPONENTS.c.started_at < window.until)
     if window.pipeline_version is not None:
         where.append(RUNS.c.pipeline_version == window.pipeline_version)
-    if window.run_ids is not None:
-        where.append(COMPONENTS.c.run_id.in_(list(window.run_ids)))
+    if run_ids is not None:
+        where.append(COMPONENTS.c.run_id.in_(list(run_ids)))
     return where
 
 
 def _rows(conn: Any, window: Window, component: str | None) -> list[Any]:
     c = COMPONENTS.c
-    query = (select(c.component, c.model_signature, c.status, c.cache_status, c.oom_count,
-                    c.duration_ms, c.peak_rss_bytes, c.peak_gpu_allocated_bytes,
-                    c["items"].label("n_items"), c.metrics)
-             .select_from(COMPONENTS.join(RUNS, RUNS.c.run_id == c.run_id))
-             .where(and_(*_filters(window))))
-    if component is not None:
-        query = query.where(c.component == component)
-    return list(conn.execute(query))
+    ids = window.run_ids
+    # chunks of 500 keep the IN (...) lists below every backend's bind-parameter limit
+    chunks = [None] if ids is None else [ids[i:i + 500] for i in range(0, len(ids), 500)]
+    found = []
+    for chunk in chunks:
+        query = (select(c.component, c.model_signature, c.status, c.cache_status,
+                        c.oom_count, c.duration_ms, c.peak_rss_bytes,
+                        c.peak_gpu_allocated_bytes, c["items"].label("n_items"), c.metrics)
+                 .select_from(COMPONENTS.join(RUNS, RUNS.c.run_id == c.run_id))
+                 .where(and_(*_filters(window, chunk))))
+        if component is not None:
+            query = query.where(c.component == component)
+        found.extend(conn.execute(query))
+    return found
 
 
 def _samples(rows: Iterable[Any]) -> dict[tuple[str, str], list[float]]:
@@ -212,10 +220,12 @@ def _samples(rows: Iterable[Any]) -> dict[tuple[str, str], list[float]]:
                 found[(stratum, metric)].append(float(value))
         if row.n_items is not None and row.duration_ms and row.duration_ms > 0:
             found[(stratum, "items_per_s")].append(row.n_items / (row.duration_ms / 1000))
-        metrics = row.metrics if isinstance(row.metrics, dict) else json.loads(row.metrics or "{}")
+        metrics = row.metrics if isinstance(row.metrics, dict) else \
+            json.loads(row.metrics or "{}")
         for name, value in metrics.items():
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                found[(stratum, f"metric:{name}")].append(float(value))
+            number = finite_number(value)  # no bool, nothing beyond a float
+            if number is not None:
+                found[(stratum, f"metric:{name}")].append(float(number))
     return found
 
 
@@ -225,7 +235,7 @@ def _rates(rows: Sequence[Any]) -> dict[str, tuple[int, int]]:
     rates = {"error_rate": (sum(r.status == "error" for r in rows), n),
              "empty_rate": (sum(r.status == "empty" for r in rows), n),
              "oom_rate": (sum((r.oom_count or 0) > 0 for r in rows), n)}
-    cached = [r for r in rows if r.cache_status is not None]
+    cached = [r for r in rows if r.cache_status in ("hit", "miss")]  # as the rollups: no bypass
     if cached:
         rates["cache_hit_rate"] = (sum(r.cache_status == "hit" for r in cached), len(cached))
     return rates
@@ -235,15 +245,18 @@ def _distribution_check(result: DriftResult, a: list[float], b: list[float]) -> 
     compared = compare_distributions(a, b)
     result.statistic, result.p_value = compared.ks_statistic, compared.p_value
     result.wasserstein, result.psi = compared.wasserstein, compared.psi
-    candidates = [(ratio, low, high) for ratio, low, high in (
-        (compared.p95_ratio, compared.p95_low, compared.p95_high),
-        (compared.median_ratio, compared.median_low, compared.median_high))
-        if ratio is not None]
-    if candidates:  # the larger relative change of p95 and median
-        ratio, low, high = max(candidates, key=lambda c: abs(c[0] - 1))
-        result.effect = ratio - 1
+    if min(a) > 0 and min(b) > 0:  # the larger relative change of p95 and median
+        ratio, low, high = max(
+            ((compared.p95_ratio, compared.p95_low, compared.p95_high),
+             (compared.median_ratio, compared.median_low, compared.median_high)),
+            key=lambda c: abs(c[0] - 1))  # type: ignore[operator]
+        result.effect = ratio - 1  # type: ignore[operator]
         result.effect_low = None if low is None else low - 1
         result.effect_high = None if high is None else high - 1
+    elif compared.wasserstein is not None:  # zeros or negatives: no ratio means anything
+        result.effect = compared.wasserstein
+    else:  # a constant baseline: any other value is beyond every tolerance
+        result.effect = 0.0 if compared.ks_statistic == 0 else math.inf
     result.baseline_value, result.current_value = compared.baseline_p95, compared.current_p95
 
 
@@ -260,7 +273,8 @@ def check_drift(db_url: str, baseline: Window, current: Window, *,
         now: the ``checked_at`` of the rows (default: the current time).
 
     Returns:
-        Every check, sorted by component, model_signature, stratum and metric.
+        Every check, by component and model_signature: the distributions (by stratum and
+        metric), then the rates.
 
     Raises:
         WarehouseError: the warehouse is missing, not at the current schema, or cannot

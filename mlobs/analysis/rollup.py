@@ -368,7 +368,7 @@ def _query(db_url: str, build_sql: Callable[[str], str], bucket: str,
            since: datetime | None) -> list[dict[str, Any]]:
     """Run one rollup query on the attached warehouse; rows as dicts keyed by column.
     ``build_sql`` gets the qualified name to read the tables from (``wh``, or
-    ``wh."<schema>"`` for PostgreSQL, whose tables live in the connection's schema)."""
+    ``wh."<schema>"`` for PostgreSQL: the schema its ``search_path`` finds them in)."""
     params: list[Any] = []
     if since is not None:
         params.append(bucket_floor(since, bucket).replace(tzinfo=None))

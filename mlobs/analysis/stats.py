@@ -3,7 +3,8 @@
 Two kinds of comparison between a baseline and a current sample:
 
 * **distributions** (durations, memory peaks, throughput, user metrics):
-  :func:`compare_distributions` gives p = min(Kolmogorov–Smirnov, Mann–Whitney U), the
+  :func:`compare_distributions` gives p = 2 · min(Kolmogorov–Smirnov, Mann–Whitney U)
+  (Bonferroni over the two tests), the
   ratios of medians and of p95 with percentile-bootstrap intervals, the Wasserstein
   distance normalised by the baseline's standard deviation, and the PSI over ten
   baseline-quantile bins;
@@ -37,7 +38,9 @@ class DistributionComparison:
 
     Attributes:
         n_baseline, n_current: sample sizes.
-        p_value: min(KS, Mann–Whitney U) p-value; ks_statistic: the KS distance D.
+        p_value: the smaller of the KS and Mann–Whitney U p-values, doubled (Bonferroni:
+            the minimum of two p-values alone rejects too often); ks_statistic: the KS
+            distance D.
         median_ratio, p95_ratio: current / baseline, each with a 95% bootstrap interval
             (``*_low``, ``*_high``); None when the baseline's value is 0.
         wasserstein: the Wasserstein distance divided by the baseline's standard
@@ -122,7 +125,7 @@ def compare_distributions(baseline: Sequence[float], current: Sequence[float], *
     wasserstein = (float(stats.wasserstein_distance(a, b)) / spread) if spread > 0 else None
     return DistributionComparison(
         n_baseline=int(a.size), n_current=int(b.size),
-        p_value=min(float(ks.pvalue), mwu_p), ks_statistic=float(ks.statistic),
+        p_value=min(1.0, 2 * min(float(ks.pvalue), mwu_p)), ks_statistic=float(ks.statistic),
         median_ratio=median_ratio, median_low=median_low, median_high=median_high,
         p95_ratio=p95_ratio, p95_low=p95_low, p95_high=p95_high,
         wasserstein=wasserstein, psi=population_stability_index(a, b),
@@ -139,18 +142,23 @@ def _interval(values: np.ndarray) -> tuple[float | None, float | None]:
 
 def population_stability_index(baseline: Sequence[float], current: Sequence[float],
                                bins: int = PSI_BINS) -> float:
-    """PSI = Σ (c − b) · ln(c / b) over bins cut at the baseline's quantiles (shares of
-    each sample per bin; an empty bin counts as 1e-4). 0 for the same distribution;
-    0.1 is Evidently's default drift threshold."""
+    """PSI = Σ (c − b) · ln(c / b) over bins cut at the baseline's quantiles, plus one bin
+    below and one above the baseline's range (shares of each sample per bin; an empty bin
+    counts as 1e-4). 0 for the same distribution; 0.1 is Evidently's default drift
+    threshold."""
     a = np.asarray(baseline, dtype=float)
     b = np.asarray(current, dtype=float)
+    low, high = float(a.min()), float(a.max())
     edges = np.unique(np.quantile(a, np.linspace(0, 1, bins + 1)[1:-1]))
-    share_a = np.bincount(np.searchsorted(edges, a, side="right"),
-                          minlength=edges.size + 1) / a.size
-    share_b = np.bincount(np.searchsorted(edges, b, side="right"),
-                          minlength=edges.size + 1) / b.size
-    share_a = np.maximum(share_a, _PSI_FLOOR)
-    share_b = np.maximum(share_b, _PSI_FLOOR)
+
+    def shares(x: np.ndarray) -> np.ndarray:
+        inside = x[(x >= low) & (x <= high)]
+        counts = np.bincount(np.searchsorted(edges, inside, side="right"),
+                             minlength=edges.size + 1)
+        counts = np.concatenate([[np.sum(x < low)], counts, [np.sum(x > high)]])
+        return np.maximum(counts / x.size, _PSI_FLOOR)
+
+    share_a, share_b = shares(a), shares(b)
     return float(np.sum((share_b - share_a) * np.log(share_b / share_a)))
 
 

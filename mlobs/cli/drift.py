@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from tabulate import tabulate
@@ -45,6 +46,13 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _at_least_two(text: str) -> int:
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 2, got {text!r}")
+    return value
+
+
 def _run_ids(text: str) -> tuple[str, ...]:
     ids = tuple(part.strip() for part in text.split(",") if part.strip())
     if not ids:
@@ -57,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "drift", help="compare a current window of runs with a baseline window",
         description="Per component x model_signature (durations and memory stratified by "
-                    "cache hit / computed): two-sample tests (p = min(KS, Mann-Whitney U), "
+                    "cache hit / computed): two-sample tests (p = 2 x min(KS, Mann-Whitney U), "
                     "Benjamini-Hochberg across the checks) with the change of p95 or "
                     "median, and Fisher's test with the change of the error, empty, OOM "
                     "and cache hit rates. A check drifts when it is significant and its "
@@ -80,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rate-tolerance", type=_fraction, default=0.01,
                         help="absolute change of a rate that counts (default: 0.01, one "
                              "percentage point)")
-    parser.add_argument("--min-samples", type=positive_int, default=30,
+    parser.add_argument("--min-samples", type=_at_least_two, default=30,
                         help="fewer invocations a side: insufficient_data (default: 30)")
     parser.add_argument("--fail-on", choices=("drift", "insufficient_data", "never"),
                         default="drift", help="exit 1 when a check has this verdict "
@@ -113,11 +121,16 @@ def drift_command(args: argparse.Namespace) -> int:
     except MlobsError as exc:
         return fail(str(exc))
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
-    verdicts = {c.verdict for c in report.checks}
+    counts = Counter(c.verdict for c in report.checks)
+    if not report.checks:
+        counts["insufficient_data"] = 0  # no data at all is the least evidence there is
     failing = {"drift": {"drift"}, "insufficient_data": {"drift", "insufficient_data"},
                "never": set()}[args.fail_on]
-    if verdicts & failing:
-        print(f"mlobs drift: {len(report.drifted)} check(s) drifted", file=sys.stderr)
+    if set(counts) & failing:
+        found = ", ".join(f"{counts[v]} {v}" for v in ("drift", "insufficient_data")
+                          if v in counts and v in failing)
+        print(f"mlobs drift: failing on --fail-on {args.fail_on}: {found} "
+              f"(of {len(report.checks)} check(s))", file=sys.stderr)
         return 1
     return 0
 

@@ -118,7 +118,9 @@ def run_rollup(args: argparse.Namespace) -> int:
         if not args.no_write:
             written = write_rollup(db_url, rows, args.bucket, since=args.since)
             print(f"replaced {ROLLUP_TABLE} rows of bucket width {args.bucket!r} "
-                  f"with {written} rows", file=sys.stderr)
+                  f"with {written} rows" if written else
+                  f"computed nothing: the stored {ROLLUP_TABLE} rows are kept",
+                  file=sys.stderr)
     except MlobsError as exc:
         return _fail(str(exc))
     return 0

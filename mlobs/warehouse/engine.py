@@ -209,9 +209,10 @@ def require_sqlite_file(db_url: str) -> None:
 
 
 def warehouse_schema(engine: Engine) -> str | None:
-    """The PostgreSQL schema the warehouse's tables are in: the connection's
-    ``current_schema()`` (the first schema of its ``search_path`` that exists, e.g. set
-    with ``?options=-csearch_path%3Dobs`` in the URL); None for SQLite.
+    """The PostgreSQL schema the warehouse's tables are in: the one ``component_runs``
+    resolves to through the connection's ``search_path`` (as SQLAlchemy and Alembic find
+    it; e.g. ``?options=-csearch_path%3Dobs`` in the URL), not ``current_schema()``, which
+    may be an empty ``$user`` schema. None for SQLite, or when there is no such table.
 
     Raises:
         WarehouseError: the database cannot be reached.
@@ -220,7 +221,10 @@ def warehouse_schema(engine: Engine) -> str | None:
         return None
     try:
         with engine.connect() as conn:
-            return conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+            return conn.exec_driver_sql(
+                "SELECT n.nspname FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE c.oid = to_regclass('component_runs')"
+            ).scalar_one_or_none()
     except SQLAlchemyError as exc:
         raise WarehouseError(f"cannot read the schema of {display_url(engine)}: {exc}") from exc
 

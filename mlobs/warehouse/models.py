@@ -348,9 +348,9 @@ class DriftCheck(Base):
     component: Mapped[str] = mapped_column(String(NAME_LEN))
     model_signature: Mapped[str | None] = mapped_column(String(HASH_LEN))
     stratum: Mapped[str] = mapped_column(String(STATUS_LEN))
-    #: ``duration_ms``, ``peak_rss_bytes``, ``items_per_s``, ``metric:<name>``,
-    #: ``error_rate``, ...
-    metric: Mapped[str] = mapped_column(String(NAME_LEN))
+    #: ``duration_ms``, ``peak_rss_bytes``, ``items_per_s``, ``metric:<name>`` (a name of
+    #: up to 255 characters after the 7 of the prefix), ``error_rate``, ...
+    metric: Mapped[str] = mapped_column(String(NAME_LEN + len("metric:")))
     baseline_window: Mapped[str] = mapped_column(Text)
     current_window: Mapped[str] = mapped_column(Text)
     n_baseline: Mapped[int] = mapped_column(Integer)
