@@ -25,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from mlobs.core.config import settings_from_env
-from mlobs.core.records import ComponentRecord, RunRecord, SinkItem, materialize
+from mlobs.core.records import ComponentRecord, Record, RunRecord
 from mlobs.recording.recorder import Recorder, set_recorder
 
 
@@ -39,10 +39,9 @@ class MemorySink:
         self._runs: dict[str, RunRecord] = {}
         self._components: list[ComponentRecord] = []
 
-    def export(self, items: list[SinkItem]) -> None:
+    def export(self, records: list[Record]) -> None:
         with self._lock:
-            for item in items:
-                record = materialize(item)
+            for record in records:
                 if isinstance(record, RunRecord):
                     self._runs[record.run_id] = record
                 else:

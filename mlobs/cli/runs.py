@@ -24,7 +24,7 @@ from mlobs.cli.db import add_db_url_argument, fail, open_existing_store, resolve
 from mlobs.cli.formatting import mib, ms, when
 from mlobs.core.config import settings_from_env
 from mlobs.core.errors import MlobsError, WarehouseError
-from mlobs.core.liveness import HEARTBEAT_INTERVAL_S, STALE_AFTER_S, shown_status
+from mlobs.core.liveness import MISSED_BEATS, STALE_AFTER_S, shown_status
 from mlobs.core.records import RUN_STATUSES, ComponentRecord, RunRecord
 
 #: model_signature is shown shortened in tables (like a short git hash).
@@ -88,7 +88,7 @@ def stale_after_s(args: argparse.Namespace) -> float:
     """``--stale-after``, else four of this environment's heartbeat intervals."""
     if args.stale_after is not None:
         return float(args.stale_after)
-    return STALE_AFTER_S / HEARTBEAT_INTERVAL_S * settings_from_env().heartbeat_interval_s
+    return MISSED_BEATS * settings_from_env().heartbeat_interval_s
 
 
 def list_command(args: argparse.Namespace) -> int:

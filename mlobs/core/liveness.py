@@ -17,9 +17,11 @@ from mlobs.core.records import RunRecord
 
 #: seconds between two heartbeats of an open run (``MLOBS_HEARTBEAT_INTERVAL_S``).
 HEARTBEAT_INTERVAL_S = 30.0
-#: a run silent for longer than this is taken for crashed: four heartbeats missed, so a
-#: busy machine or a long pause of the process is not mistaken for a death.
-STALE_AFTER_S = 4 * HEARTBEAT_INTERVAL_S
+#: heartbeat intervals a run may miss before it is taken for crashed: a busy machine or a
+#: long pause of the process is not mistaken for a death.
+MISSED_BEATS = 4
+#: the bound at the default interval (seconds).
+STALE_AFTER_S = MISSED_BEATS * HEARTBEAT_INTERVAL_S
 CRASHED = "crashed"
 #: the error_code a run marked crashed gets.
 CRASHED_ERROR_CODE = "crashed"

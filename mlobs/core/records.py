@@ -259,6 +259,8 @@ class Recordable(Protocol):
         ...
 
 
+#: What a sink exports: records (the batch worker builds them from the queued items).
+Record: TypeAlias = "RunRecord | ComponentRecord"
 #: An item on a sink's queue: a run record snapshot, a record (a replay), or a finished
 #: invocation (:func:`materialize` turns each into its record).
 SinkItem: TypeAlias = "RunRecord | ComponentRecord | Recordable"

@@ -181,7 +181,8 @@ class Run:
     def open_component(self, spec: ComponentSpec, batch_size: int | BatchSizeChoice | None,
                        inputs: Any = None) -> ComponentCall:
         """A handle for one invocation of ``spec`` (``batch_size``: the size it starts
-        with); what :meth:`component` and the decorator return."""
+        with), for the decorators (:meth:`component` builds its handle itself: one call
+        less on its path)."""
         return ComponentCall(self, spec, self._is_required(spec.name, spec.required),
                              batch_size, inputs)
 

@@ -2,14 +2,14 @@
 
 A *sink* exports batches; it is only ever called on its own worker thread:
 
-* ``export(items) -> None``: write a batch; raising means the batch failed.
+* ``export(records) -> None``: write a batch of records; raising means the batch failed
+  (:class:`RecordsRefused` or an error with ``refused``: those records only).
 * ``force_flush(timeout_s) -> bool``: flush what the sink buffers itself (may be a no-op).
 * ``shutdown(timeout_s) -> None``: release resources.
 
-Items (:data:`mlobs.core.records.SinkItem`) are ``RunRecord`` snapshots and finished
-component invocations (:class:`~mlobs.core.records.Recordable`);
-:func:`~mlobs.core.records.materialize` turns either into a record. A
-:class:`BatchWorker` owns one sink: the pipeline's thread only appends to a bounded deque
+The queue holds ``RunRecord`` snapshots and finished component invocations
+(:class:`~mlobs.core.records.Recordable`); the worker builds their records, one by one,
+before a sink sees them. A :class:`BatchWorker` owns one sink: the pipeline's thread only appends to a bounded deque
 (no lock, no wake-up); the worker wakes every
 ``flush_interval_s`` or on ``force_flush``, drains the queue in batches and calls
 ``export``. A failing export is logged and counted (overall and per run) and never raised
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from mlobs.core.classify import exception_summary
-from mlobs.core.records import SinkItem, materialize
+from mlobs.core.records import Record, SinkItem, materialize
 from mlobs.core.suppression import suppress_in_this_thread
 
 log = logging.getLogger("mlobs.sinks")
@@ -37,7 +37,7 @@ class Sink(Protocol):
 
     name: str
 
-    def export(self, items: list[SinkItem]) -> None: ...
+    def export(self, records: list[Record]) -> None: ...
 
     def force_flush(self, timeout_s: float) -> bool: ...
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from mlobs.core.manifest import ManifestText, read_manifest, write_manifest
 from mlobs.core.paths import manifest_path
 from mlobs.core.propagation import joined_context
-from mlobs.core.records import ComponentRecord, RunRecord, SinkItem, materialize
+from mlobs.core.records import ComponentRecord, Record, RunRecord
 from mlobs.sinks.base import RecordsRefused
 
 #: closed runs whose manifest path is remembered for components that finish late.
@@ -40,12 +40,11 @@ class ManifestSink:
         self._open: dict[str, _RunDocument] = {}
         self._closed: OrderedDict[str, Path] = OrderedDict()
 
-    def export(self, items: list[SinkItem]) -> None:
+    def export(self, records: list[Record]) -> None:
         touched: dict[str, _RunDocument] = {}
         problems: list[str] = []
         refused: list[str] = []
-        for item in items:
-            record = materialize(item)
+        for record in records:
             if self._joined_elsewhere(record):
                 continue
             doc = self._document_for(record)

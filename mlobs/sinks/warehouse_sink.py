@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mlobs.core.classify import exception_summary
 from mlobs.core.errors import ConfigError, InvalidRecordError, WarehouseError
-from mlobs.core.records import ComponentRecord, RunRecord, SinkItem, materialize
+from mlobs.core.records import ComponentRecord, Record, RunRecord
 from mlobs.sinks.spool import Spool, SpoolBusyError, has_spooled, replay
 from mlobs.warehouse.engine import normalize_url
 from mlobs.warehouse.store import WarehouseStore
@@ -98,8 +98,7 @@ class WarehouseSink:
         return self._spool.path if self._spool is not None else None
 
     # -- BatchWorker's calls (worker thread) ---------------------------------------------
-    def export(self, items: list[SinkItem]) -> None:
-        records = [materialize(item) for item in items]
+    def export(self, records: list[Record]) -> None:
         if self._spool is None:
             self._write(records)
             return

@@ -9,7 +9,6 @@ import pytest
 
 pytest.importorskip("mlobs_otel")
 
-from mlobs_otel import OtelSink  # noqa: E402
 from opentelemetry import trace  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
@@ -19,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E4
 from opentelemetry.trace import StatusCode  # noqa: E402
 
 import mlobs  # noqa: E402
+from mlobs_otel import OtelSink  # noqa: E402
 
 VERSIONS = {"producer_version": "1", "schema_version": "1"}
 WHISPER = mlobs.ModelRef("whisper-small", "r1", "sha256:" + "a" * 64, engine="torch",

@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("mlobs_prometheus")
 
-from mlobs_prometheus import PrometheusSettings, PrometheusSink  # noqa: E402
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
+from mlobs_prometheus import PrometheusSettings, PrometheusSink  # noqa: E402
 from support.ci import required_tool  # noqa: E402
 
 DEPLOY = Path(__file__).resolve().parents[2] / "exporters" / "mlobs-prometheus" / "deploy"

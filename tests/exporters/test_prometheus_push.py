@@ -9,10 +9,10 @@ from support.flaky_server import FlakyServer, refused_port
 
 pytest.importorskip("mlobs_prometheus")
 
-from mlobs_prometheus import PrometheusSettings, PrometheusSink  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 import mlobs  # noqa: E402
+from mlobs_prometheus import PrometheusSettings, PrometheusSink  # noqa: E402
 from support.exposition import sample_sum  # noqa: E402
 
 GROUP_PATH = "/metrics/job/nightly/pipeline/text"

@@ -12,12 +12,11 @@ import pytest
 
 pytest.importorskip("mlobs_prometheus")
 
-from mlobs_prometheus import PrometheusSettings, PrometheusSink, settings_from_env  # noqa: E402
-
 import mlobs  # noqa: E402
 from mlobs.core.config import plugin_sink_names  # noqa: E402
 from mlobs.core.config import settings_from_env as mlobs_settings_from_env  # noqa: E402
 from mlobs.recording.plugins import create_plugin_sink  # noqa: E402
+from mlobs_prometheus import PrometheusSettings, PrometheusSink, settings_from_env  # noqa: E402
 
 
 def test_defaults():

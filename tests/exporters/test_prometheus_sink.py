@@ -13,13 +13,13 @@ import pytest
 
 pytest.importorskip("mlobs_prometheus")
 
-from mlobs_prometheus import PrometheusSink  # noqa: E402
-from mlobs_prometheus import OVERFLOW_VALUE, LabelGuard, PrometheusSettings  # noqa: E402
-from mlobs_prometheus.sink import RecordsNotExported  # noqa: E402
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 import mlobs  # noqa: E402
+from mlobs_prometheus import PrometheusSink  # noqa: E402
+from mlobs_prometheus import OVERFLOW_VALUE, LabelGuard, PrometheusSettings  # noqa: E402
+from mlobs_prometheus.sink import RecordsNotExported  # noqa: E402
 from support.ports import free_port  # noqa: E402
 
 WHISPER = mlobs.ModelRef("whisper-small", "r1", "sha256:" + "a" * 64, engine="torch",

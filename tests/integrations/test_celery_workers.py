@@ -120,10 +120,11 @@ def worker(celery_app, warehouse, tmp_path):
 @pytest.fixture
 def orchestrator(tmp_path, warehouse):
     pytest.importorskip("mlobs_otel")
-    from mlobs_otel import OtelSink
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from mlobs_otel import OtelSink
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

@@ -20,15 +20,17 @@ PACKAGE = REPO / "mlobs"
 
 _LIBRARIES = {"core", "probes", "cache"}  # used by the stages, above core only
 _WRITE_PATH = {"recording", "sinks", "warehouse"} | _LIBRARIES
-#: layer → the layers it may import (besides itself).
+#: layer → the layers it may import (besides itself). Below the top, only the arrows the
+#: code uses: a new one (hooks reading the warehouse, say) is a decision, not a slip.
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
     "probes": {"core"},
     "cache": {"core"},
     "warehouse": {"core"},
     "sinks": {"warehouse", "core"},
-    "recording": {"sinks", "warehouse", "probes", "cache", "core"},
-    "hooks": _WRITE_PATH,
+    "recording": {"sinks", "probes", "cache", "core"},
+    # setup.py names the sink types of configure(extra_sinks=...) and sink_stats()
+    "hooks": {"recording", "sinks", "probes", "cache", "core"},
     "analysis": {"warehouse", "core"},
     "housekeeping": {"warehouse", "cache", "core"},
     "integrations": {"api", "hooks"} | _WRITE_PATH,
@@ -163,20 +165,6 @@ def test_imports_point_down_the_data_flow():
 
 def test_no_import_circle():
     assert import_cycles() == []
-
-
-def test_core_imports_nothing_above_it():
-    # The strictest rule, stated on its own so a failure names it.
-    assert [w for w in upward_imports() if ": core → " in w] == []
-
-
-def test_nothing_imports_the_top_but_the_top():
-    # cli, web and hooks are imported only by the public API, the CLI and integrations.
-    for layer, may in ALLOWED.items():
-        if layer not in ("api", "cli", "web", "integrations"):
-            assert not may & {"cli", "web", "hooks"}, layer
-        if layer != "cli":
-            assert "cli" not in may, layer
 
 
 def test_at_most_eight_loose_modules_and_none_over_500_lines():

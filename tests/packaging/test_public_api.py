@@ -8,8 +8,6 @@ import types
 
 import mlobs
 import mlobs.core.errors as errors
-from mlobs.core.records import Recordable
-from mlobs.hooks.component import ComponentCall
 
 
 def test_all_is_sorted_and_is_exactly_the_public_names():
@@ -39,10 +37,3 @@ def test_errors_module_holds_errors_only():
                  if inspect.isfunction(value) and value.__module__ == errors.__name__
                  and not name.startswith("_")]
     assert functions == []
-
-
-def test_the_component_handle_is_what_sinks_are_handed():
-    # Sinks rely on mlobs.core.records.Recordable, not on the hooks' class.
-    for member in ("run_id", "record"):
-        assert hasattr(ComponentCall, member)
-        assert hasattr(Recordable, member)

@@ -110,8 +110,9 @@ def exporter_sink_extra_us(root: str, name: str, make_sink: Callable[[], object]
 
 def otel_sink() -> Callable[[], object] | None:
     try:
-        from mlobs_otel import OtelSink
         from opentelemetry.sdk.trace import TracerProvider
+
+        from mlobs_otel import OtelSink
     except ImportError:
         return None
     return lambda: OtelSink(TracerProvider())
@@ -119,8 +120,9 @@ def otel_sink() -> Callable[[], object] | None:
 
 def prometheus_sink() -> Callable[[], object] | None:
     try:
-        from mlobs_prometheus import PrometheusSink
         from prometheus_client import CollectorRegistry
+
+        from mlobs_prometheus import PrometheusSink
     except ImportError:
         return None
     return lambda: PrometheusSink(CollectorRegistry())

@@ -58,7 +58,7 @@ from mlobs.core.propagation import (
     register_carrier_provider,
     unregister_carrier_provider,
 )
-from mlobs.core.records import ComponentRecord, RunRecord, SinkItem, materialize
+from mlobs.core.records import ComponentRecord, Record, RunRecord
 
 log = logging.getLogger("mlobs.otel")
 
@@ -197,9 +197,8 @@ class OtelSink:
             _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
         return carrier
 
-    def export(self, items: list[SinkItem]) -> None:
-        for item in items:
-            record = materialize(item)
+    def export(self, records: list[Record]) -> None:
+        for record in records:
             if isinstance(record, RunRecord):
                 self._on_run(record)
             else:

@@ -25,14 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from mlobs.core.errors import ConfigError
-from mlobs.core.records import (
-    STATUSES,
-    ComponentRecord,
-    RunRecord,
-    SinkItem,
-    device_kind_of,
-    materialize,
-)
+from mlobs.core.records import STATUSES, ComponentRecord, Record, RunRecord, device_kind_of
 from mlobs_prometheus.exposition import Exposition, push, serve
 from mlobs_prometheus.labels import LabelGuard
 from mlobs_prometheus.metrics import MEMORY_KINDS, MlobsMetrics
@@ -137,23 +130,22 @@ class PrometheusSink:
         return None if self._exposition is None else self._exposition.port
 
     # -- sink contract (worker thread) -----------------------------------------------
-    def export(self, items: list[SinkItem]) -> None:
-        """Update the metrics from a batch of RunRecords and finished component calls.
+    def export(self, records: list[Record]) -> None:
+        """Update the metrics from a batch of run and component records.
 
         Raises:
             RecordsNotExported: some records could not be observed (the rest were).
         """
         failed: set[str] = set()
         first_error: BaseException | None = None
-        for item in items:
+        for record in records:
             try:
-                record = materialize(item)
                 if isinstance(record, RunRecord):
                     self._observe_run(record)
                 else:
                     self._observe_component(record)
             except Exception as exc:  # one odd record must not cost the batch
-                failed.add(getattr(item, "run_id", "?"))
+                failed.add(getattr(record, "run_id", "?"))
                 first_error = first_error or exc
         self._changed_since_push = True
         if first_error is not None:
