@@ -27,6 +27,7 @@ from mlobs.analysis.duckdb_connect import (
     extension_path,
     libpq_conninfo,
 )
+from mlobs.analysis import incremental
 from mlobs.analysis.parquet import export_parquet
 from mlobs.analysis.rollup import RollupRow, bucket_floor, compute_rollup, write_rollup
 from mlobs.cli import rollup as rollup_cli
@@ -558,26 +559,62 @@ def test_format_rollup_leaves_out_gpu_and_degraded_columns_nobody_has(
     assert "miss reasons" not in header and "cache hit %" in header
 
 
-def test_export_parquet_round_trip(sqlite_warehouse: str, tmp_path) -> None:
+def test_export_parquet_is_hive_partitioned_and_read_back_by_duckdb_and_pandas(
+        sqlite_warehouse: str, tmp_path) -> None:
+    import pandas
+
     rows = compute_rollup(sqlite_warehouse, bucket="day")
-    path = export_parquet(rows, tmp_path / "out" / "rollup.parquet")
+    root = export_parquet(rows, tmp_path / "out")
+    days = sorted({r.bucket_start.strftime("%Y-%m-%d") for r in rows})
+    assert sorted(p.name for p in (root / "bucket_width=day").iterdir()) == [
+        f"bucket_day={d}" for d in days]
     con = connect_duckdb()
+    glob = str(root / "**" / "*.parquet")
     back = con.execute(
-        "SELECT timezone('UTC', bucket_start), component, model_signature, invocations, "
-        "p95_duration_ms, cache_hit_rate, oom_rate, mean_ooms_per_run, retries, "
-        "p95_peak_gpu_allocated_bytes, p95_peak_gpu_reserved_bytes, degraded_rate, "
-        "cache_miss_reasons "
-        "FROM read_parquet(?) ORDER BY 1, 2, 3 NULLS FIRST", [str(path)]).fetchall()
-    columns = [c[0] for c in con.execute("SELECT * FROM read_parquet(?) LIMIT 0",
-                                         [str(path)]).description]
+        "SELECT timezone('UTC', bucket_start), component, model_signature, pipeline_version, "
+        "profile, device_kind, invocations, p95_duration_ms, cache_hit_rate, oom_rate, "
+        "mean_ooms_per_run, retries, degraded_rate, cache_miss_reasons, items_per_s, "
+        "p95_hit_duration_ms, p95_miss_duration_ms, CAST(bucket_day AS VARCHAR) "
+        "FROM read_parquet(?, hive_partitioning = true) "
+        "ORDER BY 1, 2, 3 NULLS FIRST, 4 NULLS FIRST, 5 NULLS FIRST, 6", [glob]).fetchall()
     con.close()
-    assert columns == [f.name for f in dataclasses.fields(RollupRow)]
     assert back == [(r.bucket_start.replace(tzinfo=None), r.component, r.model_signature,
-                     r.invocations, r.p95_duration_ms, r.cache_hit_rate, r.oom_rate,
-                     r.mean_ooms_per_run, r.retries, r.p95_peak_gpu_allocated_bytes,
-                     r.p95_peak_gpu_reserved_bytes, r.degraded_rate, r.cache_miss_reasons)
-                    for r in rows]
+                     r.pipeline_version, r.profile, r.device_kind, r.invocations,
+                     r.p95_duration_ms, r.cache_hit_rate, r.oom_rate, r.mean_ooms_per_run,
+                     r.retries, r.degraded_rate, r.cache_miss_reasons, r.items_per_s,
+                     r.p95_hit_duration_ms, r.p95_miss_duration_ms,
+                     r.bucket_start.strftime("%Y-%m-%d")) for r in rows]
     assert any(r.cache_miss_reasons for r in rows)
+    frame = pandas.read_parquet(root)
+    assert len(frame) == len(rows)
+    assert set(frame["bucket_day"].astype(str)) == set(days)
+    assert frame["invocations"].sum() == sum(r.invocations for r in rows)
+
+
+def test_export_parquet_replaces_only_the_days_it_has_rows_for(sqlite_warehouse: str,
+                                                                tmp_path) -> None:
+    rows = compute_rollup(sqlite_warehouse, bucket="day")
+    root = export_parquet(rows, tmp_path / "out")
+    first_day = min(r.bucket_start for r in rows)
+    later = [r for r in rows if r.bucket_start != first_day]
+    kept = root / "bucket_width=day" / f"bucket_day={first_day:%Y-%m-%d}" / "data_0.parquet"
+    before = kept.stat().st_mtime_ns
+    export_parquet([dataclasses.replace(r, invocations=r.invocations + 1000) for r in later],
+                   root)
+    assert kept.stat().st_mtime_ns == before
+    con = connect_duckdb()
+    total = con.execute("SELECT sum(invocations) FROM read_parquet(?)",
+                        [str(root / "**" / "*.parquet")]).fetchone()[0]
+    con.close()
+    assert total == sum(r.invocations for r in rows) + 1000 * len(later)
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]
+
+
+def test_export_parquet_refuses_a_file(sqlite_warehouse: str, tmp_path) -> None:
+    target = tmp_path / "rollup.parquet"
+    target.write_bytes(b"")
+    with pytest.raises(ConfigError, match="takes a directory"):
+        export_parquet([], target)
 
 
 # ------------------------------------------------------------------------------- CLI
@@ -593,16 +630,18 @@ def _cli(*argv: str) -> int:
 def test_cli_prints_table_and_writes(warehouse_url: str, capsys) -> None:
     assert _cli("--db-url", warehouse_url) == 0
     out, err = capsys.readouterr()
-    assert out.splitlines()[0].split()[:4] == ["component", "model", "invocations", "runs"]
+    header = out.splitlines()[0].split()
+    assert header[:3] == ["component", "model", "version"]
+    assert header.index("invocations") < header.index("runs")
     assert "chunking" in out and SIG_FP16[:12] in out
     assert "miss reasons" in out.splitlines()[0]
     assert "external caches" not in out  # no lookups recorded: no second table
-    assert "replaced component_rollups" in err
+    assert "full rollup (bucket all has one bucket); stored" in err
     assert {r["bucket_width"] for r in _stored(warehouse_url)} == {"all"}
 
 
 def test_cli_json_no_write_and_parquet(sqlite_warehouse: str, tmp_path, capsys) -> None:
-    parquet = tmp_path / "r.parquet"
+    parquet = tmp_path / "rollups"
     assert _cli("--db-url", sqlite_warehouse, "--bucket", "day", "--since", "2024-05-01",
                 "--json", "--no-write", "--parquet", str(parquet)) == 0
     out, _ = capsys.readouterr()
@@ -616,7 +655,7 @@ def test_cli_json_no_write_and_parquet(sqlite_warehouse: str, tmp_path, capsys) 
     assert all(type(d["retries"]) is int and 0 <= d["oom_rate"] <= 1 for d in data)
     assert all(isinstance(d["cache_miss_reasons"], dict) for d in data)
     assert any(d["cache_miss_reasons"] for d in data)
-    assert parquet.is_file()
+    assert list(parquet.glob("bucket_width=day/bucket_day=2024-05-*/data_0.parquet"))
     assert _stored(sqlite_warehouse) == []
 
 
@@ -641,6 +680,7 @@ def test_cli_choices_follow_the_library() -> None:
     import mlobs.analysis.rollup
     assert rollup_cli.BUCKETS == mlobs.analysis.rollup.BUCKETS
     assert rollup_cli.ROLLUP_TABLE == mlobs.analysis.rollup.ROLLUP_TABLE
+    assert rollup_cli.DEFAULT_GRACE_S == incremental.DEFAULT_GRACE_S
 
 
 def test_cli_rejects_bad_since(capsys) -> None:

@@ -52,6 +52,17 @@ def positive_seconds(text: str) -> float:
     return _positive_number(text, "seconds")
 
 
+def non_negative_seconds(text: str) -> float:
+    """A finite number of seconds >= 0 (``0``, ``300``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
+    return value
+
+
 def iso_datetime(text: str) -> datetime:
     """An ISO 8601 date or date-time; without a zone it is UTC (like
     :func:`mlobs.core.records.parse_utc`)."""

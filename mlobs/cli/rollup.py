@@ -2,8 +2,12 @@
 
 Usage::
 
-    mlobs rollup [--db-url URL] [--bucket all|hour|day] [--since ISO] [--parquet PATH]
-                 [--json] [--no-write]
+    mlobs rollup [--db-url URL] [--bucket all|minute|hour|day] [--since ISO] [--full]
+                 [--grace-s S] [--parquet DIR] [--json] [--no-write]
+
+By default a rollup is incremental: it recomputes only the buckets of the rows stored
+since the last rollup of that bucket width (:mod:`mlobs.analysis.incremental`) and prints
+those; ``--full`` recomputes every bucket.
 
 The component table goes to stdout, followed, when some component recorded lookups of
 external caches (:mod:`mlobs.hooks.external_cache`), by a second table of their hit rates per
@@ -22,23 +26,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from tabulate import tabulate
 
-from mlobs.cli.argtypes import iso_datetime
+from mlobs.cli.argtypes import iso_datetime, non_negative_seconds
 from mlobs.cli.formatting import MISSING, mib, ms, pct, when
 from mlobs.core.config import settings_from_env
 from mlobs.core.errors import MlobsError
 
 if TYPE_CHECKING:
+    from mlobs.analysis.incremental import RefreshResult
     from mlobs.analysis.rollup import ExternalCacheRow, RollupRow
 
 # mlobs.analysis.rollup (DuckDB, SQLAlchemy, Alembic: ~0.4 s) is imported when the command runs,
 # not when the CLI starts, like the other subcommands.
 #: Same values as mlobs.analysis.rollup.BUCKETS (a test keeps them equal).
-BUCKETS = ("all", "hour", "day")
+BUCKETS = ("all", "minute", "hour", "day")
+#: Same value as mlobs.analysis.incremental.DEFAULT_GRACE_S (a test keeps them equal).
+DEFAULT_GRACE_S = 300.0
 ROLLUP_TABLE = "component_rollups"
 
 
@@ -54,13 +61,23 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """
     parser = subparsers.add_parser(
         "rollup", help="compute per-component rollups (DuckDB) and store them",
-        description="Compute per component x model_signature (x time bucket) counts, "
-                    "duration percentiles, error/empty/cache-hit/OOM/degraded rates, "
-                    "cache miss reasons, OOMs per run, retries and RSS/GPU memory peaks "
-                    "from the warehouse, print them, and replace the rows of that bucket "
-                    f"width in {ROLLUP_TABLE}. Hit rates of external caches (recorded "
-                    "with mlobs.hooks.external_cache.record_cache_lookup) are printed below, "
-                    "per component x cache name, and not stored.")
+        description="Compute per component x model_signature x pipeline_version x "
+                    "profile x device kind (x time bucket) counts, duration percentiles "
+                    "(pooled, and of cache hits and misses apart), error/empty/cache-hit/"
+                    "OOM/degraded rates, cache miss reasons, OOMs per run, retries, "
+                    "RSS/GPU memory peaks, throughput (items/s) and the user metrics "
+                    "(count, mean, p50, p95) from the warehouse, print them, and store "
+                    f"them in {ROLLUP_TABLE}. Incremental by default: only the buckets "
+                    "that rows stored since the last rollup of the bucket width fall in "
+                    "are recomputed and replaced (the first rollup of a width, and any "
+                    "after `mlobs gc` or `mlobs forget`, is full). Hit rates of external "
+                    "caches (recorded with mlobs.hooks.external_cache.record_cache_lookup) "
+                    "are printed below, per component x cache name, and not stored.",
+        epilog="examples:\n"
+               "  mlobs rollup --bucket hour            # what changed since the last one\n"
+               "  mlobs rollup --bucket day --full --parquet rollups/\n"
+               "  mlobs rollup --since 2026-12-01 --bucket hour --no-write --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db-url", default=None, metavar="URL",
                         help="warehouse URL (default: $MLOBS_DB_URL, else the embedded "
                              "SQLite warehouse under $MLOBS_ROOT)")
@@ -68,10 +85,19 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="time bucket of started_at, in UTC (default: all)")
     parser.add_argument("--since", type=iso_datetime, default=None, metavar="ISO",
                         help="only invocations started at or after this ISO 8601 time "
-                             "(naive = UTC); hour/day buckets start at its bucket boundary "
-                             "and earlier stored buckets are kept")
-    parser.add_argument("--parquet", default=None, metavar="PATH",
-                        help="also export the rollup rows to this Parquet file")
+                             "(naive = UTC); minute/hour/day buckets start at its bucket "
+                             "boundary and earlier stored buckets are kept")
+    parser.add_argument("--full", action="store_true",
+                        help="recompute every bucket, not only those new rows fall in")
+    parser.add_argument("--grace-s", type=non_negative_seconds, default=DEFAULT_GRACE_S,
+                        metavar="S",
+                        help="an incremental rollup also takes the rows stored up to S "
+                             "seconds before the last one started (covers write "
+                             f"transactions still open then; default: {DEFAULT_GRACE_S:g})")
+    parser.add_argument("--parquet", default=None, metavar="DIR",
+                        help="also export the computed rows to this Parquet dataset, "
+                             "partitioned by bucket_width and bucket_day (hive layout; "
+                             "only the days computed are rewritten)")
     parser.add_argument("--json", action="store_true",
                         help="print a JSON object instead of the tables: "
                              "{\"component_rollups\": [...], \"external_caches\": [...]}")
@@ -88,20 +114,19 @@ def run_rollup(args: argparse.Namespace) -> int:
         0 on success; 1 when the warehouse is missing, not upgraded, unreachable or the
         configuration is invalid (the reason is printed to stderr).
     """
+    from mlobs.analysis.incremental import refresh_rollup
     from mlobs.analysis.parquet import export_parquet
-    from mlobs.analysis.rollup import (
-        compute_external_cache_rollup,
-        compute_rollup,
-        write_rollup,
-    )
+    from mlobs.analysis.rollup import compute_external_cache_rollup
 
     if args.since is not None and args.bucket == "all" and not args.no_write:
         return _fail("--since with --bucket all covers part of the history and would "
                      "replace the stored rollup of all of it: add --no-write, or use "
-                     "--bucket hour or day")
+                     "--bucket minute, hour or day")
     try:
         db_url = args.db_url or settings_from_env().db_url
-        rows = compute_rollup(db_url, bucket=args.bucket, since=args.since)
+        result = refresh_rollup(db_url, args.bucket, full=args.full, since=args.since,
+                                grace_s=args.grace_s, write=not args.no_write)
+        rows = result.rows
         external = compute_external_cache_rollup(db_url, bucket=args.bucket,
                                                  since=args.since)
         if args.json:
@@ -115,15 +140,29 @@ def run_rollup(args: argparse.Namespace) -> int:
         if args.parquet:
             path = export_parquet(rows, args.parquet)
             print(f"wrote {len(rows)} rollup rows to {path}", file=sys.stderr)
-        if not args.no_write:
-            written = write_rollup(db_url, rows, args.bucket, since=args.since)
-            print(f"replaced {ROLLUP_TABLE} rows of bucket width {args.bucket!r} "
-                  f"with {written} rows" if written else
-                  f"computed nothing: the stored {ROLLUP_TABLE} rows are kept",
-                  file=sys.stderr)
+        print(describe(result, args.bucket), file=sys.stderr)
     except MlobsError as exc:
         return _fail(str(exc))
     return 0
+
+
+def describe(result: RefreshResult, bucket: str) -> str:
+    """One line for stderr: what was computed and what was stored."""
+    if result.mode == "incremental":
+        if not result.buckets:
+            return (f"incremental: no rows stored since the last {bucket!r} rollup; "
+                    f"{ROLLUP_TABLE} is up to date")
+        done = (f"incremental: recomputed {result.buckets} {bucket} bucket(s) that new rows "
+                f"fall in")
+    elif result.mode == "since":
+        done = "recomputed the buckets from --since on"
+    else:
+        done = f"full rollup ({result.reason})" if result.reason else "full rollup"
+    if result.written:
+        return f"{done}; stored {result.written} {ROLLUP_TABLE} rows of bucket width {bucket!r}"
+    if result.reason == "not writing":
+        return f"{done}; nothing stored (--no-write)"
+    return f"{done}; computed nothing: the stored {ROLLUP_TABLE} rows are kept"
 
 
 def _fail(message: str) -> int:
@@ -137,54 +176,64 @@ def format_rollup(rows: Sequence[RollupRow]) -> str:
     """A plain-text table of rollup rows, for terminals and logs.
 
     Columns: bucket start (only when some row has one, as ``YYYY-MM-DD HH:MM`` UTC),
-    component, model_signature's first 12 characters (``-`` when none), invocations, runs,
-    p50/p95/p99 duration in ms, error %, empty %, cache hit %, then the cache miss reasons
-    (``model_signature_changed:3, input_changed:5``; ``-`` for none) only when some row
-    has a miss, OOM % (of invocations), retries and p95 peak RSS in MiB; then p95 GPU
-    allocated / reserved peaks in MiB only when some row has one, and degraded % only when
-    some row set a prediction_status. ``-`` means not measured.
+    component, model_signature's first 12 characters (``-`` when none), then
+    pipeline_version, profile and device kind, each only when some row has one (device:
+    when some row is not ``cpu``), invocations, runs, p50/p95/p99 duration in ms, p95 of
+    cache hits and of misses in ms (only when some row has a hit), error %, empty %, cache
+    hit %, the cache miss reasons (``model_signature_changed:3, input_changed:5``; only
+    when some row has a miss), OOM % (of invocations), retries, p95 peak RSS in MiB; then
+    p95 GPU allocated / reserved peaks in MiB, degraded % and items/s, each only when some
+    row has one. ``-`` means not measured. User metrics are in ``--json``.
     """
     if not rows:
         return "(no component runs to roll up)"
-    bucketed = any(r.bucket_start is not None for r in rows)
-    # Optional columns keep the usual table (CPU-only, no fallback chains) narrow.
-    gpu = any(r.p95_peak_gpu_allocated_bytes is not None
-              or r.p95_peak_gpu_reserved_bytes is not None for r in rows)
-    degraded = any(r.degraded_rate is not None for r in rows)
-    misses = any(r.cache_miss_reasons for r in rows)
-    headers = ["component", "model", "invocations", "runs", "p50 ms", "p95 ms", "p99 ms",
-               "error %", "empty %", "cache hit %", "OOM %", "retries", "p95 RSS MiB"]
-    if misses:
-        headers.insert(headers.index("cache hit %") + 1, "miss reasons")
-    if gpu:
-        headers += ["p95 GPU alloc MiB", "p95 GPU rsvd MiB"]
-    if degraded:
-        headers.append("degraded %")
-    if bucketed:
-        headers.insert(0, "bucket (UTC)")
-    table = []
-    for r in rows:
-        line = [r.component, r.model_signature[:12] if r.model_signature else MISSING,
-                r.invocations, r.runs, ms(r.p50_duration_ms), ms(r.p95_duration_ms),
-                ms(r.p99_duration_ms), pct(r.error_rate), pct(r.empty_rate),
-                pct(r.cache_hit_rate), pct(r.oom_rate),
-                r.retries, mib(r.p95_peak_rss_bytes)]
-        if misses:  # right after cache hit %
-            line.insert(10, format_miss_reasons(r.cache_miss_reasons))
-        if gpu:
-            line += [mib(r.p95_peak_gpu_allocated_bytes), mib(r.p95_peak_gpu_reserved_bytes)]
-        if degraded:
-            line.append(pct(r.degraded_rate))
-        if bucketed:
-            line.insert(0, when(r.bucket_start, minutes=True))
-        table.append(line)
-    left = 3 if bucketed else 2
-    align = ["left"] * left + ["right"] * (len(headers) - left)
-    if misses:
-        align[headers.index("miss reasons")] = "left"
+    # (header, value of a row, shown, left-aligned): optional columns keep the usual
+    # table (one version, CPU only, no fallback chains) narrow.
+    columns: list[tuple[str, Callable[[RollupRow], object], bool, bool]] = [
+        ("bucket (UTC)", lambda r: when(r.bucket_start, minutes=True),
+         any(r.bucket_start is not None for r in rows), True),
+        ("component", lambda r: r.component, True, True),
+        ("model", lambda r: r.model_signature[:12] if r.model_signature else MISSING,
+         True, True),
+        ("version", lambda r: r.pipeline_version or MISSING,
+         any(r.pipeline_version for r in rows), True),
+        ("profile", lambda r: r.profile or MISSING, any(r.profile for r in rows), True),
+        ("device", lambda r: r.device_kind, any(r.device_kind != "cpu" for r in rows),
+         True),
+        ("invocations", lambda r: r.invocations, True, False),
+        ("runs", lambda r: r.runs, True, False),
+        ("p50 ms", lambda r: ms(r.p50_duration_ms), True, False),
+        ("p95 ms", lambda r: ms(r.p95_duration_ms), True, False),
+        ("p99 ms", lambda r: ms(r.p99_duration_ms), True, False),
+        ("p95 hit ms", lambda r: ms(r.p95_hit_duration_ms),
+         any(r.p95_hit_duration_ms is not None for r in rows), False),
+        ("p95 miss ms", lambda r: ms(r.p95_miss_duration_ms),
+         any(r.p95_hit_duration_ms is not None for r in rows), False),
+        ("error %", lambda r: pct(r.error_rate), True, False),
+        ("empty %", lambda r: pct(r.empty_rate), True, False),
+        ("cache hit %", lambda r: pct(r.cache_hit_rate), True, False),
+        ("miss reasons", lambda r: format_miss_reasons(r.cache_miss_reasons),
+         any(r.cache_miss_reasons for r in rows), True),
+        ("OOM %", lambda r: pct(r.oom_rate), True, False),
+        ("retries", lambda r: r.retries, True, False),
+        ("p95 RSS MiB", lambda r: mib(r.p95_peak_rss_bytes), True, False),
+        ("p95 GPU alloc MiB", lambda r: mib(r.p95_peak_gpu_allocated_bytes),
+         any(r.p95_peak_gpu_allocated_bytes is not None
+             or r.p95_peak_gpu_reserved_bytes is not None for r in rows), False),
+        ("p95 GPU rsvd MiB", lambda r: mib(r.p95_peak_gpu_reserved_bytes),
+         any(r.p95_peak_gpu_allocated_bytes is not None
+             or r.p95_peak_gpu_reserved_bytes is not None for r in rows), False),
+        ("degraded %", lambda r: pct(r.degraded_rate),
+         any(r.degraded_rate is not None for r in rows), False),
+        ("items/s", lambda r: MISSING if r.items_per_s is None else f"{r.items_per_s:.1f}",
+         any(r.items_per_s is not None for r in rows), False),
+    ]
+    shown = [c for c in columns if c[2]]
+    table = [[value(r) for _, value, _, _ in shown] for r in rows]
     # disable_numparse keeps MISSING and the pre-formatted numbers exactly as written.
-    return tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True,
-                    colalign=align)
+    return tabulate(table, headers=[c[0] for c in shown], tablefmt="simple",
+                    disable_numparse=True,
+                    colalign=["left" if c[3] else "right" for c in shown])
 
 
 def format_miss_reasons(reasons: dict[str, int]) -> str:

@@ -55,9 +55,11 @@ class _CopyPlan:
 
     def __init__(self, table: Table) -> None:
         self.table = table
-        self.columns = [c.name for c in table.c]
+        # Columns the database fills (component_runs.ingested_at) take their default.
+        written = [c for c in table.c if c.server_default is None]
+        self.columns = [c.name for c in written]
         converters: list[tuple[int, Callable[[Any], Any]]] = []
-        for index, column in enumerate(table.c):
+        for index, column in enumerate(written):
             if isinstance(column.type, JSON):
                 converters.append((index, _json_converter(bool(column.type.none_as_null))))
         self.converters = tuple(converters)

@@ -32,11 +32,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mlobs.core.errors import WarehouseError
 from mlobs.warehouse.engine import display_url, engine_for
-from mlobs.warehouse.models import ComponentRun, Event, Run
+from mlobs.warehouse.models import ComponentRun, Event, Run, RollupWatermark
 
 RUNS: Table = Run.__table__  # type: ignore[assignment]
 COMPONENTS: Table = ComponentRun.__table__  # type: ignore[assignment]
 EVENTS: Table = Event.__table__  # type: ignore[assignment]
+WATERMARKS: Table = RollupWatermark.__table__  # type: ignore[assignment]
 
 ARTIFACT_INDEX = "artifact_index"
 
@@ -150,6 +151,9 @@ def _delete_runs(conn: Connection, ids: Sequence[str], index: Table | None) -> R
             deleted.artifact_index += conn.execute(delete(index).where(
                 or_(*(c.in_(chunk) for c in columns)))).rowcount
         deleted.runs += conn.execute(delete(RUNS).where(RUNS.c.run_id.in_(chunk))).rowcount
+    if deleted.component_runs and inspect(conn).has_table(WATERMARKS.name):
+        # Incremental rollups see new rows, not deleted ones: the next rollup is full.
+        conn.execute(delete(WATERMARKS))
     return deleted
 
 

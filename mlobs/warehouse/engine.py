@@ -32,9 +32,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, func
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError, SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
 
 from mlobs.core.errors import WarehouseError
 
@@ -227,6 +228,21 @@ def warehouse_schema(engine: Engine) -> str | None:
             ).scalar_one_or_none()
     except SQLAlchemyError as exc:
         raise WarehouseError(f"cannot read the schema of {display_url(engine)}: {exc}") from exc
+
+
+def ingestion_clock(dialect_name: str) -> ColumnElement[Any]:
+    """The database's own clock as a SQL expression: what ``component_runs.ingested_at``
+    is set to, and what an incremental rollup reads its watermark from, so writers on
+    several hosts and the rollup share one clock.
+
+    PostgreSQL: ``clock_timestamp()`` (the time of the statement, not of the transaction's
+    start, so a row's time is close to its commit). SQLite: the UTC time with microsecond
+    digits, in the text form SQLAlchemy's SQLite ``DateTime`` reads (``strftime('%f')`` has
+    millisecond precision; three zeros pad it).
+    """
+    if dialect_name == "postgresql":
+        return func.clock_timestamp()
+    return func.strftime("%Y-%m-%d %H:%M:%f000", "now")
 
 
 @contextmanager

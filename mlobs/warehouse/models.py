@@ -34,6 +34,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    FetchedValue,
     Index,
     Integer,
     MetaData,
@@ -63,8 +64,8 @@ NAME_LEN = NAME_MAX_CHARS   # identifiers and versions
 CODE_LEN = CODE_MAX_CHARS   # vocabulary words: error_code, empty_reason, kind, ...
 STATUS_LEN = 16
 
-#: component_rollups.bucket_width vocabulary.
-BUCKET_WIDTHS = ("all", "hour", "day")
+#: component_rollups.bucket_width vocabulary (``minute`` since revision 0007).
+BUCKET_WIDTHS = ("all", "minute", "hour", "day")
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -169,6 +170,7 @@ class ComponentRun(Base):
         Index("ix_component_runs_component_model_signature", "component", "model_signature"),
         Index("ix_component_runs_started_at", "started_at"),
         Index("ix_component_runs_run_id_component", "run_id", "component"),
+        Index("ix_component_runs_ingested_at", "ingested_at"),
     )
 
     component_run_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
@@ -210,6 +212,12 @@ class ComponentRun(Base):
     prediction_status: Mapped[str | None] = mapped_column(String(STATUS_LEN))
     items: Mapped[int | None] = mapped_column(BigInteger)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: When the warehouse stored the row, by the database's clock (revision 0007; NULL in
+    #: rows stored before it). Filled by the database, never by a record: the store's
+    #: insert sets it, and on PostgreSQL it is the column's default, which COPY uses.
+    #: Incremental rollups follow it (mlobs.analysis.incremental).
+    ingested_at: Mapped[datetime | None] = mapped_column(UtcDateTime,
+                                                         server_default=FetchedValue())
 
 
 class Event(Base):
@@ -234,9 +242,11 @@ class Event(Base):
 
 
 class ComponentRollup(Base):
-    """Per component × model_signature × time bucket aggregates (DuckDB rollup job).
+    """Per component × model_signature × pipeline_version × profile × device kind × time
+    bucket aggregates (DuckDB rollup job).
 
-    ``bucket_width`` is ``'all'`` (``bucket_start`` NULL), ``'hour'`` or ``'day'``;
+    ``bucket_width`` is ``'all'`` (``bucket_start`` NULL), ``'minute'``, ``'hour'`` or
+    ``'day'``;
     rates are fractions in [0, 1]; durations in milliseconds; memory peaks in bytes.
     Definitions: :mod:`mlobs.analysis.rollup`.
     """
@@ -274,6 +284,33 @@ class ComponentRollup(Base):
     # rows computed before it.
     cache_miss_reasons: Mapped[dict[str, int] | None] = mapped_column(
         JSON(none_as_null=True))
+    # Added by revision 0007: the dimensions (NULL in the rows computed before it, which
+    # the first rollup after it replaces) and the measures below.
+    pipeline_version: Mapped[str | None] = mapped_column(String(NAME_LEN))
+    profile: Mapped[str | None] = mapped_column(String(NAME_LEN))
+    device_kind: Mapped[str | None] = mapped_column(String(CODE_LEN))
+    items: Mapped[int | None] = mapped_column(BigInteger)
+    items_per_s: Mapped[float | None] = mapped_column(Float)
+    p50_hit_duration_ms: Mapped[float | None] = mapped_column(Float)
+    p95_hit_duration_ms: Mapped[float | None] = mapped_column(Float)
+    p50_miss_duration_ms: Mapped[float | None] = mapped_column(Float)
+    p95_miss_duration_ms: Mapped[float | None] = mapped_column(Float)
+    #: {metric name: {"count", "mean", "p50", "p95"}} over the user metrics.
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+
+
+class RollupWatermark(Base):
+    """Per bucket width, the ingestion time up to which the stored rollup rows are
+    complete (revision 0007): the database clock when the last full or incremental rollup
+    of that width started reading. Deleting runs deletes these rows, so the next rollup
+    is a full one. Maintained by :mod:`mlobs.analysis.incremental`.
+    """
+
+    __tablename__ = "rollup_watermarks"
+
+    bucket_width: Mapped[str] = mapped_column(String(STATUS_LEN), primary_key=True)
+    ingested_through: Mapped[datetime] = mapped_column(UtcDateTime)
+    computed_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class ArtifactIndex(Base):

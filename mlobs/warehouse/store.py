@@ -39,7 +39,7 @@ from mlobs.core.errors import InvalidRecordError, WarehouseError
 from mlobs.core.liveness import CRASHED, FINISHED, mark_crashed
 from mlobs.core.records import ComponentRecord, EventRecord, ModelRef, RunRecord
 from mlobs.warehouse.copy_writer import copy_insert_or_ignore
-from mlobs.warehouse.engine import create_warehouse_engine, display_url
+from mlobs.warehouse.engine import create_warehouse_engine, display_url, ingestion_clock
 from mlobs.warehouse.migrate import check_schema, needs_managed_upgrade, upgrade
 from mlobs.warehouse.models import UNSET, index_key
 from mlobs.warehouse.rows import (
@@ -128,7 +128,10 @@ class WarehouseStore:
         self._insert_signatures = insert(SIGNATURES).on_conflict_do_nothing(
             index_elements=[SIGNATURES.c.model_signature]).returning(
             SIGNATURES.c.model_signature, SIGNATURES.c.models)
-        self._insert_components = insert(COMPONENTS).on_conflict_do_nothing(
+        # ingested_at: the database's clock (incremental rollups follow it; COPY takes
+        # the column's default, the same clock).
+        self._insert_components = insert(COMPONENTS).values(
+            ingested_at=ingestion_clock(dialect)).on_conflict_do_nothing(
             index_elements=[COMPONENTS.c.component_run_id])
         self._insert_events = insert(EVENTS).on_conflict_do_nothing(
             index_elements=[EVENTS.c.event_id])
