@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import mlobs
-import mlobs.analysis.rollup
+import mlobs.analysis.rollup_sql
 from mlobs.analysis.rollup import ExternalCacheRow, bucket_floor, compute_external_cache_rollup
 from mlobs.cli import rollup as rollup_cli
 from mlobs.cli.rollup import format_external_cache_rollup, rollup_json
@@ -117,7 +117,7 @@ def test_invalid_names_are_refused(kwargs) -> None:
 
 def test_vocabulary_is_shared_with_the_rollup() -> None:
     assert LOOKUP_STATUSES == ("hit", "miss", "stale")
-    assert mlobs.analysis.rollup.EXTERNAL_CACHE_EVENT == EXTERNAL_CACHE_EVENT
+    assert mlobs.analysis.rollup_sql.EXTERNAL_CACHE_EVENT == EXTERNAL_CACHE_EVENT
 
 
 # -------------------------------------------------------------------------- the rollup
@@ -323,7 +323,7 @@ def test_cli_prints_external_caches_under_the_component_table(sqlite_url: str,
     assert "summarize" in component_table
     assert external.splitlines()[0].split()[:3] == ["component", "external", "cache"]
     assert "prompt_templates" in external and "embeddings" in external
-    assert "replaced component_rollups" in err
+    assert "stored 3 component_rollups rows" in err
     assert _cli("--db-url", sqlite_url, "--json", "--no-write") == 0
     document = json.loads(capsys.readouterr().out)
     expected = [r.to_dict() for r in compute_external_cache_rollup(sqlite_url)]

@@ -29,7 +29,8 @@ from mlobs.analysis.duckdb_connect import (
 )
 from mlobs.analysis import incremental
 from mlobs.analysis.parquet import export_parquet
-from mlobs.analysis.rollup import RollupRow, bucket_floor, compute_rollup, write_rollup
+from mlobs.analysis.rollup import RollupRow, bucket_floor, compute_rollup
+from mlobs.analysis.rollup_store import write_rollup
 from mlobs.cli import rollup as rollup_cli
 from mlobs.cli.rollup import format_rollup
 from mlobs.core.errors import ConfigError, SchemaOutOfDateError, WarehouseError

@@ -46,8 +46,8 @@ from mlobs.analysis.rollup import (
     WarehouseReader,
     _check_bucket,
     bucket_floor,
-    replace_rows,
 )
+from mlobs.analysis.rollup_store import replace_rows
 from mlobs.analysis.rollup_sql import TimeRange, ingested_since_sql
 from mlobs.core.errors import ConfigError, WarehouseError
 from mlobs.warehouse.engine import display_url, ingestion_clock

@@ -1,15 +1,19 @@
 """Component rollups computed in DuckDB over the SQL warehouse (ARCHITECTURE §7).
 
 One rollup row summarises the invocations of one component with one model_signature
-(``NULL`` when the component used no model) over one time bucket of ``started_at`` (UTC):
-invocation and run counts, p50/p95/p99 ``duration_ms``, error and empty rates, cache hit
-rate, OOM rate, OOMs per run and retries, p95 peak RSS and GPU memory, and the rate of
-degraded predictions. Rows are written back to the warehouse table ``component_rollups``
-(schema: ARCHITECTURE §6, migrations) and may be exported to Parquet.
+(``NULL`` when the component used no model), in runs of one pipeline_version and profile
+(``NULL`` when the run had none), on one device kind, over one time bucket of
+``started_at`` (UTC: minute, hour, day, or ``all``): invocation and run counts,
+p50/p95/p99 ``duration_ms`` pooled and for cache hits and misses apart, error and empty
+rates, cache hit rate, OOM rate, OOMs per run and retries, p95 peak RSS and GPU memory,
+the rate of degraded predictions, items and throughput, and the user metrics. Rows are
+written back to the warehouse table ``component_rollups`` (schema: ARCHITECTURE §6,
+migrations) and may be exported to Parquet (:mod:`mlobs.analysis.parquet`); incremental
+rollups are :mod:`mlobs.analysis.incremental`, the SQL :mod:`mlobs.analysis.rollup_sql`.
 
 DuckDB only reads the warehouse (attached read-only, see :mod:`mlobs.analysis.duckdb_connect`);
-writes go through SQLAlchemy in one transaction, so the pipeline's writers never meet a
-DuckDB writer.
+writes go through the warehouse engine's connection in one transaction, so the pipeline's
+writers never meet a DuckDB writer.
 
 Definitions (each row's denominators are its own invocations):
 
@@ -35,6 +39,17 @@ Definitions (each row's denominators are its own invocations):
 * ``degraded_rate``: invocations with ``prediction_status = 'degraded'`` / invocations
   that set a ``prediction_status`` (``ok`` or ``degraded``: they used a model fallback
   chain). ``None`` when none did.
+* ``device_kind``: ``device_used`` without its index (``cuda:1`` → ``cuda``), ``cpu``
+  when none was recorded (:func:`mlobs.core.records.device_kind_of`).
+* ``items``: ``sum(items)``; ``items_per_s``: ``sum(items)`` / seconds of ``duration_ms``
+  over the invocations that set ``items`` and took time. ``None`` when none did.
+* ``p50/p95_hit_duration_ms``, ``p50/p95_miss_duration_ms``: the duration percentiles of
+  the group's cache hits and of its misses (pooled percentiles move when the hit rate
+  does); ``None`` when the group had none.
+* ``metrics``: ``{name: {"count", "mean", "p50", "p95"}}`` over the numeric user metrics
+  (``c.metric``) of the group, by name; other JSON values are left out. ``{}`` when none.
+  Means and throughput use compensated sums (``fsum``), so the figures do not depend on
+  the order the rows are read in (an incremental rollup equals a full one exactly).
 
 External caches (:mod:`mlobs.hooks.external_cache`): :func:`compute_external_cache_rollup` reads
 the ``external_cache`` events of ``events`` (attributes ``cache`` and ``status``) with the
@@ -49,7 +64,6 @@ the same invocations. These rows are computed, printed and exported as JSON, not
 from __future__ import annotations
 
 import dataclasses
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -60,7 +74,6 @@ import sqlalchemy as sa
 
 from mlobs.analysis.duckdb_connect import attach_warehouse, connect_duckdb
 from mlobs.analysis.rollup_sql import (
-    UNKNOWN_MISS_REASON,
     TimeRange,
     external_cache_sql,
     rollup_sql,
@@ -71,7 +84,6 @@ from mlobs.core.records import MISS_REASONS
 from mlobs.warehouse.engine import (
     create_warehouse_engine,
     display_url,
-    json_dumps,
     require_sqlite_file,
     warehouse_schema,
 )
@@ -371,7 +383,8 @@ FLOAT_FIELDS = ("p50_duration_ms", "p95_duration_ms", "p99_duration_ms", "error_
                 "p95_miss_duration_ms")
 
 
-_FIELDS = tuple(f.name for f in dataclasses.fields(RollupRow))
+#: RollupRow field names in order (the stored columns but id).
+FIELDS = tuple(f.name for f in dataclasses.fields(RollupRow))
 
 
 def _rollup_row(values: dict[str, Any], computed_at: datetime, bucket: str) -> RollupRow:
@@ -395,7 +408,7 @@ def _rollup_row(values: dict[str, Any], computed_at: datetime, bucket: str) -> R
     values["metrics"] = {name: {"count": int(m["count"]), "mean": float(m["mean"]),
                                 "p50": float(m["p50"]), "p95": float(m["p95"])}
                          for name, m in metrics.items()} if metrics else {}
-    return RollupRow(*[values[name] for name in _FIELDS])
+    return RollupRow(*[values[name] for name in FIELDS])
 
 
 _REASON_ORDER = {reason: i for i, reason in enumerate(MISS_REASONS)}
@@ -406,112 +419,3 @@ def ordered_miss_reasons(counts: dict[str, Any]) -> dict[str, int]:
     other reasons (``unknown``, reasons of newer versions) after them by name."""
     return {reason: int(counts[reason]) for reason in
             sorted(counts, key=lambda r: (_REASON_ORDER.get(r, len(_REASON_ORDER)), r))}
-
-
-def write_rollup(db_url: str, rows: Sequence[RollupRow], bucket: str, *,
-                 since: datetime | None = None) -> int:
-    """Replace the ``component_rollups`` rows of ``bucket`` with ``rows``, atomically.
-
-    Delete and insert run in one SQLAlchemy transaction on the warehouse engine
-    (:func:`mlobs.warehouse.engine.create_warehouse_engine`: WAL and busy timeout on
-    SQLite), so re-running a rollup is idempotent and readers never see a half-written set.
-
-    Args:
-        db_url: warehouse SQLAlchemy URL.
-        rows: from :func:`compute_rollup` with the same ``bucket``.
-        bucket: the ``bucket_width`` whose rows are replaced.
-        since: pass the ``since`` given to :func:`compute_rollup` for a minute/hour/day
-            rollup of part of the history: only rows with ``bucket_start >=
-            bucket_floor(since)`` are replaced, earlier buckets are kept. For ``all`` (and
-            without ``since``) every row of the bucket width is replaced.
-
-    A rollup that computed nothing leaves the stored rows as they were, and ``since``
-    with ``all`` is refused: the rows of an "all" rollup over part of the history would
-    replace the rollup of all of it. Incremental rollups (only the buckets new records
-    touched) are :func:`mlobs.analysis.incremental.refresh_rollup`.
-
-    Returns:
-        The number of rows inserted.
-
-    Raises:
-        ConfigError: unknown bucket, a row of another bucket width, or ``since`` with
-            ``all``.
-        SchemaOutOfDateError: the warehouse is not at the migrations' head revision.
-        WarehouseError: unsupported URL; the database is missing or cannot be written
-            (nothing of this call is kept).
-    """
-    _check_bucket(bucket)
-    if since is not None and bucket == "all":
-        raise ConfigError("a rollup of bucket 'all' since a time covers part of the "
-                          "history and is not stored (it would replace the rollup of all "
-                          "of it): use a minute, hour or day bucket, or do not write it")
-    check_rows(rows, bucket)
-    engine = _checked_engine(db_url)
-    if not rows:  # nothing computed: what is stored stays
-        engine.dispose()
-        return 0
-    try:
-        with engine.begin() as conn:
-            replace_rows(conn, rows, bucket,
-                         None if since is None else [(bucket_floor(since, bucket), None)])
-    except sa.exc.SQLAlchemyError as exc:
-        raise WarehouseError(
-            f"cannot write {ROLLUP_TABLE} to {display_url(db_url)}: {exc}") from exc
-    finally:
-        engine.dispose()
-    return len(rows)
-
-
-def check_rows(rows: Sequence[RollupRow], bucket: str) -> None:
-    """Raise ConfigError when a row is not of bucket width ``bucket``."""
-    stray = sorted({r.bucket_width for r in rows} - {bucket})
-    if stray:
-        raise ConfigError(f"rows of bucket width {stray} passed to write_rollup({bucket!r})")
-
-
-def replace_rows(conn: sa.Connection, rows: Sequence[RollupRow], bucket: str,
-                 ranges: Sequence[TimeRange] | None) -> None:
-    """In ``conn``'s transaction: delete the stored rows of ``bucket`` (only those whose
-    bucket starts inside ``ranges``, when given), then insert ``rows``."""
-    table = ComponentRollup.__table__
-    delete = table.delete().where(table.c.bucket_width == bucket)
-    if ranges is None or bucket == "all":
-        conn.execute(delete)
-    else:
-        for start, end in ranges:
-            condition = table.c.bucket_start >= start
-            if end is not None:
-                condition = condition & (table.c.bucket_start < end)
-            conn.execute(delete.where(condition))
-    if rows:
-        _insert_rows(conn, rows)
-
-
-def _insert_rows(conn: sa.Connection, rows: Sequence[RollupRow]) -> None:
-    # The driver's executemany with values already in the database's form: SQLAlchemy's
-    # per-value type processing cost ~60 µs a row (10 s for an hourly rollup of 170k rows).
-    sqlite = conn.dialect.name == "sqlite"
-    names = ", ".join(_FIELDS)
-    marks = ", ".join(["?" if sqlite else "%s"] * len(_FIELDS))
-    json_columns = {"cache_miss_reasons", "metrics"}
-    getters = []
-    for name in _FIELDS:
-        if name in json_columns:
-            getters.append(lambda r, n=name: json_dumps(getattr(r, n)))
-        elif name in ("computed_at", "bucket_start") and sqlite:
-            # UtcDateTime's SQLite text form (UTC, microseconds).
-            getters.append(lambda r, n=name: None if getattr(r, n) is None
-                           else getattr(r, n).strftime("%Y-%m-%d %H:%M:%S.%f"))
-        else:
-            getters.append(operator.attrgetter(name))
-    values = [tuple(get(r) for get in getters) for r in rows]
-    statement = f"INSERT INTO {ROLLUP_TABLE} ({names}) VALUES ({marks})"
-    dbapi_error = conn.dialect.loaded_dbapi.Error
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.executemany(statement, values)
-    except dbapi_error as exc:  # as SQLAlchemy would wrap it (callers catch that)
-        raise sa.exc.DBAPIError.instance(statement, None, exc, dbapi_error,
-                                         hide_parameters=True) from exc
-    finally:
-        cursor.close()

@@ -449,6 +449,7 @@ class WarehouseStore:
         for row in component_rows:
             data = row._asdict()
             override = data.pop("models_used_override")
+            del data["ingested_at"]  # the warehouse's, not the record's
             used = override if override is not None else models.get(row.model_signature, [])
             components.append(ComponentRecord(
                 **data, models_used=[ModelRef.from_dict(m) for m in used or []],

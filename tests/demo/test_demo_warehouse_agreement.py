@@ -22,7 +22,8 @@ from sqlalchemy import create_engine, text
 pytest.importorskip("sklearn")
 
 import mlobs  # noqa: E402
-from mlobs.analysis.rollup import UNKNOWN_MISS_REASON, compute_rollup  # noqa: E402
+from mlobs.analysis.rollup import compute_rollup  # noqa: E402
+from mlobs.analysis.rollup_sql import UNKNOWN_MISS_REASON  # noqa: E402
 from mlobs.core.manifest import read_manifest  # noqa: E402
 from mlobs.demo.runner import run_demo  # noqa: E402
 from mlobs.warehouse.reuse import reusable_run  # noqa: E402

@@ -11,6 +11,7 @@ import bench_drift  # noqa: E402
 import bench_ingest  # noqa: E402
 import bench_overhead  # noqa: E402
 import bench_pg_ingest  # noqa: E402
+import bench_rollup  # noqa: E402
 
 if __name__ == "__main__":
     bench_overhead.main()
@@ -24,3 +25,5 @@ if __name__ == "__main__":
     bench_async.main()
     print()
     bench_drift.main()
+    print()
+    bench_rollup.main()  # 10M rows on SQLite: about 4 minutes

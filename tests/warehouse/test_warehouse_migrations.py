@@ -1,5 +1,5 @@
 """Alembic migrations: up/down/up, schema equal to the models, rows kept across
-revisions (0001 → 0002 → 0003 → 0004 → 0005 → 0006 and back), and the schema check."""
+revisions (0001 → 0002 → 0003 → 0004 → 0005 → 0006 → 0007 and back), and the schema check."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from mlobs.warehouse.models import TABLE_NAMES, Base, ComponentRollup
 from mlobs.warehouse.rows import ARTIFACT_INDEX, COMPONENTS, EVENTS, RUNS, SIGNATURES
 from mlobs.warehouse.store import WarehouseStore
 
-HEAD = "0006"
+HEAD = "0007"
 ROLLUPS = ComponentRollup.__table__
 #: Columns revision 0002 adds, per table.
 NEW_IN_0002 = {
@@ -39,6 +39,13 @@ NEW_IN_0003 = {
 TABLE_0003 = "artifact_index"
 NEW_IN_0005 = {"runs": {"heartbeat_at"}}
 TABLE_0006 = "drift_checks"
+TABLE_0007 = "rollup_watermarks"
+NEW_IN_0007 = {
+    "component_runs": {"ingested_at"},
+    "component_rollups": {"pipeline_version", "profile", "device_kind", "items",
+                          "items_per_s", "p50_hit_duration_ms", "p95_hit_duration_ms",
+                          "p50_miss_duration_ms", "p95_miss_duration_ms", "metrics"},
+}
 
 
 def _inspected(db_url: str, read):
@@ -77,7 +84,7 @@ def _schema_diff(db_url: str) -> list:
         engine.dispose()
 
 
-def test_head_is_0006_and_scripts_are_found():
+def test_head_is_0007_and_scripts_are_found():
     assert migrate.head_revision() == HEAD
     assert (migrate.migrations_dir() / "env.py").is_file()
 
@@ -105,8 +112,12 @@ def test_upgrade_downgrade_upgrade(db_url):
     assert _tables(db_url) == set(TABLE_NAMES)
 
     # One revision at a time, both ways.
+    migrate.downgrade(db_url, "0006")
+    assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0007}
+    for table, added in NEW_IN_0007.items():
+        assert not _columns(db_url, table) & added, table
     migrate.downgrade(db_url, "0005")
-    assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0006}
+    assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0006, TABLE_0007}
     assert NEW_IN_0005["runs"] <= _columns(db_url, "runs")
     migrate.downgrade(db_url, "0004")
     assert not NEW_IN_0005["runs"] & _columns(db_url, "runs")
@@ -115,7 +126,7 @@ def test_upgrade_downgrade_upgrade(db_url):
     assert "uq_component_runs_run_id_component_attempt" in _unique_names(db_url)
     migrate.downgrade(db_url, "0002")
     assert migrate.current_revision(db_url) == "0002"
-    assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0003, TABLE_0006}
+    assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0003, TABLE_0006, TABLE_0007}
     for table, added in NEW_IN_0003.items():
         assert not _columns(db_url, table) & added, table
     migrate.downgrade(db_url, "0001")
@@ -129,7 +140,7 @@ def test_upgrade_downgrade_upgrade(db_url):
         assert added <= _columns(db_url, table), table
     migrate.upgrade(db_url, "0003")
     assert migrate.current_revision(db_url) == "0003"
-    assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0006}
+    assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0006, TABLE_0007}
     for table, added in NEW_IN_0003.items():
         assert added <= _columns(db_url, table), table
     migrate.upgrade(db_url, "0004")
@@ -137,8 +148,12 @@ def test_upgrade_downgrade_upgrade(db_url):
     migrate.upgrade(db_url, "0005")
     assert migrate.current_revision(db_url) == "0005"
     migrate.upgrade(db_url, "0006")
+    assert migrate.current_revision(db_url) == "0006"
+    migrate.upgrade(db_url, "0007")
     assert migrate.current_revision(db_url) == HEAD
     assert _tables(db_url) == set(TABLE_NAMES)
+    for table, added in NEW_IN_0007.items():
+        assert added <= _columns(db_url, table), table
     assert _schema_diff(db_url) == []
 
 
@@ -233,9 +248,11 @@ def test_alembic_config_from_url_runs_env_with_its_own_engine(sqlite_url):
 #: Columns at revisions 0002 and 0001.
 RUN_COLUMNS_0002 = RUN_COLUMNS_0001 = (set(RUNS.c.keys()) - NEW_IN_0003["runs"]
                                       - NEW_IN_0005["runs"])
-COMPONENT_COLUMNS_0002 = set(COMPONENTS.c.keys()) - NEW_IN_0003["component_runs"]
+COMPONENT_COLUMNS_0002 = (set(COMPONENTS.c.keys()) - NEW_IN_0003["component_runs"]
+                          - NEW_IN_0007["component_runs"])
 COMPONENT_COLUMNS_0001 = COMPONENT_COLUMNS_0002 - NEW_IN_0002["component_runs"]
-ROLLUP_COLUMNS_0002 = set(ROLLUPS.c.keys()) - NEW_IN_0003["component_rollups"] - {"id"}
+ROLLUP_COLUMNS_0002 = (set(ROLLUPS.c.keys()) - NEW_IN_0003["component_rollups"]
+                       - NEW_IN_0007["component_rollups"] - {"id"})
 ROLLUP_COLUMNS_0001 = ROLLUP_COLUMNS_0002 - NEW_IN_0002["component_rollups"]
 ROLLUP_0001 = {
     "computed_at": datetime(2026, 5, 10, 3, 0, tzinfo=timezone.utc), "bucket_width": "all",
