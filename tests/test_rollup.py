@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from mlobs.analysis import incremental
 from mlobs.analysis.duckdb_connect import (
     EXTENSION_WHEELS,
     attach_warehouse,
@@ -27,7 +28,6 @@ from mlobs.analysis.duckdb_connect import (
     extension_path,
     libpq_conninfo,
 )
-from mlobs.analysis import incremental
 from mlobs.analysis.parquet import export_parquet
 from mlobs.analysis.rollup import RollupRow, bucket_floor, compute_rollup
 from mlobs.analysis.rollup_store import write_rollup

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mlobs.analysis import incremental
 from mlobs.analysis.incremental import merged_ranges, refresh_rollup
 from mlobs.analysis.rollup import bucket_floor, compute_rollup
 from mlobs.core.errors import ConfigError
@@ -30,7 +31,12 @@ from mlobs.core.signature import model_signature
 from mlobs.warehouse.deletion import delete_runs
 from mlobs.warehouse.engine import create_warehouse_engine
 from mlobs.warehouse.migrate import upgrade
-from mlobs.warehouse.models import ComponentRollup, ComponentRun, RollupWatermark
+from mlobs.warehouse.models import (
+    DELETION_MARK,
+    ComponentRollup,
+    ComponentRun,
+    RollupWatermark,
+)
 from mlobs.warehouse.store import WarehouseStore
 
 T0 = datetime(2026, 11, 30, 22, 0, tzinfo=timezone.utc)
@@ -224,8 +230,9 @@ def test_first_rollup_is_full_then_incremental_then_full_after_a_deletion(
         bucket_floor(r.started_at, "hour") for r in runs[30:]}
     delete_runs(sqlite_url, [runs[0].run_id])
     engine = create_warehouse_engine(sqlite_url)
-    with engine.connect() as conn:
-        assert conn.execute(sa.select(RollupWatermark.__table__)).all() == []
+    with engine.connect() as conn:  # only the deletion mark is left
+        assert [r.bucket_width for r in conn.execute(
+            sa.select(RollupWatermark.__table__))] == [DELETION_MARK]
     engine.dispose()
     after = refresh_rollup(sqlite_url, "hour", grace_s=0)
     assert after.mode == "full"
@@ -365,3 +372,56 @@ def test_a_late_arrival_in_an_old_bucket_is_rolled_up(db_url: str) -> None:
     assert sorted((r["bucket_start"], r["invocations"]) for r in _stored(db_url, "day")) == [
         (bucket_floor(T0, "day"), 2), (bucket_floor(new.started_at, "day"), 1)]
     assert dataclasses.asdict(late.rows[0])["p50_duration_ms"] == 20.0
+
+
+def test_a_deletion_while_a_rollup_computes_does_not_move_its_watermark(
+        sqlite_url: str, monkeypatch) -> None:
+    """gc or forget committing between a rollup's read and its write: the rollup's rows
+    may hold the deleted runs, so the next rollup must be full."""
+    runs, components = _known_records()
+    upgrade(sqlite_url)
+    with WarehouseStore(sqlite_url) as store:
+        store.write(runs, components)
+    refresh_rollup(sqlite_url, "day")
+    compute = incremental.WarehouseReader.rollup
+
+    def rollup_then_delete(self, *args, **kwargs):
+        rows = compute(self, *args, **kwargs)
+        delete_runs(sqlite_url, [runs[0].run_id])
+        return rows
+
+    monkeypatch.setattr(incremental.WarehouseReader, "rollup", rollup_then_delete)
+    racing = refresh_rollup(sqlite_url, "day", full=True)
+    assert racing.written and racing.ingested_through is None
+    monkeypatch.setattr(incremental.WarehouseReader, "rollup", compute)
+    after = refresh_rollup(sqlite_url, "day")
+    assert after.mode == "full"
+    assert sum(r["invocations"] for r in _stored(sqlite_url, "day")) == (
+        len(components) - len(COMPONENTS))
+
+
+def test_parquet_export_of_an_incremental_rollup_keeps_whole_days(sqlite_url: str,
+                                                                   tmp_path) -> None:
+    from mlobs.cli.main import main
+
+    runs, components = _known_records()
+    upgrade(sqlite_url)
+    with WarehouseStore(sqlite_url) as store:
+        store.write(runs, components)
+    target = tmp_path / "rollups"
+    argv = ["rollup", "--db-url", sqlite_url, "--bucket", "hour", "--grace-s", "0",
+            "--parquet", str(target)]
+    assert main(argv) == 0
+    late = _component(runs[1].run_id, "asr", runs[1].started_at, 7.0, models=CPU,
+                      cache_status=None, items=None, metrics={})
+    with WarehouseStore(sqlite_url) as store:
+        store.write([], [late])
+    assert main(argv) == 0
+    import duckdb
+
+    exported = duckdb.sql(
+        f"SELECT count(*), sum(invocations) FROM read_parquet('{target}/**/*.parquet')"
+    ).fetchone()
+    stored = _stored(sqlite_url, "hour")
+    assert exported == (len(stored), sum(r["invocations"] for r in stored))
+    assert exported[1] == len(components) + 1

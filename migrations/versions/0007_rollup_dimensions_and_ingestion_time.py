@@ -19,7 +19,9 @@ Hand-written; mirrors mlobs/warehouse/models.py at this revision.
 * New table ``rollup_watermarks``: per bucket width, the ingestion time up to which the
   stored rollup rows are complete (:mod:`mlobs.analysis.incremental`).
 
-Downgrading drops the new table, columns and index, and the ``minute`` rollup rows.
+Downgrading drops the new table, columns and index, and every ``component_rollups`` row
+(split by the new dimensions, they would read as duplicates; the next rollup recomputes
+them).
 """
 
 from __future__ import annotations
@@ -76,7 +78,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("rollup_watermarks")
-    op.execute("DELETE FROM component_rollups WHERE bucket_width = 'minute'")
+    # Rows split by the new dimensions would read as duplicates at 0006: the next rollup
+    # recomputes them.
+    op.execute("DELETE FROM component_rollups")
     with op.batch_alter_table("component_rollups") as batch:
         batch.drop_constraint(_BUCKET_CHECK, type_="check")
         batch.create_check_constraint(_BUCKET_CHECK, "bucket_width IN ('all', 'hour', 'day')")

@@ -24,6 +24,11 @@ on:
   after a deletion is full: deleted rows leave no trace in ``ingested_at``.
 * Rows stored before revision 0007 have no ``ingested_at``: the first rollup of each
   bucket width after the upgrade is full.
+* A run's pipeline_version and profile are read at rollup time and assumed fixed once
+  its components are stored (the run record sets them when it starts); a run record
+  that changed them later would not be seen by an incremental rollup.
+* A deletion committing while a rollup computes (its mark in ``rollup_watermarks``
+  changed) keeps that rollup from moving its watermark.
 
 A bucket width of ``all`` has one bucket, which every new row touches: its rollups are
 always full. More than :data:`MAX_RANGES` separate runs of touched buckets (records
@@ -47,11 +52,11 @@ from mlobs.analysis.rollup import (
     _check_bucket,
     bucket_floor,
 )
-from mlobs.analysis.rollup_store import replace_rows
 from mlobs.analysis.rollup_sql import TimeRange, ingested_since_sql
+from mlobs.analysis.rollup_store import replace_rows
 from mlobs.core.errors import ConfigError, WarehouseError
 from mlobs.warehouse.engine import display_url, ingestion_clock
-from mlobs.warehouse.models import RollupWatermark
+from mlobs.warehouse.models import DELETION_MARK, RollupWatermark
 
 #: Seconds before the watermark that an incremental rollup looks back (module docstring).
 DEFAULT_GRACE_S = 300.0
@@ -159,13 +164,14 @@ def refresh_rollup(db_url: str, bucket: str = "hour", *, full: bool = False,
                 # Read before the data: rows stored from now on are the next rollup's.
                 now = _database_now(conn)
                 watermark = _watermark(conn, bucket)
+                deleted = _watermark(conn, DELETION_MARK)
         except sa.exc.SQLAlchemyError as exc:
             raise WarehouseError(f"cannot read the rollup watermark of "
                                  f"{display_url(db_url)}: {exc}") from exc
         if since is not None:
             rows = reader.rollup(bucket, since=since)
             return _store(reader, bucket, rows, "since", None, None,
-                          [(bucket_floor(since, bucket), None)], None, write)
+                          [(bucket_floor(since, bucket), None)], None, write, deleted)
         reason = ("asked for" if full else "not writing" if not write
                   else "bucket all has one bucket" if bucket == "all"
                   else f"no {ROLLUP_TABLE} watermark yet" if watermark is None else None)
@@ -180,29 +186,39 @@ def refresh_rollup(db_url: str, bucket: str = "hour", *, full: bool = False,
             if len(ranges) > MAX_RANGES:
                 reason, ranges = f"new rows in {len(ranges)} separate time ranges", None
             elif not ranges:
-                return _store(reader, bucket, [], "incremental", 0, None, [], now, write)
+                return _store(reader, bucket, [], "incremental", 0, None, [], now, write,
+                              deleted)
         if ranges is None:
             return _store(reader, bucket, reader.rollup(bucket), "full", None, reason,
-                          None, now, write)
+                          None, now, write, deleted)
         rows = reader.rollup(bucket, ranges=ranges)
         buckets = sum((end - start) // BUCKET_LENGTHS[bucket] for start, end in ranges)
         return _store(reader, bucket, rows, "incremental", buckets, None, ranges, now,
-                      write)
+                      write, deleted)
 
 
 def _store(reader: WarehouseReader, bucket: str, rows: list[RollupRow], mode: str,
            buckets: int | None, reason: str | None, ranges: list[TimeRange] | None,
-           now: datetime | None, write: bool) -> RefreshResult:
+           now: datetime | None, write: bool, deleted: datetime | None) -> RefreshResult:
     """Replace the rows of ``ranges`` (all of ``bucket`` when None) and move the
     watermark to ``now`` (when not None), in one transaction. Nothing computed by a full
-    or since rollup: the stored rows are kept."""
+    or since rollup: the stored rows are kept. Runs deleted since ``deleted`` (the
+    deletion mark read before the data): the rows are written but the watermark is
+    dropped, so the next rollup is full."""
     if not write or (not rows and mode != "incremental"):
         return RefreshResult(mode, rows, buckets, reason, 0, None)
     try:
         with reader.engine.begin() as conn:
+            # FOR UPDATE (PostgreSQL): a deletion committing now waits for this commit.
+            mark = conn.execute(sa.select(WATERMARKS.c.ingested_through).where(
+                WATERMARKS.c.bucket_width == DELETION_MARK).with_for_update()
+            ).scalar_one_or_none()
             if rows or ranges:
                 replace_rows(conn, rows, bucket, ranges)
-            if now is not None:
+            if mark != deleted:
+                conn.execute(WATERMARKS.delete().where(WATERMARKS.c.bucket_width == bucket))
+                now = None
+            elif now is not None:
                 _set_watermark(conn, bucket, now)
     except sa.exc.SQLAlchemyError as exc:
         raise WarehouseError(f"cannot write {ROLLUP_TABLE} to "

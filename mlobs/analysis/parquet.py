@@ -4,8 +4,9 @@ true)``) and pandas (``pandas.read_parquet('DIR')``, with pyarrow).
 
 Layout: ``DIR/bucket_width=<width>/bucket_day=<YYYY-MM-DD>/data_0.parquet``, the day (UTC)
 of ``bucket_start``; rows of bucket width ``all`` go to ``bucket_day=all``. An export
-replaces only the partitions its rows fall in, so exporting an incremental rollup
-rewrites the days it recomputed and leaves the others.
+replaces the partitions its rows fall in, each as a whole: give it every row of those
+days (``mlobs rollup`` exports an incremental rollup's days from the stored rows). With
+``whole_width`` it also removes the other days of that width (a full rollup's export).
 """
 
 from __future__ import annotations
@@ -33,12 +34,15 @@ _PARQUET_TYPES: dict[str, str] = {
 PARTITIONS = ("bucket_width", "bucket_day")
 
 
-def export_parquet(rows: Sequence[RollupRow], directory: str | Path) -> Path:
+def export_parquet(rows: Sequence[RollupRow], directory: str | Path, *,
+                   whole_width: str | None = None) -> Path:
     """Write rollup rows to a hive-partitioned Parquet dataset with DuckDB.
 
     Args:
-        rows: rollup rows (any bucket widths).
+        rows: rollup rows (any bucket widths): every row of each day they fall in.
         directory: the dataset's root; created when missing. It must not be a file.
+        whole_width: the rows are all of this bucket width: days of it they do not fall
+            in are removed from the dataset.
 
     Returns:
         The resolved root. Within a partition, columns are those of :class:`RollupRow`
@@ -55,6 +59,12 @@ def export_parquet(rows: Sequence[RollupRow], directory: str | Path) -> Path:
         raise ConfigError(f"{root} is a file: --parquet takes a directory, the root of a "
                           "dataset partitioned by bucket_width and bucket_day")
     root.mkdir(parents=True, exist_ok=True)
+    if whole_width is not None:
+        days = {"all" if r.bucket_start is None else f"{r.bucket_start:%Y-%m-%d}"
+                for r in rows}
+        for stale in (root / f"bucket_width={whole_width}").glob("bucket_day=*"):
+            if stale.name.split("=", 1)[1] not in days:
+                shutil.rmtree(stale)
     if not rows:
         return root
     fields = [f.name for f in dataclasses.fields(RollupRow)]

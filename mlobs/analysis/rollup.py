@@ -48,8 +48,9 @@ Definitions (each row's denominators are its own invocations):
   does); ``None`` when the group had none.
 * ``metrics``: ``{name: {"count", "mean", "p50", "p95"}}`` over the numeric user metrics
   (``c.metric``) of the group, by name; other JSON values are left out. ``{}`` when none.
-  Means and throughput use compensated sums (``fsum``), so the figures do not depend on
-  the order the rows are read in (an incremental rollup equals a full one exactly).
+  Means and throughput add the values in sorted order (``fsum(x ORDER BY x)``), so the
+  figures do not depend on the order the rows are read in (an incremental rollup equals
+  a full one exactly). A mean or throughput that overflows to infinity is ``None``.
 
 External caches (:mod:`mlobs.hooks.external_cache`): :func:`compute_external_cache_rollup` reads
 the ``external_cache`` events of ``events`` (attributes ``cache`` and ``status``) with the
@@ -64,6 +65,7 @@ the same invocations. These rows are computed, printed and exported as JSON, not
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -383,6 +385,11 @@ FLOAT_FIELDS = ("p50_duration_ms", "p95_duration_ms", "p99_duration_ms", "error_
                 "p95_miss_duration_ms")
 
 
+def _finite(value: Any) -> float | None:
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
 #: RollupRow field names in order (the stored columns but id).
 FIELDS = tuple(f.name for f in dataclasses.fields(RollupRow))
 
@@ -398,15 +405,17 @@ def _rollup_row(values: dict[str, Any], computed_at: datetime, bucket: str) -> R
         values[name] = int(values[name])
     for name in FLOAT_FIELDS:
         value = values[name]
-        if value is not None and type(value) is not float:
-            values[name] = float(value)
+        if value is not None:
+            value = float(value)
+            # A sum of huge user values overflows; JSON and the table hold no infinity.
+            values[name] = value if math.isfinite(value) else None
     if values["items"] is not None:
         values["items"] = int(values["items"])
     reasons = values["cache_miss_reasons"]
     values["cache_miss_reasons"] = ordered_miss_reasons(reasons) if reasons else {}
     metrics = values["metrics"]
-    values["metrics"] = {name: {"count": int(m["count"]), "mean": float(m["mean"]),
-                                "p50": float(m["p50"]), "p95": float(m["p95"])}
+    values["metrics"] = {name: {"count": int(m["count"]), "mean": _finite(m["mean"]),
+                                "p50": _finite(m["p50"]), "p95": _finite(m["p95"])}
                          for name, m in metrics.items()} if metrics else {}
     return RollupRow(*[values[name] for name in FIELDS])
 

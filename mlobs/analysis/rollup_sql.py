@@ -111,9 +111,9 @@ def rollup_sql(bucket: str, source: str, with_since: bool) -> str:
     where = "WHERE started_utc >= CAST(? AS TIMESTAMP)" if with_since else ""
     keys = ", ".join(DIMENSIONS)
     joined = " AND ".join(f"g.{k} IS NOT DISTINCT FROM mm.{k}" for k in DIMENSIONS)
-    # fsum (compensated summation) makes sums, and the means and rates built on them,
-    # independent of the order DuckDB's threads meet the rows in: an incremental rollup
-    # then equals a full one exactly.
+    # Float sums run over sorted values (fsum(x ORDER BY x): compensated, in one order):
+    # a plain or compensated sum still depends on the order DuckDB's threads meet the
+    # rows in, and an incremental rollup must equal a full one exactly.
     return f"""
     WITH src AS (
         SELECT {bucket_expr(bucket)}                   AS bucket_start,
@@ -165,8 +165,8 @@ def rollup_sql(bucket: str, source: str, with_since: bool) -> str:
              FILTER (WHERE cache_status = 'miss')          AS cache_miss_reasons,
            CAST(sum(items) AS BIGINT)                      AS items,
            sum(items) FILTER (WHERE duration_ms > 0)
-             / nullif(fsum(duration_ms) FILTER (WHERE items IS NOT NULL
-                                                AND duration_ms > 0), 0) * 1000.0
+             / nullif(fsum(duration_ms ORDER BY duration_ms)
+                        FILTER (WHERE items IS NOT NULL AND duration_ms > 0), 0) * 1000.0
                                                            AS items_per_s,
            quantile_cont(duration_ms, 0.50) FILTER (WHERE cache_status = 'hit')
                                                            AS p50_hit_duration_ms,
@@ -189,7 +189,8 @@ def rollup_sql(bucket: str, source: str, with_since: bool) -> str:
                map_from_entries(list(struct_pack(k := name, v := struct_pack(
                    count := n, mean := mean, p50 := p50, p95 := p95)) ORDER BY name))
                    AS metrics
-        FROM (SELECT {keys}, name, count(*) AS n, fsum(value) / count(*) AS mean,
+        FROM (SELECT {keys}, name, count(*) AS n,
+                     fsum(value ORDER BY value) / count(*) AS mean,
                      quantile_cont(value, 0.50) AS p50, quantile_cont(value, 0.95) AS p95
               FROM m GROUP BY ALL)
         GROUP BY ALL

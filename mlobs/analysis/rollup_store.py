@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
@@ -83,6 +83,10 @@ def check_rows(rows: Sequence[RollupRow], bucket: str) -> None:
     stray = sorted({r.bucket_width for r in rows} - {bucket})
     if stray:
         raise ConfigError(f"rows of bucket width {stray} passed to write_rollup({bucket!r})")
+    if any(r.computed_at.tzinfo is None or (r.bucket_start is not None
+                                            and r.bucket_start.tzinfo is None) for r in rows):
+        raise ConfigError("rollup rows with naive datetimes: the warehouse stores "
+                          "timezone-aware UTC")
 
 
 def replace_rows(conn: sa.Connection, rows: Sequence[RollupRow], bucket: str,
@@ -117,7 +121,8 @@ def _insert_rows(conn: sa.Connection, rows: Sequence[RollupRow]) -> None:
         elif name in ("computed_at", "bucket_start") and sqlite:
             # UtcDateTime's SQLite text form (UTC, microseconds).
             getters.append(lambda r, n=name: None if getattr(r, n) is None
-                           else getattr(r, n).strftime("%Y-%m-%d %H:%M:%S.%f"))
+                           else getattr(r, n).astimezone(timezone.utc).strftime(
+                               "%Y-%m-%d %H:%M:%S.%f"))
         else:
             getters.append(operator.attrgetter(name))
     values = [tuple(get(r) for get in getters) for r in rows]
@@ -128,6 +133,36 @@ def _insert_rows(conn: sa.Connection, rows: Sequence[RollupRow]) -> None:
         cursor.executemany(statement, values)
     except dbapi_error as exc:  # as SQLAlchemy would wrap it (callers catch that)
         raise sa.exc.DBAPIError.instance(statement, None, exc, dbapi_error,
-                                         hide_parameters=True) from exc
+                                         hide_parameters=True,
+                                         dialect=conn.dialect) from exc
     finally:
         cursor.close()
+
+
+def stored_rows(db_url: str, bucket: str, days: Sequence[datetime]) -> list[RollupRow]:
+    """The stored ``component_rollups`` rows of ``bucket`` whose buckets start on one of
+    ``days`` (UTC midnights; every row for ``all``), as :class:`RollupRow`, ordered like
+    :func:`~mlobs.analysis.rollup.compute_rollup`'s.
+
+    Raises:
+        WarehouseError, SchemaOutOfDateError: as :func:`write_rollup`.
+    """
+    table = ComponentRollup.__table__
+    query = sa.select(*(table.c[name] for name in FIELDS)).where(
+        table.c.bucket_width == bucket)
+    if bucket != "all":
+        query = query.where(sa.or_(*(
+            (table.c.bucket_start >= day) & (table.c.bucket_start < day + timedelta(days=1))
+            for day in sorted(set(days)))) if days else sa.false())
+    query = query.order_by(table.c.bucket_start, table.c.component,
+                           table.c.model_signature, table.c.pipeline_version,
+                           table.c.profile, table.c.device_kind)
+    engine = _checked_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return [RollupRow(**dict(row._mapping)) for row in conn.execute(query)]
+    except sa.exc.SQLAlchemyError as exc:
+        raise WarehouseError(
+            f"cannot read {ROLLUP_TABLE} of {display_url(db_url)}: {exc}") from exc
+    finally:
+        engine.dispose()

@@ -117,6 +117,7 @@ def run_rollup(args: argparse.Namespace) -> int:
     from mlobs.analysis.incremental import refresh_rollup
     from mlobs.analysis.parquet import export_parquet
     from mlobs.analysis.rollup import compute_external_cache_rollup
+    from mlobs.analysis.rollup_store import stored_rows
 
     if args.since is not None and args.bucket == "all" and not args.no_write:
         return _fail("--since with --bucket all covers part of the history and would "
@@ -138,8 +139,17 @@ def run_rollup(args: argparse.Namespace) -> int:
                 print("external caches")
                 print(format_external_cache_rollup(external))
         if args.parquet:
-            path = export_parquet(rows, args.parquet)
-            print(f"wrote {len(rows)} rollup rows to {path}", file=sys.stderr)
+            if result.mode == "full":
+                exported = rows
+                path = export_parquet(rows, args.parquet, whole_width=args.bucket)
+            else:
+                # Whole days: the stored rows of the days recomputed (an hour of a day
+                # was recomputed, the day's partition holds all its hours).
+                exported = stored_rows(db_url, args.bucket, sorted({
+                    r.bucket_start.replace(hour=0, minute=0) for r in rows})) \
+                    if result.written else rows
+                path = export_parquet(exported, args.parquet)
+            print(f"wrote {len(exported)} rollup rows to {path}", file=sys.stderr)
         print(describe(result, args.bucket), file=sys.stderr)
     except MlobsError as exc:
         return _fail(str(exc))

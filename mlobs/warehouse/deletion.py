@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, Table, delete, func, inspect, or_, select
@@ -31,8 +32,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
 from mlobs.core.errors import WarehouseError
-from mlobs.warehouse.engine import display_url, engine_for
-from mlobs.warehouse.models import ComponentRun, Event, Run, RollupWatermark
+from mlobs.warehouse.engine import display_url, engine_for, ingestion_clock
+from mlobs.warehouse.models import DELETION_MARK, ComponentRun, Event, RollupWatermark, Run
 
 RUNS: Table = Run.__table__  # type: ignore[assignment]
 COMPONENTS: Table = ComponentRun.__table__  # type: ignore[assignment]
@@ -152,8 +153,12 @@ def _delete_runs(conn: Connection, ids: Sequence[str], index: Table | None) -> R
                 or_(*(c.in_(chunk) for c in columns)))).rowcount
         deleted.runs += conn.execute(delete(RUNS).where(RUNS.c.run_id.in_(chunk))).rowcount
     if deleted.component_runs and inspect(conn).has_table(WATERMARKS.name):
-        # Incremental rollups see new rows, not deleted ones: the next rollup is full.
+        # Incremental rollups see new rows, not deleted ones: the next rollup is full, and
+        # the deletion mark tells a rollup running now not to move its watermark.
         conn.execute(delete(WATERMARKS))
+        conn.execute(WATERMARKS.insert().values(
+            bucket_width=DELETION_MARK, ingested_through=ingestion_clock(conn.dialect.name),
+            computed_at=datetime.now(timezone.utc)))
     return deleted
 
 

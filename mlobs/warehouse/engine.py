@@ -235,8 +235,8 @@ def ingestion_clock(dialect_name: str) -> ColumnElement[Any]:
     is set to, and what an incremental rollup reads its watermark from, so writers on
     several hosts and the rollup share one clock.
 
-    PostgreSQL: ``clock_timestamp()`` (the time of the statement, not of the transaction's
-    start, so a row's time is close to its commit). SQLite: the UTC time with microsecond
+    PostgreSQL: ``clock_timestamp()`` (the time of each call, per row, not the
+    transaction's start, so a row's time is close to its commit). SQLite: the UTC time with microsecond
     digits, in the text form SQLAlchemy's SQLite ``DateTime`` reads (``strftime('%f')`` has
     millisecond precision; three zeros pad it).
     """

@@ -32,9 +32,9 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    FetchedValue,
     Float,
     ForeignKey,
-    FetchedValue,
     Index,
     Integer,
     MetaData,
@@ -299,11 +299,17 @@ class ComponentRollup(Base):
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
 
+#: rollup_watermarks.bucket_width of the row that says when runs were last deleted.
+DELETION_MARK = "(deletion)"
+
+
 class RollupWatermark(Base):
     """Per bucket width, the ingestion time up to which the stored rollup rows are
     complete (revision 0007): the database clock when the last full or incremental rollup
     of that width started reading. Deleting runs deletes these rows, so the next rollup
-    is a full one. Maintained by :mod:`mlobs.analysis.incremental`.
+    is a full one, and leaves one row :data:`DELETION_MARK` (the database clock of the
+    deletion), so that a rollup running meanwhile does not move its watermark. Maintained
+    by :mod:`mlobs.analysis.incremental`.
     """
 
     __tablename__ = "rollup_watermarks"
