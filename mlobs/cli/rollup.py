@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -61,7 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """
     parser = subparsers.add_parser(
         "rollup", help="compute per-component rollups (DuckDB) and store them",
-        description="Compute per component x model_signature x pipeline_version x "
+        # Filled here: the raw formatter (for the examples) keeps lines as given.
+        description=textwrap.fill(
+                    "Compute per component x model_signature x pipeline_version x "
                     "profile x device kind (x time bucket) counts, duration percentiles "
                     "(pooled, and of cache hits and misses apart), error/empty/cache-hit/"
                     "OOM/degraded rates, cache miss reasons, OOMs per run, retries, "
@@ -73,6 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "after `mlobs gc` or `mlobs forget`, is full). Hit rates of external "
                     "caches (recorded with mlobs.hooks.external_cache.record_cache_lookup) "
                     "are printed below, per component x cache name, and not stored.",
+                    width=88),
         epilog="examples:\n"
                "  mlobs rollup --bucket hour            # what changed since the last one\n"
                "  mlobs rollup --bucket day --full --parquet rollups/\n"
@@ -97,12 +101,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--parquet", default=None, metavar="DIR",
                         help="also export the computed rows to this Parquet dataset, "
                              "partitioned by bucket_width and bucket_day (hive layout; "
-                             "only the days computed are rewritten)")
+                             "each day computed is rewritten whole)")
     parser.add_argument("--json", action="store_true",
                         help="print a JSON object instead of the tables: "
                              "{\"component_rollups\": [...], \"external_caches\": [...]}")
     parser.add_argument("--no-write", action="store_true",
-                        help=f"do not write {ROLLUP_TABLE}")
+                        help=f"compute every bucket (or those from --since) and do not "
+                             f"write {ROLLUP_TABLE}")
     parser.set_defaults(func=run_rollup)
     return parser
 
