@@ -64,7 +64,7 @@ def connect_duckdb(database: str = ":memory:") -> duckdb.DuckDBPyConnection:
     })
     # TimeZone belongs to the built-in ICU extension, so it cannot go in the config dict.
     con.execute("SET TimeZone = 'UTC'")
-    # A library writes nothing to the caller's stderr (the CLI turns it back on for a tty).
+    # A library writes nothing to the caller's stderr.
     con.execute("SET enable_progress_bar = false")
     return con
 

@@ -114,6 +114,9 @@ def rollup_sql(bucket: str, source: str, with_since: bool) -> str:
     # Float sums run over sorted values (fsum(x ORDER BY x): compensated, in one order):
     # a plain or compensated sum still depends on the order DuckDB's threads meet the
     # rows in, and an incremental rollup must equal a full one exactly.
+    split = ",\n           ".join(
+        f"quantile_cont(duration_ms, 0.{q}) FILTER (WHERE cache_status = '{status}') "
+        f"AS p{q}_{status}_duration_ms" for status in ("hit", "miss") for q in ("50", "95"))
     return f"""
     WITH src AS (
         SELECT {bucket_expr(bucket)}                   AS bucket_start,
@@ -168,14 +171,7 @@ def rollup_sql(bucket: str, source: str, with_since: bool) -> str:
              / nullif(fsum(duration_ms ORDER BY duration_ms)
                         FILTER (WHERE items IS NOT NULL AND duration_ms > 0), 0) * 1000.0
                                                            AS items_per_s,
-           quantile_cont(duration_ms, 0.50) FILTER (WHERE cache_status = 'hit')
-                                                           AS p50_hit_duration_ms,
-           quantile_cont(duration_ms, 0.95) FILTER (WHERE cache_status = 'hit')
-                                                           AS p95_hit_duration_ms,
-           quantile_cont(duration_ms, 0.50) FILTER (WHERE cache_status = 'miss')
-                                                           AS p50_miss_duration_ms,
-           quantile_cont(duration_ms, 0.95) FILTER (WHERE cache_status = 'miss')
-                                                           AS p95_miss_duration_ms
+           {split}
         FROM src
         GROUP BY ALL
     ), m AS (

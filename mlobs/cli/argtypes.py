@@ -32,35 +32,30 @@ def non_negative_int(text: str) -> int:
     return _integer(text, 0)
 
 
-def _positive_number(text: str, unit: str) -> float:
+def _number(text: str, unit: str, zero: bool = False) -> float:
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a number of {unit} > 0, got {text!r}")
+    if not (0 <= value if zero else 0 < value) or not value < math.inf:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of {unit} {'>=' if zero else '>'} 0, got {text!r}")
     return value
 
 
 def positive_days(text: str) -> float:
     """A finite number of days > 0 (``1.5``)."""
-    return _positive_number(text, "days")
+    return _number(text, "days")
 
 
 def positive_seconds(text: str) -> float:
     """A finite number of seconds > 0 (``90``)."""
-    return _positive_number(text, "seconds")
+    return _number(text, "seconds")
 
 
 def non_negative_seconds(text: str) -> float:
     """A finite number of seconds >= 0 (``0``, ``300``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
-    return value
+    return _number(text, "seconds", zero=True)
 
 
 def iso_datetime(text: str) -> datetime:

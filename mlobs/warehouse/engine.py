@@ -236,9 +236,9 @@ def ingestion_clock(dialect_name: str) -> ColumnElement[Any]:
     several hosts and the rollup share one clock.
 
     PostgreSQL: ``clock_timestamp()`` (the time of each call, per row, not the
-    transaction's start, so a row's time is close to its commit). SQLite: the UTC time with microsecond
-    digits, in the text form SQLAlchemy's SQLite ``DateTime`` reads (``strftime('%f')`` has
-    millisecond precision; three zeros pad it).
+    transaction's start, so a row's time is close to its commit). SQLite: the UTC time
+    with microsecond digits, in the text form SQLAlchemy's SQLite ``DateTime`` reads
+    (``strftime('%f')`` has millisecond precision; three zeros pad it).
     """
     if dialect_name == "postgresql":
         return func.clock_timestamp()
