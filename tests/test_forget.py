@@ -25,14 +25,15 @@ MODEL = mlobs.ModelRef("whisper-small", "r1", "sha256:" + "a" * 64, engine="torc
 
 
 def record_runs(root: Path, db_url: str, videos: list[tuple[str, str]]) -> None:
-    """Two runs per (platform, video): cached asr (with an event), frames directory."""
+    """Two runs per (platform, video): cached asr (with an event), frames directory, and
+    two labels, one naming the video (a deletion must leave no trace of it)."""
     upgrade(db_url)
     mlobs.configure(root=root, db_url=db_url, sinks=["manifest", "warehouse"])
     try:
         for platform, video in videos:
             for _ in range(2):
-                with mlobs.run(platform, video, config={"fps": 1},
-                               pipeline_version="1") as run:
+                with mlobs.run(platform, video, config={"fps": 1}, pipeline_version="1",
+                               labels={"source": video, "release": "rc-2"}) as run:
                     with run.component("asr", producer_version="1", schema_version="1",
                                        models=[MODEL], cache=True, inputs={"v": video}) as c:
                         c.event("note", detail="x")
@@ -53,7 +54,7 @@ def rows_of(db_url: str, video: str, platform: str | None = None) -> dict[str, i
             params = {"v": video, "p": platform}
             runs = list(conn.scalars(text(f"SELECT run_id FROM runs WHERE {where}"), params))
             counts = {"runs": len(runs)}
-            for table in ("component_runs", "events"):
+            for table in ("component_runs", "events", "run_labels"):
                 counts[table] = sum(conn.execute(text(
                     f"SELECT COUNT(*) FROM {table} WHERE run_id = :r"), {"r": r}).scalar()
                     for r in runs)
@@ -62,7 +63,7 @@ def rows_of(db_url: str, video: str, platform: str | None = None) -> dict[str, i
             tables = set(inspect(conn).get_table_names())
     finally:
         engine.dispose()
-    assert {"runs", "component_runs", "events", "artifact_index"} <= tables
+    assert {"runs", "component_runs", "events", "run_labels", "artifact_index"} <= tables
     return counts
 
 
@@ -75,7 +76,8 @@ def test_forget_leaves_no_row_or_file(tmp_path, db_url, capsys):
     record_runs(root, db_url, [("youtube", SECRET), ("youtube", "other"),
                                ("vimeo", SECRET)])
     before = rows_of(db_url, SECRET, "youtube")
-    assert before == {"runs": 2, "component_runs": 2, "events": 2, "artifact_index": 1}
+    assert before == {"runs": 2, "component_runs": 2, "events": 2, "run_labels": 4,
+                      "artifact_index": 1}
     assert files_of(root, SECRET)
     other = rows_of(db_url, "other")
     other_files = sorted(files_of(root, "other"))
@@ -84,7 +86,8 @@ def test_forget_leaves_no_row_or_file(tmp_path, db_url, capsys):
                  "--root", str(root), "--db-url", db_url]) == 0
     out = capsys.readouterr().out
     assert f"forget video youtube/{SECRET}" in out
-    assert "deleted 2 runs, 2 component_runs, 2 events, 1 artifact_index row(s)" in out
+    assert ("deleted 2 runs, 2 component_runs, 2 events, 4 run_labels, 1 artifact_index "
+            "row(s)") in out
     assert "deleted manifests" in out and "deleted cache" in out
     assert rows_of(db_url, SECRET, "youtube") == dict.fromkeys(before, 0)
     assert not (root / "runs" / "youtube" / SECRET).exists()
@@ -104,7 +107,7 @@ def test_forget_leaves_no_row_or_file(tmp_path, db_url, capsys):
     assert main(["forget", "--video-id", SECRET, "--root", str(root), "--db-url", db_url,
                  "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["platform_id"] is None and report["rows"] == 7 and report["files"] > 0
+    assert report["platform_id"] is None and report["rows"] == 11 and report["files"] > 0
     assert {d["kind"] for d in report["deleted"]} == {"manifests", "cache"}
     assert rows_of(db_url, SECRET) == dict.fromkeys(before, 0)
     assert files_of(root, SECRET) == []

@@ -86,7 +86,7 @@ class Sim:
         record = RunRecord(run_id=run_id, platform_id="youtube", video_id=video,
                            status=status, started_at=start, config=config,
                            config_hash=config_hash(config), sampling_policy_version="sp-1",
-                           pipeline_version=pipeline_version,
+                           pipeline_version=pipeline_version, labels={"sim": label},
                            finished_at=None if status == "running"
                            else start + timedelta(minutes=5),
                            duration_ms=None if status == "running" else 300_000.0)
@@ -243,10 +243,12 @@ def test_ninety_days_keep_exactly_what_the_policy_says(sim, capsys):
     assert not (sim.root / "cache" / "youtube" / "v2" / "intermediate").exists()
     # no rows of deleted runs anywhere in the warehouse
     with sim.warehouse.engine.connect() as conn:
-        for table in ("component_runs", "events", "artifact_index"):
+        for table in ("component_runs", "events", "run_labels", "artifact_index"):
             column = "latest_success_run_id" if table == "artifact_index" else "run_id"
             left = set(conn.scalars(text(f"SELECT {column} FROM {table}")))
             assert left <= kept, table
+        # the kept runs keep their labels
+        assert set(conn.scalars(text("SELECT run_id FROM run_labels"))) == kept & in_warehouse
         # the artifact index (keyed without the models) still names the latest ok runs;
         # key C's row went with its runs
         assert set(conn.scalars(text("SELECT latest_success_run_id FROM artifact_index"))) \

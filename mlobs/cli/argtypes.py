@@ -11,6 +11,9 @@ import argparse
 import math
 from datetime import datetime, timezone
 
+from mlobs.core.errors import ConfigError
+from mlobs.core.labels import parse_labels
+
 
 def _integer(text: str, minimum: int) -> int:
     try:
@@ -79,3 +82,32 @@ def cache_version(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"versions start at 1, got {value}")
     return value
+
+
+def label_pairs(text: str) -> dict[str, str]:
+    """``KEY=VALUE`` (or several, ``KEY=VALUE,KEY=VALUE``): run labels, by the rules of
+    :func:`mlobs.core.labels.parse_labels`."""
+    try:
+        labels = parse_labels(text, source="label")
+    except ConfigError as exc:  # "label: 'x' is not KEY=VALUE", "label key 'x' must ..."
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("label: ")) from None
+    if not labels:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return labels
+
+
+class LabelsAction(argparse.Action):
+    """A repeatable ``--label KEY=VALUE`` (``type=``:func:`label_pairs`) gathered into one
+    ``{key: value}`` dict; the same key with two values is an argparse error (no run
+    carries both)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        gathered = dict(getattr(namespace, self.dest, None) or {})
+        for key, value in dict(values).items():  # type: ignore[call-overload]
+            if gathered.get(key, value) != value:
+                raise argparse.ArgumentError(
+                    self, f"label {key!r} given twice, as {gathered[key]!r} and {value!r}: "
+                    "no run carries both")
+            gathered[key] = value
+        setattr(namespace, self.dest, gathered)

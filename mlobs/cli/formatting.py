@@ -5,6 +5,7 @@ Every table cell of a missing value is :data:`MISSING`; numbers keep one decimal
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timezone
 
 #: the cell of a value that was not measured or does not apply.
@@ -44,3 +45,22 @@ def size(n: int) -> str:
         if value < 1024 or unit == "TiB":
             break
     return f"{n} B ({value:.1f} {unit})"
+
+
+#: a ``runs list`` labels cell is cut to this many characters.
+LABELS_CELL_MAX_CHARS = 40
+
+
+def labels_text(labels: Mapping[str, str], max_chars: int | None = None) -> str:
+    """Labels as ``k=v,k=v`` (sorted by key; unprintable characters escaped), cut to
+    ``max_chars`` with ``...``; :data:`MISSING` when there are none."""
+    if not labels:
+        return MISSING
+    text = ",".join(f"{_printable(k)}={_printable(v)}" for k, v in sorted(labels.items()))
+    if max_chars is not None and len(text) > max_chars:
+        return text[:max_chars - 3] + "..."
+    return text
+
+
+def _printable(text: str) -> str:
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")

@@ -1,6 +1,6 @@
 """The ``mlobs`` command line: one subcommand per module of this package.
 
-    mlobs demo | db | ingest | runs | rollup | drift | doctor | cache | gc | forget
+    mlobs demo | db | ingest | runs | rollup | drift | gate | licenses | doctor | cache | gc | forget
     (``mlobs COMMAND --help`` for each)
 """
 
@@ -12,7 +12,20 @@ import sys
 from collections.abc import Sequence
 
 from mlobs import __version__
-from mlobs.cli import cache, db, demo, doctor, drift, forget, gc, ingest, rollup, runs
+from mlobs.cli import (
+    cache,
+    db,
+    demo,
+    doctor,
+    drift,
+    forget,
+    gate,
+    gc,
+    ingest,
+    licenses,
+    rollup,
+    runs,
+)
 from mlobs.core.errors import MlobsError
 
 DESCRIPTION = """\
@@ -30,6 +43,8 @@ first steps:
   mlobs runs show RUN_ID     one run and its components
   mlobs rollup               p50/p95/p99 durations, error/empty/cache rates per component
   mlobs drift ...            did a component drift between a baseline and a current window
+  mlobs gate ...             gate a release: candidate runs vs baseline runs, and budgets
+  mlobs licenses check       every model in use has a row in MODEL_LICENSES.md that clears it
   mlobs doctor               check the set-up and find records missing from the warehouse
 """
 
@@ -41,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mlobs {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (demo, db, ingest, runs, rollup, drift, doctor, cache, gc, forget):
+    for module in (demo, db, ingest, runs, rollup, drift, gate, licenses, doctor, cache, gc,
+                   forget):
         module.register(sub)
     return parser
 

@@ -2,7 +2,8 @@
 
 Subcommands::
 
-    mlobs runs list [--limit N] [--platform-id P] [--video-id V] [--status S] [--json]
+    mlobs runs list [--limit N] [--platform-id P] [--video-id V] [--status S]
+                    [--label KEY=VALUE ...] [--json]
     mlobs runs show RUN_ID [--json]
     mlobs runs manifest RUN_ID [--write] [--root DIR]
 
@@ -19,9 +20,9 @@ from datetime import datetime, timedelta, timezone
 
 from tabulate import tabulate
 
-from mlobs.cli.argtypes import positive_int, positive_seconds
+from mlobs.cli.argtypes import LabelsAction, label_pairs, positive_int, positive_seconds
 from mlobs.cli.db import add_db_url_argument, fail, open_existing_store, resolve_db_url
-from mlobs.cli.formatting import mib, ms, when
+from mlobs.cli.formatting import LABELS_CELL_MAX_CHARS, labels_text, mib, ms, when
 from mlobs.core.config import settings_from_env
 from mlobs.core.errors import MlobsError, WarehouseError
 from mlobs.core.liveness import MISSED_BEATS, STALE_AFTER_S, shown_status
@@ -47,6 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="only runs of this status; crashed includes the runs still "
                               "running whose heartbeat stopped (see --stale-after)")
     add_stale_after_argument(listing)
+    listing.add_argument("--label", type=label_pairs, action=LabelsAction, default=None,
+                         metavar="KEY=VALUE", dest="labels",
+                         help="only runs carrying this label (repeatable: every one must "
+                              "match)")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_db_url_argument(listing)
     listing.set_defaults(func=list_command)
@@ -99,7 +104,8 @@ def list_command(args: argparse.Namespace) -> int:
         with open_existing_store(resolve_db_url(args)) as store:
             runs = store.list_runs(limit=args.limit, platform_id=args.platform_id,
                                    video_id=args.video_id, status=args.status,
-                                   silent_since=now - timedelta(seconds=stale))
+                                   silent_since=now - timedelta(seconds=stale),
+                                   labels=args.labels)
             counts = store.component_counts(run.run_id for run in runs)
     except MlobsError as exc:
         return fail(str(exc))
@@ -114,9 +120,11 @@ def list_command(args: argparse.Namespace) -> int:
     rows = [(run.run_id, f"{run.platform_id}/{run.video_id}", run.profile or "",
              shown_status(run, now, stale),
              when(run.started_at), ms(run.duration_ms), counts.get(run.run_id, 0),
-             len(run.warnings)) for run in runs]
+             len(run.warnings), labels_text(run.labels, LABELS_CELL_MAX_CHARS))
+            for run in runs]
     print(tabulate(rows, headers=("run_id", "platform/video", "profile", "status",
-                                  "started (UTC)", "duration_ms", "components", "warnings"),
+                                  "started (UTC)", "duration_ms", "components", "warnings",
+                                  "labels"),
                    disable_numparse=True))
     return 0
 
@@ -175,6 +183,7 @@ def _run_table(run: RunRecord) -> str:
     data = run.to_dict()
     data["status"] = shown_status(run, datetime.now(timezone.utc))
     data["started_at"], data["finished_at"] = when(run.started_at), when(run.finished_at)
+    data["labels"] = labels_text(run.labels)
     rows = [(name, _cell(value)) for name, value in data.items()]
     return tabulate(rows, tablefmt="plain", disable_numparse=True)
 

@@ -12,3 +12,9 @@ INT32_BOUND = 2**31
 INT64_BOUND = 2**63
 #: a seed is below this (NumPy's bound; Python's and torch's take it too).
 SEED_BOUND = 2**32
+#: most labels a run carries (``mlobs.run(labels=...)`` and ``MLOBS_RUN_LABELS`` together).
+LABELS_MAX = 32
+#: longest label key, in characters (table ``run_labels.key``).
+LABEL_KEY_MAX_CHARS = 64
+#: longest label value, in characters (table ``run_labels.value``).
+LABEL_VALUE_MAX_CHARS = 256

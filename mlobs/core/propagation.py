@@ -3,9 +3,10 @@
 An orchestrating process opens a run; work it hands to other processes (Celery tasks,
 see :mod:`mlobs.integrations.celery`) records into that same run. What travels is a
 :class:`RunContext`: the run's identity and what its components' records and cache keys
-need (profile, ``config_hash``, ``sampling_policy_version``), plus a *carrier*: string
-fields that sinks add for their own propagation, e.g. the ``otel`` exporter's W3C
-``traceparent`` of the run's span, so spans made in workers join the run's trace.
+need (profile, ``config_hash``, ``sampling_policy_version``), the run's labels, plus a
+*carrier*: string fields that sinks add for their own propagation, e.g. the ``otel``
+exporter's W3C ``traceparent`` of the run's span, so spans made in workers join the run's
+trace.
 
 * :func:`register_carrier_provider` — a sink offers ``fn(run_id) -> {field: value}``;
   :func:`carrier_for` asks every provider when a run's context is sent
@@ -27,6 +28,7 @@ from typing import Any
 
 from mlobs.core.checks import check_word
 from mlobs.core.errors import ConfigError
+from mlobs.core.labels import check_labels
 from mlobs.core.limits import NAME_MAX_CHARS
 
 log = logging.getLogger("mlobs.propagation")
@@ -49,6 +51,8 @@ class RunContext:
         pipeline_version, config_hash, sampling_policy_version: as on the run record
             (the last two enter the components' idempotency keys).
         carrier: sinks' propagation fields (at most 16 string pairs of 512 characters).
+        labels: the run's labels (:mod:`mlobs.core.labels`); ``{}`` in the headers of
+            senders older than labels.
     """
 
     run_id: str
@@ -61,12 +65,14 @@ class RunContext:
     config_hash: str | None = None
     sampling_policy_version: str | None = None
     carrier: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     def to_header(self) -> str:
         """The context as one JSON string (a message header value)."""
         body = asdict(self)
         body["optional"], body["required"] = list(self.optional), list(self.required)
         body["carrier"] = dict(self.carrier)
+        body["labels"] = dict(self.labels)
         return json.dumps({"v": CONTEXT_VERSION, **body}, separators=(",", ":"),
                           sort_keys=True)
 
@@ -93,7 +99,8 @@ class RunContext:
                 pipeline_version=body.get("pipeline_version"),
                 config_hash=body.get("config_hash"),
                 sampling_policy_version=body.get("sampling_policy_version"),
-                carrier=dict(body.get("carrier") or {}))
+                carrier=dict(body.get("carrier") or {}),
+                labels=body.get("labels") or {})
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"run context header lacks a field: {exc}") from None
         context.check()
@@ -116,6 +123,7 @@ class RunContext:
             raise ConfigError("run context carrier must hold at most "
                               f"{_CARRIER_MAX_FIELDS} string pairs of {_CARRIER_MAX_CHARS} "
                               "characters")
+        check_labels(self.labels, "run context labels")
 
 
 CarrierProvider = Callable[[str], Mapping[str, str]]

@@ -226,6 +226,9 @@ class RunRecord:
     #: the last time the run's process said it was alive (UTC; re-sent at an interval
     #: while the run is open), so a run whose process died can be told ``crashed``.
     heartbeat_at: datetime | None = None
+    #: key → value, set when the run opens and never changed (:mod:`mlobs.core.labels`;
+    #: table ``run_labels``); ``{}`` in manifests written before labels existed.
+    labels: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -233,6 +236,7 @@ class RunRecord:
         data["finished_at"] = iso_utc(self.finished_at)
         data["heartbeat_at"] = iso_utc(self.heartbeat_at)
         data["warnings"] = list(self.warnings)
+        data["labels"] = dict(self.labels)
         return data
 
     @classmethod
@@ -243,6 +247,11 @@ class RunRecord:
         kwargs["finished_at"] = parse_utc(data.get("finished_at"))
         kwargs["heartbeat_at"] = parse_utc(data.get("heartbeat_at"))
         kwargs["warnings"] = list(data.get("warnings") or [])
+        labels = data.get("labels")
+        if labels is not None and not isinstance(labels, dict):
+            raise TypeError(f"labels must be an object of strings, got "
+                            f"{type(labels).__name__}")
+        kwargs["labels"] = dict(labels or {})
         return cls(**kwargs)
 
 

@@ -34,6 +34,10 @@ VISUAL_DIMENSIONS = 24
 #: Fraction of the digits data set used to fit the visual models; the rest is the "video"
 #: footage the pipeline runs over.
 TRAIN_FRACTION = 0.4
+#: The ``ModelRef.name`` of each model (the rows of ``MODEL_LICENSES.md``).
+TEXT_MODEL_NAME = "tfidf-svd"
+PCA_MODEL_NAME = "digits-pca"
+CLASSIFIER_MODEL_NAME = "digits-logreg"
 
 
 def weights_digest(arrays: dict[str, np.ndarray], vocabulary: dict[str, int] | None = None
@@ -93,7 +97,7 @@ def fit_text_model(chunks: list[str], dimensions: int = TEXT_DIMENSIONS) -> Text
     svd = TruncatedSVD(n_components=dimensions, random_state=RANDOM_STATE).fit(tfidf)
     digest = weights_digest({"idf": vectorizer.idf_, "svd.components": svd.components_},
                             vocabulary=vectorizer.vocabulary_)
-    return TextModel(vectorizer=vectorizer, svd=svd, ref=_ref("tfidf-svd", digest))
+    return TextModel(vectorizer=vectorizer, svd=svd, ref=_ref(TEXT_MODEL_NAME, digest))
 
 
 # --------------------------------------------------------------------------- visual
@@ -129,6 +133,6 @@ def fit_visual_models() -> VisualModels:
     clf_digest = weights_digest({"coef": classifier.coef_, "intercept": classifier.intercept_,
                                  "classes": classifier.classes_})
     return VisualModels(pca=pca, classifier=classifier,
-                        pca_ref=_ref("digits-pca", pca_digest),
-                        classifier_ref=_ref("digits-logreg", clf_digest),
+                        pca_ref=_ref(PCA_MODEL_NAME, pca_digest),
+                        classifier_ref=_ref(CLASSIFIER_MODEL_NAME, clf_digest),
                         train_index=train, test_index=test)

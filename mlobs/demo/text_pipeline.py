@@ -34,7 +34,7 @@ import numpy as np
 
 import mlobs
 from mlobs.cache.codecs import Codec
-from mlobs.demo.models import TextModel
+from mlobs.demo.models import TEXT_MODEL_NAME, TextModel
 from mlobs.demo.slowdown import slowed
 
 PLATFORM_ID = "pydoc"
@@ -42,7 +42,8 @@ PIPELINE_VERSION = "1.0.0"
 #: the components this pipeline records, in order.
 COMPONENTS = ("cleaning", "chunking", "embedding", "key_sentences", "summary")
 #: Every component is required except ``summary`` (best-effort).
-PROFILE = mlobs.AnalysisProfile("pydoc-text-v1", optional={"summary"})
+PROFILE = mlobs.AnalysisProfile("pydoc-text-v1", optional={"summary"},
+                                models={TEXT_MODEL_NAME})
 
 #: Chunking: words per chunk and words shared by consecutive chunks.
 CHUNK_WORDS = 120

@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 import mlobs
-from mlobs.demo.models import VisualModels
+from mlobs.demo.models import CLASSIFIER_MODEL_NAME, PCA_MODEL_NAME, VisualModels
 from mlobs.demo.slowdown import slowed
 
 PLATFORM_ID = "digits"
@@ -36,7 +36,8 @@ PIPELINE_VERSION = "1.0.0"
 #: the components this pipeline records, in order.
 COMPONENTS = ("frames", "features", "digit_classifier", "frame_quality")
 #: Every component is required except ``frame_quality`` (best-effort).
-PROFILE = mlobs.AnalysisProfile("digits-visual-v1", optional={"frame_quality"})
+PROFILE = mlobs.AnalysisProfile("digits-visual-v1", optional={"frame_quality"},
+                                models={PCA_MODEL_NAME, CLASSIFIER_MODEL_NAME})
 FRAMES_PER_VIDEO = 40
 #: A frame whose normalised pixel standard deviation is below this is low-contrast.
 LOW_CONTRAST_STD = 0.32

@@ -21,7 +21,8 @@ from mlobs.recording.recorder import Recorder
 
 
 class JoinedRun(Run):
-    """Records components into the run ``context`` names.
+    """Records components into the run ``context`` names; :attr:`labels` are the
+    context's (the orchestrator's run's), never this process's ``MLOBS_RUN_LABELS``.
 
     Args:
         recorder: this process's recorder.
@@ -41,7 +42,7 @@ class JoinedRun(Run):
                                                  context.required),
                          pipeline_version=context.pipeline_version, config=None,
                          sampling_policy_version=context.sampling_policy_version, seed=None,
-                         flush_timeout_s=0.0)
+                         flush_timeout_s=0.0, labels=context.labels)
         self.record.run_id = context.run_id
         self.record.config_hash = context.config_hash
         self.context = context

@@ -19,6 +19,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from itertools import count
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from mlobs.cache.codecs import Codec
@@ -28,6 +29,7 @@ from mlobs.core.checks import check_int, check_timeout, check_word
 from mlobs.core.classify import classify_exception, exception_message
 from mlobs.core.errors import ConfigError
 from mlobs.core.ids import new_uuid4
+from mlobs.core.labels import check_labels, run_labels
 from mlobs.core.limits import NAME_MAX_CHARS, SEED_BOUND
 from mlobs.core.liveness import CRASHED
 from mlobs.core.manifest import manifest_status
@@ -63,12 +65,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class Run:
     """An open run over one video; create it with :func:`mlobs.run` and enter it with
-    ``with`` or, in asyncio code, ``async with``."""
+    ``with`` or, in asyncio code, ``async with``.
+
+    The constructor takes ``labels`` as they are to be recorded (checked by
+    :func:`~mlobs.core.labels.check_labels`); :func:`mlobs.run` merges the labels of
+    ``MLOBS_RUN_LABELS`` in first.
+    """
 
     def __init__(self, recorder: Recorder, *, platform_id: str, video_id: str,
                  profile: str | AnalysisProfile, pipeline_version: str | None,
                  config: Mapping[str, Any] | None, sampling_policy_version: str | None,
-                 seed: int | None, flush_timeout_s: float | None) -> None:
+                 seed: int | None, flush_timeout_s: float | None,
+                 labels: Mapping[str, str] | None = None) -> None:
         check_word("platform_id", platform_id, NAME_MAX_CHARS)
         check_word("video_id", video_id, NAME_MAX_CHARS)
         for label, value in (("pipeline_version", pipeline_version),
@@ -81,6 +89,7 @@ class Run:
         if seed is not None:
             seed = check_int("seed", seed, 0, below=SEED_BOUND, bound_reason="NumPy's bound")
         flush_timeout_s = check_timeout("flush_timeout_s", flush_timeout_s)
+        checked_labels = check_labels(labels)
         self._profile = profile if isinstance(profile, AnalysisProfile) else AnalysisProfile(profile)
         self._recorder = recorder
         self._flush_timeout_s = flush_timeout_s
@@ -89,8 +98,9 @@ class Run:
             status="running", started_at=datetime.now(timezone.utc),
             profile=self._profile.name, pipeline_version=pipeline_version,
             config_hash=config_hash(config), config=json_copy(dict(config or {})),
-            sampling_policy_version=sampling_policy_version,
+            sampling_policy_version=sampling_policy_version, labels=checked_labels,
         )
+        self._labels = MappingProxyType(checked_labels)
         self._seed = seed
         self.fork_generation = fork_generation.value
         self._attempts: dict[str, count[int]] = {}
@@ -119,6 +129,12 @@ class Run:
     def profile(self) -> AnalysisProfile:
         """The run's analysis profile."""
         return self._profile
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        """The run's labels, key → value (read-only): :func:`mlobs.run`'s ``labels`` over
+        ``MLOBS_RUN_LABELS``'s; in a joined run (a Celery worker), the orchestrator's."""
+        return self._labels
 
     def at_exit(self, hook: Callable[[Run], None]) -> None:
         """Call ``hook(run)`` once the run ended: its final record was handed to the sinks
@@ -220,7 +236,7 @@ class Run:
             required=tuple(sorted(profile.required)),
             pipeline_version=record.pipeline_version, config_hash=record.config_hash,
             sampling_policy_version=record.sampling_policy_version,
-            carrier=carrier_for(record.run_id))
+            carrier=carrier_for(record.run_id), labels=dict(record.labels))
 
     def wrap(self, fn: F) -> F:
         """``fn`` bound to this run: components it calls record here from any thread,
@@ -376,7 +392,8 @@ class Run:
 def run(platform_id: str, video_id: str, *, profile: str | AnalysisProfile = "default",
         pipeline_version: str | None = None, config: Mapping[str, Any] | None = None,
         sampling_policy_version: str | None = None, seed: int | None = None,
-        flush_timeout_s: float | None = 10.0) -> Run:
+        flush_timeout_s: float | None = 10.0,
+        labels: Mapping[str, str] | None = None) -> Run:
     """Open a run over one video: ``with mlobs.run("youtube", "abc123") as run: ...``, or
     ``async with`` in asyncio code (the run's end then waits for the sinks off the loop).
 
@@ -391,12 +408,19 @@ def run(platform_id: str, video_id: str, *, profile: str | AnalysisProfile = "de
             (NumPy's bound, as :func:`mlobs.set_seed`).
         flush_timeout_s: how long the end of the run waits for sinks (seconds, finite,
             >= 0; None: as long as they take).
+        labels: ``{key: value}`` strings that select run sets (a release gate's
+            candidates, the views' filters): at most 32; keys match
+            ``[A-Za-z][A-Za-z0-9_.-]{0,63}``; values are ``str`` of at most 256
+            characters. The labels of the environment variable ``MLOBS_RUN_LABELS``
+            (``key=value,key=value``) are merged in; these win on the same key. See
+            :mod:`mlobs.core.labels`.
 
     Raises:
         ConfigError: naming the argument: empty or unsafe ids, a config that is not a
-            mapping or holds values JSON cannot represent, a seed or timeout out of range.
+            mapping or holds values JSON cannot represent, a seed or timeout out of range,
+            labels that break a rule above, or a malformed ``MLOBS_RUN_LABELS``.
     """
     return Run(get_recorder(), platform_id=platform_id, video_id=video_id, profile=profile,
                pipeline_version=pipeline_version, config=config,
                sampling_policy_version=sampling_policy_version, seed=seed,
-               flush_timeout_s=flush_timeout_s)
+               flush_timeout_s=flush_timeout_s, labels=run_labels(labels))

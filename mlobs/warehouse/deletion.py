@@ -4,6 +4,7 @@ Every row that belongs to a run goes in one transaction, children first (so the 
 exact and no backend has to rely on ``ON DELETE CASCADE``):
 
 * ``events`` and ``component_runs`` whose ``run_id`` is one of the runs;
+* ``run_labels`` of the runs (when that table exists: revision 0008 adds it);
 * ``artifact_index`` rows (when that table exists: it is looked up with
   :func:`sqlalchemy.inspect`, and reflected, so this module works before and after the
   revision that adds it) whose ``run_id`` or ``*_run_id`` column names one of the runs, and,
@@ -33,12 +34,20 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mlobs.core.errors import WarehouseError
 from mlobs.warehouse.engine import display_url, engine_for, ingestion_clock
-from mlobs.warehouse.models import DELETION_MARK, ComponentRun, Event, RollupWatermark, Run
+from mlobs.warehouse.models import (
+    DELETION_MARK,
+    ComponentRun,
+    Event,
+    RollupWatermark,
+    Run,
+    RunLabel,
+)
 
 RUNS: Table = Run.__table__  # type: ignore[assignment]
 COMPONENTS: Table = ComponentRun.__table__  # type: ignore[assignment]
 EVENTS: Table = Event.__table__  # type: ignore[assignment]
 WATERMARKS: Table = RollupWatermark.__table__  # type: ignore[assignment]
+LABELS: Table = RunLabel.__table__  # type: ignore[assignment]
 
 ARTIFACT_INDEX = "artifact_index"
 
@@ -53,11 +62,13 @@ class RowCounts:
     runs: int = 0
     component_runs: int = 0
     events: int = 0
+    run_labels: int = 0
     artifact_index: int = 0
 
     @property
     def total(self) -> int:
-        return self.runs + self.component_runs + self.events + self.artifact_index
+        return (self.runs + self.component_runs + self.events + self.run_labels
+                + self.artifact_index)
 
     def __add__(self, other: RowCounts) -> RowCounts:
         return RowCounts(**{f.name: getattr(self, f.name) + getattr(other, f.name)
@@ -67,7 +78,7 @@ class RowCounts:
         return dataclasses.asdict(self)
 
     def describe(self) -> str:
-        """``"3 runs, 15 component_runs, 4 events, 0 artifact_index"``."""
+        """``"3 runs, 15 component_runs, 4 events, 6 run_labels, 0 artifact_index"``."""
         return ", ".join(f"{value} {name}" for name, value in self.to_dict().items())
 
 
@@ -122,6 +133,15 @@ def count_run_rows(db: str | URL | Engine,
     return counts
 
 
+def _child_tables(conn: Connection) -> list[tuple[Table, str]]:
+    """The tables of a run's own rows, with their RowCounts field (run_labels only from
+    revision 0008 on)."""
+    tables = [(COMPONENTS, "component_runs"), (EVENTS, "events")]
+    if inspect(conn).has_table(LABELS.name):
+        tables.append((LABELS, "run_labels"))
+    return tables
+
+
 def _count_chunk(conn: Connection, chunk: list[str] | None, index: Table | None,
                  counts: dict[str, RowCounts]) -> None:
     def where(query: Any, column: Any) -> Any:
@@ -129,7 +149,7 @@ def _count_chunk(conn: Connection, chunk: list[str] | None, index: Table | None,
 
     for run_id in conn.scalars(where(select(RUNS.c.run_id), RUNS.c.run_id)):
         counts[run_id] = RowCounts(runs=1)
-    for table, field in ((COMPONENTS, "component_runs"), (EVENTS, "events")):
+    for table, field in _child_tables(conn):
         query = where(select(table.c.run_id, func.count()), table.c.run_id)
         for run_id, n in conn.execute(query.group_by(table.c.run_id)):
             row = counts.setdefault(run_id, RowCounts())
@@ -143,10 +163,14 @@ def _count_chunk(conn: Connection, chunk: list[str] | None, index: Table | None,
 
 def _delete_runs(conn: Connection, ids: Sequence[str], index: Table | None) -> RowCounts:
     deleted = RowCounts()
+    with_labels = inspect(conn).has_table(LABELS.name)
     for chunk in _chunks(ids):
         deleted.events += conn.execute(delete(EVENTS).where(EVENTS.c.run_id.in_(chunk))).rowcount
         deleted.component_runs += conn.execute(
             delete(COMPONENTS).where(COMPONENTS.c.run_id.in_(chunk))).rowcount
+        if with_labels:
+            deleted.run_labels += conn.execute(
+                delete(LABELS).where(LABELS.c.run_id.in_(chunk))).rowcount
         columns = run_columns(index) if index is not None else []
         if columns:
             deleted.artifact_index += conn.execute(delete(index).where(

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func
+from sqlalchemy import Connection, Engine, create_engine, event, func
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
@@ -256,3 +256,27 @@ def engine_for(db: str | URL | Engine) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+class ReadingConnection:
+    """``with engine.connect()`` that turns driver errors into WarehouseError."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn: Connection | None = None
+
+    def __enter__(self) -> Connection:
+        try:
+            self._conn = self._engine.connect()
+        except SQLAlchemyError as exc:
+            raise WarehouseError(f"cannot read the warehouse at {display_url(self._engine)}: "
+                                 f"{exc}") from exc
+        return self._conn
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        assert self._conn is not None
+        self._conn.close()
+        if isinstance(exc, SQLAlchemyError):
+            raise WarehouseError(f"cannot read the warehouse at {display_url(self._engine)}: "
+                                 f"{exc}") from exc

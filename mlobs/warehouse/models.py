@@ -7,6 +7,7 @@ Tables (plural snake_case; column names are the field names of ``mlobs.core.reco
 * ``model_signatures``   one row per distinct ``model_signature``: the ``models_used``
                          list it stands for (so component rows do not repeat it)
 * ``events``             one row per :class:`~mlobs.core.records.EventRecord`
+* ``run_labels``         one row per label of a run (``RunRecord.labels``; revision 0008)
 * ``component_rollups``  written by the DuckDB rollup job (ARCHITECTURE §7)
 * ``artifact_index``     per (platform_id, video_id, config_hash, sampling_policy_version,
                          pipeline_version): the latest successful run (revision 0003)
@@ -44,7 +45,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from mlobs.core.limits import CODE_MAX_CHARS, NAME_MAX_CHARS
+from mlobs.core.limits import (
+    CODE_MAX_CHARS,
+    LABEL_KEY_MAX_CHARS,
+    LABEL_VALUE_MAX_CHARS,
+    NAME_MAX_CHARS,
+)
 from mlobs.core.records import PREDICTION_STATUSES, RUN_STATUSES, STATUSES
 
 #: Constraint/index names (SQLAlchemy naming convention tokens). Kept short enough for
@@ -63,6 +69,8 @@ HASH_LEN = 64        # SHA-256 hex: config_hash, model_signature
 NAME_LEN = NAME_MAX_CHARS   # identifiers and versions
 CODE_LEN = CODE_MAX_CHARS   # vocabulary words: error_code, empty_reason, kind, ...
 STATUS_LEN = 16
+LABEL_KEY_LEN = LABEL_KEY_MAX_CHARS       # run_labels.key
+LABEL_VALUE_LEN = LABEL_VALUE_MAX_CHARS   # run_labels.value
 
 #: component_rollups.bucket_width vocabulary (``minute`` since revision 0007).
 BUCKET_WIDTHS = ("all", "minute", "hour", "day")
@@ -241,6 +249,25 @@ class Event(Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class RunLabel(Base):
+    """One label of a run (``RunRecord.labels``, :mod:`mlobs.core.labels`; revision 0008).
+
+    The store replaces a run's labels whenever it writes the run's record (they are fixed
+    when the run opens, so every record of a run carries the same). Run sets are selected
+    by (key, value): index ``ix_run_labels_key_value``.
+    """
+
+    __tablename__ = "run_labels"
+    __table_args__ = (
+        Index("ix_run_labels_key_value", "key", "value"),
+    )
+
+    run_id: Mapped[str] = mapped_column(
+        String(ID_LEN), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(LABEL_KEY_LEN), primary_key=True)
+    value: Mapped[str] = mapped_column(String(LABEL_VALUE_LEN))
+
+
 class ComponentRollup(Base):
     """Per component × model_signature × pipeline_version × profile × device kind × time
     bucket aggregates (DuckDB rollup job).
@@ -368,9 +395,11 @@ def index_key(platform_id: str, video_id: str, config_hash: str | None,
             "pipeline_version": UNSET if pipeline_version is None else pipeline_version}
 
 
-#: Every table the migrations create (Alembic's own version table excluded).
 #: drift_checks.verdict values (mlobs.analysis.drift).
 DRIFT_VERDICTS = ("drift", "no_drift", "insufficient_data")
+#: gate_results.verdict and .kind values (mlobs.analysis.gate).
+GATE_VERDICTS = ("pass", "regression", "unknown", "breach")
+GATE_KINDS = ("comparison", "budget", "figure")
 
 
 class DriftCheck(Base):
@@ -415,4 +444,56 @@ class DriftCheck(Base):
     verdict: Mapped[str] = mapped_column(String(CODE_LEN))
 
 
+
+class GateResult(Base):
+    """One check of one release gate (``mlobs gate``, revision 0009): a comparison of a
+    candidate run set with a baseline run set, a budget or a benchmark figure, per
+    component × model_signature; definitions: :mod:`mlobs.analysis.gate`.
+    """
+
+    __tablename__ = "gate_results"
+    __table_args__ = (
+        CheckConstraint(_in("verdict", GATE_VERDICTS), name="verdict"),
+        CheckConstraint(_in("kind", GATE_KINDS), name="kind"),
+        Index("ix_gate_results_component_checked_at", "component", "checked_at"),
+        Index("ix_gate_results_gate_id", "gate_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: one gate call's checks share it (a UUID).
+    gate_id: Mapped[str] = mapped_column(String(36))
+    checked_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    #: ``warehouse`` or ``pytest-benchmark``.
+    source: Mapped[str] = mapped_column(String(CODE_LEN))
+    #: how each side was selected (one line; empty baseline: budgets only).
+    baseline: Mapped[str] = mapped_column(Text)
+    candidate: Mapped[str] = mapped_column(Text)
+    component: Mapped[str] = mapped_column(String(NAME_LEN))
+    model_signature: Mapped[str | None] = mapped_column(String(HASH_LEN))
+    kind: Mapped[str] = mapped_column(String(STATUS_LEN))
+    #: the metric (``duration_ms``, ``error_rate``, ...), budget (``p95_duration_ms``)
+    #: or figure name.
+    check: Mapped[str] = mapped_column(String(NAME_LEN))
+    stratum: Mapped[str | None] = mapped_column(String(STATUS_LEN))
+    verdict: Mapped[str] = mapped_column(String(STATUS_LEN))
+    n_baseline: Mapped[int] = mapped_column(Integer)
+    n_candidate: Mapped[int] = mapped_column(Integer)
+    baseline_value: Mapped[float | None] = mapped_column(Float)
+    candidate_value: Mapped[float | None] = mapped_column(Float)
+    #: candidate / baseline − 1 (comparisons; the rate's absolute change for error_rate)
+    #: with its interval.
+    change: Mapped[float | None] = mapped_column(Float)
+    change_low: Mapped[float | None] = mapped_column(Float)
+    change_high: Mapped[float | None] = mapped_column(Float)
+    tolerance: Mapped[float | None] = mapped_column(Float)
+    #: a budget's or figure's limit.
+    limit_value: Mapped[float | None] = mapped_column(Float)
+    p_value: Mapped[float | None] = mapped_column(Float)
+    adjusted_p: Mapped[float | None] = mapped_column(Float)
+    #: ``unknown``: about how many more runs a side would decide it.
+    runs_needed: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text)
+
+
+#: Every table the migrations create (Alembic's own version table excluded).
 TABLE_NAMES: tuple[str, ...] = tuple(Base.metadata.tables)

@@ -1,6 +1,7 @@
 """Records → warehouse rows, with the checks that keep one bad record from failing a
 batch: column bounds read from the models (string lengths, 32/64-bit integers, finite
-floats, aware timestamps), statuses, and JSON that the columns can hold.
+floats, aware timestamps), statuses, labels (:mod:`mlobs.core.labels`), and JSON that
+the columns can hold.
 
 :class:`InvalidRecord` names the record; :class:`~mlobs.warehouse.store.WarehouseStore`
 turns it into an :class:`~mlobs.core.errors.InvalidRecordError`.
@@ -16,6 +17,8 @@ from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, Float, Integer, String, Table
 
+from mlobs.core.errors import ConfigError
+from mlobs.core.labels import check_labels
 from mlobs.core.limits import INT32_BOUND, INT64_BOUND
 from mlobs.core.liveness import status_rank
 from mlobs.core.records import (
@@ -34,6 +37,7 @@ from mlobs.warehouse.models import (
     Event,
     ModelSignature,
     Run,
+    RunLabel,
     index_key,
 )
 
@@ -42,6 +46,7 @@ COMPONENTS: Table = ComponentRun.__table__  # type: ignore[assignment]
 SIGNATURES: Table = ModelSignature.__table__  # type: ignore[assignment]
 EVENTS: Table = Event.__table__  # type: ignore[assignment]
 ARTIFACT_INDEX: Table = ArtifactIndex.__table__  # type: ignore[assignment]
+LABELS: Table = RunLabel.__table__  # type: ignore[assignment]
 
 #: The artifact_index key columns, in key order.
 INDEX_KEY = ("platform_id", "video_id", "config_hash", "sampling_policy_version",
@@ -112,13 +117,31 @@ def _column_problem(row: Mapping[str, Any],
 
 
 def rows_of_runs(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    """``runs`` rows (one per run_id: its latest state), without their labels."""
+    return run_rows_and_labels(runs)[0]
+
+
+def run_rows_and_labels(runs: Sequence[RunRecord]
+                        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``runs`` rows (one per run_id: its latest state) and the ``run_labels`` rows of the
+    same records (run_id, key, value).
+
+    Raises:
+        InvalidRecord: a record is invalid (the message names it).
+    """
     by_id: dict[str, dict[str, Any]] = {}
+    labels_of: dict[str, dict[str, str]] = {}
     for run in runs:
         row = dict(vars(run))
+        labels = row.pop("labels")
         what = f"run record {row.get('run_id')!r}"
         problem = _column_problem(row, _RUN_CHECKS)
         if problem:
             raise InvalidRecord(f"{what}: {problem}")
+        try:
+            labels = check_labels(labels) if labels else {}
+        except ConfigError as exc:
+            raise InvalidRecord(f"{what}: {exc}") from None
         if row["status"] not in RUN_STATUSES:
             raise InvalidRecord(f"{what}: status {row['status']!r} is not one of "
                                  f"{RUN_STATUSES}")
@@ -131,7 +154,10 @@ def rows_of_runs(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
         # like the upsert itself, a later state never demotes an earlier one.
         if previous is None or status_rank(run.status) >= status_rank(previous["status"]):
             by_id[run.run_id] = row
-    return list(by_id.values())
+            labels_of[run.run_id] = labels
+    label_rows = [{"run_id": run_id, "key": key, "value": value}
+                  for run_id, labels in labels_of.items() for key, value in labels.items()]
+    return list(by_id.values()), label_rows
 
 
 def index_rows(run_rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:

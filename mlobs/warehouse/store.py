@@ -6,6 +6,8 @@ Writes are idempotent, so a batch can be retried or replayed from manifests:
 * ``runs`` are upserted (a run is written as ``running`` and again with its final
   status), except that a ``running`` row never replaces a finished one (a late or
   replayed snapshot must not undo the final state);
+* ``run_labels`` of the runs written are replaced by the records' labels (set when a run
+  opens, so each record of a run carries the same: :mod:`mlobs.warehouse.labels`);
 * ``model_signatures``, ``component_runs`` and ``events`` are insert-or-ignore by primary
   key: the first write of a record wins (on PostgreSQL, component_runs and events go
   through COPY: :mod:`mlobs.warehouse.copy_writer`);
@@ -26,7 +28,7 @@ back records equal, field by field, to those written.
 from __future__ import annotations
 
 from collections import ChainMap
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
@@ -39,7 +41,13 @@ from mlobs.core.errors import InvalidRecordError, WarehouseError
 from mlobs.core.liveness import CRASHED, FINISHED, mark_crashed
 from mlobs.core.records import ComponentRecord, EventRecord, ModelRef, RunRecord
 from mlobs.warehouse.copy_writer import copy_insert_or_ignore
-from mlobs.warehouse.engine import create_warehouse_engine, display_url, ingestion_clock
+from mlobs.warehouse.engine import (
+    ReadingConnection,
+    create_warehouse_engine,
+    display_url,
+    ingestion_clock,
+)
+from mlobs.warehouse.labels import label_conditions, label_upsert, labels_of, replace_labels
 from mlobs.warehouse.migrate import check_schema, needs_managed_upgrade, upgrade
 from mlobs.warehouse.models import UNSET, index_key
 from mlobs.warehouse.rows import (
@@ -53,7 +61,7 @@ from mlobs.warehouse.rows import (
     InvalidRecord,
     index_rows,
     json_problem,
-    rows_of_runs,
+    run_rows_and_labels,
 )
 
 
@@ -135,6 +143,7 @@ class WarehouseStore:
             index_elements=[COMPONENTS.c.component_run_id])
         self._insert_events = insert(EVENTS).on_conflict_do_nothing(
             index_elements=[EVENTS.c.event_id])
+        self._upsert_labels = label_upsert(dialect)
         index = insert(ARTIFACT_INDEX)
         newer = index.excluded
         self._upsert_index = index.on_conflict_do_update(
@@ -190,7 +199,7 @@ class WarehouseStore:
         if not runs and not components:
             return
         try:
-            run_rows = rows_of_runs(runs)
+            run_rows, label_rows = run_rows_and_labels(runs)
             batch = ComponentBatch(components)
         except InvalidRecord as exc:
             raise InvalidRecordError(str(exc)) from None
@@ -199,6 +208,8 @@ class WarehouseStore:
                 # Runs first: component and event rows reference them.
                 if run_rows:
                     conn.execute(self._upsert_runs, run_rows)
+                    replace_labels(conn, self._upsert_labels,
+                                   [row["run_id"] for row in run_rows], label_rows)
                 stored = self._write_signatures(conn, batch)
                 if self._use_copy:
                     # PostgreSQL: COPY, still insert-or-ignore by primary key (a stored key
@@ -309,14 +320,17 @@ class WarehouseStore:
 
     def list_runs(self, *, limit: int = 50, platform_id: str | None = None,
                   video_id: str | None = None, status: str | None = None,
-                  silent_since: datetime | None = None) -> list[RunRecord]:
-        """Runs, newest ``started_at`` first, optionally filtered (exact matches).
+                  silent_since: datetime | None = None,
+                  labels: Mapping[str, str] | None = None) -> list[RunRecord]:
+        """Runs, newest ``started_at`` first, optionally filtered (exact matches), each
+        with its labels.
 
         Args:
             limit: at most this many runs.
             status: ``crashed`` with ``silent_since`` also takes the runs still
                 ``running`` whose last sign of life (``heartbeat_at``, else
                 ``started_at``) is older than ``silent_since`` (:mod:`mlobs.core.liveness`).
+            labels: ``{key: value}``: only runs carrying every one of these labels.
 
         Raises:
             ValueError: ``limit`` is below 1.
@@ -334,9 +348,13 @@ class WarehouseStore:
                 func.coalesce(RUNS.c.heartbeat_at, RUNS.c.started_at) < silent_since)))
         elif status is not None:
             query = query.where(RUNS.c.status == status)
-        query = query.limit(limit)
+        query = query.where(*label_conditions(labels or {}, RUNS.c.run_id)).limit(limit)
         with self._reading() as conn:
-            return [RunRecord(**row._asdict()) for row in conn.execute(query)]
+            runs = [RunRecord(**row._asdict()) for row in conn.execute(query)]
+            stored_labels = labels_of(conn, [run.run_id for run in runs])
+        for run in runs:
+            run.labels = stored_labels.get(run.run_id, {})
+        return runs
 
     def mark_crashed(self, run_ids: Iterable[str], silent_since: datetime) -> list[str]:
         """Write ``crashed`` on those of ``run_ids`` still ``running`` and silent since
@@ -439,6 +457,7 @@ class WarehouseStore:
                 models = dict(conn.execute(  # type: ignore[arg-type]
                     select(SIGNATURES.c.model_signature, SIGNATURES.c.models)
                     .where(SIGNATURES.c.model_signature.in_(signatures))).all())
+            run_labels = labels_of(conn, [run_id]).get(run_id, {})
             events: dict[str | None, list[EventRecord]] = {}
             for row in conn.execute(select(EVENTS).where(EVENTS.c.run_id == run_id)
                                     .order_by(EVENTS.c.component_run_id, EVENTS.c.seq)):
@@ -454,7 +473,7 @@ class WarehouseStore:
             components.append(ComponentRecord(
                 **data, models_used=[ModelRef.from_dict(m) for m in used or []],
                 events=events.get(row.component_run_id, [])))
-        return RunRecord(**run_row._asdict()), components
+        return RunRecord(**run_row._asdict(), labels=run_labels), components
 
     def latest_success(self, platform_id: str, video_id: str, *, config_hash: str | None,
                        sampling_policy_version: str | None,
@@ -477,29 +496,5 @@ class WarehouseStore:
             row = conn.execute(query).first()
         return None if row is None else IndexEntry(*row)
 
-    def _reading(self) -> _ReadingConnection:
-        return _ReadingConnection(self._engine)
-
-
-class _ReadingConnection:
-    """``with engine.connect()`` that turns driver errors into WarehouseError."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._conn: Connection | None = None
-
-    def __enter__(self) -> Connection:
-        try:
-            self._conn = self._engine.connect()
-        except SQLAlchemyError as exc:
-            raise WarehouseError(f"cannot read the warehouse at {display_url(self._engine)}: "
-                                 f"{exc}") from exc
-        return self._conn
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: object) -> None:
-        assert self._conn is not None
-        self._conn.close()
-        if isinstance(exc, SQLAlchemyError):
-            raise WarehouseError(f"cannot read the warehouse at {display_url(self._engine)}: "
-                                 f"{exc}") from exc
+    def _reading(self) -> ReadingConnection:
+        return ReadingConnection(self._engine)

@@ -166,7 +166,8 @@ def _task_ids(result) -> list[str]:
 def test_a_run_fanned_out_over_two_worker_processes_is_one_run_and_one_trace(
         celery_app, worker, orchestrator, warehouse):
     ca = celery_app
-    with mlobs.run("youtube", "fanout-1", pipeline_version="1.4.0") as run:
+    with mlobs.run("youtube", "fanout-1", pipeline_version="1.4.0",
+                   labels={"release": "rc-2"}) as run:
         head = chain(ca.transcribe.s("fanout-1"), ca.clean.s(), ca.chunk.s()).apply_async()
         chunks = head.get(timeout=60)
         fan = chord([ca.embed.s(c) for c in chunks])(ca.summarize.s())
@@ -192,6 +193,7 @@ def test_a_run_fanned_out_over_two_worker_processes_is_one_run_and_one_trace(
     # One manifest, assembled by this process from the warehouse; no worker wrote one.
     stored_run, components = read_manifest(run.manifest_path)
     assert stored_run.status == "ok" and stored_run.warnings == []
+    assert stored_run.labels == {"release": "rc-2"}
     assert sorted(c.component_run_id for c in components) == \
         sorted(r.component_run_id for r in rows)
     assert [c.finished_at for c in components] == sorted(c.finished_at for c in components)

@@ -168,7 +168,9 @@ def main() -> dict[str, float]:
         root_for_sinks(), "prometheus", prometheus_sink(),
         "metrics updated on its worker thread")
     return {"bare_us": bare, "two_clocks_us": clocks, "otel_span_us": otel,
-            "mlobs_us": instrumented, "memory_probes_extra_us": extra,
+            "mlobs_us": instrumented, "overhead_us": overhead,
+            "overhead_vs_otel_span": overhead / (otel - bare) if otel > bare else None,
+            "memory_probes_extra_us": extra,
             "rss_read_us": read_us, "otel_sink_extra_us": otel_sink_extra,
             "prometheus_sink_extra_us": prometheus_sink_extra}
 

@@ -111,7 +111,8 @@ def _duckdb_own(db_url: str, bucket: str) -> float:
     return seconds
 
 
-def bench_sqlite(directory: Path) -> None:
+def bench_sqlite(directory: Path) -> dict[str, float]:
+    figures: dict[str, float] = {}
     path = directory / "rollup.db"
     url = f"sqlite:///{path}"
     upgrade(url)
@@ -125,6 +126,7 @@ def bench_sqlite(directory: Path) -> None:
         print(f"  {bucket:>4}: full mlobs rollup {full_s:6.2f} s ({full.written:,} rows "
               f"stored) vs DuckDB's own query {own:6.2f} s: {full_s / own:.2f}x "
               f"(target <= 1.3x)")
+        figures[f"sqlite_full_{bucket}_vs_duckdb"] = full_s / own
     extra = ROWS // 100
     late = max(ROWS // 10_000, 1)
     now = "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
@@ -141,6 +143,8 @@ def bench_sqlite(directory: Path) -> None:
         print(f"  {bucket:>4}: incremental {inc_s:6.2f} s ({inc.buckets} buckets "
               f"recomputed) vs full {full_s:6.2f} s: {inc_s / full_s:.3f}x "
               f"(target <= 0.05x)")
+        figures[f"sqlite_incremental_{bucket}_vs_full"] = inc_s / full_s
+    return figures
 
 
 _PG_GROUP_BY = """
@@ -196,14 +200,14 @@ def _generate_postgres(engine: sa.Engine, rows: int, first: int = 0, *,
         conn.execute(sa.text("ANALYZE"))
 
 
-def bench_postgres() -> None:
+def bench_postgres() -> dict[str, float]:
     try:
         admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.SQLAlchemyError as exc:
         print(f"PostgreSQL rollup: SKIPPED (server unreachable: {exc.__class__.__name__})")
-        return
+        return {}
     name = f"mlobs_bench_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
@@ -230,18 +234,20 @@ def bench_postgres() -> None:
               f"({inc.buckets} buckets) vs PostgreSQL's GROUP BY above: "
               f"{own_s / inc_s:.1f}x faster")
         engine.dispose()
+        return {"postgres_full_day_speedup": own_s / full_s,
+                "postgres_incremental_day_speedup": own_s / inc_s}
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 
-def main() -> None:
+def main() -> dict[str, float]:
     print("Rollups (mlobs.analysis): full and incremental, against the databases' own "
           "queries")
     with tempfile.TemporaryDirectory(prefix="mlobs-bench-rollup-") as directory:
-        bench_sqlite(Path(directory))
-    bench_postgres()
+        figures = bench_sqlite(Path(directory))
+    return {**figures, **bench_postgres()}
 
 
 if __name__ == "__main__":

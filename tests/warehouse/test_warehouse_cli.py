@@ -13,6 +13,9 @@ from mlobs.core.manifest import parse_manifest, read_manifest
 from mlobs.warehouse import migrate
 from mlobs.warehouse.store import WarehouseStore
 
+#: the newest revision (its number is tested in test_warehouse_migrations).
+HEAD = migrate.head_revision()
+
 
 def mlobs(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="mlobs")
@@ -37,17 +40,17 @@ def test_db_upgrade_current_downgrade(db_url, capsys):
     assert "mlobs db upgrade" in capsys.readouterr().out
 
     assert mlobs("db", "upgrade", "--db-url", db_url) == 0
-    assert "from None to 0007" in capsys.readouterr().out
+    assert f"from None to {HEAD}" in capsys.readouterr().out
     assert mlobs("db", "upgrade", "--db-url", db_url) == 0
-    assert "already at revision 0007" in capsys.readouterr().out
+    assert f"already at revision {HEAD}" in capsys.readouterr().out
 
     assert mlobs("db", "current", "--db-url", db_url) == 0
-    assert capsys.readouterr().out.strip() == "0007 (head)"
+    assert capsys.readouterr().out.strip() == f"{HEAD} (head)"
 
     assert mlobs("db", "downgrade", "0001", "--db-url", db_url) == 0
-    assert "from 0007 to 0001" in capsys.readouterr().out
+    assert f"from {HEAD} to 0001" in capsys.readouterr().out
     assert mlobs("db", "current", "--db-url", db_url) == 1
-    assert "mlobs needs 0007" in capsys.readouterr().out
+    assert f"mlobs needs {HEAD}" in capsys.readouterr().out
 
     assert mlobs("db", "downgrade", "base", "--db-url", db_url) == 0
     assert "from 0001 to None" in capsys.readouterr().out
@@ -63,7 +66,7 @@ def test_db_current_does_not_create_a_missing_sqlite_file(sqlite_url, tmp_path, 
 def test_db_url_defaults_to_the_environment(sqlite_url, monkeypatch, capsys):
     monkeypatch.setenv("MLOBS_DB_URL", sqlite_url)
     assert mlobs("db", "upgrade") == 0
-    assert migrate.current_revision(sqlite_url) == "0007"
+    assert migrate.current_revision(sqlite_url) == HEAD
 
 
 def test_db_upgrade_to_an_unknown_revision_fails_cleanly(sqlite_url, capsys):

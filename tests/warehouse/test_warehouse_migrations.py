@@ -1,5 +1,5 @@
 """Alembic migrations: up/down/up, schema equal to the models, rows kept across
-revisions (0001 → 0002 → 0003 → 0004 → 0005 → 0006 → 0007 and back), and the schema check."""
+revisions (0001 → 0002 → … → 0009 and back), and the schema check."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from mlobs.warehouse.models import TABLE_NAMES, Base, ComponentRollup
 from mlobs.warehouse.rows import ARTIFACT_INDEX, COMPONENTS, EVENTS, RUNS, SIGNATURES
 from mlobs.warehouse.store import WarehouseStore
 
-HEAD = "0007"
+HEAD = "0009"
 ROLLUPS = ComponentRollup.__table__
 #: Columns revision 0002 adds, per table.
 NEW_IN_0002 = {
@@ -40,6 +40,10 @@ TABLE_0003 = "artifact_index"
 NEW_IN_0005 = {"runs": {"heartbeat_at"}}
 TABLE_0006 = "drift_checks"
 TABLE_0007 = "rollup_watermarks"
+TABLE_0008 = "run_labels"
+TABLE_0009 = "gate_results"
+#: the tables of the revisions after 0007.
+AFTER_0007 = {TABLE_0008, TABLE_0009}
 NEW_IN_0007 = {
     "component_runs": {"ingested_at"},
     "component_rollups": {"pipeline_version", "profile", "device_kind", "items",
@@ -84,7 +88,7 @@ def _schema_diff(db_url: str) -> list:
         engine.dispose()
 
 
-def test_head_is_0007_and_scripts_are_found():
+def test_head_is_0009_and_scripts_are_found():
     assert migrate.head_revision() == HEAD
     assert (migrate.migrations_dir() / "env.py").is_file()
 
@@ -112,12 +116,16 @@ def test_upgrade_downgrade_upgrade(db_url):
     assert _tables(db_url) == set(TABLE_NAMES)
 
     # One revision at a time, both ways.
+    migrate.downgrade(db_url, "0008")
+    assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0009}
+    migrate.downgrade(db_url, "0007")
+    assert _tables(db_url) == set(TABLE_NAMES) - AFTER_0007
     migrate.downgrade(db_url, "0006")
-    assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0007}
+    assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0007} - AFTER_0007
     for table, added in NEW_IN_0007.items():
         assert not _columns(db_url, table) & added, table
     migrate.downgrade(db_url, "0005")
-    assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0006, TABLE_0007}
+    assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0006, TABLE_0007} - AFTER_0007
     assert NEW_IN_0005["runs"] <= _columns(db_url, "runs")
     migrate.downgrade(db_url, "0004")
     assert not NEW_IN_0005["runs"] & _columns(db_url, "runs")
@@ -126,7 +134,8 @@ def test_upgrade_downgrade_upgrade(db_url):
     assert "uq_component_runs_run_id_component_attempt" in _unique_names(db_url)
     migrate.downgrade(db_url, "0002")
     assert migrate.current_revision(db_url) == "0002"
-    assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0003, TABLE_0006, TABLE_0007}
+    assert _tables(db_url) == (set(TABLE_NAMES) - {TABLE_0003, TABLE_0006, TABLE_0007}
+                               - AFTER_0007)
     for table, added in NEW_IN_0003.items():
         assert not _columns(db_url, table) & added, table
     migrate.downgrade(db_url, "0001")
@@ -140,7 +149,7 @@ def test_upgrade_downgrade_upgrade(db_url):
         assert added <= _columns(db_url, table), table
     migrate.upgrade(db_url, "0003")
     assert migrate.current_revision(db_url) == "0003"
-    assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0006, TABLE_0007}
+    assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0006, TABLE_0007} - AFTER_0007
     for table, added in NEW_IN_0003.items():
         assert added <= _columns(db_url, table), table
     migrate.upgrade(db_url, "0004")
@@ -150,10 +159,15 @@ def test_upgrade_downgrade_upgrade(db_url):
     migrate.upgrade(db_url, "0006")
     assert migrate.current_revision(db_url) == "0006"
     migrate.upgrade(db_url, "0007")
-    assert migrate.current_revision(db_url) == HEAD
-    assert _tables(db_url) == set(TABLE_NAMES)
+    assert migrate.current_revision(db_url) == "0007"
+    assert _tables(db_url) == set(TABLE_NAMES) - AFTER_0007
     for table, added in NEW_IN_0007.items():
         assert added <= _columns(db_url, table), table
+    migrate.upgrade(db_url, "0008")
+    assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0009}
+    migrate.upgrade(db_url, "0009")
+    assert migrate.current_revision(db_url) == HEAD
+    assert _tables(db_url) == set(TABLE_NAMES)
     assert _schema_diff(db_url) == []
 
 
