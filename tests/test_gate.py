@@ -235,3 +235,20 @@ def test_policy_bounds_are_checked():
                 {"min_runs": True}, {"alpha": float("nan")}):
         with pytest.raises(ConfigError):
             GatePolicy(**bad)
+
+
+def test_a_run_set_needs_a_filter_and_an_aware_ordered_time_range():
+    from datetime import datetime, timezone
+
+    from mlobs.analysis.gate_inputs import RunSet
+    from mlobs.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs a pipeline_version, a label"):
+        RunSet()
+    with pytest.raises(ConfigError, match="a run set's since must be a timezone-aware"):
+        RunSet(since=datetime(2026, 1, 1))
+    aware = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    with pytest.raises(ConfigError, match="must be before its until"):
+        RunSet(since=aware, until=aware)
+    assert RunSet(labels={"release": "rc-2"}, since=aware).describe() == \
+        "label release=rc-2 since 2026-01-01T00:00:00+00:00"

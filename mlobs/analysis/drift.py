@@ -44,7 +44,7 @@ from sqlalchemy import Table, and_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from mlobs.analysis.stats import benjamini_hochberg, compare_distributions, compare_rates
-from mlobs.core.checks import check_finite, check_int, finite_number
+from mlobs.core.checks import check_finite, check_int, check_time_range, finite_number
 from mlobs.core.errors import ConfigError, WarehouseError
 from mlobs.warehouse.engine import create_warehouse_engine, display_url, require_sqlite_file
 from mlobs.warehouse.migrate import check_schema
@@ -75,15 +75,7 @@ class Window:
     run_ids: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("since", "until"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, datetime)
-                                      or value.utcoffset() is None):
-                raise ConfigError(f"a window's {name} must be a timezone-aware datetime, "
-                                  f"got {value!r:.60}")
-        if self.since and self.until and self.since >= self.until:
-            raise ConfigError(f"a window's since ({self.since}) must be before its until "
-                              f"({self.until})")
+        check_time_range("a window", self.since, self.until)
         if not any((self.since, self.until, self.pipeline_version, self.run_ids)):
             raise ConfigError("a window needs a time range, a pipeline_version or run ids")
 

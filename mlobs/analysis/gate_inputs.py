@@ -28,6 +28,7 @@ from sqlalchemy import Table, and_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from mlobs.analysis.gate import GateInput, GroupData, Invocations, figures_of
+from mlobs.core.checks import check_time_range
 from mlobs.core.errors import ConfigError, WarehouseError
 from mlobs.warehouse.engine import create_warehouse_engine, display_url, require_sqlite_file
 from mlobs.warehouse.labels import label_conditions
@@ -60,15 +61,7 @@ class RunSet:
     run_ids: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("since", "until"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, datetime)
-                                      or value.utcoffset() is None):
-                raise ConfigError(f"a run set's {name} must be a timezone-aware datetime, "
-                                  f"got {value!r:.60}")
-        if self.since and self.until and self.since >= self.until:
-            raise ConfigError(f"a run set's since ({self.since}) must be before its until "
-                              f"({self.until})")
+        check_time_range("a run set", self.since, self.until)
         if not (self.pipeline_version or self.labels or self.since or self.until
                 or self.run_ids):
             raise ConfigError("a run set needs a pipeline_version, a label, a time range "

@@ -88,6 +88,14 @@ def _ratio(a: float, b: float) -> float | None:
     return None if a == 0 else float(b / a)
 
 
+def _samples(baseline: Sequence[float], current: Sequence[float]
+             ) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(baseline, dtype=float), np.asarray(current, dtype=float)
+    if a.size < 2 or b.size < 2:
+        raise ValueError("each sample needs at least 2 values")
+    return a, b
+
+
 def compare_distributions(baseline: Sequence[float], current: Sequence[float], *,
                           seed: int = 0) -> DistributionComparison:
     """Compare two samples of a metric (each of at least 2 finite values).
@@ -99,10 +107,7 @@ def compare_distributions(baseline: Sequence[float], current: Sequence[float], *
     Raises:
         ValueError: a sample has fewer than 2 values.
     """
-    a = np.asarray(baseline, dtype=float)
-    b = np.asarray(current, dtype=float)
-    if a.size < 2 or b.size < 2:
-        raise ValueError("each sample needs at least 2 values")
+    a, b = _samples(baseline, current)
     p_value, ks_statistic = two_sample_p(a, b)
     median_low = median_high = p95_low = p95_high = None
     median_ratio = _ratio(float(np.median(a)), float(np.median(b)))
@@ -258,10 +263,7 @@ def compare_shift(baseline: Sequence[float], current: Sequence[float], *,
     Raises:
         ValueError: a sample has fewer than 2 values.
     """
-    a = np.asarray(baseline, dtype=float)
-    b = np.asarray(current, dtype=float)
-    if a.size < 2 or b.size < 2:
-        raise ValueError("each sample needs at least 2 values")
+    a, b = _samples(baseline, current)
     p_value, _ = two_sample_p(a, b)
     median_a, median_b = float(np.median(a)), float(np.median(b))
     cv = run_to_run_cv(a) if median_a > 0 else None

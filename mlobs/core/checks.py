@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import operator
 import threading
+from datetime import datetime
 
 from mlobs.core.errors import ConfigError
 from mlobs.core.limits import INT32_BOUND
@@ -120,3 +121,19 @@ def check_timeout(label: str, value: object) -> float | None:
         raise ConfigError(f"{label} must be at most {threading.TIMEOUT_MAX:g} seconds, got "
                           f"{shown(value, 40)}")
     return seconds
+
+
+def check_time_range(owner: str, since: object, until: object) -> None:
+    """``since`` and ``until`` (either may be None) are timezone-aware datetimes with
+    since before until; ``owner`` names them in messages (``a window``, ``a run set``).
+
+    Raises:
+        ConfigError: a naive datetime or another type, or since not before until.
+    """
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and (not isinstance(value, datetime)
+                                  or value.utcoffset() is None):
+            raise ConfigError(f"{owner}'s {name} must be a timezone-aware datetime, "
+                              f"got {value!r:.60}")
+    if since is not None and until is not None and since >= until:  # type: ignore[operator]
+        raise ConfigError(f"{owner}'s since ({since}) must be before its until ({until})")
