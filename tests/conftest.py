@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -166,3 +167,12 @@ def build_run(*, platform_id: str = "youtube", video_id: str | None = None,
 def make_run() -> Callable[..., tuple[RunRecord, list[ComponentRecord]]]:
     """:func:`build_run` as a fixture: ``run, components = make_run(status="ok")``."""
     return build_run
+
+
+@pytest.fixture(scope="session")
+def demo_warehouse_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The SQLite warehouse file of two demo videos, run once per session."""
+    pytest.importorskip("sklearn")
+    from support.demo_warehouse import fill_with_demo
+
+    return fill_with_demo(tmp_path_factory.mktemp("demo-warehouse"))

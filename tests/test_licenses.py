@@ -3,7 +3,6 @@ rules, and the repository's own MODEL_LICENSES.md against a demo warehouse."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -11,38 +10,17 @@ import pytest
 import mlobs
 from mlobs.analysis import licenses
 from mlobs.analysis.licenses import check_licenses, denied_by, read_inventory, split_row
-from mlobs.cli import licenses as licenses_cli
 from mlobs.core.errors import ConfigError, WarehouseError
+from support.demo_warehouse import recorded_models
 
 REPO = Path(__file__).resolve().parents[1]
 INVENTORY = REPO / "MODEL_LICENSES.md"
 HEADER = "| model_name | source | license | link | restrictions |\n|---|---|---|---|---|\n"
 
 
-def recorded_models(db_path: Path) -> set[str]:
-    """The model names of model_signatures, read with plain sqlite3 (not the code under
-    test)."""
-    import json
-    with sqlite3.connect(db_path) as conn:
-        rows = conn.execute("SELECT models FROM model_signatures").fetchall()
-    return {entry["model_name"] for (models,) in rows for entry in json.loads(models)}
-
-
-@pytest.fixture(scope="module")
-def demo_warehouse(tmp_path_factory) -> tuple[str, Path]:
-    pytest.importorskip("sklearn")
-    from mlobs.demo.runner import run_demo
-
-    root = tmp_path_factory.mktemp("licdemo")
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("MLOBS_ROOT", "MLOBS_DB_URL", "MLOBS_SINKS", "MLOBS_DISABLED"):
-            patch.delenv(name, raising=False)
-        try:
-            run_demo(root, max_videos=2, progress=lambda line: None)
-        finally:
-            mlobs.configure(sinks=[])
-    db = root / "warehouse.db"
-    return f"sqlite:///{db}", db
+@pytest.fixture
+def demo_warehouse(demo_warehouse_db: Path) -> tuple[str, Path]:
+    return f"sqlite:///{demo_warehouse_db}", demo_warehouse_db
 
 
 def write(tmp_path: Path, body: str, name: str = "MODEL_LICENSES.md") -> Path:
@@ -164,10 +142,6 @@ def test_deny_patterns_are_case_insensitive_globs_and_replaceable(tmp_path):
     assert "pattern 'gpl-*'" in report.failed[0].reason
     with pytest.raises(ConfigError, match="deny patterns"):
         check_licenses(path, models=["m"], deny=[""])
-
-
-def test_the_cli_shows_the_same_default_deny_patterns():
-    assert licenses_cli.DEFAULT_DENY == licenses.DEFAULT_DENY
 
 
 def test_declared_models_without_a_row_fail_and_unused_rows_are_informational(tmp_path):

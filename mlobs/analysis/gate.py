@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
@@ -77,8 +77,11 @@ class Invocations:
     items_seconds: float = 0.0
 
     def add(self, other: Invocations) -> None:
-        for name, value in asdict(other).items():
-            setattr(self, name, getattr(self, name) + value)
+        for name in _INVOCATION_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+_INVOCATION_FIELDS = tuple(f.name for f in fields(Invocations))
 
 
 @dataclass
@@ -336,7 +339,7 @@ def _decide(checks: list[GateCheck], policy: GatePolicy) -> None:
         (bad, bound), tolerance = _worse(check), check.tolerance or policy.min_tolerance
         if p <= policy.alpha and bad is not None and bad > tolerance:
             check.verdict = "regression"
-            check.message = f"{_percent(bad)} worse, beyond the tolerance {_percent(tolerance)}"
+            check.message = f"{percent(bad)} worse, beyond the tolerance {percent(tolerance)}"
         elif bound is not None and bound <= tolerance and (bad or 0.0) <= tolerance:
             check.verdict = "pass"
             if tolerance > policy.min_tolerance:  # say why a large change may pass
@@ -347,7 +350,7 @@ def _decide(checks: list[GateCheck], policy: GatePolicy) -> None:
             distance = abs(math.log1p(tolerance) - math.log1p(max(bad or 0.0, -0.99)))
             needed = runs_needed(check.log_sd, distance, n_now=n)
             check.runs_needed = max(needed, separation - n, 1)
-            check.message = (f"change {_percent(check.change or 0.0)} against a tolerance "
+            check.message = (f"change {percent(check.change or 0.0)} against a tolerance "
                              f"of {abs(tolerance):.1%} not decided; about "
                              f"{check.runs_needed} more run(s) a side")
 
@@ -370,7 +373,10 @@ def _decide_rate(check: GateCheck, p: float, policy: GatePolicy) -> None:
                          "more runs would decide it")
 
 
-def _percent(fraction: float) -> str:
+def percent(fraction: float | None) -> str:
+    """A signed change for reports: ``+10.3%``, ``inf``, ``-`` when missing."""
+    if fraction is None:
+        return "-"
     return "inf" if math.isinf(fraction) else f"{fraction:+.1%}"
 
 

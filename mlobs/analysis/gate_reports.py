@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from mlobs.analysis.gate import GateCheck, GateReport
+from mlobs.analysis.gate import GateCheck, GateReport, percent
 from mlobs.analysis.junit import JUnitCase
 from mlobs.core.errors import WarehouseError
 from mlobs.core.limits import NAME_MAX_CHARS
@@ -66,12 +66,6 @@ def number(value: float | None) -> str:
     if math.isinf(value):
         return "inf"
     return f"{value:.4g}"
-
-
-def percent(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return "inf" if math.isinf(value) else f"{value:+.1%}"
 
 
 def interval(check: GateCheck) -> str:

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from mlobs.analysis.license_rules import DEFAULT_DENY
 from mlobs.core.errors import ConfigError, WarehouseError
 from mlobs.warehouse.engine import create_warehouse_engine, display_url, require_sqlite_file
 from mlobs.warehouse.migrate import check_schema
@@ -44,13 +45,6 @@ from mlobs.warehouse.models import ModelSignature
 #: The columns the inventory table must have (model system rules).
 COLUMNS = ("model_name", "source", "license", "link", "restrictions")
 
-#: Deny patterns used unless the caller gives others: licenses that forbid commercial use
-#: (Creative Commons NonCommercial variants and licenses that say so in their name) and
-#: research-only licenses. ``fnmatch`` globs matched case-insensitively against the whole
-#: license cell, so ``*-NC-*`` also catches an expression like ``MIT OR CC-BY-NC-4.0``.
-DEFAULT_DENY = ("CC-BY-NC*", "*-NC-*", "*-NC", "*non-commercial*", "*noncommercial*",
-                "*non commercial*", "research-only", "*research-only*",
-                "*research use only*")
 
 #: Cell values that mean "not filled in" (compared case-insensitively): a license cell
 #: holding one of these is missing.

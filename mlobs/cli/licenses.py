@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from tabulate import tabulate
 
+from mlobs.analysis.license_rules import DEFAULT_DENY
 from mlobs.cli.db import DB_URL_HELP, fail, resolve_db_url
 from mlobs.cli.formatting import MISSING
 from mlobs.core.errors import ConfigError, MlobsError
@@ -36,11 +37,6 @@ if TYPE_CHECKING:
     from mlobs.analysis.licenses import LicenseReport, LicenseResult
 
 DEFAULT_FILE = "MODEL_LICENSES.md"
-#: Same patterns as mlobs.analysis.licenses.DEFAULT_DENY (a test keeps them equal; the
-#: analysis module is imported only when the command runs).
-DEFAULT_DENY = ("CC-BY-NC*", "*-NC-*", "*-NC", "*non-commercial*", "*noncommercial*",
-                "*non commercial*", "research-only", "*research-only*",
-                "*research use only*")
 JUNIT_SUITE = "mlobs licenses check"
 JUNIT_CLASSNAME = "mlobs.licenses"
 
@@ -154,7 +150,6 @@ def _warehouse_url(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 def check_command(args: argparse.Namespace) -> int:
     """``mlobs licenses check``: 0 all pass, 1 a failure or an error, 2 nothing checked."""
-    from mlobs.analysis.licenses import DEFAULT_DENY as DENY
     from mlobs.analysis.licenses import check_licenses
 
     notes: list[str] = []
@@ -168,7 +163,7 @@ def check_command(args: argparse.Namespace) -> int:
         db_url, note = _warehouse_url(args)
         if note:
             notes.append(note)
-        deny = (() if args.no_default_deny else DENY) + tuple(args.deny)
+        deny = (() if args.no_default_deny else DEFAULT_DENY) + tuple(args.deny)
         report = check_licenses(args.file, db_url=db_url, models=declared, deny=deny)
         if args.junit:
             write_report_junit(args.junit, report)

@@ -4,47 +4,29 @@ default warehouse, and profiles imported by name."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 from pathlib import Path
 
 import pytest
 from junitparser import Failure, JUnitXml, Skipped
 
-import mlobs
 from mlobs.cli.main import main
+from support.demo_warehouse import recorded_models
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORY = REPO / "MODEL_LICENSES.md"
 HEADER = "| model_name | source | license | link | restrictions |\n|---|---|---|---|---|\n"
 
 
-@pytest.fixture(scope="module")
-def demo_db(tmp_path_factory) -> Path:
-    pytest.importorskip("sklearn")
-    from mlobs.demo.runner import run_demo
-
-    root = tmp_path_factory.mktemp("licdemo")
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("MLOBS_ROOT", "MLOBS_DB_URL", "MLOBS_SINKS", "MLOBS_DISABLED"):
-            patch.delenv(name, raising=False)
-        try:
-            run_demo(root, max_videos=2, progress=lambda line: None)
-        finally:
-            mlobs.configure(sinks=[])
-    return root / "warehouse.db"
+@pytest.fixture
+def demo_db(demo_warehouse_db: Path) -> Path:
+    return demo_warehouse_db
 
 
 @pytest.fixture(autouse=True)
 def _no_configured_warehouse(monkeypatch, tmp_path):
     monkeypatch.delenv("MLOBS_DB_URL", raising=False)
     monkeypatch.setenv("MLOBS_ROOT", str(tmp_path / "no-root"))
-
-
-def recorded_models(db: Path) -> set[str]:
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT models FROM model_signatures").fetchall()
-    return {entry["model_name"] for (models,) in rows for entry in json.loads(models)}
 
 
 def without_row(tmp_path: Path, model: str, replacement: str | None = None) -> Path:
