@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean prometheus-tools
+.PHONY: demo test bench clean prometheus-tools dashboards
 
 EXPORTERS := exporters/mlobs-otel exporters/mlobs-prometheus
 
@@ -15,10 +15,11 @@ EXPORTERS := exporters/mlobs-otel exporters/mlobs-prometheus
 prometheus-tools:
 	@command -v promtool >/dev/null 2>&1 || sh exporters/mlobs-prometheus/deploy/install-prometheus.sh
 
-$(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(EXPORTERS))
+$(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(EXPORTERS)) dashboards/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' $(addprefix -e ,$(EXPORTERS))
+	$(BIN)/python -m pip install --quiet -e '.[dev]' $(addprefix -e ,$(EXPORTERS)) \
+		-e 'dashboards[lint]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -26,6 +27,11 @@ demo: $(STAMP)
 
 test: $(STAMP) prometheus-tools
 	$(BIN)/python -m pytest
+
+# Regenerate dashboards/generated/*.json from the code in dashboards/, then lint them.
+dashboards: $(STAMP)
+	$(BIN)/python -m mlobs_dashboards generate
+	$(BIN)/python -m mlobs_dashboards lint
 
 bench: $(STAMP)
 	$(BIN)/python tests/perf/run_benchmarks.py
