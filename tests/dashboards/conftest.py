@@ -135,8 +135,9 @@ def _await_scrape(prometheus_url: str, log: Path) -> None:
         except OSError:
             pass  # the server is still starting
         time.sleep(0.5)
+    tail = log.read_text(errors="replace")[-3000:]
     raise AssertionError(f"Prometheus did not scrape the filler within "
-                         f"{FIRST_SCRAPE_TIMEOUT_S} s:\n{log.read_text(errors='replace')[-3000:]}")
+                         f"{FIRST_SCRAPE_TIMEOUT_S} s:\n{tail}")
 
 
 def _line(filler: subprocess.Popen, log: Path) -> str:

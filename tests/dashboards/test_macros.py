@@ -285,3 +285,11 @@ def test_rate_interval(interval_s, scrape_s, expected):
 def test_rate_interval_refuses(interval_s, scrape_s):
     with pytest.raises(ValueError):
         macros.rate_interval(interval_s, scrape_s)
+
+
+@pytest.mark.parametrize("seconds, expected", [
+    (4, "4s"), (75, "1m15s"), (3600, "1h0m0s"), (5400.5, "1h30m0.5s"), (0.5, "500ms"),
+    (0.0015, "1.5ms"), (0, "0s"),
+])
+def test_format_duration_prints_like_go_duration_string(seconds, expected):
+    assert macros.format_duration(seconds) == expected

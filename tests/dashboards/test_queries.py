@@ -24,7 +24,8 @@ from mlobs_dashboards import generate, macros  # noqa: E402
 from mlobs_dashboards.queries import expand_promql, queries, variables  # noqa: E402
 from support.ci import unavailable  # noqa: E402
 
-BOARDS = {path.stem: generate.load(path) for path in sorted(generate.GENERATED_DIR.glob("*.json"))}
+BOARDS = {path.stem: generate.load(path)
+          for path in sorted(generate.GENERATED_DIR.glob("*.json"))}
 SQL = [(uid, q) for uid, board in BOARDS.items() for q in queries(board) if q.kind == "sql"]
 PROMQL = [(uid, q) for uid, board in BOARDS.items() for q in queries(board)
           if q.kind == "promql"]

@@ -133,6 +133,7 @@ def build() -> Dashboard:
                  "Component cache lookups per second by result (hit, miss, bypass).", "ops",
                  promql("""
                      sum by (component, result) (
-                       rate(mlobs_cache_lookups_total{component=~"$component"}[$__rate_interval]))
+                       rate(mlobs_cache_lookups_total{component=~"$component"}
+                         [$__rate_interval]))
                  """, "{{component}} {{result}}"), width=24)))
     return finish(board)

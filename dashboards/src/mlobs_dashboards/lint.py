@@ -32,14 +32,14 @@ import jsonschema
 import promql_parser
 import sqlglot
 import yaml
-from mlobs.warehouse.models import Base
-from mlobs_prometheus.metrics import MlobsMetrics
 from prometheus_client import CollectorRegistry
 from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.qualify import qualify
 
+from mlobs.warehouse.models import Base
 from mlobs_dashboards import macros
 from mlobs_dashboards.queries import Query, panels, queries, variable_names, variables
+from mlobs_prometheus.metrics import MlobsMetrics
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 RATE_FUNCTIONS = frozenset({"rate", "increase", "irate"})
@@ -140,7 +140,8 @@ def check_ids(board: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def check_datasources(board: Mapping[str, Any], provisioned_uids: Mapping[str, str]) -> list[str]:
+def check_datasources(board: Mapping[str, Any],
+                      provisioned_uids: Mapping[str, str]) -> list[str]:
     """Every panel, query and variable names its datasource through a datasource
     variable of this dashboard (``${name}`` of the same plugin type) or a provisioned
     uid (``provisioned_uids``: uid → plugin type)."""

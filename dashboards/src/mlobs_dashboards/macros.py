@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from types import MappingProxyType
 
-Variables = Mapping[str, "str | Sequence[str]"]
+Variables = Mapping[str, str | Sequence[str]]
 _NONE: Variables = MappingProxyType({})
 _NS, _EPOCH = 10**9, datetime(1970, 1, 1, tzinfo=timezone.utc)
 _UNITS = {"ns": 1, "us": 10**3, "\u00b5s": 10**3, "\u03bcs": 10**3, "ms": 10**6,  # Go's
@@ -166,6 +166,31 @@ def format_interval(seconds: float) -> str:
         if ns >= size:
             return f"{ns // size}{unit}"
     return "1ms"
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` as Go's time.Duration.String prints it, which is how Grafana's
+    Prometheus backend writes ``$__rate_interval`` (75 → ``1m15s``, 3600 → ``1h0m0s``,
+    0.5 → ``500ms``). Raises ValueError: negative or not finite."""
+    ns = _ns(seconds, "the duration")
+    if ns == 0:
+        return "0s"
+    if ns < _NS:
+        for unit, size in (("ms", 10**6), ("µs", 10**3), ("ns", 1)):
+            if ns >= size:
+                return _decimal(ns, size) + unit
+    hours, rest = divmod(ns, 3600 * _NS)
+    minutes, rest = divmod(rest, 60 * _NS)
+    text = _decimal(rest, _NS) + "s"
+    if hours or minutes:
+        text = f"{minutes}m{text}"
+    return f"{hours}h{text}" if hours else text
+
+
+def _decimal(count: int, size: int) -> str:
+    whole, fraction = divmod(count, size)
+    digits = len(str(size)) - 1
+    return str(whole) + (f".{fraction:0{digits}d}".rstrip("0") if fraction else "")
 
 
 def rate_interval(interval_s: float, scrape_interval_s: float) -> float:

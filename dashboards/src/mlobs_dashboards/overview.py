@@ -107,7 +107,8 @@ def build() -> Dashboard:
                  promql(f"""
                      (
                        sum by (component) (rate(
-                         mlobs_component_runs_total{{status="error", {COMPONENT}}}[$__rate_interval]))
+                         mlobs_component_runs_total{{status="error", {COMPONENT}}}
+                           [$__rate_interval]))
                        or
                        0 * sum by (component) (
                          rate(mlobs_component_runs_total{{{COMPONENT}}}[$__rate_interval]))
@@ -122,7 +123,8 @@ def build() -> Dashboard:
                  "(bucket resolution).", "s",
                  promql(f"""
                      histogram_quantile(0.95, sum by (component, le) (
-                       rate(mlobs_component_duration_seconds_bucket{{{COMPONENT}}}[$__rate_interval])))
+                       rate(mlobs_component_duration_seconds_bucket{{{COMPONENT}}}
+                         [$__rate_interval])))
                  """, "{{component}}"), width=8))
              .with_panel(time_series(
                  "Finished runs by status",

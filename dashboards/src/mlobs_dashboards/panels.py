@@ -53,8 +53,9 @@ def new_dashboard(uid: str, title: str, description: str,
     return (dash.Dashboard(title).uid(uid).description(description)
             .tags([TAG]).timezone("utc").refresh("1m").time(time_from, "now")
             .tooltip(model.DashboardCursorSync.CROSSHAIR)
-            .link(dash.DashboardLink("mlobs dashboards").type(model.DashboardLinkType.DASHBOARDS)
-                  .tags([TAG]).as_dropdown(True).include_vars(True).keep_time(True))
+            .link(dash.DashboardLink("mlobs dashboards")
+                  .type(model.DashboardLinkType.DASHBOARDS).tags([TAG])
+                  .as_dropdown(True).include_vars(True).keep_time(True))
             .with_variable(datasource_variable("warehouse", "Warehouse", postgres.PLUGIN_ID,
                                                WAREHOUSE_UID))
             .with_variable(datasource_variable("prometheus", "Prometheus",
@@ -108,7 +109,8 @@ def finish(board: dash.Dashboard) -> model.Dashboard:
     for panel in _all_panels(built.panels or []):
         number += 1
         panel.id_val = number
-        for letter, target in zip(string.ascii_uppercase, getattr(panel, "targets", None) or []):
+        targets = getattr(panel, "targets", None) or []
+        for letter, target in zip(string.ascii_uppercase, targets):
             target.ref_id = letter
     return built
 

@@ -2,9 +2,10 @@
 
 Works on the dashboard JSON (what Grafana loads), not on the builders, so the lint and
 the tests check exactly what is committed. :func:`queries` lists every panel query and
-template-variable query; :func:`expand_promql` substitutes what Grafana's frontend
-substitutes before a Prometheus query leaves it (template variables, ``$__interval``,
-``$__rate_interval``); SQL goes through :func:`mlobs_dashboards.macros.interpolate`.
+template-variable query; :func:`expand_promql` substitutes what Grafana substitutes
+before a Prometheus query leaves it (template variables, ``$__interval``,
+``$__interval_ms``, ``$__rate_interval``); SQL goes through
+:func:`mlobs_dashboards.macros.interpolate`.
 """
 
 from __future__ import annotations
@@ -109,7 +110,10 @@ def expand_promql(expr: str, values: Mapping[str, str | Sequence[str]], *,
         KeyError: ``expr`` uses a variable ``values`` lacks.
     """
     rate_s = macros.rate_interval(interval_s, scrape_interval_s)
-    expr = (expr.replace("$__rate_interval", macros.format_interval(rate_s))
+    # Grafana's Prometheus backend prints these two differently (Go's Duration.String
+    # for the rate interval, gtime.FormatInterval for the interval)
+    expr = (expr.replace("$__rate_interval", macros.format_duration(rate_s))
+            .replace("$__interval_ms", str(int(interval_s * 1000)))
             .replace("$__interval", macros.format_interval(interval_s)))
 
     def value(match: re.Match[str]) -> str:
