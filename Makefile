@@ -18,8 +18,11 @@ prometheus-tools:
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(EXPORTERS)) dashboards/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' $(addprefix -e ,$(EXPORTERS)) \
-		-e 'dashboards[lint]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' $(addprefix -e ,$(EXPORTERS))
+	# grafana-foundation-sdk needs Python 3.11; on 3.10 the dashboard tests skip.
+	if $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+		$(BIN)/python -m pip install --quiet -e 'dashboards[lint]'; \
+	else echo "dashboards/ needs Python 3.11 or newer: not installed"; fi
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -31,17 +31,18 @@ def test_check_reports_a_stale_missing_or_extra_file(tmp_path, capsys):
     generate.write(tmp_path)
     (tmp_path / "mlobs-cache.json").write_text("{}\n")
     (tmp_path / "mlobs-memory.json").unlink()
-    (tmp_path / "old.json").write_text("{}\n")
+    (tmp_path / "mlobs-old.json").write_text("{}\n")
     problems = generate.differences(tmp_path)
     assert len(problems) == 3, problems
     assert main(["check", "--dir", str(tmp_path)]) == 1
     assert "make dashboards" in capsys.readouterr().err
 
 
-def test_generate_writes_every_dashboard_and_removes_stale_files(tmp_path):
-    (tmp_path / "gone.json").write_text("{}\n")
+def test_generate_writes_every_dashboard_and_removes_only_its_stale_files(tmp_path):
+    (tmp_path / "mlobs-gone.json").write_text("{}\n")
+    (tmp_path / "someone-elses.json").write_text("{}\n")
     assert main(["generate", "--dir", str(tmp_path)]) == 0
-    assert {p.stem for p in tmp_path.glob("*.json")} == DOCUMENTED
+    assert {p.stem for p in tmp_path.glob("*.json")} == DOCUMENTED | {"someone-elses"}
     assert generate.differences(tmp_path) == []
 
 

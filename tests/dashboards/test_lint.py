@@ -151,3 +151,22 @@ def test_lint_command_reports_problems_and_exits_1(tmp_path, board, capsys):
     assert "mlobs-overview / Runs: no description" in captured.err
     assert "1 dashboards, 1 problems" in captured.out
     assert main(["lint", "--dir", str(tmp_path / "empty")]) == 1
+
+
+def test_a_variable_no_dashboard_defines_is_found(board):
+    target = panel(board, "Invocation rate by component")["targets"][0]
+    target["expr"] = target["expr"].replace("$component", "$compnent")
+    assert lint.check_variables(board) == [
+        "mlobs-overview / Invocation rate by component / A: $compnent is no variable of "
+        "the dashboard"]
+
+
+def test_an_sql_format_grafana_does_not_know_is_found():
+    assert "format must be time_series or table" in lint.check_sql(
+        sql("SELECT count(*) FROM runs", "timeseries"))[0]
+
+
+def test_a_single_valued_variable_is_expanded_unquoted():
+    text = "SELECT count(*) FROM component_rollups WHERE bucket_width = '$bucket'"
+    assert lint.check_sql(sql(text), frozenset({"bucket"})) == []
+    assert "ParseError" in lint.check_sql(sql(text))[0]

@@ -293,3 +293,9 @@ def test_rate_interval_refuses(interval_s, scrape_s):
 ])
 def test_format_duration_prints_like_go_duration_string(seconds, expected):
     assert macros.format_duration(seconds) == expected
+
+
+def test_a_custom_all_value_is_inserted_as_it_stands():
+    everything = macros.AllValue("'__all'")
+    assert macros.expand_variables("IN ($v) OR ${v:csv} OR [[v]]", {"v": everything}) \
+        == "IN ('__all') OR '__all' OR '__all'"

@@ -30,9 +30,15 @@ def main(argv: list[str] | None = None) -> int:
                             ("check", "compare the JSON files with what the code generates"),
                             ("lint", "run the lint rules on the JSON files")):
         command = commands.add_parser(name, help=help_text, description=help_text + ".")
-        command.add_argument("--dir", type=Path, default=generate.GENERATED_DIR,
-                             help="the JSON directory (default: %(default)s)")
+        command.add_argument("--dir", type=Path, default=None,
+                             help="the JSON directory (default: dashboards/generated of "
+                                  "this checkout)")
     args = parser.parse_args(argv)
+    if args.dir is None:
+        if not (generate.GENERATED_DIR.parent / "pyproject.toml").exists():
+            parser.error("not run from a checkout of mlobs (an installed copy has no "
+                         "dashboards/generated): pass --dir")
+        args.dir = generate.GENERATED_DIR
 
     if args.command == "generate":
         for path in generate.write(args.dir):

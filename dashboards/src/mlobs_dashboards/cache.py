@@ -113,14 +113,15 @@ def build() -> Dashboard:
                  """), bars=True, stacked=True))
              .with_panel(data_table(
                  "External caches", "Per component and cache: lookups, hits, misses, stale "
-                 "answers and the hit rate over the time range.", "short",
+                 "answers and the hit rate (in percent) over the time range.", "short",
                  sql("""
                      SELECT cr.component, e.attributes->>'cache' AS cache, count(*) AS lookups,
                             count(*) FILTER (WHERE e.attributes->>'status' = 'hit') AS hits,
                             count(*) FILTER (WHERE e.attributes->>'status' = 'miss') AS misses,
                             count(*) FILTER (WHERE e.attributes->>'status' = 'stale') AS stale,
-                            avg(CASE WHEN e.attributes->>'status' = 'hit' THEN 1.0 ELSE 0.0 END)
-                              AS hit_rate
+                            round(100.0 * avg(CASE WHEN e.attributes->>'status' = 'hit'
+                                                   THEN 1.0 ELSE 0.0 END), 1)
+                              AS hit_rate_percent
                      FROM events AS e
                      JOIN component_runs AS cr ON cr.component_run_id = e.component_run_id
                      WHERE e.kind = 'external_cache' AND $__timeFilter(e.occurred_at)

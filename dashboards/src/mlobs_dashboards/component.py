@@ -16,28 +16,29 @@ from mlobs_dashboards.panels import (
     finish,
     new_dashboard,
     sql,
+    sql_filter,
     sql_variable,
     time_series,
 )
 
 UID = "mlobs-component"
 #: the variables' filter on component_runs (cr) joined to its run (r).
-INVOCATIONS = """
+INVOCATIONS = f"""
     FROM component_runs AS cr
     JOIN runs AS r ON r.run_id = cr.run_id
     WHERE $__timeFilter(cr.started_at)
-      AND cr.component IN ($component)
-      AND coalesce(cr.model_signature, 'none') IN ($model_signature)
-      AND coalesce(r.pipeline_version, 'none') IN ($pipeline_version)
+      AND {sql_filter("cr.component", "component")}
+      AND {sql_filter("coalesce(cr.model_signature, 'none')", "model_signature")}
+      AND {sql_filter("coalesce(r.pipeline_version, 'none')", "pipeline_version")}
 """
 #: the same filter on component_rollups, for the chosen bucket width.
-ROLLUPS = """
+ROLLUPS = f"""
     FROM component_rollups
     WHERE bucket_width = '$bucket'
       AND $__timeFilter(bucket_start)
-      AND component IN ($component)
-      AND coalesce(model_signature, 'none') IN ($model_signature)
-      AND coalesce(pipeline_version, 'none') IN ($pipeline_version)
+      AND {sql_filter("component", "component")}
+      AND {sql_filter("coalesce(model_signature, 'none')", "model_signature")}
+      AND {sql_filter("coalesce(pipeline_version, 'none')", "pipeline_version")}
 """
 #: a rollup row's series name: what it is grouped by (signature cut to 12 hex digits).
 ROLLUP_SERIES = """concat_ws(' ', component, left(model_signature, 12), pipeline_version,
@@ -54,16 +55,18 @@ def build() -> Dashboard:
                      WHERE $__timeFilter(started_at) ORDER BY 1
                  """, "Components that ran in the time range."))
              .with_variable(sql_variable(
-                 "model_signature", "Model signature", """
+                 "model_signature", "Model signature", f"""
                      SELECT DISTINCT coalesce(model_signature, 'none') FROM component_runs
-                     WHERE $__timeFilter(started_at) AND component IN ($component)
+                     WHERE $__timeFilter(started_at)
+                       AND {sql_filter("component", "component")}
                      ORDER BY 1
                  """, "Signatures of the models the components used ('none': no model)."))
              .with_variable(sql_variable(
                  "pipeline_version", "Pipeline version", """
-                     SELECT DISTINCT coalesce(pipeline_version, 'none') FROM runs
-                     WHERE $__timeFilter(started_at) ORDER BY 1
-                 """, "pipeline_version of the runs."))
+                     SELECT DISTINCT coalesce(r.pipeline_version, 'none')
+                     FROM component_runs AS cr JOIN runs AS r ON r.run_id = cr.run_id
+                     WHERE $__timeFilter(cr.started_at) ORDER BY 1
+                 """, "pipeline_version of the runs whose components ran in the range."))
              .with_variable(custom_variable(
                  "bucket", "Rollup bucket", ["hour", "day", "minute"],
                  "Bucket width of the rollup rows (`mlobs rollup --bucket ...` writes them)."))
@@ -91,7 +94,7 @@ def build() -> Dashboard:
              .with_panel(time_series(
                  "Throughput (rollups)",
                  "Items per second of computed invocations (items / duration), per rollup "
-                 "bucket; components that record no items have none.", "short",
+                 "bucket; components that record no items have none.", "suffix: items/s",
                  sql(f"""
                      SELECT bucket_start AS "time", {ROLLUP_SERIES} AS metric,
                             items_per_s

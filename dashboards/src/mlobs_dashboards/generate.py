@@ -18,7 +18,7 @@ from mlobs_dashboards import cache, component, memory, overview, quality
 #: every dashboard's builder, in the order the docs present them.
 BUILDERS: tuple[Callable[[], Dashboard], ...] = (
     overview.build, component.build, memory.build, cache.build, quality.build)
-#: where the committed JSON lives, relative to the dashboards project.
+#: where the committed JSON lives in a checkout (src/mlobs_dashboards → generated).
 GENERATED_DIR = Path(__file__).resolve().parents[2] / "generated"
 
 
@@ -44,11 +44,12 @@ def rendered() -> dict[str, str]:
 
 
 def write(out_dir: Path) -> list[Path]:
-    """Write every dashboard into ``out_dir`` (created if missing), and remove JSON files
-    there that no builder makes any more. Returns the paths written."""
+    """Write every dashboard into ``out_dir`` (created if missing), and remove the
+    ``mlobs-*.json`` files there that no builder makes any more (other files are left
+    alone). Returns the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     files = rendered()
-    for stale in sorted(out_dir.glob("*.json")):
+    for stale in sorted(out_dir.glob("mlobs-*.json")):
         if stale.name not in files:
             stale.unlink()
     paths = []
@@ -70,8 +71,8 @@ def differences(out_dir: Path) -> list[str]:
             problems.append(f"{path}: missing")
         elif path.read_text(encoding="utf-8") != text:
             problems.append(f"{path}: differs from what the code generates")
-    problems += [f"{path}: no builder generates it" for path in sorted(out_dir.glob("*.json"))
-                 if path.name not in files]
+    problems += [f"{path}: no builder generates it"
+                 for path in sorted(out_dir.glob("mlobs-*.json")) if path.name not in files]
     return problems
 
 

@@ -9,13 +9,16 @@ Each rule takes a dashboard's JSON and returns problems, one line each
 * panel ids are unique in the dashboard, refIds unique in their panel;
 * every datasource is a datasource variable of the dashboard or a provisioned uid;
 * every panel but a row has a description and a unit;
+* every template variable a query names is defined in the dashboard;
 * every ``rate``/``increase``/``irate`` range is ``$__rate_interval``, and counters (and
   histogram buckets, counts and sums) appear only inside those functions;
 * every metric a PromQL names is one the mlobs-prometheus exporter defines;
 * every table and column an SQL names exists in mlobs's warehouse models (the SQL is
-  expanded as Grafana would first, then resolved with sqlglot).
+  expanded as Grafana would first, then resolved with sqlglot); its format is
+  ``time_series`` (with a ``time`` column) or ``table``.
 
-Needs the ``lint`` extra (jsonschema, promql-parser, sqlglot, mlobs, mlobs-prometheus).
+Needs the ``lint`` extra (jsonschema, promql-parser, sqlglot, PyYAML, mlobs,
+mlobs-prometheus).
 """
 
 from __future__ import annotations
@@ -38,7 +41,14 @@ from sqlglot.optimizer.qualify import qualify
 
 from mlobs.warehouse.models import Base
 from mlobs_dashboards import macros
-from mlobs_dashboards.queries import Query, panels, queries, variable_names, variables
+from mlobs_dashboards.queries import (
+    PROMETHEUS,
+    Query,
+    panels,
+    queries,
+    variable_names,
+    variables,
+)
 from mlobs_prometheus.metrics import MlobsMetrics
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
@@ -111,7 +121,7 @@ def check_schema(board: Mapping[str, Any]) -> list[str]:
         if custom is not None and "FieldConfig" in _schema(kind)["definitions"]:
             problems += _validate(custom, kind, "FieldConfig", where)
         for target in panel.get("targets") or []:
-            if (target.get("datasource") or {}).get("type") == "prometheus":
+            if (target.get("datasource") or {}).get("type") == PROMETHEUS:
                 problems += _validate(target, "prometheus", "dataquery",
                                       f"{where} / {target.get('refId', '?')}")
     return problems
@@ -278,6 +288,8 @@ def check_sql(query: Query, single_valued: frozenset[str] = frozenset()) -> list
     tables and columns of the warehouse models; a time series query returns ``time``.
     Variables named in ``single_valued`` are expanded unquoted, the others as a quoted
     list, as Grafana does."""
+    if query.format not in ("time_series", "table"):
+        return [f"{query.where}: format must be time_series or table, got {query.format!r}"]
     values = {name: "lint" if name in single_valued else ["lint"]
               for name in variable_names(query.text)}
     try:
@@ -298,6 +310,15 @@ def check_sql(query: Query, single_valued: frozenset[str] = frozenset()) -> list
     return []
 
 
+def check_variables(board: Mapping[str, Any]) -> list[str]:
+    """Every template variable a query names is a variable of the dashboard (Grafana
+    would send an unknown ``$name`` as it stands)."""
+    defined = {variable["name"] for variable in variables(board)}
+    return [f"{query.where}: ${name} is no variable of the dashboard"
+            for query in queries(board) for name in variable_names(query.text)
+            if name not in defined]
+
+
 # -- all ------------------------------------------------------------------------------
 
 def provisioned_datasources(path: Path) -> dict[str, str]:
@@ -311,8 +332,10 @@ def lint(board: Mapping[str, Any], provisioned_uids: Mapping[str, str]) -> list[
     """Every rule of the module docstring on one dashboard's JSON; [] when clean."""
     problems = (check_schema(board) + check_ids(board)
                 + check_datasources(board, provisioned_uids)
-                + check_descriptions_and_units(board))
-    single = frozenset(v["name"] for v in variables(board) if not v.get("multi"))
+                + check_descriptions_and_units(board) + check_variables(board))
+    # Grafana quotes a variable's values for SQL when it is multi-value or has "All"
+    single = frozenset(v["name"] for v in variables(board)
+                       if not v.get("multi") and not v.get("includeAll"))
     for query in queries(board):
         problems += check_sql(query, single) if query.kind == "sql" else check_promql(query)
     return problems

@@ -28,8 +28,8 @@ _CALENDAR = re.compile(r"([0-9]+)([dwMy])")
 # What Go's strconv.ParseFloat reads in decimal (Python's float() also takes "1_0", " 1").
 _FLOAT = re.compile(r"[+-]?((\d+\.?\d*|\.\d+)(e[+-]?\d+)?|inf(inity)?)|nan", re.I | re.A)
 # The frontend's syntaxes: $name, [[name:format]], ${name.fieldpath:format}.
-_VARIABLE = re.compile(r"\$(\w+)|\[\[(\w+?)(?::(\w+))?\]\]"
-                       r"|\$\{(\w+)(?:\.([^:^}]+))?(?::([^}]+))?\}", re.ASCII)
+VARIABLE = re.compile(r"\$(\w+)|\[\[(\w+?)(?::(\w+))?\]\]"
+                      r"|\$\{(\w+)(?:\.([^:^}]+))?(?::([^}]+))?\}", re.ASCII)
 _MACRO = re.compile(r"\$([_a-zA-Z0-9]+)\(([^)]*)\)")
 
 
@@ -66,19 +66,27 @@ class ExpandedSQL(str):
     fill: Fill | None = None
 
 
+class AllValue(str):
+    """A variable's custom all-value with "All" selected: Grafana inserts it as it stands,
+    without the datasource's quoting (templateSrv skips formatting custom all-values)."""
+
+
 def expand_variables(text: str, variables: Variables) -> str:
     """Substitutes template variables as Grafana's SQL datasources do: ``variables`` maps
     a name to one value (a ``str``: inserted unquoted, ``'`` doubled) or several (a
-    sequence, as multi-value and "All" are: each single-quoted, ``'`` doubled, comma-joined).
+    sequence, as multi-value and "All" are: each single-quoted, ``'`` doubled, comma-joined)
+    or an :class:`AllValue` (inserted as it stands, whatever the format).
     Unknown names and ``$__...`` stay. Formats: raw, csv, sqlstring, singlequote (``\\'``).
     Raises ValueError: a ``__`` name, a non-string value, another format, a field path."""
     if bad := sorted(n for n in variables if n.startswith("__")):
         raise ValueError(f"built-in names are not template variables: {bad}")
 
     def replace(match: re.Match[str]) -> str:
-        name, fmt = match[1] or match[2] or match[4], match[3] or match[6]
+        name, fmt = variable_name(match), match[3] or match[6]
         if name.startswith("__") or name not in variables:
             return match[0]
+        if isinstance(variables[name], AllValue):
+            return variables[name]
         values = [value] if isinstance(value := variables[name], str) else list(value)
         if match[5] is not None or not all(isinstance(v, str) for v in values):
             raise ValueError(f"{match[0]}: a field path or a non-string value {value!r}")
@@ -91,7 +99,12 @@ def expand_variables(text: str, variables: Variables) -> str:
             raise ValueError(f"{match[0]}: format {fmt!r} is not supported here")
         return formats[fmt]  # None: the datasource's own rule, one value stays unquoted
 
-    return _VARIABLE.sub(replace, text)
+    return VARIABLE.sub(replace, text)
+
+
+def variable_name(match: re.Match[str]) -> str:
+    """The variable's name in a match of :data:`VARIABLE`."""
+    return match[1] or match[2] or match[4]
 
 
 def _go_duration_ns(text: str) -> int:

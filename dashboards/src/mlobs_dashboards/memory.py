@@ -48,7 +48,8 @@ def build() -> Dashboard:
              .with_panel(time_series(
                  "Peak GPU memory by component and device",
                  "Largest GPU memory allocated and reserved (PyTorch's caching allocator) "
-                 "during an invocation, per component and device; NULL on CPU.", "bytes",
+                 "during an invocation, per component and device; empty when no component "
+                 "ran on a GPU.", "bytes",
                  sql("""
                      SELECT $__timeGroupAlias(started_at, $__interval),
                             component || ' ' || coalesce(device_used, 'cpu') AS metric,
@@ -56,6 +57,8 @@ def build() -> Dashboard:
                             max(peak_gpu_reserved_bytes) AS reserved_bytes
                      FROM component_runs
                      WHERE $__timeFilter(started_at)
+                       AND (peak_gpu_allocated_bytes IS NOT NULL
+                            OR peak_gpu_reserved_bytes IS NOT NULL)
                      GROUP BY 1, 2
                      ORDER BY 1
                  """)))
@@ -65,7 +68,6 @@ def build() -> Dashboard:
                  "kind, per component and device used.", "bytes",
                  sql("""
                      SELECT component, coalesce(device_used, 'cpu') AS device,
-                            count(*) AS invocations,
                             max(peak_rss_bytes) AS max_peak_rss_bytes,
                             percentile_cont(0.95) WITHIN GROUP (ORDER BY peak_rss_bytes)
                               AS p95_peak_rss_bytes,
@@ -74,7 +76,7 @@ def build() -> Dashboard:
                      FROM component_runs
                      WHERE $__timeFilter(started_at)
                      GROUP BY 1, 2
-                     ORDER BY 4 DESC NULLS LAST
+                     ORDER BY 3 DESC NULLS LAST
                  """, "table"), width=24))
              .with_row(row("OOM (warehouse)"))
              .with_panel(single_stat(
@@ -126,7 +128,9 @@ def build() -> Dashboard:
              .with_row(row("Prometheus"))
              .with_panel(time_series(
                  "OOM events by component and device (Prometheus)",
-                 "OOM events per interval as the exporter counts them.", "short",
+                 "OOM events in the trailing $__rate_interval at each point, as the "
+                 "exporter counts them (neighbouring points overlap: do not add them up).",
+                 "short",
                  promql("""
                      sum by (component, device) (
                        increase(mlobs_oom_total{component=~"$component"}[$__rate_interval]))

@@ -40,23 +40,27 @@ def build() -> Dashboard:
                  """, "table")))
              .with_panel(single_stat(
                  "Run error rate",
-                 "Share of finished runs (ok or error) that ended in error: a required "
-                 "component failed.", "percentunit",
+                 "Share of ended runs that failed: status error (a required component or "
+                 "the pipeline's own code raised) or crashed (the process died).",
+                 "percentunit",
                  sql("""
-                     SELECT avg(CASE WHEN status = 'error' THEN 1.0 ELSE 0.0 END) AS error_rate
+                     SELECT avg(CASE WHEN status IN ('error', 'crashed') THEN 1.0 ELSE 0.0 END)
+                            AS error_rate
                      FROM runs
-                     WHERE $__timeFilter(started_at) AND status IN ('ok', 'error')
+                     WHERE $__timeFilter(started_at) AND status IN ('ok', 'error', 'crashed')
                  """, "table"),
                  thresholds=((None, "green"), (0.01, "orange"), (0.05, "red"))))
              .with_panel(single_stat(
                  "Runs with partial failures",
-                 "Runs that ended ok but carry warnings: an optional component failed.",
-                 "short",
+                 "Runs that ended ok although an optional component failed (the run "
+                 "carries a warning for it).", "short",
                  sql("""
                      SELECT count(*) AS partial_runs
-                     FROM runs
-                     WHERE $__timeFilter(started_at) AND status = 'ok'
-                       AND json_array_length(warnings) > 0
+                     FROM runs AS r
+                     WHERE $__timeFilter(r.started_at) AND r.status = 'ok'
+                       AND EXISTS (SELECT 1 FROM component_runs AS cr
+                                   WHERE cr.run_id = r.run_id AND NOT cr.required
+                                     AND cr.status = 'error')
                  """, "table"),
                  thresholds=((None, "green"), (1, "orange"))))
              .with_panel(single_stat(
@@ -80,16 +84,18 @@ def build() -> Dashboard:
                      ORDER BY 1
                  """), bars=True, stacked=True))
              .with_panel(data_table(
-                 "Latest partial-failure warnings",
-                 "The newest runs that ended ok with warnings, one line per warning.",
-                 "short",
+                 "Latest partial failures",
+                 "The newest failed optional components of runs that ended ok: what the "
+                 "run's warning reports, with the error code and message.", "short",
                  sql("""
-                     SELECT r.started_at AS "time", r.run_id, r.platform_id, r.video_id,
-                            r.pipeline_version, w.warning
-                     FROM runs AS r
-                     CROSS JOIN LATERAL json_array_elements_text(r.warnings) AS w(warning)
-                     WHERE $__timeFilter(r.started_at) AND r.status = 'ok'
-                     ORDER BY r.started_at DESC
+                     SELECT cr.started_at AS "time", r.run_id, r.platform_id, r.video_id,
+                            r.pipeline_version, cr.component, cr.error_code,
+                            cr.error_message
+                     FROM component_runs AS cr
+                     JOIN runs AS r ON r.run_id = cr.run_id
+                     WHERE $__timeFilter(cr.started_at) AND r.status = 'ok'
+                       AND NOT cr.required AND cr.status = 'error'
+                     ORDER BY cr.started_at DESC
                      LIMIT 100
                  """, "table")))
              .with_row(row("Components (Prometheus)"))

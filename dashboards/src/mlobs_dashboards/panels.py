@@ -27,11 +27,15 @@ from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import prometheus as prom_model
 
 from mlobs_dashboards import postgres
+from mlobs_dashboards.queries import PROMETHEUS as PROMETHEUS_PLUGIN_ID
 
 #: uids of the provisioned datasources (provisioning/datasources.yaml).
 WAREHOUSE_UID = "mlobs-warehouse"
 PROMETHEUS_UID = "mlobs-prometheus"
-PROMETHEUS_PLUGIN_ID = "prometheus"
+#: what an SQL variable's "All" expands to (inserted as-is): filters are written
+#: ``('__all' IN ($v) OR column IN ($v))`` so "All" keeps every row, NULLs and values
+#: outside the drop-down's list included, and never becomes an empty ``IN ()``.
+SQL_ALL = "'__all'"
 
 WAREHOUSE = model.DataSourceRef(type_val=postgres.PLUGIN_ID, uid="${warehouse}")
 PROMETHEUS = model.DataSourceRef(type_val=PROMETHEUS_PLUGIN_ID, uid="${prometheus}")
@@ -72,13 +76,19 @@ def datasource_variable(name: str, label: str, plugin_id: str,
 
 def sql_variable(name: str, label: str, sql: str, description: str) -> dash.QueryVariable:
     """A multi-value drop-down filled by ``sql`` (one text column) on the warehouse, "All"
-    selected by default. Queries use it as ``column IN ($name)``: Grafana quotes and
-    comma-joins the selected values."""
+    selected by default. Queries filter with :func:`sql_filter`: Grafana quotes and
+    comma-joins the selected values, and inserts :data:`SQL_ALL` for "All"."""
     return (dash.QueryVariable(name).label(label).description(description)
             .datasource(WAREHOUSE).query(_dedent(sql))
             .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
             .sort(model.VariableSort.ALPHABETICAL_ASC).multi(True).include_all(True)
+            .all_value(SQL_ALL)
             .current(model.VariableOption(selected=True, text=["All"], value=["$__all"])))
+
+
+def sql_filter(column: str, variable: str) -> str:
+    """The condition of an :func:`sql_variable` on ``column`` (an SQL expression)."""
+    return f"({SQL_ALL} IN (${variable}) OR {column} IN (${variable}))"
 
 
 def label_variable(name: str, label: str, metric: str, description: str) -> dash.QueryVariable:
@@ -203,7 +213,8 @@ def single_stat(title: str, description: str, unit: str, *targets: Query,
 
 def data_table(title: str, description: str, unit: str, *targets: Query,
                width: int = 12, height: int = 8) -> table.Panel:
-    """A table of a ``table``-format query; ``unit`` applies to its number columns."""
+    """A table of a ``table``-format query; ``unit`` applies to all its number columns
+    (a column in another unit says so in its name, e.g. ``hit_rate_percent``)."""
     panel = table.Panel().show_header(True).filterable(True)
     return _common(panel, title, description, unit, _datasource_of(targets), targets,
                    width, height)

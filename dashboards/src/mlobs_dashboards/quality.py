@@ -39,8 +39,8 @@ def build() -> Dashboard:
                      WHERE $__timeFilter(checked_at) AND verdict = 'drift'
                  """, "table"), thresholds=BAD))
              .with_panel(time_series(
-                 "Drift verdicts", "Drift checks per interval by verdict (ok, drift, "
-                 "insufficient_data).", "short",
+                 "Drift verdicts", "Drift checks per interval by verdict (no_drift, "
+                 "drift, insufficient_data).", "short",
                  sql("""
                      SELECT $__timeGroupAlias(checked_at, $__interval), verdict AS metric,
                             count(*) AS checks

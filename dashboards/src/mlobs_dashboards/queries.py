@@ -18,9 +18,8 @@ from typing import Any
 from mlobs_dashboards import macros
 from mlobs_dashboards.postgres import PLUGIN_ID as POSTGRES
 
+#: the plugin id of Grafana's Prometheus datasource.
 PROMETHEUS = "prometheus"
-#: Grafana's template-variable syntaxes: $name, ${name}, ${name:format}, [[name]].
-_VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)(?::\w+)?\}|\[\[(\w+)\]\]")
 #: regex metacharacters; escaped with a doubled backslash inside a PromQL string.
 _REGEX_SPECIAL = re.compile(r"([\\^$.|?*+()\[\]{}])")
 
@@ -88,7 +87,7 @@ def queries(board: Mapping[str, Any]) -> list[Query]:
 
 def variable_names(text: str) -> list[str]:
     """The template variables ``text`` uses, in order, Grafana's ``$__`` names excluded."""
-    names = [next(filter(None, match.groups())) for match in _VARIABLE.finditer(text)]
+    names = [macros.variable_name(match) for match in macros.VARIABLE.finditer(text)]
     return [name for name in dict.fromkeys(names) if not name.startswith("__")]
 
 
@@ -117,7 +116,7 @@ def expand_promql(expr: str, values: Mapping[str, str | Sequence[str]], *,
             .replace("$__interval", macros.format_interval(interval_s)))
 
     def value(match: re.Match[str]) -> str:
-        name = next(filter(None, match.groups()))
+        name = macros.variable_name(match)
         if name.startswith("__"):
             return match.group(0)
         chosen = values[name]
@@ -125,4 +124,4 @@ def expand_promql(expr: str, values: Mapping[str, str | Sequence[str]], *,
             return chosen
         return "(" + "|".join(_REGEX_SPECIAL.sub(r"\\\\\1", item) for item in chosen) + ")"
 
-    return _VARIABLE.sub(value, expr)
+    return macros.VARIABLE.sub(value, expr)
