@@ -28,6 +28,7 @@ import pytest
 from sqlalchemy import text
 
 from support.ports import free_port
+from support.processes import stop
 
 SCRIPT = Path(__file__).resolve().parents[1] / "support" / "dashboard_data.py"
 #: the demo twice plus the incidents take seconds; a loaded CI machine gets more.
@@ -45,16 +46,6 @@ class DashboardData:
     #: base URL of the Prometheus server, or None when it is not installed.
     prometheus_url: str | None
     prometheus_log: Path
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def _start_prometheus(binary: str, target_port: int, tmp: Path) -> tuple[subprocess.Popen, str]:
@@ -117,7 +108,7 @@ def dashboard_data(pg_admin_engine, tmp_path_factory) -> DashboardData:
         if filler.stdin:
             filler.stdin.close()
         for process in reversed(processes):
-            _stop(process)
+            stop(process)
         with pg_admin_engine.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

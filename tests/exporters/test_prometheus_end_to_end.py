@@ -24,6 +24,7 @@ pytest.importorskip("sklearn")
 
 from support.ci import required_tool  # noqa: E402
 from support.ports import free_port  # noqa: E402
+from support.processes import stop  # noqa: E402
 
 #: runs the demo (sinks from MLOBS_SINKS), then keeps serving /metrics until stdin closes.
 DEMO_THEN_SERVE = textwrap.dedent("""
@@ -38,16 +39,6 @@ P95_QUERY = ("histogram_quantile(0.95, sum by (component, le) "
              "(mlobs_component_duration_seconds_bucket{job=\"mlobs-demo\"}))")
 FIRST_SCRAPE_TIMEOUT_S = 120
 
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @pytest.fixture
