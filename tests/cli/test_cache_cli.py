@@ -8,7 +8,7 @@ import pytest
 
 import mlobs
 from mlobs.cache.store import ArtifactStore
-from mlobs.cli.cache import diff_versions, list_videos
+from mlobs.cache.versions import diff_versions, list_videos
 from mlobs.cli.main import main
 from mlobs.core.errors import ConfigError
 from mlobs.core.signature import idempotency_key, model_signature

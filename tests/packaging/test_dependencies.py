@@ -22,10 +22,13 @@ ROOT = Path(__file__).parents[2]
 
 #: (project directory, package source directory, {path prefix: extras it may use})
 DISTRIBUTIONS = [
-    (ROOT, ROOT / "mlobs", {"mlobs/demo/": ["demo"], "mlobs/integrations/celery.py": ["celery"]}),
+    (ROOT, ROOT / "mlobs", {"mlobs/demo/": ["demo"], "mlobs/integrations/celery.py": ["celery"],
+                            "mlobs/web/": ["web"]}),
     (ROOT / "exporters" / "mlobs-otel", ROOT / "exporters" / "mlobs-otel" / "src", {}),
     (ROOT / "exporters" / "mlobs-prometheus", ROOT / "exporters" / "mlobs-prometheus" / "src",
      {}),
+    (ROOT / "dashboards", ROOT / "dashboards" / "src",
+     {"src/mlobs_dashboards/lint.py": ["lint"]}),
 ]
 
 
