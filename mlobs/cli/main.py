@@ -25,6 +25,7 @@ from mlobs.cli import (
     licenses,
     rollup,
     runs,
+    ui,
 )
 from mlobs.core.errors import MlobsError
 
@@ -46,6 +47,7 @@ first steps:
   mlobs gate ...             gate a release: candidate runs vs baseline runs, and budgets
   mlobs licenses check       every model in use has a row in MODEL_LICENSES.md that clears it
   mlobs doctor               check the set-up and find records missing from the warehouse
+  mlobs ui                   the admin views in a browser (http://127.0.0.1:8765)
 """
 
 
@@ -57,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (demo, db, ingest, runs, rollup, drift, gate, licenses, doctor, cache, gc,
-                   forget):
+                   forget, ui):
         module.register(sub)
     return parser
 

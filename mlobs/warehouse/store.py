@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from mlobs.core.errors import InvalidRecordError, WarehouseError
 from mlobs.core.liveness import CRASHED, FINISHED, mark_crashed
-from mlobs.core.records import ComponentRecord, EventRecord, ModelRef, RunRecord
+from mlobs.core.records import ComponentRecord, RunRecord
 from mlobs.warehouse.copy_writer import copy_insert_or_ignore
 from mlobs.warehouse.engine import (
     ReadingConnection,
@@ -49,6 +49,7 @@ from mlobs.warehouse.engine import (
 )
 from mlobs.warehouse.labels import label_conditions, label_upsert, labels_of, replace_labels
 from mlobs.warehouse.migrate import check_schema, needs_managed_upgrade, upgrade
+from mlobs.warehouse.reading import read_run
 from mlobs.warehouse.models import UNSET, index_key
 from mlobs.warehouse.rows import (
     ARTIFACT_INDEX,
@@ -443,37 +444,7 @@ class WarehouseStore:
             WarehouseError: the database cannot be read.
         """
         with self._reading() as conn:
-            run_row = conn.execute(select(RUNS).where(RUNS.c.run_id == run_id)).first()
-            if run_row is None:
-                return None
-            component_rows = conn.execute(
-                select(COMPONENTS).where(COMPONENTS.c.run_id == run_id).order_by(
-                    COMPONENTS.c.started_at, COMPONENTS.c.component, COMPONENTS.c.attempt,
-                    COMPONENTS.c.component_run_id)).all()
-            signatures = {row.model_signature for row in component_rows
-                          if row.model_signature and row.models_used_override is None}
-            models: dict[str, list[dict[str, Any]]] = {}
-            if signatures:
-                models = dict(conn.execute(  # type: ignore[arg-type]
-                    select(SIGNATURES.c.model_signature, SIGNATURES.c.models)
-                    .where(SIGNATURES.c.model_signature.in_(signatures))).all())
-            run_labels = labels_of(conn, [run_id]).get(run_id, {})
-            events: dict[str | None, list[EventRecord]] = {}
-            for row in conn.execute(select(EVENTS).where(EVENTS.c.run_id == run_id)
-                                    .order_by(EVENTS.c.component_run_id, EVENTS.c.seq)):
-                data = row._asdict()
-                del data["seq"]
-                events.setdefault(row.component_run_id, []).append(EventRecord(**data))
-        components = []
-        for row in component_rows:
-            data = row._asdict()
-            override = data.pop("models_used_override")
-            del data["ingested_at"]  # the warehouse's, not the record's
-            used = override if override is not None else models.get(row.model_signature, [])
-            components.append(ComponentRecord(
-                **data, models_used=[ModelRef.from_dict(m) for m in used or []],
-                events=events.get(row.component_run_id, [])))
-        return RunRecord(**run_row._asdict(), labels=run_labels), components
+            return read_run(conn, run_id)
 
     def latest_success(self, platform_id: str, video_id: str, *, config_hash: str | None,
                        sampling_policy_version: str | None,

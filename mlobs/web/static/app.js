@@ -1,0 +1,25 @@
+// mlobs admin views: draws the charts whose data a page embeds as JSON (no inline
+// script: the Content-Security-Policy is default-src 'self').
+"use strict";
+
+function drawDurationChart() {
+  const target = document.getElementById("duration-chart");
+  const source = document.getElementById("duration-data");
+  if (!target || !source || typeof uPlot === "undefined") return;
+  const data = JSON.parse(source.textContent);
+  const names = Object.keys(data.series);
+  const palette = ["#1565c0", "#c62828", "#2e7d32", "#6a1b9a", "#ef6c00", "#00838f"];
+  const series = [{}].concat(names.map((name, i) => ({
+    label: name, stroke: palette[Math.floor(i / 3) % palette.length],
+    dash: name.startsWith("p50") ? [4, 4] : name.startsWith("p99") ? [1, 3] : undefined,
+    width: 1.5, value: (u, v) => (v == null ? "–" : v.toFixed(1) + " ms"),
+  })));
+  const columns = [data.x].concat(names.map((name) => data.series[name]));
+  new uPlot({
+    width: Math.max(target.clientWidth, 400), height: 320, series: series,
+    axes: [{}, { label: "duration (ms)" }], scales: { x: { time: true } },
+  }, columns, target);
+  target.dataset.drawn = "true";
+}
+
+document.addEventListener("DOMContentLoaded", drawDurationChart);
