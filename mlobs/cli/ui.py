@@ -13,6 +13,15 @@ import sys
 
 from mlobs.cli.db import add_db_url_argument, fail
 
+DESCRIPTION = """\
+Serve the admin views: runs, a run's timeline, components, model signatures, cache
+versions (set the current one), drift checks and gate results, and a JSON API.
+
+Binds 127.0.0.1:8765 by default. Another address needs an access token in
+$MLOBS_UI_TOKEN (16+ characters; then every request must carry it). The warehouse is
+read read-only; the one change the views make is a cached result's current version.
+"""
+
 EPILOG = """\
 examples:
   mlobs ui                                   http://127.0.0.1:8765 on the configured warehouse
@@ -25,7 +34,7 @@ examples:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "ui", help="serve the admin views (runs, components, signatures, cache, drift)",
-        description=__doc__.split("\n\n", 1)[1], epilog=EPILOG,
+        description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default: %(default)s; another needs "

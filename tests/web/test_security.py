@@ -168,3 +168,18 @@ def test_the_postgresql_connection_cannot_write(pg_url):
         with pytest.raises(Exception, match="read-only transaction"):
             conn.execute(text("DELETE FROM runs"))
     engine.dispose()
+
+
+def test_mlobs_ui_without_the_web_extra_says_what_to_install(monkeypatch, capsys, web):
+    from mlobs.cli.main import main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if not installed
+    assert main(["ui", "--db-url", web.db_url]) == 2
+    assert "pip install 'mlobs[web]'" in capsys.readouterr().err
+
+
+def test_mlobs_ui_refuses_a_missing_warehouse_file(tmp_path, capsys):
+    from mlobs.cli.main import main
+
+    assert main(["ui", "--db-url", f"sqlite:///{tmp_path / 'none.db'}"]) == 1
+    assert "mlobs: error:" in capsys.readouterr().err
