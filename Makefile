@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean prometheus-tools dashboards
+.PHONY: demo test bench clean prometheus-tools browser-tools dashboards
 
 EXPORTERS := exporters/mlobs-otel exporters/mlobs-prometheus
 
@@ -14,6 +14,11 @@ EXPORTERS := exporters/mlobs-otel exporters/mlobs-prometheus
 # package's daemon.
 prometheus-tools:
 	@command -v promtool >/dev/null 2>&1 || sh exporters/mlobs-prometheus/deploy/install-prometheus.sh
+
+# Debian's Chromium for the browser tests (tests/web/test_browser.py, `make test`);
+# installed once when missing (as root). Playwright drives it: no browser download.
+browser-tools:
+	@command -v chromium >/dev/null 2>&1 || sh tests/support/install-chromium.sh
 
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(EXPORTERS)) dashboards/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +33,7 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(EXPORTERS)) dashboards/py
 demo: $(STAMP)
 	$(BIN)/mlobs demo
 
-test: $(STAMP) prometheus-tools
+test: $(STAMP) prometheus-tools browser-tools
 	$(BIN)/python -m pytest
 
 # Regenerate dashboards/generated/*.json from the code in dashboards/, then lint them.

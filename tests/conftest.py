@@ -163,6 +163,12 @@ def build_run(*, platform_id: str = "youtube", video_id: str | None = None,
     return run, components
 
 
+@pytest.fixture(scope="session")
+def run_builder() -> Callable[..., tuple[RunRecord, list[ComponentRecord]]]:
+    """:func:`build_run` for session- and module-scoped fixtures."""
+    return build_run
+
+
 @pytest.fixture
 def make_run() -> Callable[..., tuple[RunRecord, list[ComponentRecord]]]:
     """:func:`build_run` as a fixture: ``run, components = make_run(status="ok")``."""

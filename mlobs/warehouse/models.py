@@ -121,7 +121,7 @@ class Run(Base):
         CheckConstraint(_in("status", RUN_STATUSES), name="status"),
         Index("ix_runs_started_at", "started_at"),
         Index("ix_runs_platform_id_video_id", "platform_id", "video_id"),
-        Index("ix_runs_status", "status"),
+        Index("ix_runs_status_started_at", "status", "started_at", "run_id"),
     )
 
     run_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
@@ -179,6 +179,8 @@ class ComponentRun(Base):
         Index("ix_component_runs_started_at", "started_at"),
         Index("ix_component_runs_run_id_component", "run_id", "component"),
         Index("ix_component_runs_ingested_at", "ingested_at"),
+        Index("ix_component_runs_component_started_at", "component", "started_at", "status",
+              "error_code", "empty_reason"),
     )
 
     component_run_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)

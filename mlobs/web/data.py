@@ -47,6 +47,8 @@ RUN_FILTERS = {"status": "status", "platform": "platform_id", "video": "video_id
                "profile": "profile", "version": "pipeline_version"}
 #: the invocations the component page aggregates itself: the most recent window.
 RECENT = timedelta(days=7)
+#: rollup rows of a component's chart (the newest ones).
+SERIES_ROWS = 2000
 
 
 def readonly_engine(db_url: str) -> Engine:
@@ -212,11 +214,12 @@ def component_detail(engine: Engine, component: str,
         widths = {row[0] for row in conn.execute(
             sa.select(r.bucket_width).where(r.component == component).distinct())}
         width = next((w for w in ("hour", "day", "minute") if w in widths), None)
+        # the newest buckets, oldest first
         series = [] if width is None else [dict(row._mapping) for row in conn.execute(
             sa.select(r.bucket_start, r.model_signature, r.invocations, r.p50_duration_ms,
                       r.p95_duration_ms, r.p99_duration_ms, r.items_per_s)
             .where(r.component == component, r.bucket_width == width)
-            .order_by(r.bucket_start).limit(2000))]
+            .order_by(r.bucket_start.desc()).limit(SERIES_ROWS))][::-1]
 
         def grouped(column: Any, *where: Any) -> list[dict[str, Any]]:
             statement = (sa.select(column.label("value"), sa.func.count().label("n"))
@@ -232,8 +235,9 @@ def component_detail(engine: Engine, component: str,
                       sa.func.max(c.peak_rss_bytes).label("max_peak_rss_bytes"),
                       sa.func.max(c.peak_gpu_allocated_bytes)
                       .label("max_peak_gpu_allocated_bytes"),
-                      sa.func.sum(c["items"]).label("items"),
-                      sa.func.sum(c.duration_ms).label("duration_ms"))
+                      # float: PostgreSQL sums a bigint as numeric (a Decimal)
+                      sa.cast(sa.func.sum(c["items"]), sa.Float).label("items"),
+                      sa.cast(sa.func.sum(c.duration_ms), sa.Float).label("duration_ms"))
             .where(recent).group_by(c.model_signature))]
     return {"component": component, "bucket_width": width, "series": series,
             "statuses": statuses, "error_codes": errors, "empty_reasons": empty,

@@ -123,9 +123,10 @@ def manifest(request: Request) -> Response:
     if found is None:
         raise HTTPException(404, f"no run {run_id!r} in the warehouse")
     record, components = found
+    attachment = f'attachment; filename="{run_id}.manifest.json"'
     return Response(manifest_document(record, in_finishing_order(components)),
-                    media_type="application/json", headers={
-                        "content-disposition": f'attachment; filename="{run_id}.manifest.json"'})
+                    media_type="application/json",
+                    headers={"content-disposition": attachment})
 
 
 def components(request: Request) -> Response:

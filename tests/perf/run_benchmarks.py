@@ -24,6 +24,7 @@ import bench_ingest  # noqa: E402
 import bench_overhead  # noqa: E402
 import bench_pg_ingest  # noqa: E402
 import bench_rollup  # noqa: E402
+import bench_ui  # noqa: E402
 import benchjson  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +37,7 @@ BENCHMARKS = {
     "drift": bench_drift.main,
     "gate": bench_gate.main,  # 40 gates over a real pipeline: about 8 minutes
     "rollup": bench_rollup.main,  # 10M rows on SQLite: about 6 minutes
+    "ui": bench_ui.main,  # 100k runs / 1M component_runs: seeding ~30 s, then ~1 minute
 }
 
 

@@ -1,5 +1,5 @@
 """Alembic migrations: up/down/up, schema equal to the models, rows kept across
-revisions (0001 → 0002 → … → 0009 and back), and the schema check."""
+revisions (0001 → 0002 → … → 0010 and back), and the schema check."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from mlobs.warehouse.models import TABLE_NAMES, Base, ComponentRollup
 from mlobs.warehouse.rows import ARTIFACT_INDEX, COMPONENTS, EVENTS, RUNS, SIGNATURES
 from mlobs.warehouse.store import WarehouseStore
 
-HEAD = "0009"
+HEAD = "0010"
 ROLLUPS = ComponentRollup.__table__
 #: Columns revision 0002 adds, per table.
 NEW_IN_0002 = {
@@ -44,6 +44,8 @@ TABLE_0008 = "run_labels"
 TABLE_0009 = "gate_results"
 #: the tables of the revisions after 0007.
 AFTER_0007 = {TABLE_0008, TABLE_0009}
+#: the indexes of revision 0010 (the admin views' lists).
+VIEW_INDEXES = {"ix_runs_status_started_at", "ix_component_runs_component_started_at"}
 NEW_IN_0007 = {
     "component_runs": {"ingested_at"},
     "component_rollups": {"pipeline_version", "profile", "device_kind", "items",
@@ -74,6 +76,10 @@ def _check_names(db_url: str, table: str) -> set[str]:
     return {c["name"] for c in _inspected(db_url, lambda i: i.get_check_constraints(table))}
 
 
+def _index_names(db_url: str, table: str) -> set[str]:
+    return {i["name"] for i in _inspected(db_url, lambda i: i.get_indexes(table))}
+
+
 def _unique_names(db_url: str) -> set[str]:
     return {c["name"] for c in
             _inspected(db_url, lambda i: i.get_unique_constraints("component_runs"))}
@@ -88,7 +94,7 @@ def _schema_diff(db_url: str) -> list:
         engine.dispose()
 
 
-def test_head_is_0009_and_scripts_are_found():
+def test_head_is_0010_and_scripts_are_found():
     assert migrate.head_revision() == HEAD
     assert (migrate.migrations_dir() / "env.py").is_file()
 
@@ -116,6 +122,10 @@ def test_upgrade_downgrade_upgrade(db_url):
     assert _tables(db_url) == set(TABLE_NAMES)
 
     # One revision at a time, both ways.
+    migrate.downgrade(db_url, "0009")
+    assert {"ix_runs_status"} <= _index_names(db_url, "runs")
+    assert not VIEW_INDEXES & (_index_names(db_url, "runs")
+                               | _index_names(db_url, "component_runs"))
     migrate.downgrade(db_url, "0008")
     assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0009}
     migrate.downgrade(db_url, "0007")
@@ -166,8 +176,12 @@ def test_upgrade_downgrade_upgrade(db_url):
     migrate.upgrade(db_url, "0008")
     assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0009}
     migrate.upgrade(db_url, "0009")
+    migrate.upgrade(db_url, "0010")
     assert migrate.current_revision(db_url) == HEAD
     assert _tables(db_url) == set(TABLE_NAMES)
+    assert VIEW_INDEXES <= (_index_names(db_url, "runs")
+                            | _index_names(db_url, "component_runs"))
+    assert "ix_runs_status" not in _index_names(db_url, "runs")
     assert _schema_diff(db_url) == []
 
 

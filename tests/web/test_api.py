@@ -15,13 +15,13 @@ from mlobs.web.app import create_app  # noqa: E402
 from support.web_app import fill  # noqa: E402
 
 BASE = "http://127.0.0.1:8765"
+#: the client fixture is module-scoped: reusing it across examples is intended.
+RELAXED = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 
 
 @pytest.fixture(scope="module")
-def web(tmp_path_factory):
-    from conftest import build_run
-
-    return fill(tmp_path_factory.mktemp("web-api"), build_run)
+def web(tmp_path_factory, run_builder):
+    return fill(tmp_path_factory.mktemp("web-api"), run_builder)
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +96,7 @@ SEGMENT = st.text(alphabet=string.ascii_letters + string.digits + "-_.~%", min_s
                   max_size=80)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=RELAXED)
 @given(params=PARAMS, segment=SEGMENT,
        path=st.sampled_from(["/api/runs", "/api/runs/{}", "/api/components/{}",
                              "/api/signatures/{}", "/api/cache/{}", "/api/cache/abc/{}",
@@ -110,8 +109,7 @@ def test_no_input_makes_the_api_or_a_page_fail(client, params, segment, path):
         answer.json()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=RELAXED)
 @given(body=st.one_of(st.binary(max_size=200), st.recursive(
     st.none() | st.booleans() | st.integers() | TEXT,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=4),

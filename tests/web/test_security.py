@@ -25,10 +25,8 @@ BASE = "http://127.0.0.1:8765"
 
 
 @pytest.fixture(scope="module")
-def web(tmp_path_factory):
-    from conftest import build_run
-
-    return fill(tmp_path_factory.mktemp("web"), build_run)
+def web(tmp_path_factory, run_builder):
+    return fill(tmp_path_factory.mktemp("web"), run_builder)
 
 
 @pytest.fixture

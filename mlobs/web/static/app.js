@@ -17,7 +17,10 @@ function drawDurationChart() {
   const columns = [data.x].concat(names.map((name) => data.series[name]));
   new uPlot({
     width: Math.max(target.clientWidth, 400), height: 320, series: series,
-    axes: [{}, { label: "duration (ms)" }], scales: { x: { time: true } },
+    axes: [{}, { label: "duration (ms)" }],
+    // one bucket only (a fresh warehouse): half an hour either side, not uPlot's years
+    scales: { x: { time: true, range: (u, min, max) =>
+      (min === max ? [min - 1800, max + 1800] : [min, max]) } },
   }, columns, target);
   target.dataset.drawn = "true";
 }
