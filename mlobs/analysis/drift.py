@@ -221,6 +221,33 @@ def _samples(rows: Iterable[Any]) -> dict[tuple[str, str], list[float]]:
     return found
 
 
+def window_samples(conn: Any, window: Window, component: str,
+                   model_signature: str | None) -> dict[tuple[str, str], list[float]]:
+    """What a stored drift check compared on one side: (stratum, metric) → the values of
+    ``component`` × ``model_signature`` in ``window`` (the admin views plot them)."""
+    rows = [row for row in _rows(conn, window, component)
+            if row.model_signature == model_signature]
+    return _samples(rows)
+
+
+def stored_window(text: str) -> Window:
+    """A window as :meth:`Window.describe` stored it.
+
+    Raises:
+        ConfigError: not such a JSON document.
+    """
+    try:
+        data = json.loads(text)
+        for name in ("since", "until"):
+            if name in data:
+                data[name] = datetime.fromisoformat(data[name])
+        if "run_ids" in data:
+            data["run_ids"] = tuple(data["run_ids"])
+        return Window(**data)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"not a stored drift window: {text[:80]!r}") from exc
+
+
 def _rates(rows: Sequence[Any]) -> dict[str, tuple[int, int]]:
     """metric → (events, invocations)."""
     n = len(rows)

@@ -287,6 +287,43 @@ def latest_drift(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
             sa.select(DRIFT).order_by(d.checked_at.desc(), d.id.desc()).limit(limit))]
 
 
+def drift_check(engine: Engine, check_id: int) -> dict[str, Any] | None:
+    """One stored drift check, with the two samples it compared when it is a
+    distribution (``samples``: side → values; empty for a rate)."""
+    from mlobs.analysis.drift import stored_window, window_samples
+
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(DRIFT).where(DRIFT.c.id == check_id)).first()
+        if row is None:
+            return None
+        check = dict(row._mapping)
+        samples = {}
+        if check["stratum"] != "all":  # the rates are over all invocations: no sample
+            for side in ("baseline", "current"):
+                found = window_samples(conn, stored_window(check[f"{side}_window"]),
+                                       check["component"], check["model_signature"])
+                samples[side] = found.get((check["stratum"], check["metric"]), [])
+    return {**check, "samples": samples}
+
+
+def ecdf(samples: dict[str, list[float]], points: int = 400) -> dict[str, Any]:
+    """Empirical CDFs of the sides on shared x values (at most ``points`` quantiles of the
+    pooled values): ``{"x": [...], "series": {side: [F(x)...]}}`` for the chart."""
+    import bisect
+
+    pooled = sorted(v for values in samples.values() for v in values)
+    if not pooled:
+        return {"x": [], "series": {}}
+    step = max(1, len(pooled) // points)
+    xs = sorted(set(pooled[::step] + [pooled[-1]]))
+    series = {}
+    for side, values in samples.items():
+        ordered = sorted(values)
+        series[side] = [bisect.bisect_right(ordered, x) / len(ordered) if ordered else None
+                        for x in xs]
+    return {"x": xs, "series": series}
+
+
 def latest_gates(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
     g = GATES.c
     with engine.connect() as conn:

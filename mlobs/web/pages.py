@@ -234,6 +234,15 @@ def quality(request: Request) -> Response:
                                             "gates": data.latest_gates(engine)})
 
 
+def drift_check(request: Request) -> Response:
+    check_id = integer(request.path_params, "check_id", 0, 1, 2**62)
+    check = data.drift_check(_context(request).engine, check_id)
+    if check is None:
+        raise HTTPException(404, f"no drift check {check_id}")
+    chart = data.ecdf(check["samples"])
+    return render(request, "drift_check.html", {"check": check, "chart": json.dumps(chart)})
+
+
 ROUTES = [
     Route("/", home), Route("/login", login),
     Route("/runs", runs), Route("/runs/{run_id}", run),
@@ -242,5 +251,5 @@ ROUTES = [
     Route("/signatures", signatures), Route("/signatures/{signature}", signature),
     Route("/cache", cache_index), Route("/cache/{platform}/{video}", cache_video),
     Route("/cache/{platform}/{video}/current", cache_set_current, methods=["POST"]),
-    Route("/quality", quality),
+    Route("/quality", quality), Route("/quality/drift/{check_id}", drift_check),
 ]

@@ -1,6 +1,7 @@
 """A small warehouse and cache for the admin views' tests: 12 runs (two platforms, ok and
-error, an hour apart) of the realistic five-component run, and one cached video with
-three versions of a component."""
+error, an hour apart) of the realistic five-component run, the drift checks of their
+first six hours against the last six, and one cached video with three versions of a
+component."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from mlobs.analysis.drift import DriftPolicy, Window, check_drift
 from mlobs.cache.store import ArtifactStore
 from mlobs.core.signature import idempotency_key
 from mlobs.warehouse.store import WarehouseStore
@@ -34,6 +36,10 @@ def fill(root: Path, build_run) -> WebData:
         components += parts
     with WarehouseStore(db_url, manage_schema=True) as store:
         store.write(runs, components)
+    # the first six hours against the last six, stored in drift_checks
+    check_drift(db_url, Window(since=START, until=START + timedelta(hours=6)),
+                Window(since=START + timedelta(hours=6), until=START + timedelta(hours=12)),
+                policy=DriftPolicy(min_samples=3))
     cache = ArtifactStore(root / "cache")
     key = idempotency_key(platform_id="youtube", video_id="abc", component="cleaning",
                           config_hash=None, sampling_policy_version=None,

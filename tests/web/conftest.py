@@ -34,7 +34,9 @@ class UiRoot:
 def fill_ui_root(root: Path) -> UiRoot:
     """Run the demo twice into ``root`` (the second time as pipeline 1.1.0 bypassing the
     cache, so every text component has two cache versions) and store the ``all`` and
-    ``hour`` rollups (the components pages read stored rollups)."""
+    ``hour`` rollups (the components pages read stored rollups) and the drift checks of
+    1.0.0 against 1.1.0."""
+    from mlobs.analysis.drift import DriftPolicy, Window, check_drift
     from mlobs.analysis.rollup import compute_rollup
     from mlobs.analysis.rollup_store import write_rollup
     from mlobs.demo.runner import run_demo
@@ -51,6 +53,8 @@ def fill_ui_root(root: Path) -> UiRoot:
     db_url = f"sqlite:///{root / 'warehouse.db'}"
     for bucket in ("all", "hour"):
         write_rollup(db_url, compute_rollup(db_url, bucket=bucket), bucket)
+    check_drift(db_url, Window(pipeline_version="1.0.0"), Window(pipeline_version="1.1.0"),
+                policy=DriftPolicy(min_samples=3))  # the quality pages' rows
     return UiRoot(root=root, db_url=db_url)
 
 

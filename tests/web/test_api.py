@@ -120,3 +120,33 @@ def test_no_body_makes_the_set_version_endpoint_fail(client, body):
     answer = client.post("/api/cache/version", content=body,
                          headers={"x-csrf-token": csrf, "content-type": "application/json"})
     assert answer.status_code in (200, 400, 404), answer.text[:300]
+
+
+def test_a_drift_check_page_plots_the_two_windows_it_compared(client, web):
+    import re
+
+    quality = client.get("/quality").text
+    ids = re.findall(r'href="/quality/drift/(\d+)"', quality)
+    assert ids, "the quality page links its drift checks"
+    pages = {i: client.get(f"/quality/drift/{i}") for i in ids}
+    assert all(page.status_code == 200 for page in pages.values())
+    plotted = [page.text for page in pages.values() if 'id="ecdf-data"' in page.text]
+    assert plotted, "a distribution check has the ECDF data"
+    data = __import__("json").loads(re.search(
+        r'<script type="application/json" id="ecdf-data">(.*?)</script>', plotted[0],
+        re.S).group(1))
+    assert set(data["series"]) == {"baseline", "current"}
+    for side in data["series"].values():  # an ECDF rises to 1 and never falls
+        assert side == sorted(side) and side[-1] == 1.0
+    assert client.get("/quality/drift/999999").status_code == 404
+    assert client.get("/quality/drift/abc").status_code == 400
+
+
+def test_ecdf_of_two_samples_on_shared_points():
+    from mlobs.web.data import ecdf
+
+    chart = ecdf({"baseline": [1.0, 2.0, 3.0, 4.0], "current": [3.0, 4.0]}, points=10)
+    assert chart["x"] == [1.0, 2.0, 3.0, 4.0]
+    assert chart["series"] == {"baseline": [0.25, 0.5, 0.75, 1.0],
+                               "current": [0.0, 0.0, 0.5, 1.0]}
+    assert ecdf({"baseline": [], "current": []}) == {"x": [], "series": {}}

@@ -232,6 +232,19 @@ def test_the_component_page_draws_its_duration_chart(browsing: Browsing,
     browsing.assert_clean()
 
 
+def test_a_drift_check_plots_both_windows(browsing: Browsing) -> None:
+    page = browsing.page
+    page.goto("/quality")
+    # newest first: the last link is the first check stored, a distribution
+    page.locator("a.drift-link").last.click()
+    chart = page.locator('#ecdf-chart[data-drawn="true"]')
+    expect(chart).to_be_visible()
+    expect(chart.locator("canvas")).to_have_count(1)
+    expect(chart.locator(".u-legend")).to_contain_text("baseline")
+    expect(chart.locator(".u-legend")).to_contain_text("current")
+    browsing.assert_clean()
+
+
 # -- cache ----------------------------------------------------------------------------------
 
 def test_make_an_older_cache_version_current(browsing: Browsing, ui_root,
@@ -289,11 +302,13 @@ def page_paths(sample: Sample) -> dict[str, tuple[str, str]]:
         "cache-index": ("/cache", "Cached results"),
         "cache-video": (video, f"Cache of {sample.platform} / {sample.video}"),
         "quality": ("/quality", "Drift checks and release gates"),
+        # the first check stored: a distribution (they come before the rates)
+        "drift-check": ("/quality/drift/1", "Drift check:"),
     }
 
 
 PAGES = ["runs", "run", "components", "component", "signatures", "signature", "cache-index",
-         "cache-video", "quality"]
+         "cache-video", "quality", "drift-check"]
 
 
 @pytest.fixture(scope="session")

@@ -25,4 +25,23 @@ function drawDurationChart() {
   target.dataset.drawn = "true";
 }
 
+function drawEcdfChart() {
+  const target = document.getElementById("ecdf-chart");
+  const source = document.getElementById("ecdf-data");
+  if (!target || !source || typeof uPlot === "undefined") return;
+  const data = JSON.parse(source.textContent);
+  const colours = { baseline: "#1565c0", current: "#c62828" };
+  const names = Object.keys(data.series);
+  new uPlot({
+    width: Math.max(target.clientWidth, 400), height: 300,
+    series: [{ label: target.dataset.metric }].concat(names.map((name) => ({
+      label: name, stroke: colours[name] || "#555", width: 1.5, paths: uPlot.paths.stepped({ align: 1 }),
+    }))),
+    axes: [{ label: target.dataset.metric }, { label: "share of invocations ≤ x" }],
+    scales: { x: { time: false }, y: { range: [0, 1] } },
+  }, [data.x].concat(names.map((name) => data.series[name])), target);
+  target.dataset.drawn = "true";
+}
+
 document.addEventListener("DOMContentLoaded", drawDurationChart);
+document.addEventListener("DOMContentLoaded", drawEcdfChart);
