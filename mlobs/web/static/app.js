@@ -35,7 +35,8 @@ function drawEcdfChart() {
   new uPlot({
     width: Math.max(target.clientWidth, 400), height: 300,
     series: [{ label: target.dataset.metric }].concat(names.map((name) => ({
-      label: name, stroke: colours[name] || "#555", width: 1.5, paths: uPlot.paths.stepped({ align: 1 }),
+      label: name, stroke: colours[name] || "#555", width: 1.5,
+      paths: uPlot.paths.stepped({ align: 1 }),
     }))),
     axes: [{ label: target.dataset.metric }, { label: "share of invocations ≤ x" }],
     scales: { x: { time: false }, y: { range: [0, 1] } },
