@@ -62,7 +62,9 @@ def run(request: Request) -> Response:
 
 
 def components(request: Request) -> Response:
-    return reply({"components": data.list_components(_ctx(request).engine)})
+    ctx = _ctx(request)
+    rows, stored = data.list_components(ctx.engine, ctx.db_url)
+    return reply({"components": rows, "stored_rollup": stored})
 
 
 def component(request: Request) -> Response:

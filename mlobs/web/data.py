@@ -11,6 +11,8 @@ sessions start with ``default_transaction_read_only``.
 from __future__ import annotations
 
 import base64
+import bisect
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -90,7 +92,7 @@ class RunQuery:
 
 def encode_cursor(started_at: datetime, run_id: str) -> str:
     """An opaque, URL-safe cursor for (started_at, run_id)."""
-    raw = json.dumps([_utc(started_at).isoformat(), run_id]).encode()
+    raw = json.dumps([as_utc(started_at).isoformat(), run_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -104,7 +106,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise ConfigError(f"not a page cursor: {cursor[:40]!r}") from exc
 
 
-def _utc(moment: datetime) -> datetime:
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` as an aware UTC datetime (naive means UTC)."""
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None \
         else moment.astimezone(timezone.utc)
 
@@ -117,16 +120,16 @@ def list_runs(engine: Engine, query: RunQuery) -> tuple[list[dict[str, Any]], st
     c = RUNS.c
     conditions = [c[RUN_FILTERS[key]] == value for key, value in query.filters.items()]
     if query.since is not None:
-        conditions.append(c.started_at >= _utc(query.since))
+        conditions.append(c.started_at >= as_utc(query.since))
     if query.until is not None:
-        conditions.append(c.started_at < _utc(query.until))
+        conditions.append(c.started_at < as_utc(query.until))
     if query.run_prefix:
         # a prefix range, which an index on the primary key answers (LIKE may not)
         conditions.append(sa.and_(c.run_id >= query.run_prefix,
                                   c.run_id < query.run_prefix + "\uffff"))
     if query.after is not None:
         started, run_id = query.after
-        started = _utc(started)
+        started = as_utc(started)
         conditions.append(sa.or_(c.started_at < started,
                                  sa.and_(c.started_at == started, c.run_id < run_id)))
     statement = (sa.select(c.run_id, c.platform_id, c.video_id, c.profile,
@@ -189,9 +192,20 @@ def runs_with_prefix(engine: Engine, prefix: str, limit: int = 10) -> list[str]:
 
 # -- components -----------------------------------------------------------------------
 
-def list_components(engine: Engine) -> list[dict[str, Any]]:
-    """Per component × model_signature: invocations, p95, rates, from the "all" rollup
-    (what ``mlobs rollup`` last wrote); empty before any rollup."""
+def list_components(engine: Engine, db_url: str) -> tuple[list[dict[str, Any]], bool]:
+    """Per component × model_signature: invocations, p95, rates. Returns (rows, stored):
+    the "all" rollup ``mlobs rollup`` last wrote (stored True), or, before any, one
+    computed now with DuckDB from every invocation (stored False; right after
+    ``make demo``)."""
+    rows = _stored_components(engine)
+    if rows:
+        return rows, True
+    from mlobs.analysis.rollup import compute_rollup  # DuckDB: only when needed
+
+    return [dataclasses.asdict(row) for row in compute_rollup(db_url)], False
+
+
+def _stored_components(engine: Engine) -> list[dict[str, Any]]:
     r = ROLLUPS.c
     statement = (sa.select(r.component, r.model_signature, r.pipeline_version, r.profile,
                            r.device_kind, r.invocations, r.runs, r.p50_duration_ms,
@@ -208,7 +222,7 @@ def component_detail(engine: Engine, component: str,
     over the recent window (:data:`RECENT`) its status mix, error codes, empty reasons
     and memory peaks per model_signature."""
     r, c = ROLLUPS.c, COMPONENT_RUNS.c
-    since = _utc((now or datetime.now(timezone.utc)) - RECENT)
+    since = as_utc((now or datetime.now(timezone.utc)) - RECENT)
     recent = sa.and_(c.component == component, c.started_at >= since)
     with engine.connect() as conn:
         widths = {row[0] for row in conn.execute(
@@ -290,6 +304,7 @@ def latest_drift(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
 def drift_check(engine: Engine, check_id: int) -> dict[str, Any] | None:
     """One stored drift check, with the two samples it compared when it is a
     distribution (``samples``: side → values; empty for a rate)."""
+    # imported here: drift's statistics load scipy, which the other pages never need
     from mlobs.analysis.drift import stored_window, window_samples
 
     with engine.connect() as conn:
@@ -309,8 +324,6 @@ def drift_check(engine: Engine, check_id: int) -> dict[str, Any] | None:
 def ecdf(samples: dict[str, list[float]], points: int = 400) -> dict[str, Any]:
     """Empirical CDFs of the sides on shared x values (at most ``points`` quantiles of the
     pooled values): ``{"x": [...], "series": {side: [F(x)...]}}`` for the chart."""
-    import bisect
-
     pooled = sorted(v for values in samples.values() for v in values)
     if not pooled:
         return {"x": [], "series": {}}

@@ -4,11 +4,11 @@ warehouse reads block)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import datetime
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -131,11 +131,7 @@ def manifest(request: Request) -> Response:
 
 def components(request: Request) -> Response:
     ctx = _context(request)
-    rows, stored = data.list_components(ctx.engine), True
-    if not rows:  # no `mlobs rollup` yet (right after `make demo`): compute one now
-        from mlobs.analysis.rollup import compute_rollup
-
-        rows, stored = [dataclasses.asdict(r) for r in compute_rollup(ctx.db_url)], False
+    rows, stored = data.list_components(ctx.engine, ctx.db_url)
     return render(request, "components.html", {"rows": rows, "stored": stored})
 
 
@@ -165,7 +161,7 @@ def _duration_chart(series: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _epoch(moment: datetime) -> float:
-    return data._utc(moment).timestamp()
+    return data.as_utc(moment).timestamp()
 
 
 def signatures(request: Request) -> Response:
@@ -223,8 +219,8 @@ async def cache_set_current(request: Request) -> Response:
         version = int(str(form.get("version", "")))
     except ValueError:
         raise ConfigError("version: not an integer") from None
-    _context(request).store.set_current(index.platform_id, index.video_id,
-                                        str(form.get("component", "")), version)
+    await run_in_threadpool(_context(request).store.set_current, index.platform_id,
+                            index.video_id, str(form.get("component", "")), version)
     return RedirectResponse(f"/cache/{index.platform_id}/{index.video_id}", status_code=303)
 
 

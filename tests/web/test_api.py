@@ -150,3 +150,13 @@ def test_ecdf_of_two_samples_on_shared_points():
     assert chart["series"] == {"baseline": [0.25, 0.5, 0.75, 1.0],
                                "current": [0.0, 0.0, 0.5, 1.0]}
     assert ecdf({"baseline": [], "current": []}) == {"x": [], "series": {}}
+
+
+def test_components_are_computed_when_no_rollup_is_stored(client):
+    # the fixture stores no rollup, as right after `make demo`
+    answer = client.get("/api/components").json()
+    assert answer["stored_rollup"] is False
+    rows = {row["component"]: row for row in answer["components"]}
+    assert set(rows) == {"asr", "cleaning", "embedding", "faces", "summarization"}
+    assert rows["asr"]["invocations"] == 12
+    assert "computed now" in client.get("/components").text
