@@ -11,7 +11,7 @@ MISSING = "–"
 
 
 def duration_ms(value: float | None) -> str:
-    """``12.3 ms``, ``4.20 s`` from 10 s on... in milliseconds in, text out."""
+    """A duration given in milliseconds: ``12.3 ms``; from 10 s on in seconds, ``12.34 s``."""
     if value is None:
         return MISSING
     return f"{value:.1f} ms" if value < 10_000 else f"{value / 1000:.2f} s"

@@ -40,8 +40,6 @@ SQL_ALL = "'__all'"
 WAREHOUSE = model.DataSourceRef(type_val=postgres.PLUGIN_ID, uid="${warehouse}")
 PROMETHEUS = model.DataSourceRef(type_val=PROMETHEUS_PLUGIN_ID, uid="${prometheus}")
 
-#: the Grafana version the dashboards are written for (also the SDK build).
-GRAFANA_VERSION = "11.6.0"
 #: the tag every mlobs dashboard carries (dashboard links list them by it).
 TAG = "mlobs"
 
