@@ -23,7 +23,8 @@ WRITER = textwrap.dedent("""
     from mlobs.core.atomic_file import write_atomically
     from mlobs.core.errors import InvalidRecordError
     from mlobs.core.manifest import read_manifest
-    from mlobs.sinks.spool import Spool, replay
+    from mlobs.sinks.spool import Spool
+    from mlobs.sinks.spool_replay import replay
 
     write_atomically(root / "plain" / "file.bin", b"x")
 

@@ -11,7 +11,9 @@ Other variables: ``MLOBS_SINKS`` (comma list of ``manifest``, ``warehouse`` and 
 installed exporter packages, see :mod:`mlobs.recording.plugins`; empty string
 for none), ``MLOBS_SAMPLE_INTERVAL_MS`` (memory sampler period, default 5),
 ``MLOBS_HEARTBEAT_INTERVAL_S`` (seconds between heartbeats of an open run, default 30,
-see :mod:`mlobs.core.liveness`), ``MLOBS_MEMORY_PROBES=0`` (no memory peaks at all), ``MLOBS_GPU_PROBES=0`` (no GPU peaks:
+see :mod:`mlobs.core.liveness`), ``MLOBS_WAREHOUSE_WRITER`` (``process``, the default: the
+warehouse is loaded from the spool by a writer process, :mod:`mlobs.sinks.writer_sink`;
+``thread``: by a thread of the pipeline's process), ``MLOBS_MEMORY_PROBES=0`` (no memory peaks at all), ``MLOBS_GPU_PROBES=0`` (no GPU peaks:
 neither torch's counters nor NVML), ``MLOBS_DISABLED=1`` (record nothing at all).
 """
 
@@ -27,6 +29,7 @@ from mlobs.core.liveness import HEARTBEAT_INTERVAL_S
 
 DEFAULT_ROOT = "mlobs-data"
 KNOWN_SINKS = ("manifest", "warehouse")
+WAREHOUSE_WRITERS = ("process", "thread")
 #: the entry-point group of exporter packages' sinks (:mod:`mlobs.recording.plugins`).
 SINK_GROUP = "mlobs.sinks"
 
@@ -48,6 +51,8 @@ class Settings:
     flush_interval_s: float = 0.05
     #: seconds between two heartbeats of an open run (mlobs.core.liveness).
     heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S
+    #: who writes the warehouse: a writer ``process`` fed by the spool, or a ``thread``.
+    warehouse_writer: str = "process"
 
     @property
     def runs_dir(self) -> Path:
@@ -132,6 +137,10 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
     if not interval > 0:
         raise ConfigError(f"MLOBS_SAMPLE_INTERVAL_MS must be > 0, got {interval}")
     heartbeat = _positive_seconds(env, "MLOBS_HEARTBEAT_INTERVAL_S", HEARTBEAT_INTERVAL_S)
+    writer = env.get("MLOBS_WAREHOUSE_WRITER", "").strip().lower() or "process"
+    if writer not in WAREHOUSE_WRITERS:
+        raise ConfigError(f"MLOBS_WAREHOUSE_WRITER must be one of {list(WAREHOUSE_WRITERS)}, "
+                          f"got {writer!r}")
     return Settings(
         root=root,
         db_url=env.get("MLOBS_DB_URL") or default_db_url(root),
@@ -141,6 +150,7 @@ def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
         gpu_probes=_flag(env, "MLOBS_GPU_PROBES", True),
         disabled=_flag(env, "MLOBS_DISABLED", False),
         heartbeat_interval_s=heartbeat,
+        warehouse_writer=writer,
     )
 
 

@@ -15,29 +15,35 @@ from typing import Any
 
 from mlobs.core.atomic_file import write_atomically
 from mlobs.core.errors import ManifestError
-from mlobs.core.records import ComponentRecord, RunRecord
+from mlobs.core.records import ComponentRecord, RunRecord, compact_json, record_json
 
 MANIFEST_SCHEMA = "mlobs.manifest/1"
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
 class ManifestText:
-    """A manifest kept as JSON text: each component is encoded once, when it arrives, so
-    rewriting the manifest of a long run costs a string join, not a re-encoding."""
+    """A manifest kept as encoded JSON: each component is encoded once, when it arrives,
+    so rewriting the manifest of a long run costs a join of bytes, not a re-encoding."""
 
     def __init__(self, run: RunRecord) -> None:
         self.run = run
-        self._components: list[str] = []
+        self._components: list[bytes] = []
+        #: bytes of the encoded components so far (the document is a little larger).
+        self.components_bytes = 0
 
     def add_component(self, record: ComponentRecord) -> None:
-        self._components.append(_dumps(record.to_dict()))
+        """Encode ``record`` and add it. Raises ValueError or TypeError (nothing added)
+        when JSON cannot hold it (NaN, a non-JSON value)."""
+        encoded = record_json(record)
+        self._components.append(encoded)
+        self.components_bytes += len(encoded) + 1
 
-    def render(self) -> str:
-        head = _dumps({"schema": MANIFEST_SCHEMA, **self.run.to_dict()})
-        return f'{head[:-1]},"components":[{",".join(self._components)}]}}'
+    def __len__(self) -> int:
+        return len(self._components)
+
+    def render(self) -> bytes:
+        """The whole document as UTF-8 JSON."""
+        head = compact_json({"schema": MANIFEST_SCHEMA, **self.run.to_dict()}).encode()
+        return b"".join((head[:-1], b',"components":[', b",".join(self._components), b"]}"))
 
 
 def in_finishing_order(components: list[ComponentRecord]) -> list[ComponentRecord]:
@@ -51,18 +57,19 @@ def manifest_document(run: RunRecord, components: list[ComponentRecord]) -> str:
     text = ManifestText(run)
     for component in components:
         text.add_component(component)
-    return text.render()
+    return text.render().decode()
 
 
-def write_manifest(path: Path, document: dict[str, Any] | str, *, durable: bool = False) -> None:
-    """Atomically replace ``path`` with ``document`` (a dict, or JSON text).
+def write_manifest(path: Path, document: dict[str, Any] | str | bytes, *,
+                   durable: bool = False) -> None:
+    """Atomically replace ``path`` with ``document`` (a dict, or JSON text or bytes).
 
     Args:
         durable: also fsync the file and its directory (survives a power loss, not just a
             killed process); used for the final write of a run.
     """
-    write_atomically(path, document if isinstance(document, str) else _dumps(document),
-                     durable=durable)
+    data = document if isinstance(document, (str, bytes)) else compact_json(document)
+    write_atomically(path, data, durable=durable)
 
 
 def read_manifest(path: str | os.PathLike[str]) -> tuple[RunRecord, list[ComponentRecord]]:

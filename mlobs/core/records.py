@@ -9,9 +9,13 @@ ISO 8601 UTC strings, everything else JSON-native.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol, TypeAlias
+
+import orjson
 
 from mlobs.core.checks import check_text, check_word
 from mlobs.core.limits import NAME_MAX_CHARS
@@ -25,6 +29,18 @@ RUN_STATUSES = ("running", "ok", "error", "crashed")
 MISS_REASONS = ("no_entry", "model_signature_changed", "producer_version_changed",
                 "schema_changed", "config_changed", "input_changed", "expired", "corrupt",
                 "forced")
+
+
+#: Where :func:`record_json` keeps a record's encoding (not a dataclass field).
+_JSON_ATTRIBUTE = "_json"
+
+
+def _fields_of(record: Any) -> dict[str, Any]:
+    """A record's fields, in declaration order, as a new dict (a copy of the instance
+    dict: a dataclass's fields are its instance attributes; the JSON cache is not one)."""
+    data = record.__dict__.copy()
+    data.pop(_JSON_ATTRIBUTE, None)
+    return data
 
 
 def device_kind_of(device: str | None) -> str:
@@ -176,7 +192,7 @@ class ComponentRecord:
     events: list[EventRecord] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data = _fields_of(self)
         data["started_at"] = iso_utc(self.started_at)
         data["finished_at"] = iso_utc(self.finished_at)
         data["models_used"] = [m.to_dict() for m in self.models_used]
@@ -231,7 +247,7 @@ class RunRecord:
     labels: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data = _fields_of(self)
         data["started_at"] = iso_utc(self.started_at)
         data["finished_at"] = iso_utc(self.finished_at)
         data["heartbeat_at"] = iso_utc(self.heartbeat_at)
@@ -279,3 +295,37 @@ def materialize(item: SinkItem) -> RunRecord | ComponentRecord:
     """The record behind a queued item: a record as is, or the record a finished
     invocation builds once, lazily."""
     return item if isinstance(item, (RunRecord, ComponentRecord)) else item.record()
+
+
+def compact_json(value: Any) -> str:
+    """``value`` as the manifest's JSON: compact, UTF-8 text as is, no NaN."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def record_json(record: RunRecord | ComponentRecord) -> bytes:
+    """The record's manifest form as compact UTF-8 JSON, encoded once per record object
+    (the manifest and the spool share it: encoding is most of a sink's cost per record).
+    A record must not be changed once encoded; ``dataclasses.replace`` makes a new one.
+
+    Raises:
+        ValueError, TypeError: JSON cannot hold a value (NaN, infinity, a non-JSON
+            object); nothing is cached.
+    """
+    encoded = record.__dict__.get(_JSON_ATTRIBUTE)
+    if encoded is None:
+        data = record.to_dict()
+        # orjson writes the same bytes as compact_json, 12x faster, but writes NaN as
+        # null: it takes only what is known to hold finite floats (a component's duration
+        # and its metrics); events' attributes and run records go through json.
+        encoded = None
+        if (isinstance(record, ComponentRecord) and not record.events
+                and all(map(math.isfinite, record.metrics.values()))
+                and math.isfinite(record.duration_ms)):
+            try:
+                encoded = orjson.dumps(data)
+            except TypeError:  # e.g. an int beyond 64 bits, which json writes
+                pass
+        if encoded is None:
+            encoded = compact_json(data).encode()
+        record.__dict__[_JSON_ATTRIBUTE] = encoded
+    return encoded

@@ -14,6 +14,10 @@ moves only by the pages touched or unmapped in that time (page faults bound grow
 few MiB), an error far below the sampling interval's; a component running longer than the
 window always gets a fresh end reading.
 
+While no component runs the thread parks: after :data:`PARK_AFTER_IDLE_SAMPLES` samples
+that found no component active it waits until the next component starts (which wakes it
+only then), so an idle pipeline pays nothing and back-to-back components pay no wake-up.
+
 When NVML opens (nvidia-ml-py, a driver, at least one GPU) the same thread also samples
 this process's used GPU memory; components that torch's own peak counters do not cover
 (ONNX Runtime, TensorRT, ...) get that as ``peak_gpu_reserved_bytes``.
@@ -32,6 +36,8 @@ log = logging.getLogger("mlobs")
 
 #: A start or end reading reuses a reading at most this old (nanoseconds).
 REUSE_WINDOW_NS = 100_000
+#: Samples in a row without an active component after which the thread parks.
+PARK_AFTER_IDLE_SAMPLES = 20
 _perf_ns = time.perf_counter_ns
 
 
@@ -66,6 +72,7 @@ class MemorySampler:
         self._last = (0, 0)
         self._active: set[PeakTracker] = set()
         self._wake = threading.Event()
+        self._parked = False
         self._stop = False
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -104,6 +111,8 @@ class MemorySampler:
         self._active.add(tracker)
         if self._thread is None:
             self._start_thread()
+        elif self._parked:
+            self._wake.set()
         return tracker
 
     def end_component(self, tracker: PeakTracker) -> None:
@@ -137,6 +146,7 @@ class MemorySampler:
             nvml = self._open_gpu_reader()  # on this thread: NVML start-up can take 100 ms
         finally:
             self._ready.set()  # also when it failed: warm_up never waits for a dead thread
+        idle = 0
         while not self._stop:
             rss = read()
             self._last = (_perf_ns(), rss)
@@ -146,7 +156,18 @@ class MemorySampler:
                     tracker.peak_rss_bytes = rss
             if nvml is not None and trackers:
                 self._sample_gpu(nvml, trackers)
-            wait(interval)
+            idle = 0 if trackers else idle + 1
+            if idle < PARK_AFTER_IDLE_SAMPLES:
+                wait(interval)
+                continue
+            # Park; a component starting after the flag is set wakes the thread, and one
+            # that started before it is seen by the check.
+            self._parked = True
+            if not self._active and not self._stop:
+                wait()
+            self._parked = False
+            self._wake.clear()
+            idle = 0
 
     @staticmethod
     def _sample_gpu(nvml: Any, trackers: list[PeakTracker]) -> None:
@@ -175,6 +196,7 @@ class MemorySampler:
         self._ready = threading.Event()
         self._warm_up_waited = False
         self._active = set()
+        self._parked = False
         self._read = make_rss_reader()
         self._last = (0, 0)
 

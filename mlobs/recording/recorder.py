@@ -103,7 +103,11 @@ def build_sinks(settings: Settings) -> list[Sink]:
     if "manifest" in settings.sinks:
         from mlobs.sinks.manifest_sink import ManifestSink
         sinks.append(ManifestSink(settings.runs_dir))
-    if "warehouse" in settings.sinks:
+    if "warehouse" in settings.sinks and settings.warehouse_writer == "process":
+        from mlobs.sinks.writer_sink import WriterSink
+        sinks.append(WriterSink(settings.db_url, settings.spool_dir,
+                                manage_schema=settings.db_is_embedded_default))
+    elif "warehouse" in settings.sinks:
         # The warehouse stack (SQLAlchemy, Alembic) is imported only when it is used.
         from mlobs.sinks.warehouse_sink import WarehouseSink
         sinks.append(WarehouseSink(settings.db_url,

@@ -6,6 +6,8 @@ A *sink* exports batches; it is only ever called on its own worker thread:
   (:class:`RecordsRefused` or an error with ``refused``: those records only).
 * ``force_flush(timeout_s) -> bool``: flush what the sink buffers itself (may be a no-op).
 * ``shutdown(timeout_s) -> None``: release resources.
+* ``on_idle() -> None`` (optional): called after each wake's exports; a sink that defers
+  work (the manifest sink's rewrites of a long run) does what is due here.
 
 The queue holds ``RunRecord`` snapshots and finished component invocations
 (:class:`~mlobs.core.records.Recordable`); the worker builds their records, one by one,
@@ -29,6 +31,9 @@ from mlobs.core.records import Record, SinkItem, materialize
 from mlobs.core.suppression import suppress_in_this_thread
 
 log = logging.getLogger("mlobs.sinks")
+
+#: The time a sink's flush gets when a waiter waits without a limit.
+_UNBOUNDED_FLUSH_S = 3600.0
 
 
 @runtime_checkable
@@ -86,12 +91,16 @@ class BatchWorker:
         self._init_state()
 
     def after_fork_in_child(self) -> None:
-        """The parent's thread and queue do not belong to a forked child: start empty."""
+        """The parent's thread and queue do not belong to a forked child: start empty
+        (and so does the sink, when it holds something of the parent's, like a pipe)."""
         self._init_state()
+        after_fork = getattr(self.sink, "after_fork_in_child", None)
+        if after_fork is not None:
+            after_fork()
 
     def _init_state(self) -> None:
         self._queue: deque[SinkItem] = deque()
-        self._flush_waiters: deque[threading.Event] = deque()
+        self._flush_waiters: deque[tuple[threading.Event, float | None]] = deque()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -125,7 +134,7 @@ class BatchWorker:
         if thread is None or not thread.is_alive() or thread is threading.current_thread():
             return not self._queue
         done = threading.Event()
-        self._flush_waiters.append(done)
+        self._flush_waiters.append((done, timeout_s))
         self._wake.set()
         return done.wait(timeout_s)
 
@@ -163,17 +172,32 @@ class BatchWorker:
             waiters = [self._flush_waiters.popleft() for _ in range(len(self._flush_waiters))]
             self._drain()
             if waiters:
-                self._flush_sink()
-            for done in waiters:
+                # The sink may take as long as the most patient waiter allows (a float:
+                # sinks pass it on to libraries that need one).
+                timeouts = [timeout for _, timeout in waiters]
+                self._flush_sink(_UNBOUNDED_FLUSH_S if None in timeouts else max(timeouts))
+            for done, _ in waiters:
                 done.set()
             if self._closed and not self._queue:
                 return
 
     def _drain(self) -> None:
+        # What was queued at the wake, not what arrives meanwhile: a sink slower than the
+        # pipeline would otherwise never sleep and get batches of one or two records.
         queue = self._queue
-        while queue:
-            batch = [queue.popleft() for _ in range(min(len(queue), self.max_batch_size))]
+        left = len(queue)
+        while left:
+            batch = [queue.popleft() for _ in range(min(left, self.max_batch_size))]
+            left -= len(batch)
             self._export(batch)
+        on_idle = getattr(self.sink, "on_idle", None)
+        if on_idle is not None:
+            try:
+                on_idle()
+            except Exception as exc:  # the sink keeps the work for its next call
+                self.last_error = exception_summary(exc)
+                log.error("mlobs sink %r failed deferred work: %s", self.sink.name,
+                          self.last_error)
 
     def _export(self, batch: list[SinkItem]) -> None:
         # Records are built here, one by one, so an item that cannot be built is refused
@@ -205,9 +229,14 @@ class BatchWorker:
         log.error("mlobs sink %r failed to export %d item(s): %s", self.sink.name,
                   len(run_ids), error)
 
-    def _flush_sink(self) -> None:
+    def _flush_sink(self, timeout_s: float) -> None:
         try:
-            self.sink.force_flush(self.flush_interval_s * 20)
+            self.sink.force_flush(timeout_s)
         except Exception as exc:
+            refused = getattr(exc, "refused", None)
+            if refused is not None:  # records the sink's deferred work could not write
+                self.exported -= len(refused)
+                self._count_failed(list(refused), exception_summary(exc))
+                return
             self.last_error = exception_summary(exc)
             log.error("mlobs sink %r failed to flush: %s", self.sink.name, self.last_error)

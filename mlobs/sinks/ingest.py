@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mlobs.core.errors import ManifestError
 from mlobs.core.manifest import read_manifest
-from mlobs.sinks.spool import ReplayReport, replay
+from mlobs.sinks.spool_replay import ReplayReport, replay
 from mlobs.warehouse.store import WarehouseStore
 
 
@@ -66,6 +66,6 @@ def replay_spool(spool_dir: str | Path, store: WarehouseStore, *,
     and remove them from the spool; waits while a sink of a running pipeline replays it.
 
     Idempotent: a replay that stopped midway (database away again, process killed) can
-    be repeated without duplicates. See :func:`mlobs.sinks.spool.replay`.
+    be repeated without duplicates. See :func:`mlobs.sinks.spool_replay.replay`.
     """
     return replay(spool_dir, store, chunk_size=chunk_size, wait=True)

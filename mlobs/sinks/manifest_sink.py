@@ -1,15 +1,21 @@
 """ManifestSink: keeps ``<root>/runs/<platform>/<video>/<run_id>/manifest.json`` current.
 
-After every batch, each run it touched is rewritten atomically, so a run killed with
-SIGKILL leaves a valid manifest with ``status: "running"`` and every component exported
-before the kill (the worker exports within ``flush_interval_s`` of a component's end).
-The final write of a run is fsynced. One writer per run: the process that opened it;
-components this process recorded into a run it joined (:mod:`mlobs.hooks.joined_run`) are
-left to the orchestrating process, which assembles that run's manifest.
+Each run's manifest is rewritten atomically, so a run killed with SIGKILL leaves a valid
+manifest with ``status: "running"`` and its components up to the last rewrite. A new
+run's manifest is written at once and a finished run's at once (fsynced); a running run's
+is rewritten when its records arrive, at most once per
+``components_bytes / rewrite_bytes_per_s`` seconds: a run of a few hundred components is
+rewritten within ``flush_interval_s`` of a component's end, a run of 10,000 (12 MB of
+JSON) every few seconds, so the rewrites of a growing run cost O(components) in all rather
+than O(components²). ``mlobs.flush()`` writes whatever is pending. One writer per run: the
+process that opened it; components this process recorded into a run it joined
+(:mod:`mlobs.hooks.joined_run`) are left to the orchestrating process, which assembles
+that run's manifest.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,21 +28,35 @@ from mlobs.sinks.base import RecordsRefused
 
 #: closed runs whose manifest path is remembered for components that finish late.
 _CLOSED_RUNS_KEPT = 4096
+#: Default pace of a running run's rewrites: one per (encoded size / this) seconds.
+REWRITE_BYTES_PER_S = 4 * 1024 * 1024
 
 
 @dataclass
 class _RunDocument:
     path: Path
     text: ManifestText
+    #: records arrived since the last write.
+    dirty: bool = True
+    #: time.monotonic() before which a running run is not rewritten.
+    next_write_at: float = 0.0
 
 
 class ManifestSink:
-    """Writes one manifest per run under ``runs_dir``."""
+    """Writes one manifest per run under ``runs_dir``.
+
+    Args:
+        runs_dir: ``<root>/runs``.
+        rewrite_bytes_per_s: a running run's manifest is rewritten at most once per
+            (its encoded components' bytes / this) seconds (see the module docstring).
+    """
 
     name = "manifest"
 
-    def __init__(self, runs_dir: Path) -> None:
+    def __init__(self, runs_dir: Path, *,
+                 rewrite_bytes_per_s: float = REWRITE_BYTES_PER_S) -> None:
         self.runs_dir = Path(runs_dir)
+        self.rewrite_bytes_per_s = rewrite_bytes_per_s
         self._open: dict[str, _RunDocument] = {}
         self._closed: OrderedDict[str, Path] = OrderedDict()
 
@@ -58,17 +78,33 @@ class ManifestSink:
                     problems.append(f"component {record.component!r} "
                                     f"({record.component_run_id}) of run {record.run_id}: "
                                     f"{exc}")
+            doc.dirty = True
             touched[record.run_id] = doc
+        now = time.monotonic()
         for run_id, doc in touched.items():
-            finished = doc.text.run.status != "running"
-            write_manifest(doc.path, doc.text.render(), durable=finished)
-            if finished:  # nothing more is expected; a straggler reloads it from disk
-                del self._open[run_id]
-                self._closed[run_id] = doc.path
-                if len(self._closed) > _CLOSED_RUNS_KEPT:
-                    self._closed.popitem(last=False)
+            if doc.text.run.status != "running" or now >= doc.next_write_at:
+                self._write(run_id, doc)
         if refused:
             raise RecordsRefused("; ".join(problems), tuple(refused))
+
+    def on_idle(self) -> None:
+        """Rewrite the running runs whose next rewrite is due (the worker's wake)."""
+        now = time.monotonic()
+        for run_id, doc in list(self._open.items()):
+            if doc.dirty and now >= doc.next_write_at:
+                self._write(run_id, doc)
+
+    def _write(self, run_id: str, doc: _RunDocument) -> None:
+        finished = doc.text.run.status != "running"
+        write_manifest(doc.path, doc.text.render(), durable=finished)
+        doc.dirty = False
+        doc.next_write_at = (time.monotonic()
+                             + doc.text.components_bytes / self.rewrite_bytes_per_s)
+        if finished:  # nothing more is expected; a straggler reloads it from disk
+            del self._open[run_id]
+            self._closed[run_id] = doc.path
+            if len(self._closed) > _CLOSED_RUNS_KEPT:
+                self._closed.popitem(last=False)
 
     def _joined_elsewhere(self, record: RunRecord | ComponentRecord) -> bool:
         run_id = record.run_id
@@ -98,6 +134,17 @@ class ManifestSink:
         return doc
 
     def force_flush(self, timeout_s: float) -> bool:
+        """Write every manifest with records not written yet. Raises OSError when one
+        cannot be written (the others are written first)."""
+        failure: OSError | None = None
+        for run_id, doc in list(self._open.items()):
+            if doc.dirty:
+                try:
+                    self._write(run_id, doc)
+                except OSError as exc:
+                    failure = exc
+        if failure is not None:
+            raise failure
         return True
 
     def shutdown(self, timeout_s: float) -> None:

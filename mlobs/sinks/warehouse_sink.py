@@ -36,7 +36,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from mlobs.core.classify import exception_summary
 from mlobs.core.errors import ConfigError, InvalidRecordError, WarehouseError
 from mlobs.core.records import ComponentRecord, Record, RunRecord
-from mlobs.sinks.spool import Spool, SpoolBusyError, has_spooled, replay
+from mlobs.sinks.spool import Spool, SpoolBusyError, has_spooled
+from mlobs.sinks.spool_replay import replay
 from mlobs.warehouse.engine import normalize_url
 from mlobs.warehouse.store import WarehouseStore
 

@@ -24,12 +24,14 @@ import bench_ingest  # noqa: E402
 import bench_overhead  # noqa: E402
 import bench_pg_ingest  # noqa: E402
 import bench_rollup  # noqa: E402
+import bench_scale  # noqa: E402
 import bench_ui  # noqa: E402
 import benchjson  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS = {
     "overhead": bench_overhead.main,
+    "scale": bench_scale.main,  # N = 100 to 10,000 components per run: about 3 minutes
     "ingest": bench_ingest.main,
     "pg_ingest": bench_pg_ingest.main,  # prints a SKIPPED line when PostgreSQL is unreachable
     "cache": bench_cache.main,

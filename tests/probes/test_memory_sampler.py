@@ -114,3 +114,34 @@ def test_warm_up_waits_for_the_sampler_s_start_up_once():
     finally:
         opened.set()
         hung.stop()
+
+
+def test_the_sampler_parks_while_no_component_runs_and_wakes_for_the_next():
+    from mlobs.probes.memory_sampler import PARK_AFTER_IDLE_SAMPLES, MemorySampler
+    sampler = MemorySampler(1, gpu=False)
+    real_read, reads = sampler._read, []
+
+    def counting_read():
+        reads.append(1)
+        return real_read()
+
+    sampler._read = counting_read
+    try:
+        sampler.end_component(sampler.start_component())
+        deadline = time.monotonic() + 5
+        while not sampler._parked and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sampler._parked
+        parked_at = len(reads)
+        time.sleep(0.1)  # a hundred intervals: no sample taken
+        assert len(reads) == parked_at
+        assert parked_at <= PARK_AFTER_IDLE_SAMPLES + 10
+        baseline = real_read()
+        tracker = sampler.start_component()  # wakes it: it samples the body again
+        block = bytearray(200 * MIB)
+        time.sleep(0.05)
+        del block
+        sampler.end_component(tracker)
+        assert tracker.peak_rss_bytes - baseline >= 180 * MIB
+    finally:
+        sampler.stop()

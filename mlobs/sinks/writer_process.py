@@ -1,0 +1,248 @@
+"""The warehouse writer: a child process that loads the spool into the warehouse, so the
+SQL work (SQLAlchemy, the driver, PostgreSQL's COPY) never runs on the pipeline's GIL.
+
+The pipeline's warehouse sink appends records to its spool file (fsynced per batch; see
+:mod:`mlobs.sinks.spool`) and tells its writer; the writer replays the spool directory
+with :func:`~mlobs.sinks.spool_replay.replay`, the code ``mlobs ingest --spool`` runs, so one
+path serves a single process, many workers (each has its own spool file; the replay lock
+lets one replayer work at a time), outages (records wait in the spool and the writer tries
+again every ``retry_interval_s``) and repair. Writes are idempotent, so a replay cut off
+anywhere (the writer killed, the database gone) is simply repeated.
+
+Protocol, lines of text on the writer's stdin and stdout:
+
+* parent → writer: ``n`` (records were appended), ``f <seq>`` (flush: answer once a replay
+  that began after this line is over);
+* writer → parent: ``d <seq> <report>``, the report as JSON (:func:`report_to_json`);
+* end of stdin (the parent closed the sink, exited, or was killed): one last replay, then
+  the writer exits.
+
+Run by hand as ``python -m mlobs.sinks.writer_process --db-url URL --spool-dir DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger("mlobs.sinks.writer")
+
+#: Default for ``retry_interval_s``: while the database is away, how often to try again.
+RETRY_INTERVAL_S = 5.0
+
+
+class WriterGone(Exception):
+    """The writer process exited or stopped answering (its records stay in the spool)."""
+
+
+def report_to_json(report: Any) -> str:
+    """A :class:`~mlobs.sinks.spool.ReplayReport` as the JSON the protocol carries."""
+    return json.dumps({"runs": report.runs, "components": report.components,
+                       "pending": report.pending, "error": report.error,
+                       "refused": report.refused, "problems": report.problems[:20]})
+
+
+# -- the writer (child process) ------------------------------------------------------------
+def serve(stdin_fd: int, out: IO[str], spool_dir: Path, db_url: str, *,
+          manage_schema: bool, retry_interval_s: float) -> None:
+    """The writer's loop: replay when told, answer flushes, retry while the database is
+    away; returns after the last replay once ``stdin_fd`` reaches its end."""
+    from mlobs.core.classify import exception_summary
+    from mlobs.sinks.spool import spool_contents
+    from mlobs.sinks.spool_replay import ReplayReport, replay
+    from mlobs.warehouse.store import WarehouseStore
+
+    store: WarehouseStore | None = None
+    buffer = b""
+    flushes: list[str] = []
+    refused: list[tuple[str, str]] = []
+    problems: list[str] = []
+    work, eof, retry_at = True, False, None  # leftovers of an earlier writer first
+    while True:
+        timeout = None if retry_at is None else max(0.0, retry_at - time.monotonic())
+        if not work and not eof:
+            readable, _, _ = select.select([stdin_fd], [], [], timeout)
+            work = not readable  # a timeout: time to try the database again
+            if readable:
+                chunk = os.read(stdin_fd, 65536)
+                eof = not chunk
+                buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        flushes.extend(line[2:].decode() for line in lines if line.startswith(b"f "))
+        work = work or bool(lines) or eof
+        # While the database is away only a flush, the end or the retry time tries it.
+        due = eof or flushes or retry_at is None or time.monotonic() >= retry_at
+        if not (work and due):
+            continue
+        work = False
+        try:
+            if store is None:
+                store = WarehouseStore(db_url, manage_schema=manage_schema)
+            report = replay(spool_dir, store, wait=True)
+        except Exception as exc:  # the store could not be opened: the database is away
+            report = ReplayReport(error=exception_summary(exc),
+                                  pending=spool_contents(spool_dir).waiting)
+        if report.error is not None:
+            retry_at = time.monotonic() + retry_interval_s
+            if store is not None:  # a broken pooled connection is not reused
+                store.close()
+                store = None
+        else:
+            retry_at = None
+        # Refusals reach the parent with the next answer, whichever replay met them.
+        refused.extend(report.refused)
+        problems.extend(report.problems)
+        if flushes:
+            report.refused, report.problems = refused, problems
+            for seq in flushes:
+                out.write(f"d {seq} {report_to_json(report)}\n")
+            out.flush()
+            flushes, refused, problems = [], [], []
+        if eof:
+            if store is not None:
+                store.close()
+            return
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mlobs.sinks.writer_process",
+        description="Load the spool into the warehouse for a pipeline process (started by "
+                    "its warehouse sink; reads commands on stdin until its end).")
+    parser.add_argument("--db-url", required=True, help="the warehouse's SQLAlchemy URL")
+    parser.add_argument("--spool-dir", required=True, type=Path, help="<root>/spool")
+    parser.add_argument("--manage-schema", action="store_true",
+                        help="create or upgrade the schema (the embedded SQLite default)")
+    parser.add_argument("--retry-interval-s", type=float, default=RETRY_INTERVAL_S,
+                        help="while the database is away, seconds between tries")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING,
+                        format="mlobs warehouse writer: %(levelname)s %(message)s")
+    serve(sys.stdin.fileno(), sys.stdout, args.spool_dir, args.db_url,
+          manage_schema=args.manage_schema, retry_interval_s=args.retry_interval_s)
+    return 0
+
+
+# -- the parent's handle -------------------------------------------------------------------
+class WriterProcess:
+    """The pipeline's handle on its writer: started at the first use, started again after
+    it exited. Only one thread may use it (the warehouse sink's worker).
+
+    Args:
+        db_url, spool_dir, manage_schema, retry_interval_s: passed to the writer.
+    """
+
+    def __init__(self, db_url: str, spool_dir: Path, *, manage_schema: bool,
+                 retry_interval_s: float) -> None:
+        self.command = [sys.executable, "-m", "mlobs.sinks.writer_process", "--db-url",
+                        db_url, "--spool-dir", str(spool_dir), "--retry-interval-s",
+                        str(retry_interval_s)] + (["--manage-schema"] if manage_schema else [])
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pid = os.getpid()
+        self._seq = 0
+        self._buffer = b""
+
+    def after_fork_in_child(self) -> None:
+        """A forked child must not hold its parent's pipes open (the writer would never
+        see their end): close them and start a writer of its own when needed."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            for pipe in (proc.stdin, proc.stdout):
+                try:
+                    os.close(pipe.fileno())  # type: ignore[union-attr]
+                except OSError:
+                    pass
+        self._pid = os.getpid()
+        self._buffer = b""
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        if self._pid != os.getpid():
+            self.after_fork_in_child()
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            env = dict(os.environ)
+            # The writer imports the same mlobs as this process, installed or not.
+            package_parent = str(Path(__file__).resolve().parents[2])
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (package_parent, env.get("PYTHONPATH")) if p)
+            proc = self._proc = subprocess.Popen(
+                self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                close_fds=True)
+            self._buffer = b""
+        return proc
+
+    def _send(self, line: bytes) -> subprocess.Popen[bytes]:
+        proc = self._running()
+        try:
+            proc.stdin.write(line)  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+        except (BrokenPipeError, ValueError) as exc:
+            raise WriterGone(f"the warehouse writer exited (code {proc.poll()})") from exc
+        return proc
+
+    def nudge(self) -> None:
+        """Say records were appended (raises WriterGone when the writer is gone)."""
+        self._send(b"n\n")
+
+    def flush(self, timeout_s: float | None) -> dict[str, Any] | None:
+        """Wait until the writer replayed everything appended before the call.
+
+        Returns:
+            The replay's report (:func:`report_to_json`'s fields), or None when
+            ``timeout_s`` passed first.
+
+        Raises:
+            WriterGone: the writer exited before answering.
+        """
+        self._seq += 1
+        seq = str(self._seq).encode()
+        proc = self._send(b"f " + seq + b"\n")
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        fd = proc.stdout.fileno()  # type: ignore[union-attr]
+        while True:
+            *lines, self._buffer = self._buffer.split(b"\n")
+            for line in lines:
+                parts = line.split(b" ", 2)
+                if len(parts) == 3 and parts[0] == b"d" and parts[1] == seq:
+                    return json.loads(parts[2])
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            readable, _, _ = select.select([fd], [], [], left)
+            if not readable:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                code = proc.wait()
+                raise WriterGone(f"the warehouse writer exited (code {code}) before it "
+                                 "answered; the records wait in the spool")
+            self._buffer += chunk
+
+    def close(self, timeout_s: float) -> None:
+        """End the writer's input and wait for its last replay (killed after
+        ``timeout_s``: the spool keeps what it did not load)."""
+        proc, self._proc = self._proc, None
+        if proc is None or self._pid != os.getpid():
+            return
+        try:
+            proc.stdin.close()  # type: ignore[union-attr]
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
