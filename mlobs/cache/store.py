@@ -29,9 +29,7 @@ import shutil
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
-from filelock import FileLock
+from typing import TYPE_CHECKING, Any
 
 from mlobs.cache.codecs import DEFAULT_CODEC, Codec
 from mlobs.cache.entries import INDEX_FILE, CacheEntry, VideoCacheIndex
@@ -40,6 +38,9 @@ from mlobs.core.errors import ConfigError, CorruptArtifactError
 from mlobs.core.paths import safe_segment
 from mlobs.core.records import ModelRef
 from mlobs.core.signature import IdempotencyKey
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 log = logging.getLogger("mlobs")
 
@@ -69,6 +70,8 @@ class ArtifactStore:
         return self.root / safe_segment(platform_id) / safe_segment(video_id)
 
     def _lock(self, video_dir: Path) -> FileLock:
+        from filelock import FileLock  # on the first save: `import mlobs` leaves it out
+
         video_dir.mkdir(parents=True, exist_ok=True)
         return FileLock(str(video_dir / ".lock"), timeout=60)
 

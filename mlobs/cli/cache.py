@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-from tabulate import tabulate
-
-from mlobs.cache.store import ArtifactStore
-from mlobs.cache.versions import diff_versions, list_videos
 from mlobs.cli.argtypes import cache_version, non_negative_int
 from mlobs.cli.db import fail
-from mlobs.core.config import resolve_settings
+from mlobs.cli.formatting import tabulate
 from mlobs.core.errors import ConfigError, CorruptArtifactError, MlobsError
+
+if TYPE_CHECKING:
+    from mlobs.cache.store import ArtifactStore
 
 ROOT_HELP = "mlobs root holding cache/ (default: $MLOBS_ROOT or ./mlobs-data)"
 
@@ -77,6 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _store(args: argparse.Namespace) -> ArtifactStore:
+    from mlobs.cache.store import ArtifactStore
+    from mlobs.core.config import resolve_settings
+
     return ArtifactStore(resolve_settings(root=args.root).cache_dir)
 
 
@@ -86,6 +89,8 @@ def _store(args: argparse.Namespace) -> ArtifactStore:
 
 def ls_command(args: argparse.Namespace) -> int:
     """``mlobs cache ls``: returns 0 (an empty cache included)."""
+    from mlobs.cache.versions import list_videos
+
     try:
         store = _store(args)
         videos = list_videos(store, platform_id=args.platform_id, video_id=args.video_id)
@@ -133,6 +138,8 @@ def use_command(args: argparse.Namespace) -> int:
 def diff_command(args: argparse.Namespace) -> int:
     """``mlobs cache diff``: returns 0 (the diff, or a line saying they are identical),
     or 1 for an unknown version or an unreadable file."""
+    from mlobs.cache.versions import diff_versions
+
     try:
         text = diff_versions(_store(args), args.platform_id, args.video_id, args.component,
                              args.v1, args.v2, context=args.context)

@@ -8,6 +8,10 @@ Subcommands::
 
 ``--db-url`` defaults to ``$MLOBS_DB_URL``, else the embedded SQLite file under the mlobs
 root (``mlobs.core.config.settings_from_env``). Errors print one line on stderr and exit 1.
+
+The helpers here are shared by the other commands; like them, this module imports the
+warehouse (SQLAlchemy, Alembic) only inside the functions that use it, so that building
+the parser (``mlobs --help``, ``mlobs --version``) does not.
 """
 
 from __future__ import annotations
@@ -15,18 +19,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from mlobs.core.config import settings_from_env
 from mlobs.core.errors import MlobsError, SchemaOutOfDateError
-from mlobs.warehouse import migrate
-from mlobs.warehouse.engine import (
-    create_warehouse_engine,
-    db_url_option,
-    display_url,
-    missing_sqlite_file,
-    require_sqlite_file,
-)
-from mlobs.warehouse.store import WarehouseStore
+
+if TYPE_CHECKING:
+    from mlobs.warehouse.store import WarehouseStore
 
 DB_URL_HELP = ("warehouse URL (default: $MLOBS_DB_URL, else sqlite:///<root>/warehouse.db "
                "with root $MLOBS_ROOT or ./mlobs-data)")
@@ -43,7 +41,11 @@ def resolve_db_url(args: argparse.Namespace) -> str:
     Raises:
         ConfigError: an ``MLOBS_*`` variable is invalid.
     """
-    return args.db_url or settings_from_env().db_url
+    if args.db_url:
+        return args.db_url
+    from mlobs.core.config import settings_from_env
+
+    return settings_from_env().db_url
 
 
 def open_existing_store(db_url: str) -> WarehouseStore:
@@ -54,6 +56,9 @@ def open_existing_store(db_url: str) -> WarehouseStore:
         MlobsError: no such SQLite file, the database is unreachable, or its schema is
             not at this mlobs's revision (the message says which command to run).
     """
+    from mlobs.warehouse.engine import require_sqlite_file
+    from mlobs.warehouse.store import WarehouseStore
+
     require_sqlite_file(db_url)
     return WarehouseStore(db_url)
 
@@ -90,15 +95,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def upgrade_command(args: argparse.Namespace) -> int:
     """``mlobs db upgrade``: returns 0, or 1 with a message on stderr."""
+    from mlobs.warehouse import migrate
+
     return _migrate(args, migrate.upgrade, "upgraded")
 
 
 def downgrade_command(args: argparse.Namespace) -> int:
     """``mlobs db downgrade REVISION``: returns 0, or 1 with a message on stderr."""
+    from mlobs.warehouse import migrate
+
     return _migrate(args, migrate.downgrade, "downgraded")
 
 
 def _migrate(args: argparse.Namespace, action: Callable[[str, str], None], verb: str) -> int:
+    from mlobs.warehouse import migrate
+    from mlobs.warehouse.engine import display_url
+
     try:
         url = resolve_db_url(args)
         before = migrate.current_revision(url)
@@ -115,6 +127,13 @@ def _migrate(args: argparse.Namespace, action: Callable[[str, str], None], verb:
 
 def current_command(args: argparse.Namespace) -> int:
     """``mlobs db current``: prints ``<revision> (head)`` or what to run; 0 only at head."""
+    from mlobs.warehouse import migrate
+    from mlobs.warehouse.engine import (
+        create_warehouse_engine,
+        db_url_option,
+        missing_sqlite_file,
+    )
+
     try:
         url = resolve_db_url(args)
         missing = missing_sqlite_file(url)

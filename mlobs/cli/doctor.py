@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from mlobs.cli.runs import add_stale_after_argument, stale_after_s
-from mlobs.core.config import resolve_settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def doctor_command(args: argparse.Namespace) -> int:
     """``mlobs doctor``: 0 when every check passes, else 1."""
     from mlobs.cli.doctor_checks import run_checks  # the warehouse's imports, when it runs
+    from mlobs.core.config import resolve_settings
 
     settings = resolve_settings(root=args.root, db_url=args.db_url)
     checks = run_checks(settings, stale_after_s=stale_after_s(args), fix=args.fix)

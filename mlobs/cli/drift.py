@@ -23,11 +23,9 @@ import sys
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from tabulate import tabulate
-
 from mlobs.cli.argtypes import iso_datetime, positive_int
 from mlobs.cli.db import add_db_url_argument, fail, resolve_db_url
-from mlobs.cli.formatting import MISSING
+from mlobs.cli.formatting import MISSING, tabulate
 from mlobs.core.errors import MlobsError
 
 if TYPE_CHECKING:

@@ -7,9 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from typing import Any
 
 #: the cell of a value that was not measured or does not apply.
 MISSING = "-"
+
+
+def tabulate(*args: Any, **kwargs: Any) -> str:
+    """:func:`tabulate.tabulate`, imported on the first table: its import (importlib.metadata,
+    wcwidth) costs more than building the whole parser, which every command pays."""
+    from tabulate import tabulate as _tabulate
+
+    return _tabulate(*args, **kwargs)
 
 
 def ms(value: float | None) -> str:

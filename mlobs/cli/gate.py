@@ -25,8 +25,6 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tabulate import tabulate
-
 from mlobs.cli.argtypes import (
     LabelsAction,
     iso_datetime,
@@ -36,6 +34,7 @@ from mlobs.cli.argtypes import (
     positive_seconds,
 )
 from mlobs.cli.db import add_db_url_argument, fail, resolve_db_url
+from mlobs.cli.formatting import tabulate
 from mlobs.core.errors import ConfigError, MlobsError
 
 if TYPE_CHECKING:

@@ -24,7 +24,11 @@ from mlobs.cli.argtypes import iso_datetime, non_negative_int, positive_days
 from mlobs.cli.db import DB_URL_HELP, fail
 from mlobs.cli.formatting import MISSING, size, when
 from mlobs.core.errors import MlobsError
-from mlobs.core.records import iso_utc
+from mlobs.housekeeping.policy_defaults import (  # the planner waits for the command
+    HARD_CAP_DAYS,
+    INTERMEDIATE_TTL_DAYS,
+    KEEP_PREVIOUS,
+)
 
 if TYPE_CHECKING:
     from mlobs.housekeeping.retention import GcPlan, GcResult, RunDecision
@@ -38,8 +42,6 @@ if TYPE_CHECKING:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``gc`` command to the ``mlobs`` parser."""
-    from mlobs.housekeeping.retention import HARD_CAP_DAYS, INTERMEDIATE_TTL_DAYS, KEEP_PREVIOUS
-
     parser = subparsers.add_parser(
         "gc", help="retention: delete superseded runs, old cache versions, expired "
                    "intermediates",
@@ -118,6 +120,7 @@ def gc_command(args: argparse.Namespace) -> int:
 
 def render_plan(plan: GcPlan, *, show_kept: bool = False) -> str:
     """The plan as text (what ``mlobs gc`` and ``mlobs gc --dry-run`` print)."""
+    from mlobs.core.records import iso_utc
     from mlobs.housekeeping.retention import DROP_REASONS, run_order, version_order
     from mlobs.warehouse.engine import display_url
 

@@ -11,11 +11,7 @@ import sys
 from pathlib import Path
 
 from mlobs.cli.db import add_db_url_argument, fail, open_existing_store, resolve_db_url
-from mlobs.core.config import resolve_settings
 from mlobs.core.errors import MlobsError
-from mlobs.sinks.ingest import find_manifests, ingest_manifests, replay_spool
-from mlobs.sinks.spool import REJECTED_NAME, has_spooled
-from mlobs.warehouse.engine import display_url
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def ingest_command(args: argparse.Namespace) -> int:
+    # The sinks, the settings and the warehouse: imported when the command runs.
+    from mlobs.core.config import resolve_settings
+    from mlobs.sinks.ingest import find_manifests, ingest_manifests
+    from mlobs.warehouse.engine import display_url
+
     if not args.paths and not args.spool:
         return fail("give manifest paths, or --spool to replay the spool")
     if args.spool:
@@ -81,6 +82,11 @@ def ingest_command(args: argparse.Namespace) -> int:
 def spool_command(args: argparse.Namespace) -> int:
     """``--spool``: replay ``<root>/spool``. Exit 0 when everything was written (or there
     was nothing), 1 when the warehouse is still away or refused records."""
+    from mlobs.core.config import resolve_settings
+    from mlobs.sinks.ingest import replay_spool
+    from mlobs.sinks.spool import REJECTED_NAME, has_spooled
+    from mlobs.warehouse.engine import display_url
+
     settings = resolve_settings(root=args.root, db_url=args.db_url)
     spool_dir = settings.spool_dir
     db_url = settings.db_url

@@ -25,11 +25,9 @@ import sys
 import textwrap
 from typing import TYPE_CHECKING
 
-from tabulate import tabulate
-
 from mlobs.analysis.license_rules import DEFAULT_DENY
 from mlobs.cli.db import DB_URL_HELP, fail, resolve_db_url
-from mlobs.cli.formatting import MISSING
+from mlobs.cli.formatting import MISSING, tabulate
 from mlobs.core.errors import ConfigError, MlobsError
 
 if TYPE_CHECKING:

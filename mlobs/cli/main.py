@@ -2,12 +2,17 @@
 
     mlobs demo | db | ingest | runs | rollup | drift | gate | licenses | doctor | cache | gc | forget
     (``mlobs COMMAND --help`` for each)
+
+Every command's module is imported to build the parser, for every command (``--help`` and
+``--version`` too), so at module level they import only argparse helpers and light parts
+of ``mlobs.core``; a command's implementation (the warehouse with SQLAlchemy and Alembic,
+DuckDB, the sinks, tabulate) is imported by its handler when it runs
+(tests/cli/test_cli_imports.py checks it).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -68,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mlobs`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    import logging  # after parsing: `--version` and `--help` exit without it
+
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):

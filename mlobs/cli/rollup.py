@@ -30,11 +30,8 @@ import textwrap
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from tabulate import tabulate
-
 from mlobs.cli.argtypes import iso_datetime, non_negative_seconds
-from mlobs.cli.formatting import MISSING, mib, ms, pct, when
-from mlobs.core.config import settings_from_env
+from mlobs.cli.formatting import MISSING, mib, ms, pct, tabulate, when
 from mlobs.core.errors import MlobsError
 
 if TYPE_CHECKING:
@@ -123,6 +120,7 @@ def run_rollup(args: argparse.Namespace) -> int:
     from mlobs.analysis.parquet import export_parquet
     from mlobs.analysis.rollup import compute_external_cache_rollup
     from mlobs.analysis.rollup_store import stored_rows
+    from mlobs.core.config import settings_from_env
 
     if args.since is not None and args.bucket == "all" and not args.no_write:
         return _fail("--since with --bucket all covers part of the history and would "

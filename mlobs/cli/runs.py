@@ -17,16 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import datetime, timedelta, timezone
-
-from tabulate import tabulate
+from typing import TYPE_CHECKING
 
 from mlobs.cli.argtypes import LabelsAction, label_pairs, positive_int, positive_seconds
 from mlobs.cli.db import add_db_url_argument, fail, open_existing_store, resolve_db_url
-from mlobs.cli.formatting import LABELS_CELL_MAX_CHARS, labels_text, mib, ms, when
-from mlobs.core.config import settings_from_env
+from mlobs.cli.formatting import LABELS_CELL_MAX_CHARS, labels_text, mib, ms, tabulate, when
 from mlobs.core.errors import MlobsError, WarehouseError
 from mlobs.core.liveness import MISSED_BEATS, STALE_AFTER_S, shown_status
-from mlobs.core.records import RUN_STATUSES, ComponentRecord, RunRecord
+from mlobs.core.records import RUN_STATUSES
+
+if TYPE_CHECKING:
+    from mlobs.core.records import ComponentRecord, RunRecord
 
 #: model_signature is shown shortened in tables (like a short git hash).
 SHORT_SIGNATURE = 12
@@ -93,6 +94,8 @@ def stale_after_s(args: argparse.Namespace) -> float:
     """``--stale-after``, else four of this environment's heartbeat intervals."""
     if args.stale_after is not None:
         return float(args.stale_after)
+    from mlobs.core.config import settings_from_env
+
     return MISSED_BEATS * settings_from_env().heartbeat_interval_s
 
 

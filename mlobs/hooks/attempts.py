@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_never
-
 from mlobs.core.classify import classify_exception
 from mlobs.core.limits import ERROR_MESSAGE_MAX_CHARS
 from mlobs.hooks.oom import INSUFFICIENT_GPU_MEMORY, oom_snapshot
 from mlobs.probes.gpu import release_gpu_cache
 
 if TYPE_CHECKING:
+    from tenacity import AsyncRetrying, Retrying
+
     from mlobs.hooks.component import ComponentCall
 
 #: characters of an exception message kept on a ``retry`` event.
@@ -81,15 +81,23 @@ class AttemptDecider:
         return self._next_wait_s
 
     def options(self) -> dict[str, Any]:
-        return {"retry": retry_if_exception(self.retry_after), "wait": self.wait_s,
-                "stop": stop_never, "reraise": True}
+        # tenacity is imported on the first component, not by `import mlobs`; `import
+        # tenacity` (not `from tenacity import ...`) once loaded costs a dict lookup.
+        import tenacity
+
+        return {"retry": tenacity.retry_if_exception(self.retry_after), "wait": self.wait_s,
+                "stop": tenacity.stop_never, "reraise": True}
 
 
 def attempts(call: ComponentCall) -> Retrying:
     """``for attempt in attempts(call): with attempt: ...`` (blocking backoff sleeps)."""
-    return Retrying(**AttemptDecider(call).options())
+    import tenacity
+
+    return tenacity.Retrying(**AttemptDecider(call).options())
 
 
 def async_attempts(call: ComponentCall) -> AsyncRetrying:
     """``async for attempt in async_attempts(call): with attempt: ...`` (asyncio sleeps)."""
-    return AsyncRetrying(**AttemptDecider(call).options())
+    import tenacity
+
+    return tenacity.AsyncRetrying(**AttemptDecider(call).options())

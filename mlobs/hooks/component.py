@@ -27,8 +27,6 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from tenacity import AsyncRetrying, Retrying
-
 from mlobs.core.canonical import json_copy
 from mlobs.core.checks import check_word, finite_number
 from mlobs.core.classify import classify_exception, exception_message, exception_type_name
@@ -48,6 +46,8 @@ from mlobs.hooks.spec import ComponentSpec
 from mlobs.probes.gpu import cuda_end, cuda_start
 
 if TYPE_CHECKING:
+    from tenacity import AsyncRetrying, Retrying
+
     from mlobs.hooks.run import Run
 
 _perf_ns = time.perf_counter_ns

@@ -23,11 +23,11 @@ from collections import Counter
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
-from tenacity import AsyncRetrying, Retrying, stop_after_attempt
-
 from mlobs.core.suppression import is_suppressed
 
 if TYPE_CHECKING:
+    from tenacity import AsyncRetrying, Retrying
+
     from mlobs.core.records import ModelRef
     from mlobs.hooks.component import ComponentCall
     from mlobs.hooks.run import Run
@@ -137,10 +137,14 @@ class _UnobservedComponent:
     def set_result(self, value: Any) -> None: ...
 
     def attempts(self) -> Retrying:
-        return Retrying(stop=stop_after_attempt(1), reraise=True)
+        import tenacity  # on first use: `import mlobs` leaves it out
+
+        return tenacity.Retrying(stop=tenacity.stop_after_attempt(1), reraise=True)
 
     def async_attempts(self) -> AsyncRetrying:
-        return AsyncRetrying(stop=stop_after_attempt(1), reraise=True)
+        import tenacity
+
+        return tenacity.AsyncRetrying(stop=tenacity.stop_after_attempt(1), reraise=True)
 
     def empty(self, reason: str) -> None: ...
     def warn(self, message: str) -> None: ...

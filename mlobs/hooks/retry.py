@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-from tenacity import wait_exponential_jitter
-
 from mlobs.core.checks import check_finite, check_int
 from mlobs.core.classify import TRANSIENT_CODES
 from mlobs.core.errors import ConfigError
@@ -59,7 +57,9 @@ class RetryPolicy:
 
     def backoff_s(self, retry_number: int) -> float:
         """Seconds to wait before retry ``retry_number`` (1 for the first retry)."""
-        wait = wait_exponential_jitter(multiplier=self.initial_backoff_s,
-                                       max=self.max_backoff_s, jitter=self.jitter_s)
+        import tenacity  # only once a retry is due
+
+        wait = tenacity.wait_exponential_jitter(multiplier=self.initial_backoff_s,
+                                                max=self.max_backoff_s, jitter=self.jitter_s)
         # tenacity's strategies read only attempt_number from the retry state.
         return wait(SimpleNamespace(attempt_number=retry_number))  # type: ignore[arg-type]

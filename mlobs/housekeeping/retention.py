@@ -73,11 +73,11 @@ from mlobs.cache.intermediate import Intermediate
 from mlobs.core.checks import check_finite, check_int
 from mlobs.core.errors import ConfigError
 from mlobs.core.records import iso_utc
-
-#: Defaults of the policy (model system rules §6; frames retention §7).
-KEEP_PREVIOUS = 2
-HARD_CAP_DAYS = 60.0
-INTERMEDIATE_TTL_DAYS = 7.0
+from mlobs.housekeeping.policy_defaults import (  # the policy's defaults
+    HARD_CAP_DAYS,
+    INTERMEDIATE_TTL_DAYS,
+    KEEP_PREVIOUS,
+)
 #: ``GcPolicy.warehouse``: delete the rows of every dropped run, or only past the cap.
 WAREHOUSE_MODES = ("dropped", "cap")
 

@@ -1,7 +1,8 @@
 """Reading this process's CPU memory: resident set size and a snapshot for OOM events.
 
 RSS comes from ``/proc/self/statm`` on Linux (one small ``pread``, about 0.7 µs) and
-psutil elsewhere.
+psutil elsewhere. psutil is imported where it is read (an OOM snapshot, a batch size
+choice, RSS off Linux), not by ``import mlobs``: its import costs tens of milliseconds.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import os
 import resource
 from collections.abc import Callable
-
-import psutil
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -33,6 +32,8 @@ def make_rss_reader() -> Callable[[], int]:
     reader = _statm_reader()
     if reader is not None:
         return reader
+    import psutil
+
     process = psutil.Process()
     return lambda: process.memory_info().rss
 
@@ -47,10 +48,13 @@ def cpu_memory_snapshot() -> dict[str, int]:
     """
     snapshot: dict[str, int] = {}
     try:
+        # psutil's first import may come here, with memory short: then no facts of it.
+        import psutil
+
         info = psutil.Process().memory_info()
         snapshot["rss_bytes"], snapshot["vms_bytes"] = int(info.rss), int(info.vms)
         snapshot["available_bytes"] = int(psutil.virtual_memory().available)
-    except (psutil.Error, OSError):
+    except Exception:  # psutil.Error, OSError, or that import failing (MemoryError)
         pass
     limit = address_space_limit_bytes()
     if limit is not None:
@@ -67,6 +71,8 @@ def address_space_limit_bytes() -> int | None:
 def cpu_free_bytes() -> int:
     """Memory this process can still allocate, in bytes: the machine's available memory,
     further bounded by what ``RLIMIT_AS`` leaves of the address space."""
+    import psutil
+
     free = int(psutil.virtual_memory().available)
     limit = address_space_limit_bytes()
     if limit is not None:
