@@ -9,6 +9,7 @@ ISO 8601 UTC strings, everything else JSON-native.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -33,6 +34,11 @@ MISS_REASONS = ("no_entry", "model_signature_changed", "producer_version_changed
 
 #: Where :func:`record_json` keeps a record's encoding (not a dataclass field).
 _JSON_ATTRIBUTE = "_json"
+
+
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
 
 
 def _fields_of(record: Any) -> dict[str, Any]:
@@ -203,7 +209,7 @@ class ComponentRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ComponentRecord:
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = _field_names(cls)
         kwargs = {k: v for k, v in data.items() if k in names}
         kwargs["started_at"] = parse_utc(data["started_at"])
         kwargs["finished_at"] = parse_utc(data["finished_at"])
@@ -257,7 +263,7 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = _field_names(cls)
         kwargs = {k: v for k, v in data.items() if k in names}
         kwargs["started_at"] = parse_utc(data["started_at"])
         kwargs["finished_at"] = parse_utc(data.get("finished_at"))

@@ -78,6 +78,7 @@ from mlobs.housekeeping.policy_defaults import (  # the policy's defaults
     INTERMEDIATE_TTL_DAYS,
     KEEP_PREVIOUS,
 )
+
 #: ``GcPolicy.warehouse``: delete the rows of every dropped run, or only past the cap.
 WAREHOUSE_MODES = ("dropped", "cap")
 

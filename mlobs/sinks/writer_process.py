@@ -37,6 +37,8 @@ log = logging.getLogger("mlobs.sinks.writer")
 
 #: Default for ``retry_interval_s``: while the database is away, how often to try again.
 RETRY_INTERVAL_S = 5.0
+#: Seconds after a replay during which appends are gathered for the next one.
+BATCH_INTERVAL_S = 0.25
 
 
 class WriterGone(Exception):
@@ -52,7 +54,8 @@ def report_to_json(report: Any) -> str:
 
 # -- the writer (child process) ------------------------------------------------------------
 def serve(stdin_fd: int, out: IO[str], spool_dir: Path, db_url: str, *,
-          manage_schema: bool, retry_interval_s: float) -> None:
+          manage_schema: bool, retry_interval_s: float,
+          batch_interval_s: float = BATCH_INTERVAL_S) -> None:
     """The writer's loop: replay when told, answer flushes, retry while the database is
     away; returns after the last replay once ``stdin_fd`` reaches its end."""
     from mlobs.core.classify import exception_summary
@@ -65,24 +68,31 @@ def serve(stdin_fd: int, out: IO[str], spool_dir: Path, db_url: str, *,
     flushes: list[str] = []
     refused: list[tuple[str, str]] = []
     problems: list[str] = []
-    work, eof, retry_at = True, False, None  # leftovers of an earlier writer first
+    eof = False
+    # next_at: when the next replay runs (None: nothing waits). Appends are gathered for
+    # ``batch_interval_s`` after a replay, so one replay (a claim, two passes, two
+    # transactions) takes many records; a flush or the end replays at once, and while the
+    # database is away it is tried every ``retry_interval_s``.
+    next_at: float | None = time.monotonic()  # leftovers of an earlier writer first
+    not_before = 0.0
     while True:
-        timeout = None if retry_at is None else max(0.0, retry_at - time.monotonic())
-        if not work and not eof:
+        if not eof:
+            timeout = (0.0 if flushes else None if next_at is None
+                       else max(0.0, next_at - time.monotonic()))
             readable, _, _ = select.select([stdin_fd], [], [], timeout)
-            work = not readable  # a timeout: time to try the database again
             if readable:
                 chunk = os.read(stdin_fd, 65536)
                 eof = not chunk
                 buffer += chunk
         *lines, buffer = buffer.split(b"\n")
-        flushes.extend(line[2:].decode() for line in lines if line.startswith(b"f "))
-        work = work or bool(lines) or eof
-        # While the database is away only a flush, the end or the retry time tries it.
-        due = eof or flushes or retry_at is None or time.monotonic() >= retry_at
-        if not (work and due):
+        for line in lines:
+            if line.startswith(b"f "):
+                flushes.append(line[2:].decode())
+            elif next_at is None:  # "n": records were appended
+                next_at = max(time.monotonic(), not_before)
+        now = time.monotonic()
+        if not (eof or flushes or (next_at is not None and now >= next_at)):
             continue
-        work = False
         try:
             if store is None:
                 store = WarehouseStore(db_url, manage_schema=manage_schema)
@@ -91,12 +101,12 @@ def serve(stdin_fd: int, out: IO[str], spool_dir: Path, db_url: str, *,
             report = ReplayReport(error=exception_summary(exc),
                                   pending=spool_contents(spool_dir).waiting)
         if report.error is not None:
-            retry_at = time.monotonic() + retry_interval_s
+            not_before = next_at = time.monotonic() + retry_interval_s
             if store is not None:  # a broken pooled connection is not reused
                 store.close()
                 store = None
         else:
-            retry_at = None
+            not_before, next_at = time.monotonic() + batch_interval_s, None
         # Refusals reach the parent with the next answer, whichever replay met them.
         refused.extend(report.refused)
         problems.extend(report.problems)

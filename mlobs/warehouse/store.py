@@ -49,8 +49,8 @@ from mlobs.warehouse.engine import (
 )
 from mlobs.warehouse.labels import label_conditions, label_upsert, labels_of, replace_labels
 from mlobs.warehouse.migrate import check_schema, needs_managed_upgrade, upgrade
-from mlobs.warehouse.reading import read_run
 from mlobs.warehouse.models import UNSET, index_key
+from mlobs.warehouse.reading import read_run
 from mlobs.warehouse.rows import (
     ARTIFACT_INDEX,
     COMPONENTS,

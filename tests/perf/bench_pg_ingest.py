@@ -14,8 +14,9 @@
   as the warehouse sink does) and writes nothing: the API and record building alone, i.e.
   the most any warehouse sink could reach on this machine.
 
-* CPU: the CPU time per record of the pipeline's thread, the sink's
-  thread, the memory sampler and the PostgreSQL server's processes, read from ``/proc``
+* CPU: the CPU time per record of the pipeline's thread, the sink's thread, the memory
+  sampler, mlobs's warehouse writer process (the default warehouse sink's SQL work runs
+  there) and the PostgreSQL server's processes, read from ``/proc``
   (Linux), against the wall time per record: whether the gap to raw COPY is waiting or
   work, and on which side. Printed for the round with the median ratio.
 
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Iterator
 
 import bench_ingest  # noqa: E402 - same folder (run_benchmarks.py puts it on sys.path)
-from cpu_accounting import CpuSnapshot, cpu_per_item_us  # noqa: E402 - same folder
+from cpu_accounting import CHILDREN, CpuSnapshot, cpu_per_item_us  # noqa: E402 - same folder
 
 # The same pipeline as the SQLite ingest benchmark, so the two figures compare.
 RUNS = bench_ingest.RUNS
@@ -108,7 +109,7 @@ def ingest_through_mlobs(root: Path, db_url: str) -> tuple[float, str | None]:
 
 
 _THREAD_LABELS = {"MainThread": "pipeline thread", "mlobs-sink-warehouse": "sink thread",
-                  "mlobs-memory-sampler": "memory sampler"}
+                  "mlobs-memory-sampler": "memory sampler", CHILDREN: "writer process"}
 
 
 def _cpu_line(threads: dict[str, float], server_us: float | None, wall_us: float) -> str:

@@ -15,9 +15,11 @@ Two bodies: a CPU-bound Python loop (holds the GIL, so any work on another threa
 process delays it) and ``time.sleep`` (releases the GIL; the pipeline thread then waits
 for it on waking whenever another thread holds it). Figures are wall time per component
 over bare (the overhead a pipeline sees) and the process's CPU time (every thread) per
-component over bare, for N = 100, 1,000 and 10,000; small N are repeated so that each
-figure covers at least ``MIN_COMPONENTS`` components, and the variants are interleaved so
-that drift in machine load hits them alike.
+component over bare, for N = 100, 1,000 and 10,000, and the CPU time of mlobs's warehouse writer process per
+component (work moved off the pipeline's process is still work). Each mlobs variant is
+configured once, as a pipeline process is; small N are repeated so that each figure covers
+at least ``MIN_COMPONENTS`` components, and the variants are interleaved so that drift in
+machine load hits them alike.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from cpu_accounting import children_cpu_s  # noqa: E402 - same folder
 
 BODY_S = 0.0005
 SIZES = (100, 1_000, 10_000)
@@ -74,15 +78,18 @@ def _otel_provider():
 
 
 class Timed:
-    """Wall and process CPU (all threads) of one measured block, in seconds."""
+    """Wall, this process's CPU (all threads) and its children's CPU (the warehouse
+    writer) over one measured block, in seconds."""
 
     def __enter__(self) -> Timed:
         self._wall, self._cpu = time.perf_counter(), time.process_time()
+        self._children = children_cpu_s()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall_s = time.perf_counter() - self._wall
         self.cpu_s = time.process_time() - self._cpu
+        self.children_cpu_s = children_cpu_s() - self._children
 
 
 def run_bare(body: Callable[[], None], n: int) -> Timed:
@@ -114,16 +121,23 @@ def run_mlobs(body: Callable[[], None], n: int) -> Timed:
     return timed
 
 
-def configure(variant: str, root: Path) -> None:
+def make_recorders(tmp: Path):
+    """One recorder per mlobs variant, made once, as a pipeline process configures once
+    (its warehouse writer then starts once, not per run)."""
     import mlobs
-    if variant == "mlobs_off":
-        mlobs.configure(root=root, sinks=[])
-    else:
-        mlobs.configure(root=root, sinks=["manifest", "warehouse"])
+    from mlobs.recording.recorder import get_recorder, set_recorder
+    recorders = {}
+    for variant, sinks in (("mlobs_off", []), ("mlobs", ["manifest", "warehouse"])):
+        mlobs.configure(root=tmp / variant, sinks=sinks)
+        recorders[variant] = get_recorder()
+        run_mlobs(cpu_body, 10)  # the warehouse and its writer exist before timing
+        set_recorder(None, shutdown_previous=False)
+    return recorders
 
 
-def measure(body_name: str, n: int, reps: int, roots: dict[str, Path], provider
+def measure(body_name: str, n: int, reps: int, recorders, provider
             ) -> dict[str, list[Timed]]:
+    from mlobs.recording.recorder import set_recorder
     body = BODIES[body_name]
     results: dict[str, list[Timed]] = {v: [] for v in VARIANTS}
     for _ in range(reps):
@@ -133,30 +147,27 @@ def measure(body_name: str, n: int, reps: int, roots: dict[str, Path], provider
             elif variant == "otel":
                 results[variant].append(run_otel(provider, body, n))
             else:
-                configure(variant, roots[variant])
+                set_recorder(recorders[variant], shutdown_previous=False)
                 results[variant].append(run_mlobs(body, n))
+                set_recorder(None, shutdown_previous=False)
     return results
 
 
 def main() -> dict[str, float]:
-    import mlobs
-    from mlobs.recording.recorder import set_recorder
     figures: dict[str, float] = {}
     provider = _otel_provider()
     with tempfile.TemporaryDirectory(prefix="mlobs-bench-scale-") as tmp:
-        roots = {v: Path(tmp) / v for v in VARIANTS}
-        for variant in ("mlobs", "mlobs_off"):  # the warehouse exists before timing
-            configure(variant, roots[variant])
-            run_mlobs(cpu_body, 10)
-        print("whole cost of recording per component, all threads (body 0.5 ms; µs over "
-              "the bare loop; wall | process CPU)")
+        recorders = make_recorders(Path(tmp))
+        print("whole cost of recording per component (body 0.5 ms; µs over the bare loop: "
+              "wall | CPU of the pipeline's process, all threads; writer: CPU of mlobs's "
+              "warehouse writer process)")
         for body_name in BODIES:
             print(f"  {body_name} body")
             print(f"    {'N':>6} {'otel':>17} {'mlobs sinks off':>17} {'mlobs default':>17}"
-                  f" {'mlobs/otel':>11}")
+                  f" {'writer':>7} {'mlobs/otel':>11}")
             for n in SIZES:
                 reps = max(1, MIN_COMPONENTS // n)
-                results = measure(body_name, n, reps, roots, provider)
+                results = measure(body_name, n, reps, recorders, provider)
                 bare_wall = statistics.median(t.wall_s for t in results["bare"])
                 bare_cpu = statistics.median(t.cpu_s for t in results["bare"])
                 over: dict[str, tuple[float, float]] = {}
@@ -165,8 +176,12 @@ def main() -> dict[str, float]:
                     cpu = statistics.median(t.cpu_s for t in results[variant])
                     over[variant] = ((wall - bare_wall) / n * 1e6, (cpu - bare_cpu) / n * 1e6)
                 ratio = over["mlobs"][0] / over["otel"][0] if over["otel"][0] > 0 else None
+                writer_us = statistics.median(
+                    t.children_cpu_s for t in results["mlobs"]) / n * 1e6
+                figures[f"{body_name}_{n}_writer_cpu_us"] = writer_us
                 cells = " ".join(f"{w:8.1f} | {c:6.1f}" for w, c in over.values())
-                print(f"    {n:>6} {cells} {ratio if ratio is None else f'{ratio:10.2f}×'}")
+                shown = "n/a" if ratio is None else f"{ratio:10.2f}×"
+                print(f"    {n:>6} {cells} {writer_us:7.1f} {shown:>11}")
                 for variant, (wall_us, cpu_us) in over.items():
                     figures[f"{body_name}_{n}_{variant}_overhead_us"] = wall_us
                     figures[f"{body_name}_{n}_{variant}_cpu_us"] = cpu_us
@@ -178,8 +193,8 @@ def main() -> dict[str, float]:
             figures[f"{body_name}_growth_{SIZES[-1]}_vs_{SIZES[0]}"] = growth
             print(f"    overhead at N={SIZES[-1]:,} / at N={SIZES[0]}: {growth:.2f}× "
                   "(target ≤ 1.2×: flat in run size)")
-    set_recorder(None)
-    mlobs.configure  # noqa: B018 - keep the import used when mlobs is reconfigured later
+        for recorder in recorders.values():
+            recorder.shutdown()
     provider.shutdown()
     return figures
 

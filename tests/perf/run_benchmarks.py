@@ -20,6 +20,7 @@ import bench_async  # noqa: E402
 import bench_cache  # noqa: E402
 import bench_drift  # noqa: E402
 import bench_gate  # noqa: E402
+import bench_import  # noqa: E402
 import bench_ingest  # noqa: E402
 import bench_overhead  # noqa: E402
 import bench_pg_ingest  # noqa: E402
@@ -31,6 +32,7 @@ import benchjson  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS = {
     "overhead": bench_overhead.main,
+    "import": bench_import.main,
     "scale": bench_scale.main,  # N = 100 to 10,000 components per run: about 3 minutes
     "ingest": bench_ingest.main,
     "pg_ingest": bench_pg_ingest.main,  # prints a SKIPPED line when PostgreSQL is unreachable

@@ -1,0 +1,112 @@
+"""What keeps recording cheap as a run grows: a running run's manifest is rewritten at a
+pace set by its size (not after every batch), a flush or the run's end writes it at once,
+and a sink slower than the pipeline gets large batches, not a stream of tiny ones."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+
+from mlobs.core.records import ComponentRecord, RunRecord
+from mlobs.sinks import manifest_sink
+from mlobs.sinks.base import BatchWorker
+from mlobs.sinks.manifest_sink import ManifestSink
+
+NOW = datetime.now(timezone.utc)
+
+
+def run_record(status: str = "running") -> RunRecord:
+    return RunRecord(run_id="r1", platform_id="youtube", video_id="v1", status=status,
+                     started_at=NOW)
+
+
+def component(index: int) -> ComponentRecord:
+    return ComponentRecord(component_run_id=f"r1-{index}", run_id="r1", component="asr",
+                           attempt=index, required=True, status="ok", started_at=NOW,
+                           finished_at=NOW, duration_ms=1.0)
+
+
+def on_disk(sink: ManifestSink) -> dict:
+    (path,) = list(sink.runs_dir.rglob("manifest.json"))
+    return json.loads(path.read_text())
+
+
+def test_a_running_manifest_is_rewritten_at_its_pace_and_a_flush_writes_it(tmp_path,
+                                                                           monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(manifest_sink.time, "monotonic", lambda: clock[0])
+    writes = []
+    real_write = manifest_sink.write_manifest
+    monkeypatch.setattr(manifest_sink, "write_manifest",
+                        lambda path, data, durable=False: (writes.append(durable),
+                                                           real_write(path, data,
+                                                                      durable=durable)))
+    sink = ManifestSink(tmp_path / "runs", rewrite_bytes_per_s=1000.0)
+    sink.export([run_record(), component(1)])  # a new run: written at once
+    assert len(writes) == 1 and len(on_disk(sink)["components"]) == 1
+    for index in range(2, 50):  # about 400 bytes each: the next rewrite is seconds away
+        sink.export([component(index)])
+        sink.on_idle()
+    assert len(writes) == 1
+    clock[0] += 0.1
+    sink.on_idle()
+    assert len(writes) == 1  # still not due: the pace grows with the size
+    clock[0] += 60.0
+    sink.on_idle()  # due now: the pending components are written, valid JSON at once
+    assert len(writes) == 2 and len(on_disk(sink)["components"]) == 49
+    sink.export([component(50)])
+    assert sink.force_flush(1.0) and len(on_disk(sink)["components"]) == 50
+    sink.export([run_record("ok")])  # the end is written at once, durably
+    assert writes[-1] is True and on_disk(sink)["status"] == "ok"
+
+
+def test_rewrites_of_a_growing_run_stay_few(tmp_path):
+    sink = ManifestSink(tmp_path / "runs")  # the default pace
+    writes = 0
+    real_write = sink._write
+
+    def counting(run_id, doc):
+        nonlocal writes
+        writes += 1
+        real_write(run_id, doc)
+
+    sink._write = counting
+    sink.export([run_record()])
+    for index in range(1, 3001):  # a component per export, as fast as it can go
+        sink.export([component(index)])
+    assert writes < 300  # was one full rewrite per export: 3001
+    assert sink.force_flush(1.0) and len(on_disk(sink)["components"]) == 3000
+
+
+class SlowSink:
+    name = "slow"
+
+    def __init__(self):
+        self.batches: list[int] = []
+
+    def export(self, records):
+        self.batches.append(len(records))
+        time.sleep(0.02)
+
+    def force_flush(self, timeout_s):
+        return True
+
+    def shutdown(self, timeout_s):
+        pass
+
+
+def test_a_slow_sink_gets_large_batches_while_the_pipeline_goes_on():
+    sink = SlowSink()
+    worker = BatchWorker(sink, flush_interval_s=0.05)
+    sent = 0
+    deadline = time.monotonic() + 0.6
+    while time.monotonic() < deadline:  # one record every 0.5 ms
+        worker.enqueue(component(sent))
+        sent += 1
+        time.sleep(0.0005)
+    assert worker.force_flush(5.0)
+    worker.shutdown(1.0)
+    assert sum(sink.batches) == sent
+    # One export per wake (50 ms) at most, not one per record that arrived meanwhile.
+    assert len(sink.batches) <= 0.6 / 0.05 + 5, sink.batches
