@@ -158,7 +158,8 @@ class MemorySampler:
                 self._sample_gpu(nvml, trackers)
             idle = 0 if trackers else idle + 1
             if idle < PARK_AFTER_IDLE_SAMPLES:
-                wait(interval)
+                if wait(interval):  # a start's wake-up arrived late: not a reason to spin
+                    self._wake.clear()
                 continue
             # Park; a component starting after the flag is set wakes the thread, and one
             # that started before it is seen by the check.

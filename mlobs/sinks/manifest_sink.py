@@ -5,8 +5,8 @@ manifest with ``status: "running"`` and its components up to the last rewrite. A
 run's manifest is written at once and a finished run's at once (fsynced); a running run's
 is rewritten when its records arrive, at most once per
 ``components_bytes / rewrite_bytes_per_s`` seconds: a run of a few hundred components is
-rewritten within ``flush_interval_s`` of a component's end, a run of 10,000 (12 MB of
-JSON) every few seconds, so the rewrites of a growing run cost O(components) in all rather
+rewritten within ``flush_interval_s`` of a component's end, a run of 10,000 (about 8 MB
+of JSON) every 2 s, so the rewrites of a growing run cost O(components) in all rather
 than O(components²). ``mlobs.flush()`` writes whatever is pending. One writer per run: the
 process that opened it; components this process recorded into a run it joined
 (:mod:`mlobs.hooks.joined_run`) are left to the orchestrating process, which assembles
@@ -90,11 +90,17 @@ class ManifestSink:
             raise RecordsRefused("; ".join(problems), tuple(refused))
 
     def on_idle(self) -> None:
-        """Rewrite the running runs whose next rewrite is due (the worker's wake)."""
+        """Rewrite the running runs whose next rewrite is due (the worker's wake). A run
+        whose rewrite fails is tried again after its pace, not at every wake."""
         now = time.monotonic()
         for run_id, doc in list(self._open.items()):
             if doc.dirty and now >= doc.next_write_at:
-                self._write(run_id, doc)
+                try:
+                    self._write(run_id, doc)
+                except Exception:
+                    doc.next_write_at = now + max(
+                        1.0, doc.text.components_bytes / self.rewrite_bytes_per_s)
+                    raise
 
     def _write(self, run_id: str, doc: _RunDocument) -> None:
         finished = doc.text.run.status != "running"
@@ -135,15 +141,21 @@ class ManifestSink:
         self._open[record.run_id] = doc
         return doc
 
+    def after_fork_in_child(self) -> None:
+        """A forked child never writes its parent's runs (one writer per run): it forgets
+        them, written or not."""
+        self._open.clear()
+        self._closed.clear()
+
     def force_flush(self, timeout_s: float) -> bool:
-        """Write every manifest with records not written yet. Raises OSError when one
-        cannot be written (the others are written first)."""
-        failure: OSError | None = None
+        """Write every manifest with records not written yet. Raises what writing one
+        raised (OSError: disk full, ...) after the others were written."""
+        failure: Exception | None = None
         for run_id, doc in list(self._open.items()):
             if doc.dirty:
                 try:
                     self._write(run_id, doc)
-                except OSError as exc:
+                except Exception as exc:  # one document must not keep the others back
                     failure = exc
         if failure is not None:
             raise failure

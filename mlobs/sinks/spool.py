@@ -83,9 +83,33 @@ def decode(line: str) -> Record:
     raise ValueError(f"unknown record type {kind!r}")
 
 
+#: Descriptors of the locks this process holds now: a forked child closes its copies, as
+#: an flock belongs to the open file, which the child shares (it would hold the parent's
+#: lock until it exits).
+_held: set[int] = set()
+
+
+def _close_held_in_child() -> None:
+    for fd in list(_held):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_in_child)
+
+
 @contextmanager
 def flock(path: Path, *, blocking: bool = True) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (created when missing).
+
+    Raises:
+        SpoolBusyError: ``blocking`` is False and another holder has it.
+    """
     fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    _held.add(fd)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -94,11 +118,12 @@ def flock(path: Path, *, blocking: bool = True) -> Iterator[None]:
                 from None
         yield
     finally:
+        _held.discard(fd)
         os.close(fd)  # releases the lock
 
 
 class Spool:
-    """The spool file of one writer (a WarehouseSink instance) in ``directory``.
+    """The spool file of one warehouse sink instance in ``directory``.
 
     The file is created at the first :meth:`append`; after a replay claimed it, the next
     append creates it again under the same name (a new file; a later claim merges it into

@@ -12,7 +12,7 @@ next replay. The store's writes are idempotent (runs upserted, components and ev
 insert-or-ignore by id), so a replay interrupted anywhere — even killed between a write
 and the rewrite — can simply be repeated: nothing is lost and nothing is duplicated in
 the warehouse, and a refused record met again is not added to ``rejected.jsonl`` twice.
-``.replay.lock`` makes sure two replayers (a sink's worker thread and
+``.replay.lock`` makes sure two replayers (warehouse writers, a sink's worker thread,
 ``mlobs ingest --spool``) never work at once.
 """
 
@@ -214,12 +214,12 @@ class _Replay:
         line = json.loads(encode(record))
         key = _record_key(line)
         self.report.rejected += 1
-        self.report.refused.append((record.run_id, reason[:300]))
         self.report.problems.append(f"refused by the warehouse: {key[1]}: {reason}"[:500])
         if self._rejected_ids is None:
             self._rejected_ids = _rejected_ids(self.rejected_path)
         if key in self._rejected_ids:
-            return  # set aside by an earlier replay that stopped before removing it
+            return  # set aside (and reported) by an earlier replay that stopped early
+        self.report.refused.append((record.run_id, reason[:300]))
         self._rejected_ids.add(key)
         with open(self.rejected_path, "ab") as out:
             out.write((json.dumps({"reason": reason[:1000], "line": line}, default=str)

@@ -39,6 +39,8 @@ log = logging.getLogger("mlobs.sinks.writer")
 RETRY_INTERVAL_S = 5.0
 #: Seconds after a replay during which appends are gathered for the next one.
 BATCH_INTERVAL_S = 0.25
+#: How long a flush without a time limit waits for the writer.
+_UNBOUNDED_S = 3600.0
 
 
 class WriterGone(Exception):
@@ -75,6 +77,7 @@ def serve(stdin_fd: int, out: IO[str], spool_dir: Path, db_url: str, *,
     # database is away it is tried every ``retry_interval_s``.
     next_at: float | None = time.monotonic()  # leftovers of an earlier writer first
     not_before = 0.0
+    last: ReplayReport | None = None
     while True:
         if not eof:
             timeout = (0.0 if flushes else None if next_at is None
@@ -92,6 +95,12 @@ def serve(stdin_fd: int, out: IO[str], spool_dir: Path, db_url: str, *,
                 next_at = max(time.monotonic(), not_before)
         now = time.monotonic()
         if not (eof or flushes or (next_at is not None and now >= next_at)):
+            continue
+        if flushes and not eof and last is not None and last.error and now < not_before:
+            # The database failed less than retry_interval_s ago: say so again rather
+            # than make every run's end wait for another connection attempt.
+            eof = not _answer(out, flushes, last)
+            flushes = []
             continue
         try:
             if store is None:
@@ -112,14 +121,25 @@ def serve(stdin_fd: int, out: IO[str], spool_dir: Path, db_url: str, *,
         problems.extend(report.problems)
         if flushes:
             report.refused, report.problems = refused, problems
-            for seq in flushes:
-                out.write(f"d {seq} {report_to_json(report)}\n")
-            out.flush()
+            eof = not _answer(out, flushes, report) or eof
             flushes, refused, problems = [], [], []
+        last = report
         if eof:
             if store is not None:
                 store.close()
             return
+
+
+def _answer(out: IO[str], flushes: list[str], report: Any) -> bool:
+    """Answer each flush with ``report``; False when the parent is gone (its pipe broke):
+    the writer then does its last replay and exits."""
+    try:
+        for seq in flushes:
+            out.write(f"d {seq} {report_to_json(report)}\n")
+        out.flush()
+    except (BrokenPipeError, ValueError):
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,6 +179,9 @@ class WriterProcess:
         self._pid = os.getpid()
         self._seq = 0
         self._buffer = b""
+        self._answered = False  # the current writer answered a flush
+        self._quick_exits = 0  # writers in a row that exited before answering one
+        self._next_start_at = 0.0
 
     def after_fork_in_child(self) -> None:
         """A forked child must not hold its parent's pipes open (the writer would never
@@ -174,33 +197,83 @@ class WriterProcess:
         self._buffer = b""
 
     def _running(self) -> subprocess.Popen[bytes]:
+        """The live writer, started when there is none.
+
+        Raises:
+            WriterGone: it cannot be started now (a writer that keeps exiting before it
+                answered a flush is tried again after 2, 4, ... 60 s: an import error must
+                not start ten processes a second).
+        """
         if self._pid != os.getpid():
             self.after_fork_in_child()
         proc = self._proc
-        if proc is None or proc.poll() is not None:
-            env = dict(os.environ)
-            # The writer imports the same mlobs as this process, installed or not.
-            package_parent = str(Path(__file__).resolve().parents[2])
-            env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (package_parent, env.get("PYTHONPATH")) if p)
-            proc = self._proc = subprocess.Popen(
-                self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-                close_fds=True)
-            self._buffer = b""
+        if proc is not None and proc.poll() is None:
+            return proc
+        now = time.monotonic()
+        if proc is not None:
+            self._close_pipes(proc)
+            # A writer that never answered a flush did not get going (an import error,
+            # a broken interpreter): back off; one that worked is replaced at once.
+            self._quick_exits = 0 if self._answered else self._quick_exits + 1
+            if self._quick_exits:
+                self._next_start_at = now + min(60.0, 2.0 ** self._quick_exits)
+            self._proc = None
+        if now < self._next_start_at:
+            raise WriterGone(f"the warehouse writer keeps exiting (last code "
+                             f"{proc.returncode if proc else 'unknown'}); it is started "
+                             f"again in {self._next_start_at - now:.0f} s; the records "
+                             "wait in the spool")
+        env = dict(os.environ)
+        # The writer imports the same mlobs as this process, installed or not.
+        package_parent = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_parent, env.get("PYTHONPATH")) if p)
+        try:
+            # A session of its own: Ctrl-C or a group's SIGTERM aimed at the pipeline does
+            # not cut the writer's last replay short (it ends when its input does).
+            proc = subprocess.Popen(self.command, stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, env=env, close_fds=True,
+                                    start_new_session=True)
+        except OSError as exc:
+            self._next_start_at = now + 5.0
+            raise WriterGone(f"the warehouse writer cannot start: {exc}") from exc
+        os.set_blocking(proc.stdin.fileno(), False)  # type: ignore[union-attr]
+        self._proc, self._answered, self._buffer = proc, False, b""
         return proc
 
-    def _send(self, line: bytes) -> subprocess.Popen[bytes]:
+    @staticmethod
+    def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
+        for pipe in (proc.stdin, proc.stdout):
+            try:
+                pipe.close()  # type: ignore[union-attr]
+            except OSError:
+                pass
+
+    def _send(self, line: bytes, deadline: float | None) -> subprocess.Popen[bytes] | None:
+        """Write ``line`` to the writer. The pipe is non-blocking, so a writer that stopped
+        reading (waiting for the database) never blocks the sink: a nudge is dropped (one
+        pending is enough; ``deadline`` None), a flush waits until ``deadline`` (None
+        returned when it passed)."""
         proc = self._running()
-        try:
-            proc.stdin.write(line)  # type: ignore[union-attr]
-            proc.stdin.flush()  # type: ignore[union-attr]
-        except (BrokenPipeError, ValueError) as exc:
-            raise WriterGone(f"the warehouse writer exited (code {proc.poll()})") from exc
+        fd = proc.stdin.fileno()  # type: ignore[union-attr]
+        view = memoryview(line)
+        while view:
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                if deadline is None:
+                    return proc
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([], [fd], [], left)[1]:
+                    return None
+            except (BrokenPipeError, OSError) as exc:
+                raise WriterGone(f"the warehouse writer exited (code {proc.poll()})") \
+                    from exc
         return proc
 
     def nudge(self) -> None:
         """Say records were appended (raises WriterGone when the writer is gone)."""
-        self._send(b"n\n")
+        self._send(b"n\n", None)
 
     def flush(self, timeout_s: float | None) -> dict[str, Any] | None:
         """Wait until the writer replayed everything appended before the call.
@@ -214,17 +287,20 @@ class WriterProcess:
         """
         self._seq += 1
         seq = str(self._seq).encode()
-        proc = self._send(b"f " + seq + b"\n")
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        deadline = time.monotonic() + (_UNBOUNDED_S if timeout_s is None else timeout_s)
+        proc = self._send(b"f " + seq + b"\n", deadline)
+        if proc is None:
+            return None
         fd = proc.stdout.fileno()  # type: ignore[union-attr]
         while True:
             *lines, self._buffer = self._buffer.split(b"\n")
             for line in lines:
                 parts = line.split(b" ", 2)
                 if len(parts) == 3 and parts[0] == b"d" and parts[1] == seq:
+                    self._answered = True
                     return json.loads(parts[2])
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return None
             readable, _, _ = select.select([fd], [], [], left)
             if not readable:
@@ -251,7 +327,7 @@ class WriterProcess:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        proc.stdout.close()  # type: ignore[union-attr]
+        self._close_pipes(proc)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,13 @@ Promises, as with the in-process :class:`~mlobs.sinks.warehouse_sink.WarehouseSi
 
 * a record the sink accepted survives a crash (``kill -9``) of the pipeline: it is
   fsynced in the spool before ``export`` returns; the writer loads it then (it sees the
-  end of its input), or ``mlobs ingest --spool`` does;
+  end of its input), or ``mlobs ingest --spool`` does when the writer died too (a
+  container's end or a cgroup's OOM kill takes every process; the spool then needs a
+  volume that outlives the container);
 * ``mlobs.flush()`` (and so every run's end) returns once the writer loaded everything
   recorded before it, or found the database away: the records then wait in the spool and
-  the writer tries again every ``retry_interval_s`` (a warning says so once);
+  the writer tries again every ``retry_interval_s`` (a warning says so once); a flush
+  that times out returns False, as for any sink;
 * a record the warehouse refuses is set aside in ``<root>/spool/rejected.jsonl`` and
   counted as failed for its run at the next flush (the run's manifest keeps it);
 * nothing is written twice (the store's writes are idempotent by id).
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 from mlobs.core.errors import ConfigError, WarehouseError
@@ -32,6 +36,9 @@ from mlobs.sinks.spool import Spool
 from mlobs.sinks.writer_process import RETRY_INTERVAL_S, WriterGone, WriterProcess
 
 log = logging.getLogger("mlobs.sinks.warehouse")
+
+#: Recent runs whose refused records this sink counts (older ones are only logged).
+_RUNS_KEPT = 4096
 
 
 class WriterSink:
@@ -71,6 +78,7 @@ class WriterSink:
             retry_interval_s=self.RETRY_INTERVAL_S if retry_interval_s is None
             else retry_interval_s)
         self.spooled = 0
+        self._runs: OrderedDict[str, None] = OrderedDict()  # runs this sink exported
         self._waiting = 0  # records the last flush found waiting (database away)
         self._away = False
 
@@ -84,6 +92,11 @@ class WriterSink:
 
     def export(self, records: list[Record]) -> None:
         self._spool.append(records)  # OSError: the batch fails and is counted
+        for record in records:
+            self._runs[record.run_id] = None
+            self._runs.move_to_end(record.run_id)
+        while len(self._runs) > _RUNS_KEPT:
+            self._runs.popitem(last=False)
         try:
             self._writer.nudge()
         except WriterGone:
@@ -114,7 +127,9 @@ class WriterSink:
             self._away, self._waiting = False, 0
         for problem in report["problems"]:
             log.warning("mlobs sink 'warehouse': %s", problem)
-        refused = report["refused"]
+        # A writer replays the whole spool directory, other processes' files too: only
+        # this sink's runs count here (the others' are in rejected.jsonl and logged).
+        refused = [(run_id, why) for run_id, why in report["refused"] if run_id in self._runs]
         if refused:
             raise RecordsRefused("; ".join(reason for _, reason in refused),
                                  tuple(run_id for run_id, _ in refused))

@@ -145,3 +145,25 @@ def test_the_sampler_parks_while_no_component_runs_and_wakes_for_the_next():
         assert tracker.peak_rss_bytes - baseline >= 180 * MIB
     finally:
         sampler.stop()
+
+
+def test_a_late_wake_up_does_not_make_the_sampler_spin():
+    from mlobs.probes.memory_sampler import MemorySampler
+    sampler = MemorySampler(5, gpu=False)
+    real_read, reads = sampler._read, []
+
+    def counting_read():
+        reads.append(1)
+        return real_read()
+
+    sampler._read = counting_read
+    try:
+        tracker = sampler.start_component()
+        time.sleep(0.05)
+        sampler._wake.set()  # a start that saw the sampler parked, arriving late
+        before = len(reads)
+        time.sleep(0.2)
+        sampler.end_component(tracker)
+        assert len(reads) - before <= 0.2 / 0.005 + 10  # about one sample per interval
+    finally:
+        sampler.stop()

@@ -164,3 +164,33 @@ def test_a_refused_record_is_set_aside_and_counted_for_its_run(tmp_path):
     rejected = (tmp_path / "spool" / "rejected.jsonl").read_text().splitlines()
     assert [json.loads(line)["line"]["record"]["component"] for line in rejected] == ["bad"]
     assert any("'warehouse' failed to export 1 record(s)" in w for w in run.record.warnings)
+
+
+def test_a_writer_that_cannot_start_is_not_restarted_at_every_batch(tmp_path, monkeypatch,
+                                                                    caplog):
+    from mlobs.sinks import writer_process
+    db_url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    upgrade(db_url)
+    mlobs.configure(root=tmp_path, db_url=db_url)
+    sink = next(w.sink for w in get_recorder().workers if w.sink.name == "warehouse")
+    sink._writer.command = [sys.executable, "-c", "import sys; sys.exit(3)"]  # broken
+    starts = []
+    real_popen = writer_process.subprocess.Popen
+    monkeypatch.setattr(writer_process.subprocess, "Popen",
+                        lambda *a, **k: starts.append(1) or real_popen(*a, **k))
+    with caplog.at_level("ERROR", logger="mlobs.sinks"):
+        for index in range(5):  # five runs, each with a flush at its end
+            with mlobs.run("youtube", f"broken-{index}") as run:
+                with run.component("asr"):
+                    pass
+    assert run.status == "ok"  # the pipeline never notices
+    assert len(starts) <= 3  # backed off after the writer exited before answering
+    stats = next(s for s in mlobs.sink_stats() if s.name == "warehouse")
+    assert stats.failed == 0 and stats.dropped == 0
+    assert "warehouse writer" in (stats.last_error or "")
+    assert spool_files(tmp_path / "spool")  # every record waits for a working writer
+    sink._writer.command = WriterSink(db_url, tmp_path / "spool")._writer.command
+    sink._writer._next_start_at = 0.0
+    assert mlobs.flush()
+    with WarehouseStore(db_url) as store:
+        assert len(store.list_runs(limit=10)) == 5
