@@ -15,8 +15,9 @@ Two bodies: a CPU-bound Python loop (holds the GIL, so any work on another threa
 process delays it) and ``time.sleep`` (releases the GIL; the pipeline thread then waits
 for it on waking whenever another thread holds it). Figures are wall time per component
 over bare (the overhead a pipeline sees) and the process's CPU time (every thread) per
-component over bare, for N = 100, 1,000 and 10,000, and the CPU time of mlobs's warehouse writer process per
-component (work moved off the pipeline's process is still work). Each mlobs variant is
+component over bare, for N = 100, 1,000 and 10,000, and the CPU time of mlobs's
+warehouse writer process per component (work moved off the pipeline's process is still
+work). Each mlobs variant is
 configured once, as a pipeline process is; small N are repeated so that each figure covers
 at least ``MIN_COMPONENTS`` components, and the variants are interleaved so that drift in
 machine load hits them alike.
