@@ -116,9 +116,10 @@ def test_warm_up_waits_for_the_sampler_s_start_up_once():
         hung.stop()
 
 
-def test_the_sampler_parks_while_no_component_runs_and_wakes_for_the_next():
-    from mlobs.probes.memory_sampler import PARK_AFTER_IDLE_SAMPLES, MemorySampler
-    sampler = MemorySampler(1, gpu=False)
+def counting_sampler(interval_ms: float):
+    """A sampler (GPU off) whose RSS readings are counted: (sampler, readings so far)."""
+    from mlobs.probes.memory_sampler import MemorySampler
+    sampler = MemorySampler(interval_ms, gpu=False)
     real_read, reads = sampler._read, []
 
     def counting_read():
@@ -126,6 +127,13 @@ def test_the_sampler_parks_while_no_component_runs_and_wakes_for_the_next():
         return real_read()
 
     sampler._read = counting_read
+    return sampler, reads
+
+
+def test_the_sampler_parks_while_no_component_runs_and_wakes_for_the_next():
+    from mlobs.probes.memory_sampler import PARK_AFTER_IDLE_SAMPLES
+    sampler, reads = counting_sampler(1)
+    real_read = make_rss_reader()
     try:
         sampler.end_component(sampler.start_component())
         deadline = time.monotonic() + 5
@@ -148,15 +156,7 @@ def test_the_sampler_parks_while_no_component_runs_and_wakes_for_the_next():
 
 
 def test_a_late_wake_up_does_not_make_the_sampler_spin():
-    from mlobs.probes.memory_sampler import MemorySampler
-    sampler = MemorySampler(5, gpu=False)
-    real_read, reads = sampler._read, []
-
-    def counting_read():
-        reads.append(1)
-        return real_read()
-
-    sampler._read = counting_read
+    sampler, reads = counting_sampler(5)
     try:
         tracker = sampler.start_component()
         time.sleep(0.05)

@@ -32,6 +32,22 @@ def _process_writer(monkeypatch):
     set_recorder(None)
 
 
+def configured(tmp_path) -> str:
+    """Configure the default sinks on a fresh SQLite warehouse; its URL."""
+    db_url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    upgrade(db_url)
+    mlobs.configure(root=tmp_path, db_url=db_url)
+    return db_url
+
+
+def warehouse_sink() -> WriterSink:
+    return next(w.sink for w in get_recorder().workers if w.sink.name == "warehouse")
+
+
+def warehouse_stats():
+    return next(s for s in mlobs.sink_stats() if s.name == "warehouse")
+
+
 def stored(db_url: str, run_id: str) -> tuple[str, list[str]] | None:
     """(status, component names sorted) of a run in the warehouse, or None."""
     with WarehouseStore(db_url) as store:
@@ -129,14 +145,12 @@ def test_a_pipeline_and_its_writer_killed_together_leave_the_rest_in_the_spool(t
 
 
 def test_a_killed_writer_is_replaced_and_every_record_arrives_once(tmp_path):
-    db_url = f"sqlite:///{tmp_path / 'warehouse.db'}"
-    mlobs.configure(root=tmp_path, db_url=db_url)
-    upgrade(db_url)
+    db_url = configured(tmp_path)
     with mlobs.run("youtube", "writer-killed") as run:
         with run.component("before"):
             pass
         assert mlobs.flush()
-        sink = next(w.sink for w in get_recorder().workers if w.sink.name == "warehouse")
+        sink = warehouse_sink()
         first = sink._writer._proc
         first.kill()
         first.wait()
@@ -145,20 +159,18 @@ def test_a_killed_writer_is_replaced_and_every_record_arrives_once(tmp_path):
         assert mlobs.flush()
     assert sink._writer._proc is not first
     assert stored(db_url, run.run_id) == ("ok", ["after", "before"])
-    stats = next(s for s in mlobs.sink_stats() if s.name == "warehouse")
+    stats = warehouse_stats()
     assert stats.failed == 0 and stats.dropped == 0
 
 
 def test_a_refused_record_is_set_aside_and_counted_for_its_run(tmp_path):
-    db_url = f"sqlite:///{tmp_path / 'warehouse.db'}"
-    mlobs.configure(root=tmp_path, db_url=db_url)
-    upgrade(db_url)
+    db_url = configured(tmp_path)
     with mlobs.run("youtube", "refused") as run:
         with run.component("good"):
             pass
         with run.component("bad") as c:
             c.items = 2**70  # out of range for the warehouse
-    stats = next(s for s in mlobs.sink_stats() if s.name == "warehouse")
+    stats = warehouse_stats()
     assert stats.failed == 1 and "items" in stats.last_error
     assert stored(db_url, run.run_id) == ("ok", ["good"])
     rejected = (tmp_path / "spool" / "rejected.jsonl").read_text().splitlines()
@@ -169,10 +181,8 @@ def test_a_refused_record_is_set_aside_and_counted_for_its_run(tmp_path):
 def test_a_writer_that_cannot_start_is_not_restarted_at_every_batch(tmp_path, monkeypatch,
                                                                     caplog):
     from mlobs.sinks import writer_process
-    db_url = f"sqlite:///{tmp_path / 'warehouse.db'}"
-    upgrade(db_url)
-    mlobs.configure(root=tmp_path, db_url=db_url)
-    sink = next(w.sink for w in get_recorder().workers if w.sink.name == "warehouse")
+    db_url = configured(tmp_path)
+    sink = warehouse_sink()
     sink._writer.command = [sys.executable, "-c", "import sys; sys.exit(3)"]  # broken
     starts = []
     real_popen = writer_process.subprocess.Popen
@@ -185,7 +195,7 @@ def test_a_writer_that_cannot_start_is_not_restarted_at_every_batch(tmp_path, mo
                     pass
     assert run.status == "ok"  # the pipeline never notices
     assert len(starts) <= 3  # backed off after the writer exited before answering
-    stats = next(s for s in mlobs.sink_stats() if s.name == "warehouse")
+    stats = warehouse_stats()
     assert stats.failed == 0 and stats.dropped == 0
     assert "warehouse writer" in (stats.last_error or "")
     assert spool_files(tmp_path / "spool")  # every record waits for a working writer
