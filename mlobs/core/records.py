@@ -323,7 +323,6 @@ def record_json(record: RunRecord | ComponentRecord) -> bytes:
         # orjson writes the same bytes as compact_json, 12x faster, but writes NaN as
         # null: it takes only what is known to hold finite floats (a component's duration
         # and its metrics); events' attributes and run records go through json.
-        encoded = None
         if (isinstance(record, ComponentRecord) and not record.events
                 and all(map(math.isfinite, record.metrics.values()))
                 and math.isfinite(record.duration_ms)):

@@ -24,7 +24,7 @@ from mlobs.core.manifest import ManifestText, read_manifest, write_manifest
 from mlobs.core.paths import manifest_path
 from mlobs.core.propagation import joined_context
 from mlobs.core.records import ComponentRecord, Record, RunRecord
-from mlobs.sinks.base import YIELD_EVERY, RecordsRefused, yield_gil
+from mlobs.sinks.base import RecordsRefused
 
 #: closed runs whose manifest path is remembered for components that finish late.
 _CLOSED_RUNS_KEPT = 4096
@@ -64,9 +64,7 @@ class ManifestSink:
         touched: dict[str, _RunDocument] = {}
         problems: list[str] = []
         refused: list[str] = []
-        for index, record in enumerate(records, 1):
-            if not index % YIELD_EVERY:
-                yield_gil()  # encoding holds the GIL: let the pipeline's thread in
+        for record in records:
             if self._joined_elsewhere(record):
                 continue
             doc = self._document_for(record)

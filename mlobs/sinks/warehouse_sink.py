@@ -34,11 +34,11 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from mlobs.core.classify import exception_summary
-from mlobs.core.errors import ConfigError, InvalidRecordError, WarehouseError
+from mlobs.core.errors import InvalidRecordError, WarehouseError
 from mlobs.core.records import ComponentRecord, Record, RunRecord
 from mlobs.sinks.spool import Spool, SpoolBusyError, has_spooled
 from mlobs.sinks.spool_replay import replay
-from mlobs.warehouse.engine import normalize_url
+from mlobs.warehouse.engine import check_sink_url
 from mlobs.warehouse.store import WarehouseStore
 
 log = logging.getLogger("mlobs.sinks.warehouse")
@@ -74,10 +74,7 @@ class WarehouseSink:
     def __init__(self, db_url: str, *, manage_schema: bool = False,
                  spool_dir: str | os.PathLike[str] | None = None,
                  retry_interval_s: float | None = None) -> None:
-        try:
-            normalize_url(db_url)
-        except WarehouseError as exc:
-            raise ConfigError(str(exc)) from None
+        check_sink_url(db_url)
         self.db_url = db_url
         self.manage_schema = manage_schema
         self.spool_dir = Path(spool_dir) if spool_dir is not None else None

@@ -39,6 +39,8 @@ log = logging.getLogger("mlobs.sinks.writer")
 RETRY_INTERVAL_S = 5.0
 #: Seconds after a replay during which appends are gathered for the next one.
 BATCH_INTERVAL_S = 0.25
+#: Problem messages (torn lines, refusals) carried to the parent between two flushes.
+_PROBLEMS_KEPT = 20
 #: How long a flush without a time limit waits for the writer.
 _UNBOUNDED_S = 3600.0
 
@@ -48,10 +50,11 @@ class WriterGone(Exception):
 
 
 def report_to_json(report: Any) -> str:
-    """A :class:`~mlobs.sinks.spool.ReplayReport` as the JSON the protocol carries."""
+    """A :class:`~mlobs.sinks.spool_replay.ReplayReport` as the JSON the protocol
+    carries."""
     return json.dumps({"runs": report.runs, "components": report.components,
                        "pending": report.pending, "error": report.error,
-                       "refused": report.refused, "problems": report.problems[:20]})
+                       "refused": report.refused, "problems": report.problems})
 
 
 # -- the writer (child process) ------------------------------------------------------------
@@ -118,7 +121,7 @@ def serve(stdin_fd: int, out: IO[str], spool_dir: Path, db_url: str, *,
             not_before, next_at = time.monotonic() + batch_interval_s, None
         # Refusals reach the parent with the next answer, whichever replay met them.
         refused.extend(report.refused)
-        problems.extend(report.problems)
+        problems = (problems + report.problems)[-_PROBLEMS_KEPT:]
         if flushes:
             report.refused, report.problems = refused, problems
             eof = not _answer(out, flushes, report) or eof

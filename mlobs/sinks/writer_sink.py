@@ -29,7 +29,6 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
-from mlobs.core.errors import ConfigError, WarehouseError
 from mlobs.core.records import Record
 from mlobs.sinks.base import RecordsRefused
 from mlobs.sinks.spool import Spool
@@ -65,11 +64,8 @@ class WriterSink:
 
     def __init__(self, db_url: str, spool_dir: str | os.PathLike[str], *,
                  manage_schema: bool = False, retry_interval_s: float | None = None) -> None:
-        from mlobs.warehouse.engine import normalize_url
-        try:
-            normalize_url(db_url)
-        except WarehouseError as exc:
-            raise ConfigError(str(exc)) from None
+        from mlobs.warehouse.engine import check_sink_url
+        check_sink_url(db_url)
         self.db_url = db_url
         self.spool_dir = Path(spool_dir)
         self._spool = Spool(self.spool_dir)
@@ -92,9 +88,9 @@ class WriterSink:
 
     def export(self, records: list[Record]) -> None:
         self._spool.append(records)  # OSError: the batch fails and is counted
-        for record in records:
-            self._runs[record.run_id] = None
-            self._runs.move_to_end(record.run_id)
+        for run_id in dict.fromkeys(record.run_id for record in records):
+            self._runs[run_id] = None
+            self._runs.move_to_end(run_id)
         while len(self._runs) > _RUNS_KEPT:
             self._runs.popitem(last=False)
         try:

@@ -37,7 +37,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
-from mlobs.core.errors import WarehouseError
+from mlobs.core.errors import ConfigError, WarehouseError
 
 #: How long a SQLite writer waits for the database lock before failing.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -73,6 +73,19 @@ def normalize_url(db_url: str | URL) -> URL:
     raise WarehouseError(
         f"unsupported warehouse URL {url.render_as_string(hide_password=True)!r}: mlobs "
         "supports sqlite:///<path> and postgresql+psycopg://user@host/db")
+
+
+def check_sink_url(db_url: str) -> None:
+    """Refuse a warehouse URL a sink could never write to, when the sink is configured
+    (its records would otherwise wait in the spool for ever).
+
+    Raises:
+        ConfigError: ``db_url`` is not a SQLite or PostgreSQL URL (:func:`normalize_url`).
+    """
+    try:
+        normalize_url(db_url)
+    except WarehouseError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def create_warehouse_engine(db_url: str | URL, **engine_kwargs: Any) -> Engine:
