@@ -1,22 +1,30 @@
-"""Per-component memory peaks: readings at start and end plus one light sampler thread.
+"""Per-component memory peaks: the kernel's peak-RSS counter read at component boundaries,
+and a light sampler thread where that counter is missing or cannot be trusted.
 
-A component's peak RSS is the maximum of a reading at its start, every sample the
-sampler thread took while it was active, and a reading at its end. Components overlapping
-in threads each get the peak over their own active interval; a component is not charged
-for memory a neighbour held only outside that interval. A spike shorter than the sampling
-interval that falls between two samples and is freed before the end reading is not seen:
-lower ``interval_ms`` to catch shorter spikes.
+On Linux the kernel keeps a high-water mark of the process's RSS
+(:class:`~mlobs.probes.rss.PeakRssCounter`). At every component boundary (a start or an
+end, in any thread) the mark is read and credited to every component active then, and at
+every start it is reset: each component gets the true peak over its own active interval,
+including memory it allocated and freed between two looks, and a component is not charged
+for memory a neighbour held only outside that interval (every start resets the mark, so
+the mark read at a boundary covers a stretch during which every active component was
+active). This costs two ``getrusage`` calls and one small write per component and no
+thread wake-ups.
+
+The mark cannot be trusted while a larger mark from before the process's ``exec`` is
+still on it (see :class:`~mlobs.probes.rss.PeakRssCounter`), nor used where ``/proc/self/clear_refs``
+is missing. Then the thread samples RSS every ``interval_ms`` as well, and a component's
+peak is the maximum of a reading at its start, every sample taken while it was active, and
+a reading at its end: a spike shorter than the interval that falls between two samples is
+not seen (lower ``interval_ms`` to catch shorter spikes).
 
 A start or end reading is a reading of RSS at most :data:`REUSE_WINDOW_NS` (100 µs) old,
 taken by any thread: one ``/proc/self/statm`` read costs a syscall (0.7 to 3 µs depending
-on the machine), and back-to-back components would otherwise pay two each. In 100 µs RSS
-moves only by the pages touched or unmapped in that time (page faults bound growth to a
-few MiB), an error far below the sampling interval's; a component running longer than the
-window always gets a fresh end reading.
+on the machine), and back-to-back components would otherwise pay two each.
 
-While no component runs the thread parks: after :data:`PARK_AFTER_IDLE_SAMPLES` samples
-that found no component active it waits until the next component starts (which wakes it
-only then), so an idle pipeline pays nothing and back-to-back components pay no wake-up.
+While no samples are needed the thread parks: after :data:`PARK_AFTER_IDLE_SAMPLES`
+samples that found no component active, or at once when the kernel's mark covers RSS and
+there is no GPU to sample; a component that needs samples wakes it.
 
 When NVML opens (nvidia-ml-py, a driver, at least one GPU) the same thread also samples
 this process's used GPU memory; components that torch's own peak counters do not cover
@@ -30,7 +38,7 @@ import threading
 import time
 from typing import Any
 
-from mlobs.probes.rss import make_rss_reader
+from mlobs.probes.rss import PeakRssCounter, make_rss_reader, open_peak_rss_counter
 
 log = logging.getLogger("mlobs")
 
@@ -38,7 +46,11 @@ log = logging.getLogger("mlobs")
 REUSE_WINDOW_NS = 100_000
 #: Samples in a row without an active component after which the thread parks.
 PARK_AFTER_IDLE_SAMPLES = 20
+#: The kernel's mark read right after a reset may exceed the RSS read just before by page
+#: faults in between; more than this means a mark from before ``exec`` is in the way.
+MARK_SLACK_BYTES = 4 * 1024 * 1024
 _perf_ns = time.perf_counter_ns
+_peak_bytes = PeakRssCounter.peak_bytes
 
 
 class PeakTracker:
@@ -70,6 +82,12 @@ class MemorySampler:
         self._read = make_rss_reader()
         #: (perf_counter_ns, rss_bytes) of the latest reading, from any thread.
         self._last = (0, 0)
+        self._counter = open_peak_rss_counter()
+        #: the counter's reading right after its last reset, and whether that was the RSS.
+        self._floor, self._counter_ok = 0, self._counter is not None
+        #: the thread must sample (no counter, or NVML opened); False once it knows better.
+        self._needs_samples = True
+        self._boundary = threading.Lock()
         self._active: set[PeakTracker] = set()
         self._wake = threading.Event()
         self._parked = False
@@ -108,16 +126,33 @@ class MemorySampler:
             rss = self._read()
             self._last = (now_ns, rss)
         tracker = PeakTracker(rss)
-        self._active.add(tracker)
+        counter = self._counter
+        if counter is not None:
+            with self._boundary:
+                if self._active:  # (alone, nobody to credit)
+                    self._credit_mark()
+                counter.reset()
+                self._floor = floor = _peak_bytes()
+                self._counter_ok = floor <= rss + MARK_SLACK_BYTES
+                self._active.add(tracker)
+        else:
+            self._active.add(tracker)
         if self._thread is None:
             self._start_thread()
-        elif self._parked:
+        elif self._parked and self._sampling():
             self._wake.set()
         return tracker
 
     def end_component(self, tracker: PeakTracker) -> None:
         """Unregister; the tracker keeps the peak seen while it was active."""
-        self._active.discard(tracker)
+        if self._counter is not None:
+            with self._boundary:
+                self._credit_mark()
+                self._active.discard(tracker)
+            if self._counter_ok:
+                return  # the mark is at least the RSS now: no reading needed
+        else:
+            self._active.discard(tracker)
         now_ns = _perf_ns()
         taken_ns, rss = self._last
         if now_ns - taken_ns > REUSE_WINDOW_NS:
@@ -125,6 +160,16 @@ class MemorySampler:
             self._last = (now_ns, rss)
         if rss > tracker.peak_rss_bytes:
             tracker.peak_rss_bytes = rss
+
+    def _credit_mark(self) -> None:
+        # The mark since the last start (a reset) covers a stretch during which every
+        # active component was active. Above the floor it is the true mark even when a
+        # mark from before exec made the floor too high.
+        mark = _peak_bytes()
+        if self._counter_ok or mark > self._floor:
+            for tracker in self._active:
+                if mark > tracker.peak_rss_bytes:
+                    tracker.peak_rss_bytes = mark
 
     def _start_thread(self) -> None:
         with self._lock:
@@ -146,29 +191,36 @@ class MemorySampler:
             nvml = self._open_gpu_reader()  # on this thread: NVML start-up can take 100 ms
         finally:
             self._ready.set()  # also when it failed: warm_up never waits for a dead thread
+        self._needs_samples = nvml is not None or self._counter is None
         idle = 0
         while not self._stop:
-            rss = read()
-            self._last = (_perf_ns(), rss)
-            trackers = list(self._active)
-            for tracker in trackers:
-                if rss > tracker.peak_rss_bytes:
-                    tracker.peak_rss_bytes = rss
-            if nvml is not None and trackers:
-                self._sample_gpu(nvml, trackers)
-            idle = 0 if trackers else idle + 1
+            if self._sampling():
+                rss = read()
+                self._last = (_perf_ns(), rss)
+                trackers = list(self._active)
+                for tracker in trackers:
+                    if rss > tracker.peak_rss_bytes:
+                        tracker.peak_rss_bytes = rss
+                if nvml is not None and trackers:
+                    self._sample_gpu(nvml, trackers)
+                idle = 0 if trackers else idle + 1
+            else:
+                idle = PARK_AFTER_IDLE_SAMPLES  # the kernel's mark covers RSS: park now
             if idle < PARK_AFTER_IDLE_SAMPLES:
                 if wait(interval):  # a start's wake-up arrived late: not a reason to spin
                     self._wake.clear()
                 continue
-            # Park; a component starting after the flag is set wakes the thread, and one
-            # that started before it is seen by the check.
+            # Park; a component starting after the flag is set wakes the thread when it
+            # needs samples, and one that started before it is seen by the check.
             self._parked = True
-            if not self._active and not self._stop:
+            if not self._stop and not (self._active and self._sampling()):
                 wait()
             self._parked = False
             self._wake.clear()
             idle = 0
+
+    def _sampling(self) -> bool:
+        return self._needs_samples or not self._counter_ok
 
     @staticmethod
     def _sample_gpu(nvml: Any, trackers: list[PeakTracker]) -> None:
@@ -200,6 +252,12 @@ class MemorySampler:
         self._parked = False
         self._read = make_rss_reader()
         self._last = (0, 0)
+        if self._counter is not None:  # its file is the parent's /proc entry
+            self._counter.close()
+        self._counter = open_peak_rss_counter()
+        self._floor, self._counter_ok = 0, self._counter is not None
+        self._needs_samples = True
+        self._boundary = threading.Lock()
 
 
 class NoMemorySampler:

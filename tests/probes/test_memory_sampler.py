@@ -3,11 +3,27 @@
 import threading
 import time
 
+import pytest
+
 import mlobs
-from mlobs.probes.rss import make_rss_reader
+from mlobs.probes import memory_sampler
+from mlobs.probes.rss import make_rss_reader, open_peak_rss_counter
 from mlobs.testing import capture
+from support.sampling import counting_sampler
 
 MIB = 1024 * 1024
+HAS_COUNTER = open_peak_rss_counter() is not None
+
+
+@pytest.fixture(params=["kernel mark", "samples only"], autouse=True)
+def peak_source(request, monkeypatch):
+    """Every peak test runs with the kernel's peak-RSS mark and without it (macOS, a
+    sandbox without /proc/self/clear_refs): the sampler thread alone."""
+    if request.param == "kernel mark" and not HAS_COUNTER:
+        pytest.skip("this kernel offers no resettable peak-RSS mark")
+    if request.param == "samples only":
+        monkeypatch.setattr(memory_sampler, "open_peak_rss_counter", lambda: None)
+    return request.param
 
 
 def test_a_component_that_allocates_gets_the_peak_and_a_later_one_does_not():
@@ -116,20 +132,6 @@ def test_warm_up_waits_for_the_sampler_s_start_up_once():
         hung.stop()
 
 
-def counting_sampler(interval_ms: float):
-    """A sampler (GPU off) whose RSS readings are counted: (sampler, readings so far)."""
-    from mlobs.probes.memory_sampler import MemorySampler
-    sampler = MemorySampler(interval_ms, gpu=False)
-    real_read, reads = sampler._read, []
-
-    def counting_read():
-        reads.append(1)
-        return real_read()
-
-    sampler._read = counting_read
-    return sampler, reads
-
-
 def test_the_sampler_parks_while_no_component_runs_and_wakes_for_the_next():
     from mlobs.probes.memory_sampler import PARK_AFTER_IDLE_SAMPLES
     sampler, reads = counting_sampler(1)
@@ -167,3 +169,4 @@ def test_a_late_wake_up_does_not_make_the_sampler_spin():
         assert len(reads) - before <= 0.2 / 0.005 + 10  # about one sample per interval
     finally:
         sampler.stop()
+

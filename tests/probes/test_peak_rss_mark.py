@@ -1,0 +1,75 @@
+"""The kernel's peak-RSS mark at component boundaries: exact peaks without samples."""
+
+import json
+import os
+import sys
+
+import pytest
+
+from mlobs.probes.rss import make_rss_reader, open_peak_rss_counter
+from support.sampling import counting_sampler
+
+MIB = 1024 * 1024
+
+pytestmark = pytest.mark.skipif(open_peak_rss_counter() is None,
+                                reason="this kernel offers no resettable peak-RSS mark")
+
+
+def test_a_spike_between_samples_is_seen_and_the_thread_samples_nothing():
+    sampler, reads = counting_sampler(10_000)  # one sample per 10 s: none in this test
+    real_read = make_rss_reader()
+    try:
+        sampler.end_component(sampler.start_component())
+        baseline = real_read()
+        at_start = len(reads)
+        tracker = sampler.start_component()
+        block = bytearray(200 * MIB)  # allocated and freed between two looks
+        del block
+        sampler.end_component(tracker)
+        assert tracker.peak_rss_bytes - baseline >= 190 * MIB
+        assert len(reads) - at_start <= 1  # the start's reading; the thread took none
+        quiet = sampler.start_component()
+        sampler.end_component(quiet)
+        assert quiet.peak_rss_bytes - baseline < 20 * MIB  # the mark was reset
+    finally:
+        sampler.stop()
+
+
+CHILD = """
+import json, time
+import mlobs
+from mlobs.probes.rss import make_rss_reader
+from mlobs.testing import capture
+with capture(sample_interval_ms=2) as rec:
+    with mlobs.run("youtube", "abc") as run:
+        baseline = make_rss_reader()()
+        with run.component("quiet"):
+            time.sleep(0.02)
+        with run.component("allocates"):
+            block = bytearray(100 * 1024 * 1024)
+            time.sleep(0.05)
+            del block
+print(json.dumps({name: rec.component(name).peak_rss_bytes - baseline
+                  for name in ("quiet", "allocates")}))
+"""
+
+
+def test_a_mark_inherited_through_exec_is_not_charged_to_a_component(tmp_path):
+    # A process forked from a large parent and then exec'd starts with the parent's mark
+    # in getrusage's ru_maxrss (the kernel keeps the old image's mark at exec, and
+    # clear_refs does not clear it): its components must not be charged that mark.
+    block = bytearray(300 * MIB)  # the large parent
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()  # fork + exec, not vfork: the child's image holds the parent's pages
+    if pid == 0:  # pragma: no cover - the child
+        os.dup2(write_fd, 1)
+        os.execv(sys.executable, [sys.executable, "-c", CHILD])
+    os.close(write_fd)
+    del block
+    with os.fdopen(read_fd) as out:
+        output = out.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    peaks = json.loads(output.strip().splitlines()[-1])
+    assert peaks["quiet"] < 50 * MIB, peaks["quiet"] / MIB
+    assert peaks["allocates"] >= 90 * MIB, peaks["allocates"] / MIB
