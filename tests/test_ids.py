@@ -1,6 +1,7 @@
 """Record ids are random version-4 UUIDs in canonical form, distinct across forks."""
 
 import os
+import threading
 import uuid
 
 import pytest
@@ -21,6 +22,7 @@ def test_ids_are_canonical_version_4_uuids_with_every_variant_digit():
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_draws_other_ids_than_its_parent():
+    new_uuid4()  # the parent holds random bytes for the next ids at the fork
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: send its ids and leave without running pytest's teardown
@@ -33,3 +35,18 @@ def test_a_forked_child_draws_other_ids_than_its_parent():
         child_ids = set(pipe.read().split())
     os.waitpid(pid, 0)
     assert len(child_ids) == 100 and not child_ids & parent_ids
+
+
+def test_threads_drawing_at_once_never_get_the_same_id():
+    ids: list[list[str]] = [[] for _ in range(8)]
+
+    def draw(out: list[str]) -> None:
+        out.extend(new_uuid4() for _ in range(5_000))
+
+    threads = [threading.Thread(target=draw, args=(out,)) for out in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [i for out in ids for i in out]
+    assert len(set(every)) == len(every) == 40_000

@@ -1,8 +1,8 @@
 """The Recorder: the in-process hub between the API and the sinks.
 
-It owns the configured sinks (each behind a :class:`BatchWorker`) and the memory sampler.
-``emit`` is the only thing the pipeline's thread calls per record: one deque append per
-sink. ``flush`` waits for the workers; at interpreter exit everything is flushed.
+It owns the configured sinks (behind :class:`BatchWorker`s: the local sinks share one, the
+others have one each) and the memory sampler. ``emit`` is the only thing the pipeline's
+thread calls per record: one deque append per worker. ``flush`` waits for the workers; at interpreter exit everything is flushed.
 The set of workers is replaced as a whole (copy-on-write) by ``configure``.
 """
 
@@ -32,13 +32,15 @@ class Recorder:
 
     Args:
         settings: resolved settings (root, intervals).
-        sinks: the sink objects to drive, each on its own worker thread.
+        sinks: the sink objects to drive (the local ones on one worker thread, each other
+            sink on its own).
     """
 
     def __init__(self, settings: Settings, sinks: Sequence[Sink]) -> None:
         self.settings = settings
         self.workers: tuple[BatchWorker, ...] = tuple(
-            BatchWorker(sink, flush_interval_s=settings.flush_interval_s) for sink in sinks)
+            BatchWorker(group, flush_interval_s=settings.flush_interval_s)
+            for group in _worker_groups(sinks))
         self.sampler: MemorySampler | NoMemorySampler = (
             MemorySampler(settings.sample_interval_ms, gpu=settings.gpu_probes)
             if settings.memory_probes else NoMemorySampler())
@@ -78,16 +80,17 @@ class Recorder:
 
     def failures_for_run(self, run_id: str) -> list[str]:
         """One warning per sink that failed to export records of ``run_id``."""
-        warnings = []
-        for worker in self.workers:
-            count = worker.failed_by_run.get(run_id)
-            if count:
-                warnings.append(f"sink {worker.sink.name!r} failed to export {count} record(s) "
-                                f"of this run: {worker.last_error}")
-        return warnings
+        return [f"sink {name!r} failed to export {count} record(s) of this run: {error}"
+                for worker in self.workers
+                for name, count, error in worker.failures_for_run(run_id)]
 
     def stats(self) -> list[SinkStats]:
-        return [worker.stats() for worker in self.workers]
+        return [stats for worker in self.workers for stats in worker.stats()]
+
+    def sink(self, name: str) -> Sink | None:
+        """The configured sink called ``name`` (``"manifest"``, ``"warehouse"``, ...)."""
+        return next((sink for worker in self.workers for sink in worker.sinks
+                     if sink.name == name), None)
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
         """Flush and stop every worker, the sampler and the heartbeat."""
@@ -95,6 +98,15 @@ class Recorder:
         for worker in self.workers:
             worker.shutdown(timeout_s)
         self.sampler.stop()
+
+
+def _worker_groups(sinks: Sequence[Sink]) -> list[list[Sink]]:
+    """The local sinks together on one worker (one thread builds each record once for
+    all of them), every other sink on its own (a slow network does not hold back the
+    files)."""
+    local = [sink for sink in sinks if getattr(sink, "local", False)]
+    return ([local] if local else []) + [
+        [sink] for sink in sinks if not getattr(sink, "local", False)]
 
 
 def build_sinks(settings: Settings) -> list[Sink]:

@@ -1,6 +1,6 @@
-"""The sink contract and the batching worker that drives each sink (ARCHITECTURE §5).
+"""The sink contract and the batching worker that drives the sinks.
 
-A *sink* exports batches; it is only ever called on its own worker thread:
+A *sink* exports batches; it is only ever called on its worker's thread:
 
 * ``export(records) -> None``: write a batch of records; raising means the batch failed
   (:class:`RecordsRefused` or an error with ``refused``: those records only).
@@ -8,13 +8,15 @@ A *sink* exports batches; it is only ever called on its own worker thread:
 * ``shutdown(timeout_s) -> None``: release resources.
 * ``on_idle() -> None`` (optional): called after each wake's exports; a sink that defers
   work (the manifest sink's rewrites of a long run) does what is due here.
+* ``local = True`` (optional): the sink only writes local files and returns within
+  milliseconds; the recorder drives all local sinks from one worker.
 
 The queue holds ``RunRecord`` snapshots and finished component invocations
 (:class:`~mlobs.core.records.Recordable`); the worker builds their records, one by one,
-before a sink sees them. A :class:`BatchWorker` owns one sink: the pipeline's thread only appends to a bounded deque
-(no lock, no wake-up); the worker wakes every
-``flush_interval_s`` or on ``force_flush``, drains the queue in batches and calls
-``export``. A failing export is logged and counted (overall and per run) and never raised
+before a sink sees them, once for all the sinks it drives. The pipeline's thread only
+appends to a bounded deque (no lock, no wake-up); the worker wakes every
+``flush_interval_s`` or on ``force_flush``, drains the queue in batches and calls each
+sink's ``export``. A failing export is logged and counted (overall and per run) and never raised
 into the pipeline; items that do not fit the queue are counted as dropped.
 """
 
@@ -24,6 +26,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -84,19 +87,83 @@ class SinkStats:
     spooled: int = 0
 
 
+class _Lane:
+    """One sink behind a worker and its counters (a worker may drive several sinks)."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.exported = self.failed = 0
+        self.failed_by_run: Counter[str] = Counter()
+        self.last_error: str | None = None
+
+    def export(self, records: list[Record]) -> None:
+        try:
+            self.sink.export(records)
+        except Exception as exc:  # a sink error is counted, never raised into the pipeline
+            # A sink may say which records (or runs) failed; the rest was exported.
+            refused = getattr(exc, "refused", None)
+            failed_runs = getattr(exc, "run_ids", None)
+            failed = list(refused) if refused is not None else [
+                r.run_id for r in records if failed_runs is None or r.run_id in failed_runs]
+            self.exported += len(records) - len(failed)
+            self.count_failed(failed, exception_summary(exc))
+        else:
+            self.exported += len(records)
+
+    def on_idle(self) -> None:
+        on_idle = getattr(self.sink, "on_idle", None)
+        if on_idle is None:
+            return
+        try:
+            on_idle()
+        except Exception as exc:  # the sink keeps the work for its next call
+            self.last_error = exception_summary(exc)
+            log.error("mlobs sink %r failed deferred work: %s", self.sink.name,
+                      self.last_error)
+
+    def flush(self, timeout_s: float) -> None:
+        try:
+            self.sink.force_flush(timeout_s)
+        except Exception as exc:
+            refused = getattr(exc, "refused", None)
+            if refused is not None:  # records the sink's deferred work could not write
+                self.exported -= len(refused)
+                self.count_failed(list(refused), exception_summary(exc))
+                return
+            self.last_error = exception_summary(exc)
+            log.error("mlobs sink %r failed to flush: %s", self.sink.name, self.last_error)
+
+    def count_failed(self, run_ids: list[str], error: str) -> None:
+        self.failed += len(run_ids)
+        self.failed_by_run.update(run_ids)
+        self.last_error = error
+        log.error("mlobs sink %r failed to export %d item(s): %s", self.sink.name,
+                  len(run_ids), error)
+
+
 class BatchWorker:
-    """Feeds one sink from a bounded queue on a daemon thread.
+    """Feeds one sink, or several in turn, from a bounded queue on a daemon thread.
+
+    Several sinks share a worker when each is quick and local (the manifest and the
+    warehouse spool): one thread then builds each record once and takes the GIL from the
+    pipeline half as often (measured: about half the CPU per record of one thread per
+    sink). A sink that waits on a network needs its own worker, or it holds back the
+    others.
 
     Args:
-        sink: the sink to drive.
+        sinks: the sink to drive, or a sequence of sinks (exported to in that order; one
+            sink's failure is its own: the others still get the batch).
         flush_interval_s: how long the worker sleeps between drains when not asked.
         max_batch_size: most items passed to one ``export`` call.
         max_queue_size: items held before new ones are dropped (and counted).
     """
 
-    def __init__(self, sink: Sink, *, flush_interval_s: float = 0.05,
+    def __init__(self, sinks: Sink | Sequence[Sink], *, flush_interval_s: float = 0.05,
                  max_batch_size: int = 512, max_queue_size: int = 100_000) -> None:
-        self.sink = sink
+        self.sinks: tuple[Sink, ...] = (
+            tuple(sinks) if isinstance(sinks, (list, tuple)) else (sinks,))
+        if not self.sinks:
+            raise ValueError("BatchWorker needs at least one sink")
         self.flush_interval_s = flush_interval_s
         self.max_batch_size = max_batch_size
         self.max_queue_size = max_queue_size
@@ -104,11 +171,12 @@ class BatchWorker:
 
     def after_fork_in_child(self) -> None:
         """The parent's thread and queue do not belong to a forked child: start empty
-        (and so does the sink, when it holds something of the parent's, like a pipe)."""
+        (and so does each sink, when it holds something of the parent's, like a pipe)."""
         self._init_state()
-        after_fork = getattr(self.sink, "after_fork_in_child", None)
-        if after_fork is not None:
-            after_fork()
+        for sink in self.sinks:
+            after_fork = getattr(sink, "after_fork_in_child", None)
+            if after_fork is not None:
+                after_fork()
 
     def _init_state(self) -> None:
         self._queue: deque[SinkItem] = deque()
@@ -117,9 +185,8 @@ class BatchWorker:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
-        self.enqueued = self.exported = self.failed = self.dropped = 0
-        self.failed_by_run: Counter[str] = Counter()
-        self.last_error: str | None = None
+        self.enqueued = self.dropped = 0
+        self._lanes = tuple(_Lane(sink) for sink in self.sinks)
 
     # -- caller's thread -------------------------------------------------------------
     def enqueue(self, item: SinkItem) -> None:
@@ -127,13 +194,18 @@ class BatchWorker:
         if len(self._queue) >= self.max_queue_size or self._closed:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.error("mlobs sink %r dropped %d item(s): queue full or closed",
-                          self.sink.name, self.dropped)
+                log.error("mlobs sink(s) %s dropped %d item(s): queue full or closed",
+                          self.name, self.dropped)
             return
         self._queue.append(item)
         self.enqueued += 1
         if self._thread is None:
             self._start()
+
+    @property
+    def name(self) -> str:
+        """The sinks' names, joined with '+' (the thread's name ends with it)."""
+        return "+".join(sink.name for sink in self.sinks)
 
     def force_flush(self, timeout_s: float | None = 10.0) -> bool:
         """Block until everything queued before this call was exported (or failed); None:
@@ -151,28 +223,37 @@ class BatchWorker:
         return done.wait(timeout_s)
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
-        """Flush, stop the thread and shut the sink down."""
+        """Flush, stop the thread and shut the sinks down."""
         self.force_flush(timeout_s)
         self._closed = True
         thread = self._thread
         self._wake.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
-        try:
-            self.sink.shutdown(timeout_s)
-        except Exception:
-            log.exception("mlobs sink %r failed to shut down", self.sink.name)
+        for sink in self.sinks:
+            try:
+                sink.shutdown(timeout_s)
+            except Exception:
+                log.exception("mlobs sink %r failed to shut down", sink.name)
 
-    def stats(self) -> SinkStats:
-        return SinkStats(self.sink.name, self.enqueued, self.exported, self.failed,
-                         self.dropped, self.last_error, getattr(self.sink, "spooled", 0))
+    def stats(self) -> list[SinkStats]:
+        """One entry per sink (the queue's counters are the worker's, shared by its sinks)."""
+        return [SinkStats(lane.sink.name, self.enqueued, lane.exported, lane.failed,
+                          self.dropped, lane.last_error, getattr(lane.sink, "spooled", 0))
+                for lane in self._lanes]
+
+    def failures_for_run(self, run_id: str) -> list[tuple[str, int, str | None]]:
+        """(sink name, records of ``run_id`` it failed to export, its last error), for
+        each sink that failed some."""
+        return [(lane.sink.name, lane.failed_by_run[run_id], lane.last_error)
+                for lane in self._lanes if lane.failed_by_run.get(run_id)]
 
     # -- worker thread ---------------------------------------------------------------
     def _start(self) -> None:
         with self._start_lock:
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._loop, daemon=True,
-                                                name=f"mlobs-sink-{self.sink.name}")
+                                                name=f"mlobs-sink-{self.name}")
                 self._thread.start()
 
     def _loop(self) -> None:
@@ -187,7 +268,9 @@ class BatchWorker:
                 # The sink may take as long as the most patient waiter allows (a float:
                 # sinks pass it on to libraries that need one).
                 timeouts = [timeout for _, timeout in waiters]
-                self._flush_sink(_UNBOUNDED_FLUSH_S if None in timeouts else max(timeouts))
+                timeout_s = _UNBOUNDED_FLUSH_S if None in timeouts else max(timeouts)
+                for lane in self._lanes:
+                    lane.flush(timeout_s)
             for done, _ in waiters:
                 done.set()
             if self._closed and not self._queue:
@@ -202,14 +285,8 @@ class BatchWorker:
             batch = [queue.popleft() for _ in range(min(left, self.max_batch_size))]
             left -= len(batch)
             self._export(batch)
-        on_idle = getattr(self.sink, "on_idle", None)
-        if on_idle is not None:
-            try:
-                on_idle()
-            except Exception as exc:  # the sink keeps the work for its next call
-                self.last_error = exception_summary(exc)
-                log.error("mlobs sink %r failed deferred work: %s", self.sink.name,
-                          self.last_error)
+        for lane in self._lanes:
+            lane.on_idle()
 
     def _export(self, batch: list[SinkItem]) -> None:
         # Records are built here, one by one, so an item that cannot be built is refused
@@ -221,36 +298,8 @@ class BatchWorker:
             try:
                 records.append(materialize(item))
             except Exception as exc:
-                self._count_failed([item.run_id], f"a record could not be built: "
-                                                  f"{exception_summary(exc)}")
-        try:
-            self.sink.export(records)
-        except Exception as exc:  # a sink error is counted, never raised into the pipeline
-            # A sink may say which records (or runs) failed; the rest was exported.
-            refused = getattr(exc, "refused", None)
-            failed_runs = getattr(exc, "run_ids", None)
-            failed = list(refused) if refused is not None else [
-                r.run_id for r in records if failed_runs is None or r.run_id in failed_runs]
-            self.exported += len(records) - len(failed)
-            self._count_failed(failed, exception_summary(exc))
-        else:
-            self.exported += len(records)
-
-    def _count_failed(self, run_ids: list[str], error: str) -> None:
-        self.failed += len(run_ids)
-        self.failed_by_run.update(run_ids)
-        self.last_error = error
-        log.error("mlobs sink %r failed to export %d item(s): %s", self.sink.name,
-                  len(run_ids), error)
-
-    def _flush_sink(self, timeout_s: float) -> None:
-        try:
-            self.sink.force_flush(timeout_s)
-        except Exception as exc:
-            refused = getattr(exc, "refused", None)
-            if refused is not None:  # records the sink's deferred work could not write
-                self.exported -= len(refused)
-                self._count_failed(list(refused), exception_summary(exc))
-                return
-            self.last_error = exception_summary(exc)
-            log.error("mlobs sink %r failed to flush: %s", self.sink.name, self.last_error)
+                for lane in self._lanes:
+                    lane.count_failed([item.run_id], f"a record could not be built: "
+                                                     f"{exception_summary(exc)}")
+        for lane in self._lanes:
+            lane.export(records)

@@ -52,6 +52,8 @@ class ManifestSink:
     """
 
     name = "manifest"
+    #: local files only: shares a worker thread with the other local sinks.
+    local = True
 
     def __init__(self, runs_dir: Path, *,
                  rewrite_bytes_per_s: float = REWRITE_BYTES_PER_S) -> None:

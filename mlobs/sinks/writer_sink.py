@@ -58,6 +58,8 @@ class WriterSink:
     """
 
     name = "warehouse"
+    #: local files only: shares a worker thread with the other local sinks.
+    local = True
 
     #: Default for ``retry_interval_s``.
     RETRY_INTERVAL_S = RETRY_INTERVAL_S

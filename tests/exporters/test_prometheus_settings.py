@@ -103,7 +103,7 @@ ENABLED_BY_NAME = textwrap.dedent("""
             with run.component(name):
                 pass
     mlobs.flush()
-    [sink] = [w.sink for w in get_recorder().workers if w.sink.name == "prometheus"]
+    sink = get_recorder().sink("prometheus")
     url = f"http://127.0.0.1:{sink.http_port}/metrics"
     text = urllib.request.urlopen(url, timeout=5).read().decode()
     counts = {s.labels["component"]: s.value for f in text_string_to_metric_families(text)

@@ -13,7 +13,7 @@ import pytest
 
 import mlobs
 from mlobs.core.manifest import read_manifest
-from mlobs.recording.recorder import set_recorder
+from mlobs.recording.recorder import get_recorder, set_recorder
 from support.unprintable import Unprintable
 
 SCHEMA = json.loads((__import__("pathlib").Path(__file__).parents[2] / "docs" /
@@ -65,6 +65,28 @@ def test_a_sink_that_always_raises_changes_nothing_and_is_counted(root):
     record, components = read_manifest(run.manifest_path)
     assert [c.component for c in components] == ["cleaning", "faces"]
     assert any("'exploding' failed to export 4 record(s)" in w for w in record.warnings)
+
+
+class ExplodingLocalSink(ExplodingSink):
+    name = "exploding-local"
+    local = True  # shares the manifest sink's worker thread
+
+
+def test_local_sinks_share_one_thread_and_one_failing_leaves_the_other_whole(root):
+    mlobs.configure(root=root, sinks=["manifest"], extra_sinks=[ExplodingLocalSink()])
+    with mlobs.run("youtube", "abc") as run:
+        pipeline(run)
+    workers = get_recorder().workers
+    assert [[s.name for s in w.sinks] for w in workers] == [["manifest", "exploding-local"]]
+    stats = {s.name: s for s in mlobs.sink_stats()}
+    assert stats["exploding-local"].failed == 5 and stats["exploding-local"].exported == 0
+    assert stats["manifest"].failed == 0 and stats["manifest"].exported == 5
+    record, components = read_manifest(run.manifest_path)
+    assert [c.component for c in components] == ["cleaning", "faces"]
+    # Only the failing sink is named in the run's warnings.
+    failures = [w for w in record.warnings if "failed to export" in w]
+    assert len(failures) == 1
+    assert failures[0].startswith("sink 'exploding-local' failed to export 4 record(s)")
 
 
 class UnprintableSink:

@@ -69,7 +69,7 @@ def stored_status(db_url: str, run_id: str) -> str | None:
 
 
 def warehouse_sink() -> WarehouseSink:
-    return next(w.sink for w in get_recorder().workers if w.sink.name == "warehouse")
+    return get_recorder().sink("warehouse")
 
 
 def warehouse_stats():

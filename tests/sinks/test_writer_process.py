@@ -41,7 +41,7 @@ def configured(tmp_path) -> str:
 
 
 def warehouse_sink() -> WriterSink:
-    return next(w.sink for w in get_recorder().workers if w.sink.name == "warehouse")
+    return get_recorder().sink("warehouse")
 
 
 def warehouse_stats():
@@ -81,10 +81,11 @@ PIPELINE = textwrap.dedent("""
         for i in range(5, 7):
             with run.component(f"stage{i}"):
                 pass
-        sink = next(w for w in get_recorder().workers if w.sink.name == "warehouse")
-        while sink.exported < 8:  # the run's start, then seven components
+        recorder = get_recorder()
+        stats = lambda: next(s for s in recorder.stats() if s.name == "warehouse")
+        while stats().exported < 8:  # the run's start, then seven components
             time.sleep(0.01)
-        writer = sink.sink._writer._proc.pid
+        writer = recorder.sink("warehouse")._writer._proc.pid
         print(json.dumps({"run_id": run.run_id, "writer": writer}), flush=True)
         with run.component("stuck"):
             time.sleep(60)
