@@ -300,6 +300,39 @@ def test_oom_retry_gpu_and_degraded_columns_on_known_rows(db_url: str) -> None:
     assert row.degraded_rate == pytest.approx(1 / 3)     # of the three that set one
 
 
+def test_what_invocations_added_to_memory_is_rolled_up_beside_the_peaks(db_url: str) -> None:
+    """Two components in one large process: the same peaks, different increases."""
+    run = RunRecord(run_id=str(uuid.uuid4()), platform_id="p", video_id="v", status="ok",
+                    started_at=T0)
+    # (component, peak MiB, added MiB, added GPU MiB)
+    plan = [("asr", 2000, 900, 300), ("asr", 2100, 1000, None), ("asr", 1900, 800, 100),
+            ("cleaning", 2000, 1, None), ("cleaning", 2050, None, None)]
+    components = []
+    for attempt, (name, peak, added, added_gpu) in enumerate(plan, 1):
+        began = run.started_at + timedelta(seconds=attempt)
+        components.append(ComponentRecord(
+            component_run_id=str(uuid.uuid4()), run_id=run.run_id, component=name,
+            attempt=attempt, required=True, status="ok", started_at=began,
+            finished_at=began + timedelta(milliseconds=10), duration_ms=10.0,
+            peak_rss_bytes=peak * 2**20,
+            rss_at_start_bytes=None if added is None else (peak - added) * 2**20,
+            peak_rss_increase_bytes=None if added is None else added * 2**20,
+            peak_gpu_allocated_increase_bytes=(None if added_gpu is None
+                                               else added_gpu * 2**20)))
+    _populate(db_url, runs=[run], components=components)
+    rows = {row.component: row for row in compute_rollup(db_url)}
+    asr, cleaning = rows["asr"], rows["cleaning"]
+    # The peaks barely differ; what each component added does.
+    assert asr.p95_peak_rss_bytes == pytest.approx((2000 + 0.9 * 100) * 2**20)
+    assert cleaning.p95_peak_rss_bytes == pytest.approx((2000 + 0.95 * 50) * 2**20)
+    assert asr.p95_peak_rss_increase_bytes == pytest.approx((900 + 0.9 * 100) * 2**20)
+    assert cleaning.p95_peak_rss_increase_bytes == pytest.approx(2**20)  # NULL left out
+    assert asr.p95_peak_gpu_allocated_increase_bytes == pytest.approx((100 + 0.95 * 200)
+                                                                      * 2**20)
+    assert cleaning.p95_peak_gpu_allocated_increase_bytes is None
+    assert "p95 added RSS MiB" in format_rollup([asr, cleaning]).splitlines()[0]
+
+
 def test_cache_miss_reasons_on_known_rows(db_url: str) -> None:
     """Counts per reason over misses only, in MISS_REASONS order, ``unknown`` last."""
     run = RunRecord(run_id=str(uuid.uuid4()), platform_id="p", video_id="v", status="ok",
@@ -634,7 +667,9 @@ def test_cli_prints_table_and_writes(warehouse_url: str, capsys) -> None:
     header = out.splitlines()[0].split()
     assert header[:3] == ["component", "model", "version"]
     assert header.index("invocations") < header.index("runs")
-    assert "chunking" in out and SIG_FP16[:12] in out
+    # the model column names the models, with the signature's first 8 characters
+    assert "chunking" in out and f"openai/whisper-small@{SIG_FP16[:8]} " in out
+    assert SIG_FP16[:9] not in out
     assert "miss reasons" in out.splitlines()[0]
     assert "external caches" not in out  # no lookups recorded: no second table
     assert "full rollup (bucket all has one bucket); stored" in err

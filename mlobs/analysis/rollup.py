@@ -36,6 +36,9 @@ Definitions (each row's denominators are its own invocations):
 * ``p95_peak_gpu_allocated_bytes`` / ``p95_peak_gpu_reserved_bytes``: like
   ``p95_peak_rss_bytes``, over the invocations that recorded that GPU peak; ``None`` if
   none did.
+* ``p95_peak_rss_increase_bytes`` / ``p95_peak_gpu_allocated_increase_bytes``: the same
+  over what each invocation itself added (``peak_rss_increase_bytes``: peak minus the
+  RSS at its start), which tells the components of one large process apart.
 * ``degraded_rate``: invocations with ``prediction_status = 'degraded'`` / invocations
   that set a ``prediction_status`` (``ok`` or ``degraded``: they used a model fallback
   chain). ``None`` when none did.
@@ -141,6 +144,8 @@ class RollupRow:
     p50_miss_duration_ms: float | None
     p95_miss_duration_ms: float | None
     metrics: dict[str, dict[str, float]]
+    p95_peak_rss_increase_bytes: float | None = None
+    p95_peak_gpu_allocated_increase_bytes: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: timestamps as ISO 8601 UTC strings."""
@@ -382,7 +387,8 @@ FLOAT_FIELDS = ("p50_duration_ms", "p95_duration_ms", "p99_duration_ms", "error_
                 "mean_ooms_per_run", "p95_peak_gpu_allocated_bytes",
                 "p95_peak_gpu_reserved_bytes", "degraded_rate", "items_per_s",
                 "p50_hit_duration_ms", "p95_hit_duration_ms", "p50_miss_duration_ms",
-                "p95_miss_duration_ms")
+                "p95_miss_duration_ms", "p95_peak_rss_increase_bytes",
+                "p95_peak_gpu_allocated_increase_bytes")
 
 
 def _finite(value: Any) -> float | None:

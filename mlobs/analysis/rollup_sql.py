@@ -37,13 +37,15 @@ _NUMERIC_JSON = "('BIGINT', 'UBIGINT', 'DOUBLE')"
 _COLUMNS = """c.component, c.model_signature, c.run_id, c.status, c.cache_status,
     c.cache_miss_reason, c.duration_ms, c.peak_rss_bytes, c.peak_gpu_allocated_bytes,
     c.peak_gpu_reserved_bytes, c.oom_count, c.retry_count, c.prediction_status, c.items,
-    c.device_used, c.started_at, {metrics} AS metrics, r.pipeline_version, r.profile"""
+    c.device_used, c.started_at, {metrics} AS metrics, r.pipeline_version, r.profile,
+    c.peak_rss_increase_bytes, c.peak_gpu_allocated_increase_bytes"""
 
 
 def bucket_expr(bucket: str) -> str:
     """The SQL of a row's bucket start (NULL for ``all``), over ``started_utc``."""
+    # The cast: DuckDB before 1.5 truncates a timestamp to a DATE for day and longer units.
     return "CAST(NULL AS TIMESTAMP)" if bucket == "all" \
-        else f"date_trunc('{bucket}', started_utc)"
+        else f"CAST(date_trunc('{bucket}', started_utc) AS TIMESTAMP)"
 
 
 def _literal(backend: str, instant: datetime) -> str:
@@ -135,6 +137,9 @@ def rollup_sql(bucket: str, source: str, with_since: bool) -> str:
                CAST(peak_rss_bytes AS DOUBLE)    AS peak_rss_bytes,
                CAST(peak_gpu_allocated_bytes AS DOUBLE) AS peak_gpu_allocated_bytes,
                CAST(peak_gpu_reserved_bytes AS DOUBLE)  AS peak_gpu_reserved_bytes,
+               CAST(peak_rss_increase_bytes AS DOUBLE)  AS peak_rss_increase_bytes,
+               CAST(peak_gpu_allocated_increase_bytes AS DOUBLE)
+                                                 AS peak_gpu_allocated_increase_bytes,
                CAST(oom_count AS BIGINT)         AS oom_count,
                CAST(retry_count AS BIGINT)       AS retry_count,
                CAST(prediction_status AS VARCHAR) AS prediction_status,
@@ -171,7 +176,10 @@ def rollup_sql(bucket: str, source: str, with_since: bool) -> str:
              / nullif(fsum(duration_ms ORDER BY duration_ms)
                         FILTER (WHERE items IS NOT NULL AND duration_ms > 0), 0) * 1000.0
                                                            AS items_per_s,
-           {split}
+           {split},
+           quantile_cont(peak_rss_increase_bytes, 0.95)    AS p95_peak_rss_increase_bytes,
+           quantile_cont(peak_gpu_allocated_increase_bytes, 0.95)
+                                                    AS p95_peak_gpu_allocated_increase_bytes
         FROM src
         GROUP BY ALL
     ), m AS (

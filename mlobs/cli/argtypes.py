@@ -1,38 +1,45 @@
 """argparse ``type=`` converters shared by the commands.
 
 Each raises :class:`argparse.ArgumentTypeError` with a message for the user, so argparse
-prints ``argument --limit: must be an integer >= 1, got 'abc'`` rather than the name of
-a function.
+prints ``argument --limit: expected a positive integer, got 'abc'`` rather than the name
+of a function (``invalid positive_int value``). A new converter must do the same
+(tests/cli/test_argument_errors.py tries every one).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from datetime import datetime, timezone
+import re
+from datetime import datetime, timedelta, timezone
 
 from mlobs.core.errors import ConfigError
 from mlobs.core.labels import parse_labels
 
 
-def _integer(text: str, minimum: int) -> int:
+def _integer(text: str, minimum: int, maximum: int | None, expected: str) -> int:
     try:
         value = int(text)
     except ValueError:
         value = None
-    if value is None or value < minimum:
-        raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
 
 
 def positive_int(text: str) -> int:
     """An integer >= 1 (a count, a limit)."""
-    return _integer(text, 1)
+    return _integer(text, 1, None, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
     """An integer >= 0."""
-    return _integer(text, 0)
+    return _integer(text, 0, None, "an integer >= 0")
+
+
+def port(text: str) -> int:
+    """A TCP port, 1 to 65535."""
+    return _integer(text, 1, 65535, "a port number from 1 to 65535")
 
 
 def _number(text: str, unit: str, zero: bool = False) -> float:
@@ -71,6 +78,29 @@ def iso_datetime(text: str) -> datetime:
             f"not an ISO 8601 date/time: {text!r} (e.g. 2026-05-01 or "
             "2026-05-01T12:00:00+00:00)") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+#: ``30m``, ``2h``, ``7d``, ``1w`` (a number, then the unit).
+_AGO = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", re.IGNORECASE)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def time_or_ago(text: str) -> datetime:
+    """An ISO 8601 date or date-time (naive = UTC), or a time before now: ``90s``,
+    ``30m``, ``2h``, ``7d``, ``2w``."""
+    ago = _AGO.fullmatch(text)
+    if ago is None:
+        try:
+            return iso_datetime(text)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"expected an ISO 8601 date/time (2026-05-01, 2026-05-01T12:00) or a time "
+                f"before now (30m, 2h, 7d, 2w), got {text!r}") from None
+    amount, unit = float(ago.group(1)), _UNITS[ago.group(2).lower()]
+    try:
+        return datetime.now(timezone.utc) - timedelta(**{unit: amount})
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text!r} is too long ago") from None
 
 
 def cache_version(text: str) -> int:

@@ -25,14 +25,16 @@ import json
 from typing import TYPE_CHECKING
 
 from mlobs.cli.argtypes import cache_version, non_negative_int
-from mlobs.cli.db import fail
+from mlobs.cli.db import add_root_argument, fail
 from mlobs.cli.formatting import tabulate
+from mlobs.cli.hints import command
 from mlobs.core.errors import ConfigError, CorruptArtifactError, MlobsError
 
 if TYPE_CHECKING:
+    from mlobs.cache.entries import CacheEntry, VideoCacheIndex
     from mlobs.cache.store import ArtifactStore
 
-ROOT_HELP = "mlobs root holding cache/ (default: $MLOBS_ROOT or ./mlobs-data)"
+CACHE_USES = "the cache is ROOT/cache"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ls.add_argument("--video-id", default=None)
     ls.add_argument("--json", action="store_true",
                     help="print the cache indexes as JSON (schema mlobs.cache/1)")
-    ls.add_argument("--root", default=None, help=ROOT_HELP)
+    add_root_argument(ls, CACHE_USES)
     ls.set_defaults(func=ls_command)
 
     use = commands.add_parser("use", help="make a version the current one")
@@ -57,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     use.add_argument("--video-id", required=True)
     use.add_argument("component")
     use.add_argument("version", type=cache_version)
-    use.add_argument("--root", default=None, help=ROOT_HELP)
+    add_root_argument(use, CACHE_USES)
     use.set_defaults(func=use_command)
 
     diff = commands.add_parser("diff", help="unified diff of two versions of a component")
@@ -68,12 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     diff.add_argument("v2", type=cache_version, metavar="V2")
     diff.add_argument("--context", type=non_negative_int, default=3, metavar="N",
                       help="lines of context around each change (default: 3)")
-    diff.add_argument("--root", default=None, help=ROOT_HELP)
+    add_root_argument(diff, CACHE_USES)
     diff.set_defaults(func=diff_command)
-
-
-
-
 
 
 def _store(args: argparse.Namespace) -> ArtifactStore:
@@ -83,7 +81,10 @@ def _store(args: argparse.Namespace) -> ArtifactStore:
     return ArtifactStore(resolve_settings(root=args.root).cache_dir)
 
 
-# -- the functions -------------------------------------------------------------------------
+def _versions(store: ArtifactStore, args: argparse.Namespace) -> list[CacheEntry]:
+    index = store.info(args.platform_id, args.video_id)
+    return index.versions(args.component) if index else []
+
 
 # -- the commands --------------------------------------------------------------------------
 
@@ -91,9 +92,11 @@ def ls_command(args: argparse.Namespace) -> int:
     """``mlobs cache ls``: returns 0 (an empty cache included)."""
     from mlobs.cache.versions import list_videos
 
+    filtered = args.platform_id is not None or args.video_id is not None
     try:
         store = _store(args)
         videos = list_videos(store, platform_id=args.platform_id, video_id=args.video_id)
+        everything = list_videos(store) if filtered and not videos else videos
     except MlobsError as exc:
         return fail(str(exc))
     if args.json:
@@ -108,6 +111,13 @@ def ls_command(args: argparse.Namespace) -> int:
                              e.model_name or "", (e.model_signature or "")[:12],
                              e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                              e.status, e.size_bytes, e.run_id or ""))
+    if not rows and everything:
+        wanted = " and ".join(f"{name} {value!r}" for name, value in (
+            ("platform", args.platform_id), ("video", args.video_id)) if value is not None)
+        print(f"the cache under {store.root} has {_entry_count(everything)} version(s) of "
+              f"{len(everything)} video(s), but none for {wanted}; "
+              f"`{command('cache', 'ls', args=args)}` lists them all")
+        return 0
     if not rows:
         print(f"no cached results under {store.root}")
         return 0
@@ -118,10 +128,36 @@ def ls_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _entry_count(videos: list[VideoCacheIndex]) -> int:
+    return sum(len(versions) for index in videos for versions in index.entries.values())
+
+
+def _unknown_version(store: ArtifactStore, args: argparse.Namespace, version: int) -> str:
+    """Why ``version`` of the component cannot be chosen, with what there is to choose."""
+    where = f"{args.platform_id}/{args.video_id}"
+    index = store.info(args.platform_id, args.video_id)
+    listing = command("cache", "ls", "--platform-id", args.platform_id, "--video-id",
+                      args.video_id, args=args)
+    if index is None or not index.entries:
+        return (f"nothing is cached for {where} under {store.root}; "
+                f"`{command('cache', 'ls', args=args)}` lists the cached videos")
+    versions = index.versions(args.component)
+    if not versions:
+        return (f"{where} has no cached {args.component!r}; its components: "
+                f"{', '.join(sorted(index.entries))} (`{listing}`)")
+    shown = ", ".join(f"v{e.version}" + (" (current)" if e.is_current else "")
+                      for e in versions)
+    return (f"{args.component!r} of {where} has no version {version}; its versions: "
+            f"{shown} (`{listing}` shows their models and runs)")
+
+
 def use_command(args: argparse.Namespace) -> int:
     """``mlobs cache use``: returns 0, or 1 for an unknown video, component or version."""
     try:
         store = _store(args)
+        versions = {e.version for e in _versions(store, args)}
+        if args.version not in versions:
+            return fail(_unknown_version(store, args, args.version))
         before = store.entry(args.platform_id, args.video_id, args.component)
         chosen = store.set_current(args.platform_id, args.video_id, args.component,
                                    args.version)
@@ -141,7 +177,12 @@ def diff_command(args: argparse.Namespace) -> int:
     from mlobs.cache.versions import diff_versions
 
     try:
-        text = diff_versions(_store(args), args.platform_id, args.video_id, args.component,
+        store = _store(args)
+        versions = {e.version for e in _versions(store, args)}
+        for version in (args.v1, args.v2):
+            if version not in versions:
+                return fail(_unknown_version(store, args, version))
+        text = diff_versions(store, args.platform_id, args.video_id, args.component,
                              args.v1, args.v2, context=args.context)
     except (ConfigError, CorruptArtifactError) as exc:
         return fail(str(exc))

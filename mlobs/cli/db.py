@@ -1,13 +1,14 @@
-"""``mlobs db``: manage the warehouse schema (Alembic migrations, ARCHITECTURE §6).
+"""``mlobs db``: manage the warehouse schema (Alembic migrations).
 
 Subcommands::
 
-    mlobs db upgrade [--revision head] [--db-url URL]   create / migrate the schema
-    mlobs db downgrade REVISION [--db-url URL]          e.g. ``base`` drops every table
-    mlobs db current [--db-url URL]                      exit 0 at head, 1 otherwise
+    mlobs db upgrade [--revision head] [--root DIR] [--db-url URL]   create / migrate
+    mlobs db downgrade REVISION [--root DIR] [--db-url URL]          ``base`` drops all
+    mlobs db current [--root DIR] [--db-url URL]             exit 0 at head, 1 otherwise
 
 ``--db-url`` defaults to ``$MLOBS_DB_URL``, else the embedded SQLite file under the mlobs
-root (``mlobs.core.config.settings_from_env``). Errors print one line on stderr and exit 1.
+root (``--root``, else ``$MLOBS_ROOT`` or ./mlobs-data). Errors print one line on stderr
+and exit 1.
 
 The helpers here are shared by the other commands; like them, this module imports the
 warehouse (SQLAlchemy, Alembic) only inside the functions that use it, so that building
@@ -26,8 +27,11 @@ from mlobs.core.errors import MlobsError, SchemaOutOfDateError
 if TYPE_CHECKING:
     from mlobs.warehouse.store import WarehouseStore
 
-DB_URL_HELP = ("warehouse URL (default: $MLOBS_DB_URL, else sqlite:///<root>/warehouse.db "
-               "with root $MLOBS_ROOT or ./mlobs-data)")
+DB_URL_HELP = ("warehouse URL (default: $MLOBS_DB_URL, else sqlite:///ROOT/warehouse.db "
+               "with ROOT from --root)")
+ROOT_HELP = ("the mlobs data directory, ROOT: manifests (ROOT/runs), the cache "
+             "(ROOT/cache), the spool and the default warehouse ROOT/warehouse.db "
+             "(default: $MLOBS_ROOT, else ./mlobs-data)")
 
 
 def add_db_url_argument(parser: argparse.ArgumentParser) -> None:
@@ -35,17 +39,33 @@ def add_db_url_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db-url", default=None, metavar="URL", help=DB_URL_HELP)
 
 
+def add_root_argument(parser: argparse.ArgumentParser, uses: str = "") -> None:
+    """Add ``--root DIR``, the same on every command; ``uses`` says what this command
+    reads there (appended to the help)."""
+    parser.add_argument("--root", default=None, metavar="DIR",
+                        help=ROOT_HELP + (f"; {uses}" if uses else ""))
+
+
+def add_location_arguments(parser: argparse.ArgumentParser, uses: str = "") -> None:
+    """``--root DIR`` and ``--db-url URL``: where the data is, for every command that
+    reads the warehouse."""
+    add_root_argument(parser, uses)
+    add_db_url_argument(parser)
+
+
 def resolve_db_url(args: argparse.Namespace) -> str:
-    """``--db-url`` if given, else the configured warehouse URL.
+    """``--db-url`` if given, else ``$MLOBS_DB_URL``, else the SQLite file of the root
+    (``--root``, else ``$MLOBS_ROOT`` or ./mlobs-data), as
+    :func:`mlobs.core.config.resolve_settings` derives it.
 
     Raises:
         ConfigError: an ``MLOBS_*`` variable is invalid.
     """
     if args.db_url:
-        return args.db_url
-    from mlobs.core.config import settings_from_env
+        return str(args.db_url)
+    from mlobs.core.config import resolve_settings
 
-    return settings_from_env().db_url
+    return resolve_settings(root=getattr(args, "root", None)).db_url
 
 
 def open_existing_store(db_url: str) -> WarehouseStore:
@@ -78,18 +98,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     up = commands.add_parser("upgrade", help="create or migrate the schema to a revision")
     up.add_argument("--revision", default="head", help="target revision (default: head)")
-    add_db_url_argument(up)
+    add_location_arguments(up)
     up.set_defaults(func=upgrade_command)
 
     down = commands.add_parser("downgrade", help="migrate the schema back to a revision "
                                                   "('base' drops every mlobs table)")
     down.add_argument("revision", help="target revision, e.g. 0001 or base")
-    add_db_url_argument(down)
+    add_location_arguments(down)
     down.set_defaults(func=downgrade_command)
 
     current = commands.add_parser("current", help="print the schema revision "
                                                    "(exit 0 at head, 1 otherwise)")
-    add_db_url_argument(current)
+    add_location_arguments(current)
     current.set_defaults(func=current_command)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mlobs.cli.db import add_location_arguments
 from mlobs.cli.runs import add_stale_after_argument, stale_after_s
 
 
@@ -17,10 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "wait in the root's spool (written while the database was away), and "
                     "that no run is still running with its heartbeat stopped (crashed; "
                     "--fix marks them). Exit 1 if a check fails.")
-    parser.add_argument("--root", default=None, help="mlobs root (default: $MLOBS_ROOT or "
-                                                     "./mlobs-data)")
-    parser.add_argument("--db-url", default=None, metavar="URL",
-                        help="warehouse URL (default: $MLOBS_DB_URL or the root's SQLite)")
+    add_location_arguments(parser)
     parser.add_argument("--fix", action="store_true",
                         help="mark the runs taken for crashed as crashed, in the warehouse "
                              "and in their manifests")

@@ -31,6 +31,17 @@ from mlobs.warehouse.engine import (
 from mlobs.warehouse.store import WarehouseStore
 
 
+def where_options(settings: Settings) -> str:
+    """``--root 'ROOT'`` (and ``--db-url 'URL'`` unless the warehouse is the root's own):
+    what a hint's command needs to act on the root and warehouse this doctor checked."""
+    db_url = "" if settings.db_is_embedded_default else f" {db_url_option(settings.db_url)}"
+    return f"--root {_quoted(settings.root)}{db_url}"
+
+
+def _quoted(path: object) -> str:
+    return "'" + str(path).replace("'", "'\"'\"'") + "'"
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -78,13 +89,12 @@ def check_spool(settings: Settings) -> list[Check]:
     warehouse refused when they were replayed (see :mod:`mlobs.sinks.spool`)."""
     spool_dir = settings.spool_dir
     found = spool_contents(spool_dir)
-    db_url = "" if settings.db_is_embedded_default else f" {db_url_option(settings.db_url)}"
     checks = [Check("spool", found.waiting == 0,
                     f"{found.waiting} record(s) in {found.files} file(s) under {spool_dir} "
                     "wait for the warehouse (the sink that spooled them writes them once it "
                     "answers; a sink that stopped does not)" if found.waiting else
                     f"no records wait in {spool_dir}",
-                    f"mlobs ingest --spool --root '{settings.root}'{db_url}"
+                    f"mlobs ingest --spool {where_options(settings)}"
                     if found.waiting else "")]
     if found.rejected:
         rejected = spool_dir / REJECTED_NAME
@@ -160,17 +170,19 @@ def check_manifests(settings: Settings, store: WarehouseStore | None,
         return [Check("manifests", ok, "none yet" if ok else
                       "not compared: the warehouse is not usable")]
     found = compare_manifests(settings, store, stale_after_s)
+    ingest = f"mlobs ingest {_quoted(settings.runs_dir)} {where_options(settings)}"
     checks = [Check("manifests", found.missing == 0 and found.stale == 0,
                     f"{found.manifests} manifest(s); {found.missing} run(s) missing from the "
                     f"warehouse, {found.stale} behind their manifest",
-                    f"mlobs ingest '{settings.runs_dir}'" if found.missing or found.stale else "")]
+                    ingest if found.missing or found.stale else "")]
     if found.unreadable:
         checks.append(Check("manifests", False, f"{found.unreadable} manifest(s) unreadable",
-                            "see `mlobs ingest` for which and why"))
+                            f"{ingest}   (names each one and why)"))
     if found.sink_warnings:
         checks.append(Check("sinks", False, f"{found.sink_warnings} run(s) recorded sink "
-                            "export failures in their warnings", "mlobs runs list --status ok"
-                            " / read the manifest warnings; then mlobs ingest"))
+                            "export failures in their warnings (`mlobs runs show RUN_ID` "
+                            "lists a run's warnings)", f"{ingest}   (loads them from their "
+                            "manifests)"))
     checks.append(check_crashed(settings, store, found.silent, stale_after_s, fix))
     return checks
 
@@ -189,9 +201,7 @@ def check_crashed(settings: Settings, store: WarehouseStore, silent_manifests: l
     detail = (f"{count} run(s) still running with no heartbeat for over {stale_after_s:g} s: "
               "their process died (killed, out of memory, host lost)")
     if not fix:
-        return Check("runs", False, detail, f"mlobs doctor --fix --root '{settings.root}'"
-                     + ("" if settings.db_is_embedded_default
-                        else f" {db_url_option(settings.db_url)}"))
+        return Check("runs", False, detail, f"mlobs doctor --fix {where_options(settings)}")
     marked = store.mark_crashed(silent, silent_since)
     rewritten = 0
     now = datetime.now(timezone.utc)

@@ -24,7 +24,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from mlobs.cli.argtypes import iso_datetime, positive_int
-from mlobs.cli.db import add_db_url_argument, fail, resolve_db_url
+from mlobs.cli.db import add_location_arguments, fail, resolve_db_url
 from mlobs.cli.formatting import MISSING, tabulate
 from mlobs.core.errors import MlobsError
 
@@ -45,9 +45,12 @@ def _fraction(text: str) -> float:
 
 
 def _at_least_two(text: str) -> int:
-    value = positive_int(text)
+    try:
+        value = positive_int(text)
+    except argparse.ArgumentTypeError:
+        value = 0
     if value < 2:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 2, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text!r}")
     return value
 
 
@@ -77,7 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument(f"--{side}-version", metavar="V",
                             help=f"the {side} runs' pipeline_version")
         parser.add_argument(f"--{side}-runs", type=_run_ids, metavar="ID,ID",
-                            help=f"the {side} runs, by run_id")
+                            help=f"the {side} runs, by run id (or a unique prefix "
+                                 "of one)")
     parser.add_argument("--component", help="only this component")
     parser.add_argument("--alpha", type=_fraction, default=0.05,
                         help="significance of the adjusted p-value (default: 0.05)")
@@ -93,7 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(insufficient_data: on drift too; default: drift)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--no-write", action="store_true", help="do not store the checks")
-    add_db_url_argument(parser)
+    add_location_arguments(parser)
     parser.set_defaults(func=drift_command)
 
 
@@ -108,8 +112,10 @@ def _window(args: argparse.Namespace, side: str) -> Window:
 def drift_command(args: argparse.Namespace) -> int:
     """``mlobs drift``: 0, or 1 on an error or a verdict ``--fail-on`` names."""
     from mlobs.analysis.drift import DriftPolicy, check_drift
+    from mlobs.cli.run_ids import resolve_run_id_options
 
     try:
+        resolve_run_id_options(args, "baseline_runs", "current_runs")
         baseline, current = _window(args, "baseline"), _window(args, "current")
         policy = DriftPolicy(alpha=args.alpha, tolerance=args.tolerance,
                              rate_tolerance=args.rate_tolerance,

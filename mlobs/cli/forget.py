@@ -2,12 +2,14 @@
 
 Usage::
 
-    mlobs forget --video-id V [--platform-id P] [--root DIR] [--db-url URL ...] [--json]
+    mlobs forget --video-id V [--platform-id P] [--dry-run] [--root DIR] [--db-url URL ...]
+                 [--json]
 
 For privacy requests (:mod:`mlobs.housekeeping.forget`). Without ``--platform-id`` the video_id is
 forgotten on every platform. ``--db-url`` may be repeated to clean several warehouses
 (default: the configured one). Safe to repeat: a second run reports that nothing was
-deleted and exits 0. Exit 1 when something could not be deleted (the rest was).
+deleted and exits 0. ``--dry-run`` prints the same report for what would be deleted and
+deletes nothing. Exit 1 when something could not be deleted (the rest was).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from mlobs.cli.db import fail
+from mlobs.cli.db import add_root_argument, fail
 from mlobs.cli.formatting import size
 from mlobs.core.errors import MlobsError
 
@@ -35,11 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--platform-id", default=None,
                         help="only this platform's video (default: the video_id on every "
                              "platform)")
-    parser.add_argument("--root", default=None,
-                        help="mlobs root (default: $MLOBS_ROOT or ./mlobs-data)")
+    add_root_argument(parser, "forget deletes under ROOT/runs and ROOT/cache")
     parser.add_argument("--db-url", action="append", default=None, metavar="URL",
                         help="a warehouse to delete rows from; repeat for several (default: "
                              "$MLOBS_DB_URL, else sqlite:///<root>/warehouse.db)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print what would be deleted (directories, files, bytes, rows "
+                             "per table) and delete nothing")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=forget_command)
 
@@ -50,7 +54,7 @@ def forget_command(args: argparse.Namespace) -> int:
 
     try:
         report = forget_video(args.video_id, platform_id=args.platform_id, root=args.root,
-                              db_urls=args.db_url)
+                              db_urls=args.db_url, dry_run=args.dry_run)
     except MlobsError as exc:
         return fail(str(exc))
     print(json.dumps(report.to_dict(), indent=2) if args.json else render_report(report))
@@ -65,20 +69,25 @@ def render_report(report: ForgetReport) -> str:
     """The report as text (what ``mlobs forget`` prints)."""
     which = (f"{report.platform_id}/{report.video_id}" if report.platform_id is not None
              else f"{report.video_id} (every platform)")
+    deleted = "would delete" if report.dry_run else "deleted"
     lines = [f"forget video {which}"]
     for tree in report.trees:
-        lines.append(f"  deleted {tree.kind} {tree.path}: {tree.files} file(s), "
+        lines.append(f"  {deleted} {tree.kind} {tree.path}: {tree.files} file(s), "
                      f"{size(tree.size_bytes)}")
     if not report.trees:
         lines.append("  no manifests or cached files")
     for url, counts in report.warehouses:
-        lines.append(f"  warehouse {url}: deleted {counts.describe()} row(s)")
+        lines.append(f"  warehouse {url}: {deleted} {counts.describe()} row(s)")
     for url in report.absent:
         lines.append(f"  warehouse {url}: no database there, nothing to delete")
     for problem in report.problems:
         lines.append(f"  FAILED: {problem}")
-    lines.append("nothing was deleted (already forgotten)" if report.nothing_deleted
-                 and not report.problems else
-                 f"deleted {report.files} file(s), {size(report.size_bytes)}, "
-                 f"{report.rows.total} warehouse row(s)")
+    if report.nothing_deleted and not report.problems:
+        lines.append("nothing to delete (already forgotten)" if report.dry_run
+                     else "nothing was deleted (already forgotten)")
+    else:
+        lines.append(f"{deleted} {report.files} file(s), {size(report.size_bytes)}, "
+                     f"{report.rows.total} warehouse row(s)")
+    if report.dry_run:
+        lines.append("dry run: nothing was deleted")
     return "\n".join(lines)

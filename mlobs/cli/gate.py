@@ -33,7 +33,7 @@ from mlobs.cli.argtypes import (
     positive_int,
     positive_seconds,
 )
-from mlobs.cli.db import add_db_url_argument, fail, resolve_db_url
+from mlobs.cli.db import add_location_arguments, fail, resolve_db_url
 from mlobs.cli.formatting import tabulate
 from mlobs.core.errors import ConfigError, MlobsError
 
@@ -89,7 +89,7 @@ def _add_report_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unknown-exit", type=_exit_code, default=2, metavar="N",
                         help="exit code when nothing regressed but a check is unknown "
                              "(default: 2; 0 lets unknown pass)")
-    add_db_url_argument(parser)
+    add_location_arguments(parser)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -119,7 +119,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         group.add_argument(f"--{side}-until", type=iso_datetime, metavar="ISO",
                            help=f"{side} runs started before this")
         group.add_argument(f"--{side}-runs", type=_run_ids, metavar="ID,ID",
-                           help=f"the {side} runs, by run_id")
+                           help=f"the {side} runs, by run id (or a unique prefix of "
+                                "one)")
         group.add_argument(f"--{side}-json", metavar="FILE",
                            help=f"a pytest-benchmark JSON file as the {side}")
     _add_report_options(parser)
@@ -209,6 +210,9 @@ def gate_command(args: argparse.Namespace) -> int:
         if not named["baseline"] and not (budgets.components or budgets.figures):
             raise ConfigError("without a baseline there is only the budgets to check, and "
                               "none were given (--budgets FILE)")
+        from mlobs.cli.run_ids import resolve_run_id_options
+
+        resolve_run_id_options(args, "baseline_runs", "candidate_runs")
         baseline = _side(args, "baseline", db_url)
         candidate = _side(args, "candidate", db_url)
         assert candidate is not None

@@ -21,7 +21,7 @@ import json
 from typing import TYPE_CHECKING
 
 from mlobs.cli.argtypes import iso_datetime, non_negative_int, positive_days
-from mlobs.cli.db import DB_URL_HELP, fail
+from mlobs.cli.db import add_location_arguments, fail
 from mlobs.cli.formatting import MISSING, size, when
 from mlobs.core.errors import MlobsError
 from mlobs.housekeeping.policy_defaults import (  # the planner waits for the command
@@ -77,9 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also list the runs kept, with the rule that keeps each")
     parser.add_argument("--json", action="store_true",
                         help="print {plan, dry_run, deleted} as JSON instead of text")
-    parser.add_argument("--root", default=None,
-                        help="mlobs root (default: $MLOBS_ROOT or ./mlobs-data)")
-    parser.add_argument("--db-url", default=None, metavar="URL", help=DB_URL_HELP)
+    add_location_arguments(parser, "gc deletes under ROOT/runs and ROOT/cache")
     parser.set_defaults(func=gc_command)
 
 

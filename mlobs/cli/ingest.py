@@ -10,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from mlobs.cli.db import add_db_url_argument, fail, open_existing_store, resolve_db_url
+from mlobs.cli.db import add_location_arguments, fail, open_existing_store, resolve_db_url
+from mlobs.cli.hints import command
 from mlobs.core.errors import MlobsError
 
 
@@ -25,11 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--spool", action="store_true",
                         help="also write the records spooled under <root>/spool while the "
                              "database was away (removed once written)")
-    parser.add_argument("--root", default=None, metavar="DIR",
-                        help="mlobs root holding spool/ (default: $MLOBS_ROOT, else "
-                             "./mlobs-data); also sets the default warehouse URL like "
-                             "configure(root=...)")
-    add_db_url_argument(parser)
+    add_location_arguments(parser, "--spool reads ROOT/spool")
     parser.set_defaults(func=ingest_command)
 
 
@@ -40,13 +37,15 @@ def ingest_command(args: argparse.Namespace) -> int:
     from mlobs.warehouse.engine import display_url
 
     if not args.paths and not args.spool:
-        return fail("give manifest paths, or --spool to replay the spool")
+        runs_dir = resolve_settings(root=args.root).runs_dir
+        return fail(f"give manifest files or directories, e.g. "
+                    f"`{command('ingest', runs_dir, args=args)}`, or replay the spool: "
+                    f"`{command('ingest', '--spool', args=args)}`")
     if args.spool:
         code = spool_command(args)
         if code or not args.paths:
             return code
-    db_url = resolve_db_url(args) if args.root is None else \
-        resolve_settings(root=args.root, db_url=args.db_url).db_url
+    db_url = resolve_db_url(args)
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         return fail(f"no such file or directory: {', '.join(missing)}")
@@ -59,12 +58,12 @@ def ingest_command(args: argparse.Namespace) -> int:
         return fail(str(exc))
     tty = sys.stderr.isatty()
 
-    def progress(done: int) -> None:
+    def progress(done: int) -> None:  # manifests read so far, loaded or skipped
         if tty:
-            print(f"\ringested {done}/{len(paths)} manifests", end="", file=sys.stderr,
+            print(f"\rread {done}/{len(paths)} manifests", end="", file=sys.stderr,
                   flush=True)
-        elif done == len(paths) or done % 100 == 0:
-            print(f"ingested {done}/{len(paths)} manifests", file=sys.stderr, flush=True)
+        elif done % 100 == 0 and done < len(paths):
+            print(f"read {done}/{len(paths)} manifests", file=sys.stderr, flush=True)
 
     try:
         report = ingest_manifests(store, paths, on_progress=progress)
@@ -72,11 +71,19 @@ def ingest_command(args: argparse.Namespace) -> int:
         store.close()
     if tty:
         print(file=sys.stderr)
-    print(f"{report.manifests} manifest(s), {report.components} component record(s) "
-          f"written to {display_url(db_url)}")
+    print(ingest_summary(len(paths), report.manifests, report.components,
+                         display_url(db_url)))
     for problem in report.problems:
         print(f"skipped: {problem}", file=sys.stderr)
     return 1 if report.problems else 0
+
+
+def ingest_summary(found: int, loaded: int, components: int, where: str) -> str:
+    """``ingested 3 of 4 manifest(s) (12 component record(s)) into URL; skipped 1`` (the
+    reasons go to stderr, a ``skipped: PATH: reason`` line each)."""
+    line = (f"ingested {loaded} of {found} manifest(s) ({components} component record(s)) "
+            f"into {where}")
+    return line + (f"; skipped {found - loaded}" if loaded < found else "")
 
 
 def spool_command(args: argparse.Namespace) -> int:
@@ -97,7 +104,7 @@ def spool_command(args: argparse.Namespace) -> int:
         store = open_existing_store(db_url)
     except MlobsError as exc:
         return fail(f"the warehouse is still unusable, the spool at {spool_dir} is kept "
-                    f"(run this again when it answers): {exc}")
+                    f"(`{_replay_command(args)}` again when it answers): {exc}")
     try:
         report = replay_spool(spool_dir, store)
     finally:
@@ -109,9 +116,12 @@ def spool_command(args: argparse.Namespace) -> int:
     if report.error is not None:
         return fail(f"the warehouse went away during the replay: {report.error}; "
                     f"{report.pending} record(s) stay in the spool at {spool_dir} "
-                    f"(run this again when it answers)")
+                    f"(`{_replay_command(args)}` again when it answers)")
     if report.rejected:
         return fail(f"{report.rejected} record(s) refused by the warehouse, kept in "
                     f"{spool_dir / REJECTED_NAME}")
     return 0
 
+
+def _replay_command(args: argparse.Namespace) -> str:
+    return command("ingest", "--spool", args=args)

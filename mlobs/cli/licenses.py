@@ -26,7 +26,7 @@ import textwrap
 from typing import TYPE_CHECKING
 
 from mlobs.analysis.license_rules import DEFAULT_DENY
-from mlobs.cli.db import DB_URL_HELP, fail, resolve_db_url
+from mlobs.cli.db import DB_URL_HELP, add_root_argument, fail, resolve_db_url
 from mlobs.cli.formatting import MISSING, tabulate
 from mlobs.core.errors import ConfigError, MlobsError
 
@@ -92,6 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--junit", metavar="FILE",
                        help="also write a JUnit XML report (one test case per model)")
     check.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_root_argument(check)
     check.set_defaults(func=check_command)
 
 

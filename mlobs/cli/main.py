@@ -38,15 +38,16 @@ DESCRIPTION = """\
 mlobs records timings, memory peaks, statuses and model signatures of ML pipeline
 components into a manifest.json per run and a SQL warehouse, and rolls them up with DuckDB.
 
-Everything lives under one root (--root of `demo`, or $MLOBS_ROOT, default ./mlobs-data);
-the warehouse is $MLOBS_DB_URL, default sqlite:///<root>/warehouse.db.
+Everything lives under one root, the data directory: --root DIR on every command, else
+$MLOBS_ROOT, else ./mlobs-data. The warehouse is --db-url URL, else $MLOBS_DB_URL, else
+sqlite:///ROOT/warehouse.db. A RUN_ID may be abbreviated to a unique prefix (like git).
 """
 
 EPILOG = """\
 first steps:
   mlobs demo                 run the bundled text + visual pipelines and print a rollup
   mlobs runs list            the latest runs in the warehouse
-  mlobs runs show RUN_ID     one run and its components
+  mlobs runs show RUN_ID     one run and its components (a unique prefix of the id will do)
   mlobs rollup               p50/p95/p99 durations, error/empty/cache rates per component
   mlobs drift ...            did a component drift between a baseline and a current window
   mlobs gate ...             gate a release: candidate runs vs baseline runs, and budgets
@@ -73,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mlobs`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # what the user typed, for hints that repeat the command (mlobs.cli.hints.rerun)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     import logging  # after parsing: `--version` and `--help` exit without it
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,

@@ -2,8 +2,8 @@
 
 Usage::
 
-    mlobs rollup [--db-url URL] [--bucket all|minute|hour|day] [--since ISO] [--full]
-                 [--grace-s S] [--parquet DIR] [--json] [--no-write]
+    mlobs rollup [--bucket all|minute|hour|day] [--since ISO] [--full] [--grace-s S]
+                 [--parquet DIR] [--json] [--no-write] [--root DIR] [--db-url URL]
 
 By default a rollup is incremental: it recomputes only the buckets of the rows stored
 since the last rollup of that bucket width (:mod:`mlobs.analysis.incremental`) and prints
@@ -27,11 +27,13 @@ import argparse
 import json
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from mlobs.cli.argtypes import iso_datetime, non_negative_seconds
+from mlobs.cli.db import add_location_arguments, resolve_db_url
 from mlobs.cli.formatting import MISSING, mib, ms, pct, tabulate, when
+from mlobs.cli.hints import rerun
 from mlobs.core.errors import MlobsError
 
 if TYPE_CHECKING:
@@ -45,6 +47,9 @@ BUCKETS = ("all", "minute", "hour", "day")
 #: Same value as mlobs.analysis.incremental.DEFAULT_GRACE_S (a test keeps them equal).
 DEFAULT_GRACE_S = 300.0
 ROLLUP_TABLE = "component_rollups"
+#: a bare model_signature is shown by its first 12 characters, after model names by 8.
+SHORT_SIGNATURE = 12
+LABEL_SIGNATURE = 8
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -79,9 +84,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                "  mlobs rollup --bucket day --full --parquet rollups/\n"
                "  mlobs rollup --since 2026-12-01 --bucket hour --no-write --json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db-url", default=None, metavar="URL",
-                        help="warehouse URL (default: $MLOBS_DB_URL, else the embedded "
-                             "SQLite warehouse under $MLOBS_ROOT)")
     parser.add_argument("--bucket", choices=BUCKETS, default="all",
                         help="time bucket of started_at, in UTC (default: all)")
     parser.add_argument("--since", type=iso_datetime, default=None, metavar="ISO",
@@ -105,6 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--no-write", action="store_true",
                         help=f"compute every bucket (or those from --since) and do not "
                              f"write {ROLLUP_TABLE}")
+    add_location_arguments(parser)
     parser.set_defaults(func=run_rollup)
     return parser
 
@@ -120,14 +123,14 @@ def run_rollup(args: argparse.Namespace) -> int:
     from mlobs.analysis.parquet import export_parquet
     from mlobs.analysis.rollup import compute_external_cache_rollup
     from mlobs.analysis.rollup_store import stored_rows
-    from mlobs.core.config import settings_from_env
 
     if args.since is not None and args.bucket == "all" and not args.no_write:
         return _fail("--since with --bucket all covers part of the history and would "
-                     "replace the stored rollup of all of it: add --no-write, or use "
-                     "--bucket minute, hour or day")
+                     "replace the stored rollup of all of it: add --no-write "
+                     f"(`{rerun(args, add=['--no-write'])}`), or use --bucket minute, "
+                     "hour or day")
     try:
-        db_url = args.db_url or settings_from_env().db_url
+        db_url = resolve_db_url(args)
         result = refresh_rollup(db_url, args.bucket, full=args.full, since=args.since,
                                 grace_s=args.grace_s, write=not args.no_write)
         rows = result.rows
@@ -136,7 +139,7 @@ def run_rollup(args: argparse.Namespace) -> int:
         if args.json:
             print(rollup_json(rows, external))
         else:
-            print(format_rollup(rows))
+            print(format_rollup(rows, model_labels(db_url, rows)))
             if external:
                 print()
                 print("external caches")
@@ -185,11 +188,34 @@ def _fail(message: str) -> int:
 
 # -- text and JSON output -------------------------------------------------------------
 
-def format_rollup(rows: Sequence[RollupRow]) -> str:
+def model_labels(db_url: str, rows: Sequence[RollupRow]) -> dict[str, str]:
+    """``{model_signature: "name@short"}`` for the model column, the names from the
+    warehouse's ``model_signatures`` (``openai/whisper-small@3f2a9c1d``; several models
+    joined with ``+``). Signatures it does not hold are left out (shown as a bare hash).
+
+    Raises:
+        WarehouseError: the warehouse cannot be read.
+    """
+    from mlobs.warehouse.engine import ReadingConnection, engine_for
+    from mlobs.warehouse.reading import model_names
+
+    signatures = {r.model_signature for r in rows if r.model_signature}
+    if not signatures:
+        return {}
+    with engine_for(db_url) as engine, ReadingConnection(engine) as conn:
+        names = model_names(conn, signatures)
+    return {signature: f"{'+'.join(found)}@{signature[:LABEL_SIGNATURE]}"
+            for signature, found in names.items() if found}
+
+
+def format_rollup(rows: Sequence[RollupRow],
+                  model_labels: Mapping[str, str] | None = None) -> str:
     """A plain-text table of rollup rows, for terminals and logs.
 
     Columns: bucket start (only when some row has one, as ``YYYY-MM-DD HH:MM`` UTC),
-    component, model_signature's first 12 characters (``-`` when none), then
+    component, the model: its ``model_labels`` entry (:func:`model_labels`: names and
+    the signature's first 8 characters), else model_signature's first 12 characters
+    (``-`` when none), then
     pipeline_version, profile and device kind, each only when some row has one (device:
     when some row is not ``cpu``), invocations, runs, p50/p95/p99 duration in ms, p95 of
     cache hits and of misses in ms (only when some row has a hit), error %, empty %, cache
@@ -206,8 +232,7 @@ def format_rollup(rows: Sequence[RollupRow]) -> str:
         ("bucket (UTC)", lambda r: when(r.bucket_start, minutes=True),
          any(r.bucket_start is not None for r in rows), True),
         ("component", lambda r: r.component, True, True),
-        ("model", lambda r: r.model_signature[:12] if r.model_signature else MISSING,
-         True, True),
+        ("model", lambda r: _model_cell(r.model_signature, model_labels or {}), True, True),
         ("version", lambda r: r.pipeline_version or MISSING,
          any(r.pipeline_version for r in rows), True),
         ("profile", lambda r: r.profile or MISSING, any(r.profile for r in rows), True),
@@ -230,6 +255,8 @@ def format_rollup(rows: Sequence[RollupRow]) -> str:
         ("OOM %", lambda r: pct(r.oom_rate), True, False),
         ("retries", lambda r: r.retries, True, False),
         ("p95 RSS MiB", lambda r: mib(r.p95_peak_rss_bytes), True, False),
+        ("p95 added RSS MiB", lambda r: mib(r.p95_peak_rss_increase_bytes),
+         any(r.p95_peak_rss_increase_bytes is not None for r in rows), False),
         ("p95 GPU alloc MiB", lambda r: mib(r.p95_peak_gpu_allocated_bytes),
          any(r.p95_peak_gpu_allocated_bytes is not None
              or r.p95_peak_gpu_reserved_bytes is not None for r in rows), False),
@@ -247,6 +274,12 @@ def format_rollup(rows: Sequence[RollupRow]) -> str:
     return tabulate(table, headers=[c[0] for c in shown], tablefmt="simple",
                     disable_numparse=True,
                     colalign=["left" if c[3] else "right" for c in shown])
+
+
+def _model_cell(signature: str | None, labels: Mapping[str, str]) -> str:
+    if not signature:
+        return MISSING
+    return labels.get(signature) or signature[:SHORT_SIGNATURE]
 
 
 def format_miss_reasons(reasons: dict[str, int]) -> str:

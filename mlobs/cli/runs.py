@@ -3,26 +3,38 @@
 Subcommands::
 
     mlobs runs list [--limit N] [--platform-id P] [--video-id V] [--status S]
+                    [--since WHEN] [--until WHEN] [--pipeline-version V] [--profile NAME]
                     [--label KEY=VALUE ...] [--json]
     mlobs runs show RUN_ID [--json]
-    mlobs runs manifest RUN_ID [--write] [--root DIR]
+    mlobs runs manifest RUN_ID [--write]
 
-All take ``--db-url`` (default: the configured warehouse, see ``mlobs db``). They never
-create or migrate the warehouse: a missing or out-of-date one is an error (exit 1, one
-line on stderr saying what to run), as is an unknown run_id.
+All take ``--root DIR`` and ``--db-url URL`` (default: the configured warehouse, see
+``mlobs db``); a RUN_ID may be a unique prefix of the id (:mod:`mlobs.cli.run_ids`). They
+never create or migrate the warehouse: a missing or out-of-date one is an error (exit 1,
+one line on stderr saying what to run), as is an unknown or ambiguous run id.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import textwrap
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from mlobs.cli.argtypes import LabelsAction, label_pairs, positive_int, positive_seconds
-from mlobs.cli.db import add_db_url_argument, fail, open_existing_store, resolve_db_url
+from mlobs.cli.argtypes import (
+    LabelsAction,
+    label_pairs,
+    positive_int,
+    positive_seconds,
+    time_or_ago,
+)
+from mlobs.cli.db import add_location_arguments, fail, open_existing_store, resolve_db_url
 from mlobs.cli.formatting import LABELS_CELL_MAX_CHARS, labels_text, mib, ms, tabulate, when
-from mlobs.core.errors import MlobsError, WarehouseError
+from mlobs.cli.hints import command, rerun
+from mlobs.cli.run_details import run_text
+from mlobs.core.errors import ConfigError, MlobsError, WarehouseError
 from mlobs.core.liveness import MISSED_BEATS, STALE_AFTER_S, shown_status
 from mlobs.core.records import RUN_STATUSES
 
@@ -31,6 +43,15 @@ if TYPE_CHECKING:
 
 #: model_signature is shown shortened in tables (like a short git hash).
 SHORT_SIGNATURE = 12
+#: ``runs list`` shows at most this many runs unless ``--limit``.
+DEFAULT_LIMIT = 50
+WHEN_HELP = ("an ISO 8601 date or time (2026-05-01, 2026-05-01T12:00; naive = UTC) or a "
+             "time before now: 30m, 2h, 7d, 2w")
+RUN_ID_HELP = "the run's id, or a unique prefix of it (like git: 909ec1)"
+#: the list filters, as (option dest, RunFilter field).
+FILTERS = (("platform_id", "platform_id"), ("video_id", "video_id"), ("status", "status"),
+           ("labels", "labels"), ("since", "since"), ("until", "until"),
+           ("pipeline_version", "pipeline_version"), ("profile", "profile"))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,46 +61,64 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                  "with its components.")
     commands = runs.add_subparsers(dest="runs_command", metavar="COMMAND", required=True)
 
-    listing = commands.add_parser("list", help="recent runs, newest first")
-    listing.add_argument("--limit", type=positive_int, default=50,
-                         help="at most this many runs (default: 50)")
-    listing.add_argument("--platform-id", default=None)
-    listing.add_argument("--video-id", default=None)
+    listing = commands.add_parser(
+        "list", help="recent runs, newest first",
+        description="The runs in the warehouse, newest started_at first; every filter\n"
+                    "given must match. When more runs match than --limit, the last line\n"
+                    "says how many were not shown, and the command that lists them all.",
+        epilog="examples:\n"
+               "  mlobs runs list --since 2h                  runs of the last two hours\n"
+               "  mlobs runs list --since 2026-05-01 --until 2026-05-08 --status error\n"
+               "  mlobs runs list --pipeline-version 1.4.0 --label release=rc-2",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    listing.add_argument("--limit", type=positive_int, default=DEFAULT_LIMIT, metavar="N",
+                         help=f"at most N runs, the newest (default: {DEFAULT_LIMIT})")
+    listing.add_argument("--platform-id", default=None, metavar="P",
+                         help="only runs of this platform_id")
+    listing.add_argument("--video-id", default=None, metavar="V",
+                         help="only runs of this video_id")
     listing.add_argument("--status", choices=RUN_STATUSES, default=None,
                          help="only runs of this status; crashed includes the runs still "
                               "running whose heartbeat stopped (see --stale-after)")
     add_stale_after_argument(listing)
+    listing.add_argument("--since", type=time_or_ago, default=None, metavar="WHEN",
+                         help=f"only runs started at or after WHEN: {WHEN_HELP}")
+    listing.add_argument("--until", type=time_or_ago, default=None, metavar="WHEN",
+                         help="only runs started before WHEN (the same forms)")
+    listing.add_argument("--pipeline-version", default=None, metavar="V",
+                         help="only runs of this pipeline_version")
+    listing.add_argument("--profile", default=None, metavar="NAME",
+                         help="only runs of this analysis profile")
     listing.add_argument("--label", type=label_pairs, action=LabelsAction, default=None,
                          metavar="KEY=VALUE", dest="labels",
                          help="only runs carrying this label (repeatable: every one must "
                               "match)")
-    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    add_db_url_argument(listing)
+    listing.add_argument("--json", action="store_true",
+                         help="print JSON instead of a table (the note on runs not shown "
+                              "goes to stderr)")
+    add_location_arguments(listing)
     listing.set_defaults(func=list_command)
 
-    show = commands.add_parser("show", help="one run and its components")
-    show.add_argument("run_id")
+    show = commands.add_parser(
+        "show", help="one run and its components",
+        description="One run: its fields, its configuration, environment and resolved "
+                    "models as key/value blocks, then a table of its components.")
+    show.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
     show.add_argument("--json", action="store_true",
                       help="print the run and its components as JSON (manifest field names)")
-    add_db_url_argument(show)
+    add_location_arguments(show)
     show.set_defaults(func=show_command)
 
     manifest = commands.add_parser(
         "manifest", help="a run's manifest.json, exported from the warehouse",
         description="Print the run's mlobs.manifest/1 document as the warehouse holds it "
         "(components in finishing order), or write it where the manifest sink keeps it.")
-    manifest.add_argument("run_id")
+    manifest.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
     manifest.add_argument("--write", action="store_true",
-                          help="write <root>/runs/<platform>/<video>/<run_id>/manifest.json "
+                          help="write ROOT/runs/<platform>/<video>/<run_id>/manifest.json "
                           "(replacing the file there) instead of printing it")
-    manifest.add_argument("--root", default=None,
-                          help="the mlobs root for --write (default: MLOBS_ROOT, else "
-                          "./mlobs-data)")
-    add_db_url_argument(manifest)
+    add_location_arguments(manifest, "--write writes under ROOT/runs")
     manifest.set_defaults(func=manifest_command)
-
-
-
 
 def add_stale_after_argument(parser: argparse.ArgumentParser) -> None:
     """``--stale-after SECONDS``: when a silent ``running`` run is shown ``crashed``."""
@@ -102,23 +141,34 @@ def stale_after_s(args: argparse.Namespace) -> float:
 def list_command(args: argparse.Namespace) -> int:
     """``mlobs runs list``: returns 0, or 1 with a message on stderr."""
     now = datetime.now(timezone.utc)
+    filters = {field: getattr(args, dest) for dest, field in FILTERS
+               if getattr(args, dest) not in (None, {})}
     try:
         stale = stale_after_s(args)
+        if args.since is not None and args.until is not None and args.since >= args.until:
+            raise ConfigError(f"--since ({when(args.since)} UTC) must be before --until "
+                             f"({when(args.until)} UTC)")
         with open_existing_store(resolve_db_url(args)) as store:
-            runs = store.list_runs(limit=args.limit, platform_id=args.platform_id,
-                                   video_id=args.video_id, status=args.status,
-                                   silent_since=now - timedelta(seconds=stale),
-                                   labels=args.labels)
+            runs = store.list_runs(limit=args.limit,
+                                   silent_since=now - timedelta(seconds=stale), **filters)
             counts = store.component_counts(run.run_id for run in runs)
+            matching = len(runs) if len(runs) < args.limit else store.count_runs(
+                silent_since=now - timedelta(seconds=stale), **filters)
+            stored = None if runs or not filters else store.count_runs()
     except MlobsError as exc:
         return fail(str(exc))
+    note = _not_shown(args, len(runs), matching)
     if args.json:
         print(json.dumps([{**run.to_dict(), "n_components": counts.get(run.run_id, 0),
                            "status_shown": shown_status(run, now, stale)}
                           for run in runs], indent=2))
+        if note:
+            print(f"mlobs runs list: {note}", file=sys.stderr)
         return 0
     if not runs:
-        print("no runs")
+        print(f"no run matches these filters ({stored} run(s) in the warehouse; "
+              f"`{command('runs', 'list', args=args)}` lists the latest)"
+              if filters else "no runs in the warehouse")
         return 0
     rows = [(run.run_id, f"{run.platform_id}/{run.video_id}", run.profile or "",
              shown_status(run, now, stale),
@@ -129,7 +179,19 @@ def list_command(args: argparse.Namespace) -> int:
                                   "started (UTC)", "duration_ms", "components", "warnings",
                                   "labels"),
                    disable_numparse=True))
+    if note:
+        print(note)
     return 0
+
+
+def _not_shown(args: argparse.Namespace, shown: int, matching: int) -> str:
+    """The line saying how many matching runs ``--limit`` left out, with the command
+    that lists them all; empty when none were."""
+    if matching <= shown:
+        return ""
+    return (f"{matching - shown} more run(s) match, not shown (the newest {shown} of "
+            f"{matching}): `{rerun(args, drop=['--limit'], add=['--limit', str(matching)])}` "
+            "lists them all")
 
 
 def _stored_run(args: argparse.Namespace) -> tuple[RunRecord, list[ComponentRecord]]:
@@ -138,9 +200,12 @@ def _stored_run(args: argparse.Namespace) -> tuple[RunRecord, list[ComponentReco
     Raises:
         MlobsError: the warehouse cannot be used, or does not hold the run.
     """
+    from mlobs.cli.run_ids import resolve_run_id
+
+    usage = ("runs", args.runs_command)
     with open_existing_store(resolve_db_url(args)) as store:
-        found = store.get_run(args.run_id)
-    if found is None:
+        found = store.get_run(resolve_run_id(store, args.run_id, args, usage=usage))
+    if found is None:  # deleted between the two queries
         raise WarehouseError(f"no run {args.run_id!r} in the warehouse")
     return found
 
@@ -155,9 +220,12 @@ def show_command(args: argparse.Namespace) -> int:
         print(json.dumps({"run": run.to_dict(),
                           "components": [c.to_dict() for c in components]}, indent=2))
         return 0
-    print(_run_table(run))
+    print(run_text(run))
     print()
     print(_components_table(components) if components else "no components")
+    for text in _tracebacks(components):
+        print()
+        print(text)
     return 0
 
 
@@ -182,37 +250,37 @@ def manifest_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_table(run: RunRecord) -> str:
-    data = run.to_dict()
-    data["status"] = shown_status(run, datetime.now(timezone.utc))
-    data["started_at"], data["finished_at"] = when(run.started_at), when(run.finished_at)
-    data["labels"] = labels_text(run.labels)
-    rows = [(name, _cell(value)) for name, value in data.items()]
-    return tabulate(rows, tablefmt="plain", disable_numparse=True)
-
-
 def _components_table(components: list[ComponentRecord]) -> str:
     """One row per invocation; GPU and prediction columns only when some row has them."""
     with_gpu = any(c.peak_gpu_allocated_bytes is not None or c.peak_gpu_reserved_bytes
                    is not None for c in components)
     with_prediction = any(c.prediction_status for c in components)
     headers = ["component", "attempt", "status", "empty/error", "duration_ms", "batch_size",
-               "ooms", "retries", "peak_rss_mib"]
-    headers += ["peak_gpu_alloc_mib", "peak_gpu_reserved_mib"] if with_gpu else []
+               "ooms", "retries", "peak_rss_mib", "rss_increase_mib"]
+    headers += (["peak_gpu_alloc_mib", "gpu_alloc_increase_mib", "peak_gpu_reserved_mib"]
+                if with_gpu else [])
     headers += ["prediction"] if with_prediction else []
     headers.append("model_signature")
     rows = []
     for c in components:
         row = [c.component, c.attempt, c.status, c.empty_reason or c.error_code or "",
                ms(c.duration_ms), _batch(c), c.oom_count, c.retry_count,
-               mib(c.peak_rss_bytes)]
+               mib(c.peak_rss_bytes), mib(c.peak_rss_increase_bytes)]
         if with_gpu:
-            row += [mib(c.peak_gpu_allocated_bytes), mib(c.peak_gpu_reserved_bytes)]
+            row += [mib(c.peak_gpu_allocated_bytes), mib(c.peak_gpu_allocated_increase_bytes),
+                    mib(c.peak_gpu_reserved_bytes)]
         if with_prediction:
             row.append(c.prediction_status or "")
         row.append((c.model_signature or "")[:SHORT_SIGNATURE])
         rows.append(row)
     return tabulate(rows, headers=headers, disable_numparse=True)
+
+
+def _tracebacks(components: list[ComponentRecord]) -> list[str]:
+    """A block per failed invocation that kept its traceback, indented under a title."""
+    return [f"traceback of {c.component} (attempt {c.attempt}, {c.error_code}):\n"
+            + textwrap.indent(c.error_traceback.rstrip(), "  ")
+            for c in components if c.error_traceback]
 
 
 def _batch(c: ComponentRecord) -> str:
@@ -222,17 +290,3 @@ def _batch(c: ComponentRecord) -> str:
     if c.batch_size_requested not in (None, c.batch_size):
         return f"{c.batch_size} of {c.batch_size_requested}"
     return str(c.batch_size)
-
-
-
-
-
-
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True) if value else ""
-    return str(value)

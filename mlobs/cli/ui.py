@@ -11,7 +11,8 @@ import argparse
 import os
 import sys
 
-from mlobs.cli.db import add_db_url_argument, fail
+from mlobs.cli.argtypes import port
+from mlobs.cli.db import add_location_arguments, fail
 
 DESCRIPTION = """\
 Serve the admin views: runs, a run's timeline, components, model signatures, cache
@@ -39,15 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default: %(default)s; another needs "
                              "MLOBS_UI_TOKEN)")
-    parser.add_argument("--port", type=int, default=8765,
+    parser.add_argument("--port", type=port, default=8765,
                         help="port (default: %(default)s)")
-    parser.add_argument("--root", default=None,
-                        help="mlobs root whose cache/ the cache pages show "
-                             "(default: $MLOBS_ROOT or ./mlobs-data)")
     parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                         help="a further Host header name to accept (a reverse proxy's); "
                              "repeatable")
-    add_db_url_argument(parser)
+    add_location_arguments(parser, "the cache pages show ROOT/cache")
     parser.set_defaults(func=ui_command)
 
 

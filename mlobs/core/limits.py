@@ -6,6 +6,8 @@ NAME_MAX_CHARS = 255
 CODE_MAX_CHARS = 128
 #: error_message is truncated to this many characters (ARCHITECTURE §4: "truncated to a bound").
 ERROR_MESSAGE_MAX_CHARS = 2000
+#: error_traceback is cut to this many characters (its start: the exception is last).
+TRACEBACK_MAX_CHARS = 16_000
 #: integers in an ``Integer`` column (batch_size, attempt, counts) are below this.
 INT32_BOUND = 2**31
 #: integers in a ``BigInteger`` column (items, memory peaks) are below this.

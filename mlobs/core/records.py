@@ -170,6 +170,8 @@ class ComponentRecord:
     error_code: str | None = None
     error_type: str | None = None
     error_message: str | None = None
+    #: the failure's traceback, bounded and safe (:mod:`mlobs.core.tracebacks`).
+    error_traceback: str | None = None
     warnings: list[str] = field(default_factory=list)
     producer_version: str | None = None
     schema_version: str | None = None
@@ -188,6 +190,14 @@ class ComponentRecord:
     peak_rss_bytes: int | None = None
     peak_gpu_allocated_bytes: int | None = None
     peak_gpu_reserved_bytes: int | None = None
+    #: the process's RSS when the component started; what the component itself added is
+    #: ``peak_rss_increase_bytes`` = peak_rss_bytes - rss_at_start_bytes.
+    rss_at_start_bytes: int | None = None
+    peak_rss_increase_bytes: int | None = None
+    #: torch's allocated CUDA memory when the component started (its devices), and
+    #: ``peak_gpu_allocated_increase_bytes`` = peak_gpu_allocated_bytes - that.
+    gpu_allocated_at_start_bytes: int | None = None
+    peak_gpu_allocated_increase_bytes: int | None = None
     oom_count: int = 0
     retry_count: int = 0
     #: ``ok`` or ``degraded`` when a model fallback chain answered (model system rules

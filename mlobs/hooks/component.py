@@ -36,6 +36,7 @@ from mlobs.core.limits import CODE_MAX_CHARS, NAME_MAX_CHARS
 from mlobs.core.records import PREDICTION_STATUSES, ComponentRecord, EventRecord, ModelRef
 from mlobs.core.signature import model_signature
 from mlobs.core.text import shown, text_of
+from mlobs.core.tracebacks import format_traceback
 from mlobs.hooks.attempts import async_attempts, attempts
 from mlobs.hooks.batch_size import BatchSizeChoice
 from mlobs.hooks.component_cache import ComponentCache
@@ -59,6 +60,11 @@ CLOSED_EARLY_WARNING = ("closed before its end (GeneratorExit): the consumer sto
 
 
 @functools.lru_cache(maxsize=1024)
+def _increase(peak: int | None, start: int | None) -> int | None:
+    """What a component added to a peak (bytes): peak - start, never below 0."""
+    return None if peak is None or start is None else max(0, peak - start)
+
+
 def _signature_of(models: tuple[ModelRef, ...]) -> str | None:
     return model_signature(models)
 
@@ -447,6 +453,8 @@ class ComponentCall:
         gpu_allocated, gpu_reserved = self._gpu_peaks or (None, None)
         if gpu_reserved is None:
             gpu_reserved = tracker.peak_gpu_process_bytes
+        gpu_at_start = None if self._gpu is None else self._gpu.allocated_at_start_bytes
+        rss_at_start, peak_rss = tracker.start_rss_bytes, tracker.peak_rss_bytes
         return ComponentRecord(
             component_run_id=component_run_id, run_id=run_id, component=self.name,
             attempt=self.attempt, required=self.required, status=self.status,
@@ -455,6 +463,7 @@ class ComponentCall:
             error_code=self.error_code,
             error_type=None if error is None else exception_type_name(error),
             error_message=None if error is None else exception_message(error),
+            error_traceback=None if error is None else format_traceback(error),
             warnings=list(self.warnings or ()), producer_version=self.spec.producer_version,
             schema_version=self.schema_version,
             device_used=self.device_used,
@@ -463,8 +472,12 @@ class ComponentCall:
             model_signature=_signature_of(self.models),
             cache_status=self.cache_status, cache_key=self.cache_key,
             cache_miss_reason=self.cache_miss_reason, cache_version=self.cache_version,
-            peak_rss_bytes=tracker.peak_rss_bytes,
+            peak_rss_bytes=peak_rss,
             peak_gpu_allocated_bytes=gpu_allocated, peak_gpu_reserved_bytes=gpu_reserved,
+            rss_at_start_bytes=rss_at_start,
+            peak_rss_increase_bytes=_increase(peak_rss, rss_at_start),
+            gpu_allocated_at_start_bytes=gpu_at_start if gpu_allocated is not None else None,
+            peak_gpu_allocated_increase_bytes=_increase(gpu_allocated, gpu_at_start),
             oom_count=self.oom_count,
             retry_count=self.retry_count, prediction_status=self.prediction_status,
             items=self.items,

@@ -15,7 +15,8 @@ Nothing else mlobs stores names a video: ``model_signatures`` describes models, 
 ``component_rollups`` aggregates per component and model.
 
 It reports what it deleted (directories, files, bytes, rows per table) and is safe to
-repeat: a second call finds nothing and reports nothing deleted. A warehouse that fails
+repeat: a second call finds nothing and reports nothing deleted. With ``dry_run`` it
+reports the same for what it would delete, and deletes nothing. A warehouse that fails
 is reported in ``problems`` while the rest is still deleted; calling again finishes it.
 """
 
@@ -45,10 +46,11 @@ class DeletedTree:
 
 @dataclass
 class ForgetReport:
-    """What :func:`forget_video` deleted."""
+    """What :func:`forget_video` deleted (with ``dry_run``: would delete)."""
 
     video_id: str
     platform_id: str | None
+    dry_run: bool = False
     trees: list[DeletedTree] = field(default_factory=list)
     #: (warehouse URL with any password hidden, rows deleted there)
     warehouses: list[tuple[str, RowCounts]] = field(default_factory=list)
@@ -77,6 +79,7 @@ class ForgetReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"video_id": self.video_id, "platform_id": self.platform_id,
+                "dry_run": self.dry_run,
                 "deleted": [{"kind": t.kind, "path": str(t.path), "files": t.files,
                              "bytes": t.size_bytes} for t in self.trees],
                 "warehouses": [{"url": url, "rows": counts.to_dict()}
@@ -109,7 +112,8 @@ def _delete_tree(kind: str, path: Path, base: Path, report: ForgetReport) -> Non
 
 def forget_video(video_id: str, *, platform_id: str | None = None,
                  root: str | os.PathLike[str] | None = None,
-                 db_urls: Sequence[str] | None = None) -> ForgetReport:
+                 db_urls: Sequence[str] | None = None,
+                 dry_run: bool = False) -> ForgetReport:
     """Delete every manifest, cached file and warehouse row of a video.
 
     Args:
@@ -119,15 +123,17 @@ def forget_video(video_id: str, *, platform_id: str | None = None,
         db_urls: the warehouses to delete rows from (default: the configured one,
             ``$MLOBS_DB_URL`` or the root's SQLite file). A SQLite file that does not
             exist is reported as absent and not created.
+        dry_run: count what would be deleted (files, bytes, rows), delete nothing.
 
     Returns:
-        What was deleted; ``nothing_deleted`` on a repeat.
+        What was deleted (would be, with ``dry_run``); ``nothing_deleted`` on a repeat.
 
     Raises:
         ConfigError: ``video_id`` (or ``platform_id``) is not a non-empty string.
     """
     from mlobs.core.config import resolve_settings
-    from mlobs.warehouse.deletion import delete_video_rows
+    from mlobs.core.paths import tree_size
+    from mlobs.warehouse.deletion import count_video_rows, delete_video_rows
     from mlobs.warehouse.engine import display_url, missing_sqlite_file, normalize_url
 
     for label, value in (("video_id", video_id), ("platform_id", platform_id)):
@@ -135,17 +141,22 @@ def forget_video(video_id: str, *, platform_id: str | None = None,
             raise ConfigError(f"{label} must be a non-empty string, got {value!r}")
     settings = resolve_settings(root=root)
     urls = list(db_urls) if db_urls else [settings.db_url]
-    report = ForgetReport(video_id=video_id, platform_id=platform_id)
+    report = ForgetReport(video_id=video_id, platform_id=platform_id, dry_run=dry_run)
     for kind, base in (("manifests", settings.runs_dir), ("cache", settings.cache_dir)):
         for path in _video_dirs(base, video_id, platform_id):
-            _delete_tree(kind, path, base, report)
+            if dry_run:
+                report.trees.append(DeletedTree(kind, path, *tree_size(path)))
+            else:
+                _delete_tree(kind, path, base, report)
     for url in urls:
         try:
             shown = display_url(normalize_url(url))
             if missing_sqlite_file(url) is not None:
                 report.absent.append(shown)
                 continue
-            report.warehouses.append((shown, delete_video_rows(url, video_id, platform_id)))
+            rows = (count_video_rows if dry_run else delete_video_rows)(
+                url, video_id, platform_id)
+            report.warehouses.append((shown, rows))
         except WarehouseError as exc:
             report.problems.append(str(exc))
     return report

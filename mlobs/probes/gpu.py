@@ -88,13 +88,17 @@ def _parse_device(device: Any) -> int | None:
 class CudaToken:
     """What :func:`cuda_start` hands to :func:`cuda_end` (opaque to callers)."""
 
-    __slots__ = ("cuda", "devices", "index", "generation")
+    __slots__ = ("cuda", "devices", "index", "generation", "allocated_at_start_bytes")
 
-    def __init__(self, cuda: Any, devices: tuple[int, ...] | None, index: int | None) -> None:
+    def __init__(self, cuda: Any, devices: tuple[int, ...] | None, index: int | None,
+                 allocated_at_start_bytes: int | None = 0) -> None:
         self.cuda = cuda        # torch.cuda; None once ended
         self.devices = devices  # counted device indices; None: CUDA was not initialized
         self.index = index      # the parsed device argument (see _parse_device)
         self.generation = _generation
+        #: torch's allocated bytes on the devices at the start (0: CUDA not initialized;
+        #: None: not readable).
+        self.allocated_at_start_bytes = allocated_at_start_bytes
 
 
 def cuda_start(device: str | None) -> CudaToken | None:
@@ -149,7 +153,12 @@ def _start(torch: Any, device: str | None) -> CudaToken | None:
                     except Exception as exc:  # keep counting: cuda_end will decrement
                         log.debug("mlobs: reset_peak_memory_stats(%s) failed: %r", i, exc)
                 _active_by_device[i] = active + 1
-        return CudaToken(cuda, devices, index)
+        try:  # after the counting above: the token must be returned to undo it
+            allocated: int | None = sum(cuda.memory_allocated(i) for i in devices)
+        except Exception as exc:
+            log.debug("mlobs: memory_allocated at the start not read: %r", exc)
+            allocated = None
+        return CudaToken(cuda, devices, index, allocated)
     except Exception as exc:
         log.debug("mlobs: CUDA peak measurement not started: %r", exc)
         return None

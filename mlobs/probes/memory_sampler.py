@@ -57,12 +57,14 @@ class PeakTracker:
     """The peaks (bytes) of one component while it is active.
 
     ``peak_gpu_process_bytes`` stays ``None`` unless NVML sampled during the interval.
+    ``start_rss_bytes`` is the RSS read when the component started (``None`` with memory
+    probes off).
     """
 
-    __slots__ = ("peak_rss_bytes", "peak_gpu_process_bytes")
+    __slots__ = ("start_rss_bytes", "peak_rss_bytes", "peak_gpu_process_bytes")
 
     def __init__(self, start_rss_bytes: int | None) -> None:
-        self.peak_rss_bytes = start_rss_bytes
+        self.start_rss_bytes = self.peak_rss_bytes = start_rss_bytes
         self.peak_gpu_process_bytes: int | None = None
 
 

@@ -259,6 +259,41 @@ def delete_video_rows(db: str | URL | Engine, video_id: str,
         return deleted
 
 
+def count_video_rows(db: str | URL | Engine, video_id: str,
+                     platform_id: str | None = None) -> RowCounts:
+    """The rows :func:`delete_video_rows` would delete, read without writing anything
+    (``mlobs forget --dry-run``).
+
+    Raises:
+        WarehouseError: the database cannot be read.
+    """
+    with engine_for(db) as engine:
+        try:
+            with engine.connect() as conn:
+                if not has_mlobs_tables(conn):
+                    return RowCounts()
+                index = artifact_index_table(conn)
+                ids = sorted(conn.scalars(select(RUNS.c.run_id).where(
+                    _video_filter(RUNS, video_id, platform_id))))
+                per_run: dict[str, RowCounts] = {}
+                for chunk in _chunks(ids):
+                    _count_chunk(conn, chunk, None, per_run)
+                counts = sum(per_run.values(), RowCounts())
+                if index is not None:  # a row naming a run, or the video: counted once
+                    named = [column.in_(chunk) for chunk in _chunks(ids)
+                             for column in run_columns(index)]
+                    video = _video_filter(index, video_id, platform_id)
+                    conditions = named + ([video] if video is not None else [])
+                    if conditions:
+                        counts.artifact_index = int(conn.scalar(
+                            select(func.count()).select_from(index).where(
+                                or_(*conditions))) or 0)
+        except SQLAlchemyError as exc:
+            raise WarehouseError(f"cannot read the warehouse at {display_url(engine)}: "
+                                 f"{exc}") from exc
+    return counts
+
+
 def _checkpoint(engine: Engine) -> None:
     """Move the WAL into the database file and truncate it, so that the old pages of
     deleted rows do not linger in the WAL (best effort: a busy database keeps its WAL

@@ -228,6 +228,12 @@ class ComponentRun(Base):
     #: Incremental rollups follow it (mlobs.analysis.incremental).
     ingested_at: Mapped[datetime | None] = mapped_column(UtcDateTime,
                                                          server_default=FetchedValue())
+    # Added by revision 0011 (NULL in rows stored before it, and without memory probes).
+    error_traceback: Mapped[str | None] = mapped_column(Text)
+    rss_at_start_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    peak_rss_increase_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    gpu_allocated_at_start_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    peak_gpu_allocated_increase_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Event(Base):
@@ -326,6 +332,9 @@ class ComponentRollup(Base):
     p95_miss_duration_ms: Mapped[float | None] = mapped_column(Float)
     #: {metric name: {"count", "mean", "p50", "p95"}} over the user metrics.
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    # Added by revision 0011: what the components themselves added to the peaks.
+    p95_peak_rss_increase_bytes: Mapped[float | None] = mapped_column(Float)
+    p95_peak_gpu_allocated_increase_bytes: Mapped[float | None] = mapped_column(Float)
 
 
 #: rollup_watermarks.bucket_width of the row that says when runs were last deleted.

@@ -3,6 +3,7 @@ holds (the store's, or a read-only one of the admin views)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -49,3 +50,17 @@ def read_run(conn: Connection, run_id: str) -> tuple[RunRecord, list[ComponentRe
             **data, models_used=[ModelRef.from_dict(m) for m in used or []],
             events=events.get(row.component_run_id, [])))
     return RunRecord(**run_row._asdict(), labels=run_labels), components
+
+
+def model_names(conn: Connection, signatures: Iterable[str]) -> dict[str, list[str]]:
+    """The model names (sorted, without repeats) each ``model_signature`` stands for, from
+    ``model_signatures``; signatures not stored there are left out."""
+    wanted = sorted(set(signatures))
+    found: dict[str, list[str]] = {}
+    for start in range(0, len(wanted), 500):  # below every backend's bind-parameter limit
+        query = select(SIGNATURES.c.model_signature, SIGNATURES.c.models).where(
+            SIGNATURES.c.model_signature.in_(wanted[start:start + 500]))
+        for signature, models in conn.execute(query):
+            found[signature] = sorted({str(m["model_name"]) for m in models or []
+                                       if isinstance(m, dict) and m.get("model_name")})
+    return found

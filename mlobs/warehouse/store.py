@@ -28,7 +28,7 @@ back records equal, field by field, to those written.
 from __future__ import annotations
 
 from collections import ChainMap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
@@ -47,7 +47,7 @@ from mlobs.warehouse.engine import (
     display_url,
     ingestion_clock,
 )
-from mlobs.warehouse.labels import label_conditions, label_upsert, labels_of, replace_labels
+from mlobs.warehouse.labels import label_upsert, labels_of, replace_labels
 from mlobs.warehouse.migrate import check_schema, needs_managed_upgrade, upgrade
 from mlobs.warehouse.models import UNSET, index_key
 from mlobs.warehouse.reading import read_run
@@ -64,6 +64,7 @@ from mlobs.warehouse.rows import (
     json_problem,
     run_rows_and_labels,
 )
+from mlobs.warehouse.run_queries import RunFilter, runs_with_id_prefix
 
 
 class IndexEntry(NamedTuple):
@@ -319,19 +320,14 @@ class WarehouseStore:
 
     # -- reading -------------------------------------------------------------------------
 
-    def list_runs(self, *, limit: int = 50, platform_id: str | None = None,
-                  video_id: str | None = None, status: str | None = None,
-                  silent_since: datetime | None = None,
-                  labels: Mapping[str, str] | None = None) -> list[RunRecord]:
-        """Runs, newest ``started_at`` first, optionally filtered (exact matches), each
-        with its labels.
+    def list_runs(self, *, limit: int = 50, **filters: Any) -> list[RunRecord]:
+        """Runs, newest ``started_at`` first, optionally filtered, each with its labels.
 
         Args:
             limit: at most this many runs.
-            status: ``crashed`` with ``silent_since`` also takes the runs still
-                ``running`` whose last sign of life (``heartbeat_at``, else
-                ``started_at``) is older than ``silent_since`` (:mod:`mlobs.core.liveness`).
-            labels: ``{key: value}``: only runs carrying every one of these labels.
+            filters: the fields of :class:`~mlobs.warehouse.run_queries.RunFilter`
+                (platform_id, video_id, status, silent_since, labels, since, until,
+                pipeline_version, profile); every one given must match.
 
         Raises:
             ValueError: ``limit`` is below 1.
@@ -339,23 +335,35 @@ class WarehouseStore:
         """
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
-        query = select(RUNS).order_by(RUNS.c.started_at.desc(), RUNS.c.run_id.desc())
-        for column, value in (("platform_id", platform_id), ("video_id", video_id)):
-            if value is not None:
-                query = query.where(RUNS.c[column] == value)
-        if status == CRASHED and silent_since is not None:
-            query = query.where(or_(RUNS.c.status == CRASHED, and_(
-                RUNS.c.status == "running",
-                func.coalesce(RUNS.c.heartbeat_at, RUNS.c.started_at) < silent_since)))
-        elif status is not None:
-            query = query.where(RUNS.c.status == status)
-        query = query.where(*label_conditions(labels or {}, RUNS.c.run_id)).limit(limit)
+        query = (select(RUNS).where(*RunFilter(**filters).conditions())
+                 .order_by(RUNS.c.started_at.desc(), RUNS.c.run_id.desc()).limit(limit))
         with self._reading() as conn:
             runs = [RunRecord(**row._asdict()) for row in conn.execute(query)]
             stored_labels = labels_of(conn, [run.run_id for run in runs])
         for run in runs:
             run.labels = stored_labels.get(run.run_id, {})
         return runs
+
+    def count_runs(self, **filters: Any) -> int:
+        """How many runs :meth:`list_runs` with these filters would list without a limit.
+
+        Raises:
+            WarehouseError: the database cannot be read.
+        """
+        query = select(func.count()).select_from(RUNS).where(*RunFilter(**filters).conditions())
+        with self._reading() as conn:
+            return int(conn.scalar(query) or 0)
+
+    def runs_with_id_prefix(self, prefix: str,
+                            limit: int = 10) -> tuple[int, list[dict[str, Any]]]:
+        """How many runs' ids start with ``prefix``, and the newest ``limit`` of them
+        (:func:`mlobs.warehouse.run_queries.runs_with_id_prefix`).
+
+        Raises:
+            WarehouseError: the database cannot be read.
+        """
+        with self._reading() as conn:
+            return runs_with_id_prefix(conn, prefix, limit)
 
     def mark_crashed(self, run_ids: Iterable[str], silent_since: datetime) -> list[str]:
         """Write ``crashed`` on those of ``run_ids`` still ``running`` and silent since

@@ -55,7 +55,8 @@ def test_ls_shows_versions_models_and_the_current_one(root, capsys):
     assert data[0]["entries"]["cleaning"][0]["model_name"] == "gemma2:9b"
 
     assert main(["cache", "ls", "--platform-id", "vimeo"]) == 0
-    assert "no cached results under" in capsys.readouterr().out
+    assert ("has 4 version(s) of 2 video(s), but none for platform 'vimeo'; "
+            "`mlobs cache ls` lists them all") in capsys.readouterr().out
     assert [i.video_id for i in list_videos(ArtifactStore(root / "cache"),
                                             platform_id="youtube", video_id="abc")] == ["abc"]
 
@@ -75,10 +76,19 @@ def test_use_refuses_unknown_versions(root, capsys):
     assert main(["cache", "use", "--platform-id", "youtube", "--video-id", "abc",
                  "cleaning", "7"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("mlobs: error:") and "has no version 7" in err
+    # the versions there are, and the command that shows them, with the --root given
+    assert err.startswith("mlobs: error:") and "has no version 7; its versions: v1, v2 " \
+        "(current) (`mlobs cache ls --platform-id youtube --video-id abc` shows" in err
+    assert main(["cache", "use", "--platform-id", "youtube", "--video-id", "abc",
+                 "cleaning", "7", "--root", str(root)]) == 1
+    assert f"--video-id abc --root {root}`" in capsys.readouterr().err
     assert main(["cache", "use", "--platform-id", "youtube", "--video-id", "nope",
                  "cleaning", "1"]) == 1
-    assert "nothing cached for 'cleaning'" in capsys.readouterr().err
+    assert "nothing is cached for youtube/nope under" in capsys.readouterr().err
+    assert main(["cache", "use", "--platform-id", "youtube", "--video-id", "abc",
+                 "clean", "1"]) == 1
+    assert "youtube/abc has no cached 'clean'; its components: cleaning, summary" in \
+        capsys.readouterr().err
     # the current version did not move
     assert ArtifactStore(root / "cache").entry("youtube", "abc", "cleaning").version == 2
 
@@ -104,9 +114,10 @@ def test_diff_is_a_unified_diff_of_pretty_json(root, capsys):
 def test_diff_errors_are_clear(root, capsys):
     base = ["cache", "diff", "--platform-id", "youtube", "--video-id", "abc"]
     assert main([*base, "cleaning", "1", "9"]) == 1
-    assert "has no version 9; it has [1, 2]" in capsys.readouterr().err
+    assert "has no version 9; its versions: v1, v2 (current)" in capsys.readouterr().err
     assert main([*base, "asr", "1", "2"]) == 1
-    assert "nothing cached for 'asr'" in capsys.readouterr().err
+    assert "has no cached 'asr'; its components: cleaning, summary" in \
+        capsys.readouterr().err
     # a version file edited behind the store's back
     (root / "cache" / "youtube" / "abc" / "cleaning" / "v1.json").write_text('{"text": "x"}')
     assert main([*base, "cleaning", "1", "2"]) == 1

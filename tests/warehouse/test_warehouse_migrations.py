@@ -21,7 +21,7 @@ from mlobs.warehouse.models import TABLE_NAMES, Base, ComponentRollup
 from mlobs.warehouse.rows import ARTIFACT_INDEX, COMPONENTS, EVENTS, RUNS, SIGNATURES
 from mlobs.warehouse.store import WarehouseStore
 
-HEAD = "0010"
+HEAD = "0011"
 ROLLUPS = ComponentRollup.__table__
 #: Columns revision 0002 adds, per table.
 NEW_IN_0002 = {
@@ -46,6 +46,13 @@ TABLE_0009 = "gate_results"
 AFTER_0007 = {TABLE_0008, TABLE_0009}
 #: the indexes of revision 0010 (the admin views' lists).
 VIEW_INDEXES = {"ix_runs_status_started_at", "ix_component_runs_component_started_at"}
+#: Columns revision 0011 adds (what a component added to memory; tracebacks).
+NEW_IN_0011 = {
+    "component_runs": {"error_traceback", "rss_at_start_bytes", "peak_rss_increase_bytes",
+                       "gpu_allocated_at_start_bytes", "peak_gpu_allocated_increase_bytes"},
+    "component_rollups": {"p95_peak_rss_increase_bytes",
+                          "p95_peak_gpu_allocated_increase_bytes"},
+}
 NEW_IN_0007 = {
     "component_runs": {"ingested_at"},
     "component_rollups": {"pipeline_version", "profile", "device_kind", "items",
@@ -94,7 +101,7 @@ def _schema_diff(db_url: str) -> list:
         engine.dispose()
 
 
-def test_head_is_0010_and_scripts_are_found():
+def test_head_is_0011_and_scripts_are_found():
     assert migrate.head_revision() == HEAD
     assert (migrate.migrations_dir() / "env.py").is_file()
 
@@ -122,6 +129,11 @@ def test_upgrade_downgrade_upgrade(db_url):
     assert _tables(db_url) == set(TABLE_NAMES)
 
     # One revision at a time, both ways.
+    migrate.downgrade(db_url, "0010")
+    for table, added in NEW_IN_0011.items():
+        assert not _columns(db_url, table) & added, table
+    assert VIEW_INDEXES <= (_index_names(db_url, "runs")
+                            | _index_names(db_url, "component_runs"))
     migrate.downgrade(db_url, "0009")
     assert {"ix_runs_status"} <= _index_names(db_url, "runs")
     assert not VIEW_INDEXES & (_index_names(db_url, "runs")
@@ -177,8 +189,11 @@ def test_upgrade_downgrade_upgrade(db_url):
     assert _tables(db_url) == set(TABLE_NAMES) - {TABLE_0009}
     migrate.upgrade(db_url, "0009")
     migrate.upgrade(db_url, "0010")
+    migrate.upgrade(db_url, "0011")
     assert migrate.current_revision(db_url) == HEAD
     assert _tables(db_url) == set(TABLE_NAMES)
+    for table, added in NEW_IN_0011.items():
+        assert added <= _columns(db_url, table), table
     assert VIEW_INDEXES <= (_index_names(db_url, "runs")
                             | _index_names(db_url, "component_runs"))
     assert "ix_runs_status" not in _index_names(db_url, "runs")
@@ -277,10 +292,11 @@ def test_alembic_config_from_url_runs_env_with_its_own_engine(sqlite_url):
 RUN_COLUMNS_0002 = RUN_COLUMNS_0001 = (set(RUNS.c.keys()) - NEW_IN_0003["runs"]
                                       - NEW_IN_0005["runs"])
 COMPONENT_COLUMNS_0002 = (set(COMPONENTS.c.keys()) - NEW_IN_0003["component_runs"]
-                          - NEW_IN_0007["component_runs"])
+                          - NEW_IN_0007["component_runs"] - NEW_IN_0011["component_runs"])
 COMPONENT_COLUMNS_0001 = COMPONENT_COLUMNS_0002 - NEW_IN_0002["component_runs"]
 ROLLUP_COLUMNS_0002 = (set(ROLLUPS.c.keys()) - NEW_IN_0003["component_rollups"]
-                       - NEW_IN_0007["component_rollups"] - {"id"})
+                       - NEW_IN_0007["component_rollups"] - NEW_IN_0011["component_rollups"]
+                       - {"id"})
 ROLLUP_COLUMNS_0001 = ROLLUP_COLUMNS_0002 - NEW_IN_0002["component_rollups"]
 ROLLUP_0001 = {
     "computed_at": datetime(2026, 5, 10, 3, 0, tzinfo=timezone.utc), "bucket_width": "all",
@@ -599,3 +615,20 @@ def test_0005_stores_heartbeats_and_crashed_runs_and_downgrades_them_to_error(db
     assert (status, code) == ("error", "crashed")
     migrate.upgrade(db_url)
     assert migrate.current_revision(db_url) == HEAD
+
+
+def test_0011_keeps_the_rows_of_a_0010_warehouse_and_downgrading_keeps_them(db_url, make_run):
+    migrate.upgrade(db_url, "0010")
+    run, components = make_run(status="ok")
+    _write_old(db_url, [(run, components)], _columns(db_url, "runs"),
+               _columns(db_url, "component_runs") - {"ingested_at"}, None)
+    migrate.upgrade(db_url, "0011")
+    with WarehouseStore(db_url) as store:
+        _, stored = store.get_run(run.run_id)
+    assert [c.component_run_id for c in stored] == [c.component_run_id for c in components]
+    # Rows from before the revision say "not recorded", not a made-up 0.
+    assert {(c.rss_at_start_bytes, c.peak_rss_increase_bytes, c.error_traceback)
+            for c in stored} == {(None, None, None)}
+    migrate.downgrade(db_url, "0010")
+    assert not NEW_IN_0011["component_runs"] & _columns(db_url, "component_runs")
+    assert _counts(db_url)["component_runs"] == len(components)
