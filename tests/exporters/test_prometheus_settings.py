@@ -31,11 +31,14 @@ def test_every_variable_is_read(tmp_path):
         "MLOBS_PROMETHEUS_PUSHGATEWAY": "http://gateway:9091",
         "MLOBS_PROMETHEUS_JOB": "nightly-text", "MLOBS_PROMETHEUS_PUSH_TIMEOUT_S": "2.5",
         "MLOBS_PROMETHEUS_GROUPING_KEY": "pipeline=text, cluster=eu-1",
-        "MLOBS_PROMETHEUS_MAX_LABEL_VALUES": "50"})
+        "MLOBS_PROMETHEUS_MAX_LABEL_VALUES": "50",
+        "MLOBS_PROMETHEUS_DURATION_BUCKETS_S": "0.001, 0.01,0.1,1",
+        "MLOBS_PROMETHEUS_MEMORY_BUCKETS_BYTES": "1e6,1e9"})
     assert got == PrometheusSettings(
         port=9464, addr="0.0.0.0", pushgateway="http://gateway:9091", job="nightly-text",
         grouping_key={"pipeline": "text", "cluster": "eu-1"}, push_timeout_s=2.5,
-        max_label_values=50)
+        max_label_values=50, duration_buckets_s=(0.001, 0.01, 0.1, 1.0),
+        memory_buckets_bytes=(1e6, 1e9))
     assert settings_from_env({"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}).multiprocess_dir \
         == tmp_path
 
@@ -52,6 +55,11 @@ def test_every_variable_is_read(tmp_path):
     ({"MLOBS_PROMETHEUS_PUSH_TIMEOUT_S": "0"}, "must be > 0"),
     ({"MLOBS_PROMETHEUS_MAX_LABEL_VALUES": "0"}, "between 1 and"),
     ({"PROMETHEUS_MULTIPROC_DIR": "/nonexistent/mlobs"}, "is not a directory"),
+    ({"MLOBS_PROMETHEUS_DURATION_BUCKETS_S": "0.1,1ms"},
+     "MLOBS_PROMETHEUS_DURATION_BUCKETS_S must be numbers separated by commas, got '1ms'"),
+    ({"MLOBS_PROMETHEUS_DURATION_BUCKETS_S": "1,0.5"}, "must be strictly increasing"),
+    ({"MLOBS_PROMETHEUS_DURATION_BUCKETS_S": "0,1"}, "positive finite bounds"),
+    ({"MLOBS_PROMETHEUS_MEMORY_BUCKETS_BYTES": "1e6,inf"}, "\\+Inf is always added"),
 ])
 def test_bad_values_are_refused_with_the_variable_named(env, message):
     with pytest.raises(mlobs.ConfigError, match=message):

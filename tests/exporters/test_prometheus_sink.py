@@ -49,6 +49,28 @@ def registry():
     return CollectorRegistry()
 
 
+def test_sub_millisecond_components_get_buckets_of_their_own_and_bounds_are_settable(
+        registry, make_run):
+    run, components = make_run()
+    fast = [replace(c, component_run_id=f"{i:08d}-0000-4000-8000-000000000000",
+                    component="cleaning", duration_ms=ms)
+            for i, (c, ms) in enumerate(zip(components, (0.2, 0.4, 0.9, 3.0)))]
+    PrometheusSink(registry).export(fast)
+    got = exposition(registry)
+
+    def below(le: str, reg=got) -> float:
+        return value(reg, "mlobs_component_duration_seconds_bucket", component="cleaning",
+                     le=le)
+
+    # The default bounds tell 0.2, 0.4, 0.9 and 3 ms apart (one 5 ms bucket held all four).
+    assert [below(le) for le in ("0.00025", "0.0005", "0.001", "0.005")] == [1, 2, 3, 4]
+    other = CollectorRegistry()
+    PrometheusSink(other, PrometheusSettings(duration_buckets_s=(0.001, 1.0))).export(fast)
+    shown = exposition(other)
+    assert [below(le, shown) for le in ("0.001", "1.0", "+Inf")] == [3, 4, 4]
+    assert not [k for k in shown if ("le", "0.0005") in k[1]]
+
+
 def test_records_become_metrics_with_bounded_labels(registry, make_run):
     run, components = make_run()
     sink = PrometheusSink(registry)

@@ -9,11 +9,17 @@
 * ``MLOBS_PROMETHEUS_GROUPING_KEY``: further grouping labels, ``name=value,...``.
 * ``MLOBS_PROMETHEUS_PUSH_TIMEOUT_S``: seconds one push may take (default 5).
 * ``MLOBS_PROMETHEUS_MAX_LABEL_VALUES``: distinct values accepted per label (default 200).
+* ``MLOBS_PROMETHEUS_DURATION_BUCKETS_S``: the duration histogram's bucket bounds, seconds,
+  comma-separated and increasing (default: 0.25 ms to an hour,
+  :data:`mlobs_prometheus.metrics.DURATION_BUCKETS_S`).
+* ``MLOBS_PROMETHEUS_MEMORY_BUCKETS_BYTES``: the memory histogram's bucket bounds, bytes
+  (default: 1 MiB to 128 GiB).
 * ``PROMETHEUS_MULTIPROC_DIR``: prometheus_client's own variable: multiprocess mode.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -23,6 +29,7 @@ from urllib.parse import urlsplit
 
 from mlobs.core.errors import ConfigError
 from mlobs_prometheus.labels import DEFAULT_MAX_VALUES
+from mlobs_prometheus.metrics import DURATION_BUCKETS_S, MEMORY_BUCKETS_BYTES
 
 DEFAULT_ADDR = "127.0.0.1"
 DEFAULT_JOB = "mlobs"
@@ -46,6 +53,8 @@ class PrometheusSettings:
         push_timeout_s: seconds one push may take.
         max_label_values: distinct values accepted per label (the label guard).
         multiprocess_dir: ``PROMETHEUS_MULTIPROC_DIR`` when set (multiprocess mode).
+        duration_buckets_s: the duration histogram's bucket bounds (seconds, increasing).
+        memory_buckets_bytes: the memory histogram's bucket bounds (bytes, increasing).
     """
 
     port: int | None = None
@@ -56,6 +65,8 @@ class PrometheusSettings:
     push_timeout_s: float = DEFAULT_PUSH_TIMEOUT_S
     max_label_values: int = DEFAULT_MAX_VALUES
     multiprocess_dir: Path | None = None
+    duration_buckets_s: tuple[float, ...] = DURATION_BUCKETS_S
+    memory_buckets_bytes: tuple[float, ...] = MEMORY_BUCKETS_BYTES
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> PrometheusSettings:
@@ -92,7 +103,33 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> PrometheusSet
         port=port, addr=addr, pushgateway=pushgateway, job=job,
         grouping_key=_grouping_key(env.get("MLOBS_PROMETHEUS_GROUPING_KEY", "")),
         push_timeout_s=push_timeout_s, max_label_values=max_values,
-        multiprocess_dir=multiprocess_dir)
+        multiprocess_dir=multiprocess_dir,
+        duration_buckets_s=_buckets(env, "MLOBS_PROMETHEUS_DURATION_BUCKETS_S",
+                                    DURATION_BUCKETS_S),
+        memory_buckets_bytes=_buckets(env, "MLOBS_PROMETHEUS_MEMORY_BUCKETS_BYTES",
+                                      MEMORY_BUCKETS_BYTES))
+
+
+def _buckets(env: Mapping[str, str], name: str,
+             default: tuple[float, ...]) -> tuple[float, ...]:
+    """Bucket bounds from ``name``: positive finite numbers, strictly increasing."""
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    bounds = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            raise ConfigError(f"{name} must be numbers separated by commas, got "
+                              f"{part.strip()!r} in {text!r}") from None
+        if not 0 < value < math.inf:
+            raise ConfigError(f"{name} must hold positive finite bounds (+Inf is always "
+                              f"added), got {part.strip()!r}")
+        bounds.append(value)
+    if any(later <= earlier for earlier, later in zip(bounds, bounds[1:])):
+        raise ConfigError(f"{name} must be strictly increasing, got {text!r}")
+    return tuple(bounds)
 
 
 def _int(text: str, name: str, low: int, high: int) -> int:

@@ -92,10 +92,10 @@ class PrometheusSink:
 
             # Metrics are registered nowhere in this mode; the collector reads every
             # process's files (prometheus_client's multiprocess documentation).
-            self.metrics = MlobsMetrics(None)
+            self.metrics = MlobsMetrics(None, **_buckets_of(settings))
             MultiProcessCollector(registry, path=str(settings.multiprocess_dir))
         else:
-            self.metrics = MlobsMetrics(registry)
+            self.metrics = MlobsMetrics(registry, **_buckets_of(settings))
         self.guard = LabelGuard(settings.max_label_values,
                                 on_overflow=lambda label: self.metrics.label_overflow
                                 .labels(label).inc())
@@ -273,3 +273,8 @@ def create_sink(settings: Any) -> PrometheusSink:
     """
     from prometheus_client import CollectorRegistry
     return PrometheusSink(CollectorRegistry(), settings_from_env())
+
+
+def _buckets_of(settings: PrometheusSettings) -> dict[str, tuple[float, ...]]:
+    return {"duration_buckets_s": settings.duration_buckets_s,
+            "memory_buckets_bytes": settings.memory_buckets_bytes}
