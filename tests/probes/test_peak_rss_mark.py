@@ -73,3 +73,22 @@ def test_a_mark_inherited_through_exec_is_not_charged_to_a_component(tmp_path):
     peaks = json.loads(output.strip().splitlines()[-1])
     assert peaks["quiet"] < 50 * MIB, peaks["quiet"] / MIB
     assert peaks["allocates"] >= 90 * MIB, peaks["allocates"] / MIB
+
+
+def test_a_trusted_mark_spares_the_rss_reading_at_most_starts_and_gives_the_start_rss():
+    from mlobs.probes.memory_sampler import RECHECK_EVERY_STARTS
+    sampler, reads = counting_sampler(10_000)
+    real_read = make_rss_reader()
+    try:
+        starts = 4 * RECHECK_EVERY_STARTS
+        for _ in range(starts):
+            tracker = sampler.start_component()
+            rss = real_read()
+            sampler.end_component(tracker)
+            # The start RSS is the mark right after its reset: the RSS then.
+            assert abs(tracker.start_rss_bytes - rss) < 4 * MIB
+        # One reading at the first start (the check) and at one start in
+        # RECHECK_EVERY_STARTS after it; none at the ends (the mark covers them).
+        assert len(reads) <= starts // RECHECK_EVERY_STARTS + 1
+    finally:
+        sampler.stop()
