@@ -1,6 +1,6 @@
 """mlobs: observability for multi-stage ML pipelines.
 
-Public API (ARCHITECTURE §3)::
+Public API::
 
     import mlobs
     with mlobs.run("youtube", "abc123", pipeline_version="1.4.0", config={...}) as run:

@@ -1,4 +1,4 @@
-"""``mlobs cache``: the versions of cached component results (ADR-005), from the CLI.
+"""``mlobs cache``: the versions of cached component results, from the CLI.
 
 Subcommands::
 

@@ -19,8 +19,11 @@ from mlobs.cli.argtypes import positive_int
 if TYPE_CHECKING:
     from mlobs.demo.runner import DemoSummary
 
-# The demo's imports (scikit-learn, DuckDB) happen when the command runs, not when the CLI
-# starts: scikit-learn is an optional extra (``pip install 'mlobs[demo]'``).
+# The demo's imports (scikit-learn, numpy, DuckDB) happen when the command runs, not when
+# the CLI starts: the demo's libraries are an optional extra.
+
+#: what installs them, in the hint the command prints when one is missing.
+INSTALL_HINT = "pip install 'mlobs[demo]'"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -71,13 +74,19 @@ def _slowdown(text: str) -> tuple[str, float]:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the demo; exit code 0 when every run ended ok, 1 otherwise, 2 without sklearn."""
+    """Run the demo; exit code 0 when every run ended ok, 1 otherwise, 2 when a library of
+    the demo extra (scikit-learn, numpy, or one of theirs) is missing."""
     try:
         from mlobs.demo.runner import run_demo
     except ModuleNotFoundError as exc:
-        if exc.name != "sklearn":
+        # Any third-party module: scikit-learn's own dependencies (scipy, joblib, ...) are
+        # missing just as well from an install without the extra. A missing mlobs module
+        # is a bug, not a set-up step.
+        missing = (exc.name or "").partition(".")[0]
+        if not missing or missing == "mlobs":
             raise
-        print("mlobs demo needs scikit-learn: pip install 'mlobs[demo]'", file=sys.stderr)
+        print(f"mlobs demo needs the module {missing!r} (the demo extra: scikit-learn, "
+              f"numpy); install it with: {INSTALL_HINT}", file=sys.stderr)
         return 2
     progress = (lambda line: None) if args.quiet else print
     summary = run_demo(root=args.root, max_videos=args.max_videos, progress=progress,

@@ -59,7 +59,11 @@ class RetryPolicy:
         """Seconds to wait before retry ``retry_number`` (1 for the first retry)."""
         import tenacity  # only once a retry is due
 
-        wait = tenacity.wait_exponential_jitter(multiplier=self.initial_backoff_s,
-                                                max=self.max_backoff_s, jitter=self.jitter_s)
+        try:
+            wait = tenacity.wait_exponential_jitter(
+                multiplier=self.initial_backoff_s, max=self.max_backoff_s, jitter=self.jitter_s)
+        except TypeError:  # tenacity before 9.2 calls the multiplier `initial`
+            wait = tenacity.wait_exponential_jitter(
+                initial=self.initial_backoff_s, max=self.max_backoff_s, jitter=self.jitter_s)
         # tenacity's strategies read only attempt_number from the retry state.
         return wait(SimpleNamespace(attempt_number=retry_number))  # type: ignore[arg-type]

@@ -5,8 +5,9 @@ that installs mlobs may resolve anything inside the ranges. The lower bounds are
 ``constraints/lowest.txt``: the first tests check that both files agree with the ranges,
 the last one installs mlobs with the lowest versions into a fresh virtual environment and
 runs a core subset of this suite there (warehouse, rollups, statistics, CLI, sinks, cache,
-the demo and the admin views). That one needs the package index and a few minutes, so it
-runs in CI (``CI=true``) or with ``MLOBS_TEST_LOWEST=1``, and is skipped elsewhere.
+the demo, the admin views, the GPU probe and Celery). That one needs the package index
+and a few minutes, so it runs in CI (``CI=true``) or with ``MLOBS_TEST_LOWEST=1``, and is
+skipped elsewhere.
 """
 
 from __future__ import annotations
@@ -28,14 +29,15 @@ from support.ci import in_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSTRAINTS = ROOT / "constraints"
-#: the extras the lowest-versions run installs (gpu: NVML needs a GPU; celery: a broker).
-EXTRAS = "demo,web"
+#: every extra but dev. Without a GPU, NVML is the probes' fake; Celery runs in process.
+EXTRAS = "demo,web,gpu,celery"
 #: the test tools installed next to mlobs, at their pinned versions. httpx: Starlette's
-#: test client before 1.x took httpx2.
-TOOLS = ("pytest", "hypothesis", "jsonschema", "junitparser", "httpx")
+#: test client before 1.x took httpx2; redis: the Celery test app's broker client.
+TOOLS = ("pytest", "hypothesis", "jsonschema", "junitparser", "httpx", "redis")
 #: one or more test files per dependency: SQLAlchemy, Alembic and psycopg (the warehouse),
 #: DuckDB (rollups, doctor), numpy and scipy (drift, gate), tabulate (CLI tables), tenacity
-#: and psutil (the API), orjson (spool), filelock (cache), scikit-learn (demo), Starlette.
+#: and psutil (the API), orjson (spool), filelock (cache), scikit-learn (demo), Starlette,
+#: nvidia-ml-py (the GPU probe) and Celery.
 SUBSET = (
     "tests/warehouse/test_warehouse_store.py", "tests/warehouse/test_warehouse_migrations.py",
     "tests/warehouse/test_warehouse_engine.py", "tests/test_rollup.py", "tests/test_drift.py",
@@ -44,6 +46,8 @@ SUBSET = (
     "tests/cli/test_demo_without_extra.py", "tests/api", "tests/sinks/test_spool.py",
     "tests/sinks/test_sinks.py", "tests/cache/test_component_cache.py",
     "tests/demo/test_demo.py", "tests/web/test_api.py", "tests/web/test_security.py",
+    "tests/probes/test_gpu_probe.py", "tests/integrations/test_celery_in_process.py",
+    "tests/integrations/test_celery_labels.py",
 )
 #: pandas is a test tool only (it reads the Parquet export back); the API's property tests
 #: take long, for dependencies the plain tests of tests/api cover.
@@ -99,7 +103,8 @@ def test_the_pinned_versions_lie_inside_the_ranges():
     pinned = _pins(CONSTRAINTS / "pinned.txt")
     wrong = [f"{r}: pinned.txt has {pinned.get(canonicalize_name(r.name))}"
              for r in _requirements(dev=True)
-             if pinned.get(canonicalize_name(r.name)) not in r.specifier]
+             if canonicalize_name(r.name) not in pinned
+             or pinned[canonicalize_name(r.name)] not in r.specifier]
     assert not wrong, "not pinned, or pinned outside its range: " + "; ".join(wrong)
 
 
