@@ -105,7 +105,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 def rollup_report(summary: DemoSummary) -> str:
-    """The per-component rollup of the warehouse as a text table (the one rollup call site)."""
+    """The per-component rollup of the warehouse as a text table (the one rollup call site),
+    the model column naming the models as ``mlobs rollup`` does."""
     from mlobs.analysis.rollup import compute_rollup
-    from mlobs.cli.rollup import format_rollup
-    return format_rollup(compute_rollup(summary.warehouse_url))
+    from mlobs.cli.rollup import format_rollup, model_labels
+    rows = compute_rollup(summary.warehouse_url)
+    return format_rollup(rows, model_labels(summary.warehouse_url, rows))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -112,6 +114,16 @@ def test_cli_demo_reports_where_the_records_are(tmp_path: Path, monkeypatch, cap
     assert "2 runs" in out and "fitting models" not in out  # --quiet: no progress
     with pytest.raises(SystemExit):
         parser.parse_args(["demo", "--max-videos", "0"])
+
+
+def test_the_demos_rollup_names_the_models(demo_warehouse_db: Path) -> None:
+    summary = SimpleNamespace(warehouse_url=f"sqlite:///{demo_warehouse_db}")
+    lines = demo_cli.rollup_report(summary).splitlines()
+    column = lines[0].index("model")
+    models = {line[column:].split()[0] for line in lines[2:]}
+    # e.g. tfidf-svd@796fa9ab: the model's name and the signature's first 8 characters
+    assert models and all(re.fullmatch(r"[\w./+-]+@[0-9a-f]{8}|-", m) for m in models)
+    assert any("@" in m for m in models)
 
 
 # --------------------------------------------------------------------------- text
