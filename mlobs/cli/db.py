@@ -93,7 +93,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``db`` command and its subcommands to the ``mlobs`` parser."""
     db = subparsers.add_parser("db", help="manage the warehouse schema (migrations)",
                                description="Manage the warehouse schema with Alembic migrations: "
-                               "upgrade, downgrade, or show the current revision.")
+                               "upgrade, downgrade, or show the current revision. Each "
+                               "subcommand takes --root DIR or --db-url URL after it: "
+                               "mlobs db current --root DIR.")
     commands = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
 
     up = commands.add_parser("upgrade", help="create or migrate the schema to a revision")
@@ -141,7 +143,8 @@ def _migrate(args: argparse.Namespace, action: Callable[[str, str], None], verb:
     if before == after:
         print(f"{display_url(url)} already at revision {after}")
     else:
-        print(f"{verb} {display_url(url)} from {before} to {after}")
+        # "base": Alembic's name (and downgrade's argument) for no mlobs schema at all.
+        print(f"{verb} {display_url(url)} from {before or 'base'} to {after or 'base'}")
     return 0
 
 
@@ -158,7 +161,7 @@ def current_command(args: argparse.Namespace) -> int:
         url = resolve_db_url(args)
         missing = missing_sqlite_file(url)
         if missing is not None:
-            print(f"None (no warehouse file at {missing}; run `mlobs db upgrade "
+            print(f"no revision (no warehouse file at {missing}; run `mlobs db upgrade "
                   f"{db_url_option(url)}`)")
             return 1
         engine = create_warehouse_engine(url)

@@ -85,8 +85,8 @@ def main(args: argparse.Namespace) -> int:
         missing = (exc.name or "").partition(".")[0]
         if not missing or missing == "mlobs":
             raise
-        print(f"mlobs demo needs the module {missing!r} (the demo extra: scikit-learn, "
-              f"numpy); install it with: {INSTALL_HINT}", file=sys.stderr)
+        print(f"mlobs demo needs the module {missing!r} (the demo extra: scikit-learn and "
+              f"what it needs); install it with: {INSTALL_HINT}", file=sys.stderr)
         return 2
     progress = (lambda line: None) if args.quiet else print
     summary = run_demo(root=args.root, max_videos=args.max_videos, progress=progress,

@@ -38,8 +38,8 @@ DESCRIPTION = """\
 mlobs records timings, memory peaks, statuses and model signatures of ML pipeline
 components into a manifest.json per run and a SQL warehouse, and rolls them up with DuckDB.
 
-Everything lives under one root, the data directory: --root DIR on every command, else
-$MLOBS_ROOT, else ./mlobs-data. The warehouse is --db-url URL, else $MLOBS_DB_URL, else
+Everything lives under one root, the data directory: --root DIR after every command's
+last word (mlobs runs list --root DIR), else $MLOBS_ROOT, else ./mlobs-data. The warehouse is --db-url URL, else $MLOBS_DB_URL, else
 sqlite:///ROOT/warehouse.db. A RUN_ID may be abbreviated to a unique prefix (like git).
 """
 

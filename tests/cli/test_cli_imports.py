@@ -66,5 +66,5 @@ def test_a_command_imports_what_it_uses(tmp_path):
     # `mlobs db current` on a missing SQLite file: the warehouse's helpers say so.
     url = f"sqlite:///{tmp_path / 'warehouse.db'}"
     code, stdout, loaded = run_main("db", "current", "--db-url", url)
-    assert code == 1 and stdout.startswith("None (no warehouse file at")
+    assert code == 1 and stdout.startswith("no revision (no warehouse file at")
     assert {"sqlalchemy", "mlobs.warehouse.engine"} <= set(loaded)

@@ -40,7 +40,7 @@ def test_db_upgrade_current_downgrade(db_url, capsys):
     assert "mlobs db upgrade" in capsys.readouterr().out
 
     assert mlobs("db", "upgrade", "--db-url", db_url) == 0
-    assert f"from None to {HEAD}" in capsys.readouterr().out
+    assert f"from base to {HEAD}" in capsys.readouterr().out
     assert mlobs("db", "upgrade", "--db-url", db_url) == 0
     assert f"already at revision {HEAD}" in capsys.readouterr().out
 
@@ -53,7 +53,7 @@ def test_db_upgrade_current_downgrade(db_url, capsys):
     assert f"mlobs needs {HEAD}" in capsys.readouterr().out
 
     assert mlobs("db", "downgrade", "base", "--db-url", db_url) == 0
-    assert "from 0001 to None" in capsys.readouterr().out
+    assert "from 0001 to base" in capsys.readouterr().out
     assert migrate.current_revision(db_url) is None
 
 
