@@ -8,6 +8,8 @@ A *sink* exports batches; it is only ever called on its worker's thread:
 * ``shutdown(timeout_s) -> None``: release resources.
 * ``on_idle() -> None`` (optional): called after each wake's exports; a sink that defers
   work (the manifest sink's rewrites of a long run) does what is due here.
+* ``begin_flush(timeout_s) -> None`` (optional): start a flush that ``force_flush`` then
+  waits for, so that the flushes of the sinks sharing a worker overlap.
 * ``local = True`` (optional): the sink only writes local files and returns within
   milliseconds; the recorder drives all local sinks from one worker.
 
@@ -120,6 +122,15 @@ class _Lane:
             self.last_error = exception_summary(exc)
             log.error("mlobs sink %r failed deferred work: %s", self.sink.name,
                       self.last_error)
+
+    def begin_flush(self, timeout_s: float) -> None:
+        begin = getattr(self.sink, "begin_flush", None)
+        if begin is None:
+            return
+        try:
+            begin(timeout_s)
+        except Exception as exc:  # its force_flush tries again and reports
+            log.debug("mlobs sink %r could not start a flush: %r", self.sink.name, exc)
 
     def flush(self, timeout_s: float) -> None:
         try:
@@ -269,6 +280,8 @@ class BatchWorker:
                 # sinks pass it on to libraries that need one).
                 timeouts = [timeout for _, timeout in waiters]
                 timeout_s = _UNBOUNDED_FLUSH_S if None in timeouts else max(timeouts)
+                for lane in self._lanes:  # sinks that can start a flush, then wait, overlap
+                    lane.begin_flush(timeout_s)
                 for lane in self._lanes:
                     lane.flush(timeout_s)
             for done, _ in waiters:

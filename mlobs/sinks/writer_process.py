@@ -183,6 +183,8 @@ class WriterProcess:
         self._seq = 0
         self._buffer = b""
         self._answered = False  # the current writer answered a flush
+        #: the writer asked to flush (request_flush) whose answer flush() still awaits.
+        self._requested: subprocess.Popen[bytes] | None = None
         self._quick_exits = 0  # writers in a row that exited before answering one
         self._next_start_at = 0.0
 
@@ -198,6 +200,7 @@ class WriterProcess:
                     pass
         self._pid = os.getpid()
         self._buffer = b""
+        self._requested = None
 
     def _running(self) -> subprocess.Popen[bytes]:
         """The live writer, started when there is none.
@@ -278,8 +281,25 @@ class WriterProcess:
         """Say records were appended (raises WriterGone when the writer is gone)."""
         self._send(b"n\n", None)
 
+    def request_flush(self, timeout_s: float | None) -> bool:
+        """Ask the writer to replay everything appended so far, without waiting for its
+        answer (:meth:`flush` waits for it): the caller does other work meanwhile.
+
+        Returns:
+            False when the request could not be written within ``timeout_s``.
+
+        Raises:
+            WriterGone: the writer is gone.
+        """
+        self._seq += 1
+        deadline = time.monotonic() + (_UNBOUNDED_S if timeout_s is None else timeout_s)
+        proc = self._send(b"f " + str(self._seq).encode() + b"\n", deadline)
+        self._requested = proc if proc is not None else None
+        return proc is not None
+
     def flush(self, timeout_s: float | None) -> dict[str, Any] | None:
-        """Wait until the writer replayed everything appended before the call.
+        """Wait until the writer replayed everything appended before the call (or before
+        the :meth:`request_flush` not answered yet).
 
         Returns:
             The replay's report (:func:`report_to_json`'s fields), or None when
@@ -288,12 +308,13 @@ class WriterProcess:
         Raises:
             WriterGone: the writer exited before answering.
         """
-        self._seq += 1
-        seq = str(self._seq).encode()
         deadline = time.monotonic() + (_UNBOUNDED_S if timeout_s is None else timeout_s)
-        proc = self._send(b"f " + seq + b"\n", deadline)
-        if proc is None:
-            return None
+        proc, self._requested = self._requested, None
+        if proc is None or proc.poll() is not None:
+            if not self.request_flush(timeout_s):
+                return None
+            proc, self._requested = self._requested, None
+        seq = str(self._seq).encode()
         fd = proc.stdout.fileno()  # type: ignore[union-attr]
         while True:
             *lines, self._buffer = self._buffer.split(b"\n")

@@ -100,6 +100,11 @@ class WriterSink:
         except WriterGone:
             pass  # started again at the next call; the records wait in the spool
 
+    def begin_flush(self, timeout_s: float) -> None:
+        """Ask the writer to load what was appended, without waiting: the worker flushes
+        the other local sinks (the manifest's fsync) while the writer loads."""
+        self._writer.request_flush(timeout_s)
+
     def force_flush(self, timeout_s: float) -> bool:
         """Wait for the writer (see the module docstring).
 

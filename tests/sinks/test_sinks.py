@@ -249,3 +249,37 @@ def test_a_refused_record_does_not_keep_other_runs_of_its_batch_out(tmp_path):
         "good-1": "ok", "bad": "ok", "good-2": "ok"}
     assert store.component_counts(["good-1", "bad", "good-2"]) == {"good-1": 1, "good-2": 1}
     store.close()
+
+
+class OrderedLocalSink:
+    """A local sink that notes its calls in a shared list."""
+
+    local = True
+
+    def __init__(self, name, calls, two_phase):
+        self.name, self.calls = name, calls
+        if two_phase:
+            self.begin_flush = lambda timeout_s: calls.append(f"{name}.begin_flush")
+
+    def export(self, records):
+        pass
+
+    def force_flush(self, timeout_s):
+        self.calls.append(f"{self.name}.force_flush")
+        return True
+
+    def shutdown(self, timeout_s):
+        pass
+
+
+def test_a_sink_that_can_start_its_flush_overlaps_the_others_on_its_worker(root):
+    calls = []
+    mlobs.configure(root=root, sinks=[], extra_sinks=[
+        OrderedLocalSink("files", calls, two_phase=False),
+        OrderedLocalSink("writer", calls, two_phase=True)])
+    with mlobs.run("youtube", "abc") as run:
+        pipeline(run)
+    calls.clear()
+    assert mlobs.flush(5)
+    # The writer's flush is under way while the other sink flushes, then waited for.
+    assert calls == ["writer.begin_flush", "files.force_flush", "writer.force_flush"]
