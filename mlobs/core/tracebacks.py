@@ -90,17 +90,18 @@ class _Gap:
 class _Stack(traceback.StackSummary):
     """A stack with gaps; ``TracebackException.format`` calls its ``format``."""
 
-    def format(self) -> list[str]:
+    def format(self, **options: object) -> list[str]:
+        # options: what this Python's TracebackException passes on (3.13: colorize).
         lines: list[str] = []
         run: list[traceback.FrameSummary] = []
         for item in self:
             if isinstance(item, _Gap):
-                lines.extend(traceback.StackSummary.from_list(run).format())
+                lines.extend(traceback.StackSummary.from_list(run).format(**options))
                 run = []
                 lines.append(item.line)
             else:
                 run.append(item)
-        lines.extend(traceback.StackSummary.from_list(run).format())
+        lines.extend(traceback.StackSummary.from_list(run).format(**options))
         return lines
 
 

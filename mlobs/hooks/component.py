@@ -59,12 +59,12 @@ CLOSED_EARLY_WARNING = ("closed before its end (GeneratorExit): the consumer sto
                         "iterating")
 
 
-@functools.lru_cache(maxsize=1024)
 def _increase(peak: int | None, start: int | None) -> int | None:
     """What a component added to a peak (bytes): peak - start, never below 0."""
     return None if peak is None or start is None else max(0, peak - start)
 
 
+@functools.lru_cache(maxsize=1024)
 def _signature_of(models: tuple[ModelRef, ...]) -> str | None:
     return model_signature(models)
 

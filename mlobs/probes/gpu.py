@@ -97,7 +97,8 @@ class CudaToken:
         self.index = index      # the parsed device argument (see _parse_device)
         self.generation = _generation
         #: torch's allocated bytes on the devices at the start (0: CUDA not initialized;
-        #: None: not readable).
+        #: None: not readable, or the peak counters were not reset at this start because
+        #: another component was active on a device).
         self.allocated_at_start_bytes = allocated_at_start_bytes
 
 
@@ -144,20 +145,27 @@ def _start(torch: Any, device: str | None) -> CudaToken | None:
             devices = (index,)
         else:
             return None  # no such device: the component itself will fail on it
+        reset_all = True
         with _lock:
             for i in devices:
                 active = _active_by_device.get(i, 0)
-                if active == 0 and not _pending:
+                reset = active == 0 and not _pending
+                if reset:
                     try:
                         cuda.reset_peak_memory_stats(i)
                     except Exception as exc:  # keep counting: cuda_end will decrement
                         log.debug("mlobs: reset_peak_memory_stats(%s) failed: %r", i, exc)
+                        reset = False
+                reset_all = reset_all and reset
                 _active_by_device[i] = active + 1
-        try:  # after the counting above: the token must be returned to undo it
-            allocated: int | None = sum(cuda.memory_allocated(i) for i in devices)
-        except Exception as exc:
-            log.debug("mlobs: memory_allocated at the start not read: %r", exc)
-            allocated = None
+        allocated: int | None = None
+        # Without a reset here the peak may predate this start (a neighbour's): then the
+        # start is not recorded, and neither is an increase that could be the neighbour's.
+        if reset_all:
+            try:  # after the counting above: the token must be returned to undo it
+                allocated = sum(cuda.memory_allocated(i) for i in devices)
+            except Exception as exc:
+                log.debug("mlobs: memory_allocated at the start not read: %r", exc)
         return CudaToken(cuda, devices, index, allocated)
     except Exception as exc:
         log.debug("mlobs: CUDA peak measurement not started: %r", exc)

@@ -50,12 +50,22 @@ PARK_AFTER_IDLE_SAMPLES = 20
 #: The kernel's mark read right after a reset may exceed the RSS read just before by page
 #: faults in between; more than this means a mark from before ``exec`` is in the way.
 MARK_SLACK_BYTES = 4 * 1024 * 1024
-#: Once the mark was found trustworthy, the mark right after a reset is the RSS itself
-#: (the reset sets it to the current RSS): the RSS is read only at one start in this
-#: many, to check the mark again, instead of at every start (one syscall less each).
+#: While the RSS is above any mark from before exec, the mark right after a reset is the
+#: RSS itself (the reset sets it to the current RSS): the RSS is then read only at one
+#: start in this many, to check the mark again, instead of at every start.
 RECHECK_EVERY_STARTS = 64
 _perf_ns = time.perf_counter_ns
 _peak_bytes = PeakRssCounter.peak_bytes
+
+
+def _initial_mark(counter: PeakRssCounter | None) -> int:
+    """The mark right after a reset, when the sampler is made: at least any mark from
+    before the process's exec, which ``ru_maxrss`` keeps and no reset lowers. A mark read
+    after a later reset that is above it (by MARK_SLACK_BYTES) is the RSS."""
+    if counter is None:
+        return 0
+    counter.reset()
+    return _peak_bytes()
 
 
 class PeakTracker:
@@ -93,7 +103,9 @@ class MemorySampler:
         #: the counter's reading right after its last reset, and whether that was the RSS.
         self._floor, self._counter_ok = 0, self._counter is not None
         #: starts since the mark was last checked against a reading of the RSS.
-        self._unchecked_starts = RECHECK_EVERY_STARTS  # the first start checks
+        self._unchecked_starts = 0
+        #: at least any mark the process carries from before its exec (see _initial_mark).
+        self._mark_base = _initial_mark(self._counter)
         #: the thread must sample (no counter, or NVML opened); False once it knows better.
         self._needs_samples = True
         self._boundary = threading.Lock()
@@ -130,44 +142,43 @@ class MemorySampler:
     def start_component(self) -> PeakTracker:
         """Register a component; returns its tracker (caller's thread, cheap)."""
         counter = self._counter
-        if counter is not None and self._counter_ok \
-                and self._unchecked_starts < RECHECK_EVERY_STARTS:
-            self._unchecked_starts += 1
+        if counter is None:
+            tracker = PeakTracker(self._rss_now())
+            self._active.add(tracker)
+        else:
             with self._boundary:
                 if self._active:  # (alone, nobody to credit)
                     self._credit_mark()
                 counter.reset()
-                self._floor = floor = _peak_bytes()  # the RSS now: the mark was trusted
-                tracker = PeakTracker(floor)
+                self._floor = floor = _peak_bytes()
+                if (floor > self._mark_base + MARK_SLACK_BYTES
+                        and self._unchecked_starts < RECHECK_EVERY_STARTS):
+                    # Above any mark from before exec, the mark right after the reset is
+                    # the RSS itself: no reading needed.
+                    self._unchecked_starts += 1
+                    rss, self._counter_ok = floor, True
+                else:
+                    self._unchecked_starts = 0
+                    rss = self._rss_now()
+                    self._counter_ok = floor <= rss + MARK_SLACK_BYTES
+                    if not self._counter_ok:  # a mark from before exec (or raised since)
+                        self._mark_base = max(self._mark_base, floor)
+                tracker = PeakTracker(rss)
                 self._active.add(tracker)
-        else:
-            tracker = self._start_reading(counter)
         if self._thread is None:
             self._start_thread()
         elif self._parked and self._sampling():
             self._wake.set()
         return tracker
 
-    def _start_reading(self, counter: PeakRssCounter | None) -> PeakTracker:
-        """A start that reads the RSS: no mark, a mark not trusted, or its check is due."""
+    def _rss_now(self) -> int:
+        """The RSS, from a reading at most REUSE_WINDOW_NS old when there is one."""
         now_ns = _perf_ns()
         taken_ns, rss = self._last
         if now_ns - taken_ns > REUSE_WINDOW_NS:
             rss = self._read()
             self._last = (now_ns, rss)
-        tracker = PeakTracker(rss)
-        if counter is not None:
-            self._unchecked_starts = 0
-            with self._boundary:
-                if self._active:
-                    self._credit_mark()
-                counter.reset()
-                self._floor = floor = _peak_bytes()
-                self._counter_ok = floor <= rss + MARK_SLACK_BYTES
-                self._active.add(tracker)
-        else:
-            self._active.add(tracker)
-        return tracker
+        return rss
 
     def end_component(self, tracker: PeakTracker) -> None:
         """Unregister; the tracker keeps the peak seen while it was active."""
@@ -282,7 +293,8 @@ class MemorySampler:
             self._counter.close()
         self._counter = open_peak_rss_counter()
         self._floor, self._counter_ok = 0, self._counter is not None
-        self._unchecked_starts = RECHECK_EVERY_STARTS
+        self._unchecked_starts = 0
+        self._mark_base = _initial_mark(self._counter)
         self._needs_samples = True
         self._boundary = threading.Lock()
 
@@ -297,27 +309,6 @@ class NoMemorySampler:
 
     def start_component(self) -> PeakTracker:
         return PeakTracker(None)
-
-    def _start_reading(self, counter: PeakRssCounter | None) -> PeakTracker:
-        """A start that reads the RSS: no mark, a mark not trusted, or its check is due."""
-        now_ns = _perf_ns()
-        taken_ns, rss = self._last
-        if now_ns - taken_ns > REUSE_WINDOW_NS:
-            rss = self._read()
-            self._last = (now_ns, rss)
-        tracker = PeakTracker(rss)
-        if counter is not None:
-            self._unchecked_starts = 0
-            with self._boundary:
-                if self._active:
-                    self._credit_mark()
-                counter.reset()
-                self._floor = floor = _peak_bytes()
-                self._counter_ok = floor <= rss + MARK_SLACK_BYTES
-                self._active.add(tracker)
-        else:
-            self._active.add(tracker)
-        return tracker
 
     def end_component(self, tracker: PeakTracker) -> None:
         pass

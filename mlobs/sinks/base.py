@@ -8,8 +8,10 @@ A *sink* exports batches; it is only ever called on its worker's thread:
 * ``shutdown(timeout_s) -> None``: release resources.
 * ``on_idle() -> None`` (optional): called after each wake's exports; a sink that defers
   work (the manifest sink's rewrites of a long run) does what is due here.
-* ``begin_flush(timeout_s) -> None`` (optional): start a flush that ``force_flush`` then
-  waits for, so that the flushes of the sinks sharing a worker overlap.
+* ``begin_flush(timeout_s) -> None`` and ``finish_flush(wait_s) -> bool`` (optional, both
+  or neither): a flush in two phases. The worker starts it, flushes the other sinks, then
+  asks ``finish_flush`` (True once done, waiting at most ``wait_s``) until it is done or
+  the flush's time is up, exporting the records that arrive meanwhile to every sink.
 * ``local = True`` (optional): the sink only writes local files and returns within
   milliseconds; the recorder drives all local sinks from one worker.
 
@@ -49,6 +51,8 @@ def yield_gil() -> None:
     time.sleep(0)
 
 
+#: How long a worker waits for a two-phase sink's flush before it exports what arrived.
+FLUSH_POLL_S = 0.02
 #: The time a sink's flush gets when a waiter waits without a limit.
 _UNBOUNDED_FLUSH_S = 3600.0
 
@@ -123,26 +127,40 @@ class _Lane:
             log.error("mlobs sink %r failed deferred work: %s", self.sink.name,
                       self.last_error)
 
-    def begin_flush(self, timeout_s: float) -> None:
+    def begin_flush(self, timeout_s: float) -> bool:
+        """Start the sink's two-phase flush; True when :meth:`finish_flush` must follow."""
         begin = getattr(self.sink, "begin_flush", None)
-        if begin is None:
-            return
+        if begin is None or not hasattr(self.sink, "finish_flush"):
+            return False
         try:
             begin(timeout_s)
         except Exception as exc:  # its force_flush tries again and reports
             log.debug("mlobs sink %r could not start a flush: %r", self.sink.name, exc)
+            return False
+        return True
+
+    def finish_flush(self, wait_s: float) -> bool:
+        """True once the flush :meth:`begin_flush` started is over (answered or failed)."""
+        try:
+            return bool(self.sink.finish_flush(wait_s))
+        except Exception as exc:
+            self._flush_failed(exc)
+            return True
 
     def flush(self, timeout_s: float) -> None:
         try:
             self.sink.force_flush(timeout_s)
         except Exception as exc:
-            refused = getattr(exc, "refused", None)
-            if refused is not None:  # records the sink's deferred work could not write
-                self.exported -= len(refused)
-                self.count_failed(list(refused), exception_summary(exc))
-                return
-            self.last_error = exception_summary(exc)
-            log.error("mlobs sink %r failed to flush: %s", self.sink.name, self.last_error)
+            self._flush_failed(exc)
+
+    def _flush_failed(self, exc: Exception) -> None:
+        refused = getattr(exc, "refused", None)
+        if refused is not None:  # records the sink's deferred work could not write
+            self.exported -= len(refused)
+            self.count_failed(list(refused), exception_summary(exc))
+            return
+        self.last_error = exception_summary(exc)
+        log.error("mlobs sink %r failed to flush: %s", self.sink.name, self.last_error)
 
     def count_failed(self, run_ids: list[str], error: str) -> None:
         self.failed += len(run_ids)
@@ -279,15 +297,27 @@ class BatchWorker:
                 # The sink may take as long as the most patient waiter allows (a float:
                 # sinks pass it on to libraries that need one).
                 timeouts = [timeout for _, timeout in waiters]
-                timeout_s = _UNBOUNDED_FLUSH_S if None in timeouts else max(timeouts)
-                for lane in self._lanes:  # sinks that can start a flush, then wait, overlap
-                    lane.begin_flush(timeout_s)
-                for lane in self._lanes:
-                    lane.flush(timeout_s)
+                self._flush(_UNBOUNDED_FLUSH_S if None in timeouts else max(timeouts))
             for done, _ in waiters:
                 done.set()
             if self._closed and not self._queue:
                 return
+
+    def _flush(self, timeout_s: float) -> None:
+        # Two-phase sinks (the warehouse writer: its answer may take a database's time)
+        # flush while the others do and while new records keep reaching every sink: a
+        # slow warehouse must not hold back the manifest of the records arriving meanwhile.
+        deadline = time.monotonic() + timeout_s
+        pending = [lane for lane in self._lanes if lane.begin_flush(timeout_s)]
+        for lane in self._lanes:
+            if lane not in pending:
+                lane.flush(timeout_s)
+        while pending:
+            pending = [lane for lane in pending if not lane.finish_flush(FLUSH_POLL_S)]
+            if not pending or time.monotonic() >= deadline:
+                return
+            if self._queue:
+                self._drain()
 
     def _drain(self) -> None:
         # What was queued at the wake, not what arrives meanwhile: a sink slower than the

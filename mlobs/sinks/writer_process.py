@@ -283,7 +283,7 @@ class WriterProcess:
 
     def request_flush(self, timeout_s: float | None) -> bool:
         """Ask the writer to replay everything appended so far, without waiting for its
-        answer (:meth:`flush` waits for it): the caller does other work meanwhile.
+        answer (:meth:`answer` or :meth:`flush` waits for it).
 
         Returns:
             False when the request could not be written within ``timeout_s``.
@@ -293,13 +293,42 @@ class WriterProcess:
         """
         self._seq += 1
         deadline = time.monotonic() + (_UNBOUNDED_S if timeout_s is None else timeout_s)
-        proc = self._send(b"f " + str(self._seq).encode() + b"\n", deadline)
-        self._requested = proc if proc is not None else None
-        return proc is not None
+        self._requested = self._send(b"f " + str(self._seq).encode() + b"\n", deadline)
+        return self._requested is not None
+
+    def answer(self, wait_s: float) -> dict[str, Any] | None:
+        """The report answering the last :meth:`request_flush`, waiting at most
+        ``wait_s`` for it; None while it has not come (ask again later).
+
+        Raises:
+            WriterGone: no request is pending, or the writer exited before answering.
+        """
+        proc = self._requested
+        if proc is None:
+            raise WriterGone("no flush was requested from the warehouse writer")
+        seq = str(self._seq).encode()
+        deadline = time.monotonic() + wait_s
+        fd = proc.stdout.fileno()  # type: ignore[union-attr]
+        while True:
+            *lines, self._buffer = self._buffer.split(b"\n")
+            for line in lines:
+                parts = line.split(b" ", 2)
+                if len(parts) == 3 and parts[0] == b"d" and parts[1] == seq:
+                    self._answered, self._requested = True, None
+                    return json.loads(parts[2])
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                self._requested = None
+                code = proc.wait()
+                raise WriterGone(f"the warehouse writer exited (code {code}) before it "
+                                 "answered; the records wait in the spool")
+            self._buffer += chunk
 
     def flush(self, timeout_s: float | None) -> dict[str, Any] | None:
-        """Wait until the writer replayed everything appended before the call (or before
-        the :meth:`request_flush` not answered yet).
+        """Wait until the writer replayed everything appended before the call.
 
         Returns:
             The replay's report (:func:`report_to_json`'s fields), or None when
@@ -309,32 +338,9 @@ class WriterProcess:
             WriterGone: the writer exited before answering.
         """
         deadline = time.monotonic() + (_UNBOUNDED_S if timeout_s is None else timeout_s)
-        proc, self._requested = self._requested, None
-        if proc is None or proc.poll() is not None:
-            if not self.request_flush(timeout_s):
-                return None
-            proc, self._requested = self._requested, None
-        seq = str(self._seq).encode()
-        fd = proc.stdout.fileno()  # type: ignore[union-attr]
-        while True:
-            *lines, self._buffer = self._buffer.split(b"\n")
-            for line in lines:
-                parts = line.split(b" ", 2)
-                if len(parts) == 3 and parts[0] == b"d" and parts[1] == seq:
-                    self._answered = True
-                    return json.loads(parts[2])
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            readable, _, _ = select.select([fd], [], [], left)
-            if not readable:
-                return None
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                code = proc.wait()
-                raise WriterGone(f"the warehouse writer exited (code {code}) before it "
-                                 "answered; the records wait in the spool")
-            self._buffer += chunk
+        if not self.request_flush(timeout_s):
+            return None
+        return self.answer(max(0.0, deadline - time.monotonic()))
 
     def close(self, timeout_s: float) -> None:
         """End the writer's input and wait for its last replay (killed after

@@ -101,9 +101,19 @@ class WriterSink:
             pass  # started again at the next call; the records wait in the spool
 
     def begin_flush(self, timeout_s: float) -> None:
-        """Ask the writer to load what was appended, without waiting: the worker flushes
-        the other local sinks (the manifest's fsync) while the writer loads."""
+        """Ask the writer to load what was appended, without waiting: the worker goes on
+        with the other sinks, and with new records, while the writer loads
+        (:meth:`finish_flush` collects the answer)."""
         self._writer.request_flush(timeout_s)
+
+    def finish_flush(self, wait_s: float) -> bool:
+        """True once the writer answered the flush :meth:`begin_flush` asked for (waits
+        at most ``wait_s`` for it); raises as :meth:`force_flush` does."""
+        report = self._writer.answer(wait_s)
+        if report is None:
+            return False
+        self._take(report)
+        return True
 
     def force_flush(self, timeout_s: float) -> bool:
         """Wait for the writer (see the module docstring).
@@ -116,6 +126,11 @@ class WriterSink:
         report = self._writer.flush(timeout_s)
         if report is None:
             return False
+        self._take(report)
+        return True
+
+    def _take(self, report: dict) -> None:
+        """Log what the writer's answer says; raise RecordsRefused for this sink's runs."""
         if report["error"] is not None:
             self.spooled += max(0, report["pending"] - self._waiting)
             self._waiting = report["pending"]
@@ -136,7 +151,6 @@ class WriterSink:
         if refused:
             raise RecordsRefused("; ".join(reason for _, reason in refused),
                                  tuple(run_id for run_id, _ in refused))
-        return True
 
     def shutdown(self, timeout_s: float) -> None:
         self._writer.close(timeout_s)

@@ -172,6 +172,9 @@ class FakeCuda:
         self.resets.append(index)
         self.peak[index] = self.current[index]
 
+    def memory_allocated(self, index: int) -> int:
+        return self.current[index]
+
     def memory_stats_as_nested_dict(self, index: int) -> dict:
         peak = {"all": {"peak": self.peak[index]}}
         return {"allocated_bytes": peak, "reserved_bytes": peak}
@@ -209,6 +212,18 @@ def test_logic_overlapping_components_never_lose_a_peak(fake_cuda):
     fake_cuda.allocate(0, 50)
     assert gpu.cuda_end(c) == (50, 50)
     assert fake_cuda.resets == [0, 1, 0]
+
+
+def test_logic_the_start_is_recorded_only_where_the_peak_was_reset_at_it(fake_cuda):
+    fake_cuda.allocate(0, 1000)  # a model already on the GPU
+    alone = gpu.cuda_start("cuda:0")
+    assert alone.allocated_at_start_bytes == 1000  # the peak counts from here
+    fake_cuda.allocate(0, 300)
+    fake_cuda.free(0, 300)
+    inner = gpu.cuda_start("cuda:0")  # no reset: the peak may be the outer one's
+    assert inner.allocated_at_start_bytes is None
+    assert gpu.cuda_end(inner) == (1300, 1300)
+    assert gpu.cuda_end(alone) == (1300, 1300)
 
 
 def test_logic_a_component_on_every_device_sums_them(fake_cuda):

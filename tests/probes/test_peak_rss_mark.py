@@ -79,6 +79,7 @@ def test_a_trusted_mark_spares_the_rss_reading_at_most_starts_and_gives_the_star
     from mlobs.probes.memory_sampler import RECHECK_EVERY_STARTS
     sampler, reads = counting_sampler(10_000)
     real_read = make_rss_reader()
+    held = bytearray(64 * MIB)  # the process grew since the sampler was made
     try:
         starts = 4 * RECHECK_EVERY_STARTS
         for _ in range(starts):
@@ -92,3 +93,41 @@ def test_a_trusted_mark_spares_the_rss_reading_at_most_starts_and_gives_the_star
         assert len(reads) <= starts // RECHECK_EVERY_STARTS + 1
     finally:
         sampler.stop()
+        del held
+
+
+SHRINKING_CHILD = """
+import json
+from mlobs.probes.memory_sampler import RECHECK_EVERY_STARTS, MemorySampler
+from mlobs.probes.rss import make_rss_reader
+read = make_rss_reader()
+sampler = MemorySampler(10_000, gpu=False)
+big = bytearray(500 * 1024 * 1024)  # above the mark inherited through exec
+sampler.end_component(sampler.start_component())  # the mark is the RSS here
+del big  # now the inherited mark is above the RSS
+errors = []
+for _ in range(2 * RECHECK_EVERY_STARTS):
+    tracker = sampler.start_component()
+    rss = read()
+    sampler.end_component(tracker)
+    errors.append(max(abs(tracker.start_rss_bytes - rss), tracker.peak_rss_bytes - rss))
+sampler.stop()
+print(json.dumps(max(errors)))
+"""
+
+
+def test_after_the_process_shrinks_below_an_exec_inherited_mark_the_start_is_still_the_rss():
+    block = bytearray(300 * MIB)  # the large parent: its mark goes through exec
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.dup2(write_fd, 1)
+        os.execv(sys.executable, [sys.executable, "-c", SHRINKING_CHILD])
+    os.close(write_fd)
+    del block
+    with os.fdopen(read_fd) as out:
+        output = out.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    worst = json.loads(output.strip().splitlines()[-1])
+    assert worst < 16 * MIB, worst / MIB  # not the 300 MiB inherited mark

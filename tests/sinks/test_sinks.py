@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import jsonschema
@@ -252,17 +253,31 @@ def test_a_refused_record_does_not_keep_other_runs_of_its_batch_out(tmp_path):
 
 
 class OrderedLocalSink:
-    """A local sink that notes its calls in a shared list."""
+    """A local sink that notes its calls in a shared list; a two-phase one answers its
+    flush ``answer_after_s`` after it began."""
 
     local = True
 
-    def __init__(self, name, calls, two_phase):
-        self.name, self.calls = name, calls
+    def __init__(self, name, calls, *, two_phase=False, answer_after_s=0.0):
+        self.name, self.calls, self.exported = name, calls, []
         if two_phase:
-            self.begin_flush = lambda timeout_s: calls.append(f"{name}.begin_flush")
+            self.answer_after_s = answer_after_s
+            self.begin_flush = self._begin
+            self.finish_flush = self._finish
+
+    def _begin(self, timeout_s):
+        self.calls.append(f"{self.name}.begin_flush")
+        self.answer_at = time.monotonic() + self.answer_after_s
+
+    def _finish(self, wait_s):
+        time.sleep(max(0.0, min(wait_s, self.answer_at - time.monotonic())))
+        done = time.monotonic() >= self.answer_at
+        if done:
+            self.calls.append(f"{self.name}.finish_flush")
+        return done
 
     def export(self, records):
-        pass
+        self.exported += [(time.monotonic(), r) for r in records]
 
     def force_flush(self, timeout_s):
         self.calls.append(f"{self.name}.force_flush")
@@ -272,14 +287,38 @@ class OrderedLocalSink:
         pass
 
 
-def test_a_sink_that_can_start_its_flush_overlaps_the_others_on_its_worker(root):
+def test_a_two_phase_flush_overlaps_the_other_sinks_flushes_on_its_worker(root):
     calls = []
     mlobs.configure(root=root, sinks=[], extra_sinks=[
-        OrderedLocalSink("files", calls, two_phase=False),
-        OrderedLocalSink("writer", calls, two_phase=True)])
+        OrderedLocalSink("files", calls), OrderedLocalSink("writer", calls, two_phase=True)])
     with mlobs.run("youtube", "abc") as run:
         pipeline(run)
     calls.clear()
     assert mlobs.flush(5)
-    # The writer's flush is under way while the other sink flushes, then waited for.
-    assert calls == ["writer.begin_flush", "files.force_flush", "writer.force_flush"]
+    # The writer's flush is under way while the other sink flushes, then collected.
+    assert calls == ["writer.begin_flush", "files.force_flush", "writer.finish_flush"]
+
+
+def test_records_reach_the_other_sinks_while_a_slow_two_phase_flush_waits(root):
+    calls = []
+    files = OrderedLocalSink("files", calls)
+    mlobs.configure(root=root, sinks=[], extra_sinks=[
+        files, OrderedLocalSink("writer", calls, two_phase=True, answer_after_s=2.0)])
+    run = mlobs.run("youtube", "abc", flush_timeout_s=10)
+    run.__enter__()
+    flushing = threading.Thread(target=mlobs.flush, args=(10,))
+    began = time.monotonic()
+    flushing.start()
+    time.sleep(0.2)  # the worker now waits for the slow sink's answer
+    with run.component("during"):
+        pass
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline and not any(
+            getattr(r, "component", None) == "during" for _, r in files.exported):
+        time.sleep(0.01)
+    exported_at = next((at for at, r in files.exported
+                        if getattr(r, "component", None) == "during"), None)
+    assert exported_at is not None and exported_at - began < 1.5, (
+        "the record waited for the slow sink's 2 s flush")
+    flushing.join()
+    run.__exit__(None, None, None)
