@@ -54,23 +54,29 @@ print(json.dumps({name: rec.component(name).peak_rss_bytes - baseline
 """
 
 
-def test_a_mark_inherited_through_exec_is_not_charged_to_a_component(tmp_path):
-    # A process forked from a large parent and then exec'd starts with the parent's mark
-    # in getrusage's ru_maxrss (the kernel keeps the old image's mark at exec, and
-    # clear_refs does not clear it): its components must not be charged that mark.
-    block = bytearray(300 * MIB)  # the large parent
+def exec_child_of_large_parent(code: str):
+    """Run ``code`` in a process forked from this one while it holds 300 MiB, then
+    exec'd (fork + exec, not vfork: the child's image holds the parent's pages), and
+    return the JSON of its last output line. Such a process starts with the parent's mark
+    in getrusage's ru_maxrss: the kernel keeps the old image's mark at exec, and
+    clear_refs does not clear it."""
+    block = bytearray(300 * MIB)
     read_fd, write_fd = os.pipe()
-    pid = os.fork()  # fork + exec, not vfork: the child's image holds the parent's pages
+    pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         os.dup2(write_fd, 1)
-        os.execv(sys.executable, [sys.executable, "-c", CHILD])
+        os.execv(sys.executable, [sys.executable, "-c", code])
     os.close(write_fd)
     del block
     with os.fdopen(read_fd) as out:
         output = out.read()
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    peaks = json.loads(output.strip().splitlines()[-1])
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def test_a_mark_inherited_through_exec_is_not_charged_to_a_component(tmp_path):
+    peaks = exec_child_of_large_parent(CHILD)
     assert peaks["quiet"] < 50 * MIB, peaks["quiet"] / MIB
     assert peaks["allocates"] >= 90 * MIB, peaks["allocates"] / MIB
 
@@ -117,17 +123,5 @@ print(json.dumps(max(errors)))
 
 
 def test_after_the_process_shrinks_below_an_exec_inherited_mark_the_start_is_still_the_rss():
-    block = bytearray(300 * MIB)  # the large parent: its mark goes through exec
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.dup2(write_fd, 1)
-        os.execv(sys.executable, [sys.executable, "-c", SHRINKING_CHILD])
-    os.close(write_fd)
-    del block
-    with os.fdopen(read_fd) as out:
-        output = out.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    worst = json.loads(output.strip().splitlines()[-1])
+    worst = exec_child_of_large_parent(SHRINKING_CHILD)
     assert worst < 16 * MIB, worst / MIB  # not the 300 MiB inherited mark
