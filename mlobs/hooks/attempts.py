@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from mlobs.core.classify import classify_exception
 from mlobs.core.limits import ERROR_MESSAGE_MAX_CHARS
 from mlobs.hooks.oom import INSUFFICIENT_GPU_MEMORY, oom_snapshot
-from mlobs.probes.gpu import release_gpu_cache
+from mlobs.probes.gpu_oom import release_gpu_cache
 
 if TYPE_CHECKING:
     from tenacity import AsyncRetrying, Retrying

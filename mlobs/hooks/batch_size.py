@@ -110,7 +110,7 @@ def free_bytes_of(device: str) -> int | None:
     ``RLIMIT_AS``). CUDA: torch's ``mem_get_info`` when the user imported torch, else NVML.
     """
     if device.split(":", 1)[0] == "cuda":
-        from mlobs.probes.gpu import cuda_free_bytes
+        from mlobs.probes.gpu_oom import cuda_free_bytes
         return cuda_free_bytes(device)
     from mlobs.probes.rss import cpu_free_bytes
     return cpu_free_bytes()

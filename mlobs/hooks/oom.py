@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 from mlobs.core.checks import check_int
 from mlobs.core.classify import oom_device_kind, requested_bytes
 from mlobs.core.records import device_kind_of
-from mlobs.probes.gpu import cuda_memory_snapshot
+from mlobs.probes.gpu_oom import cuda_memory_snapshot
 from mlobs.probes.rss import cpu_memory_snapshot
 
 #: error_code of a GPU OOM that no smaller batch size could avoid (model system rules §7).

@@ -1,5 +1,5 @@
-"""GPU memory probes: per-component CUDA peaks (torch), this process's GPU memory (NVML),
-and the helpers used around an out-of-memory retry.
+"""GPU memory probes: per-component CUDA peaks (torch) and this process's GPU memory
+(NVML); the helpers used around an out-of-memory retry are in :mod:`mlobs.probes.gpu_oom`.
 
 What mlobs never does:
 
@@ -33,7 +33,6 @@ Resets made by the program itself (``torch.cuda.reset_peak_memory_stats``) are n
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import sys
@@ -62,10 +61,10 @@ _generation = 0
 
 # device string -> -1 (the current CUDA device), n (cuda:n) or None (not a CUDA device).
 _parsed_devices: dict[str, int | None] = {}
-_CURRENT = -1
+CURRENT_DEVICE = -1
 
 
-def _parse_device(device: Any) -> int | None:
+def parse_device(device: Any) -> int | None:
     """``"cuda"`` → -1 (current device), ``"cuda:1"`` → 1, anything else → None."""
     if not isinstance(device, str):
         device = str(device)  # e.g. a torch.device
@@ -77,7 +76,7 @@ def _parse_device(device: Any) -> int | None:
     value: int | None = None
     if kind == "cuda":
         if not index:
-            value = _CURRENT
+            value = CURRENT_DEVICE
         elif index.isdigit():
             value = int(index)
     if len(_parsed_devices) < 256:  # bounded: device strings come from user code
@@ -94,12 +93,9 @@ class CudaToken:
                  allocated_at_start_bytes: int | None = 0) -> None:
         self.cuda = cuda        # torch.cuda; None once ended
         self.devices = devices  # counted device indices; None: CUDA was not initialized
-        self.index = index      # the parsed device argument (see _parse_device)
+        self.index = index      # the parsed device argument (see parse_device)
         self.generation = _generation
-        #: torch's allocated bytes on the devices at the start (0: CUDA not initialized;
-        #: None: not readable, or the peak counters were not reset at this start because
-        #: another component was active on a device).
-        self.allocated_at_start_bytes = allocated_at_start_bytes
+        self.allocated_at_start_bytes = allocated_at_start_bytes  # see _start
 
 
 def cuda_start(device: str | None) -> CudaToken | None:
@@ -128,7 +124,7 @@ def _start(torch: Any, device: str | None) -> CudaToken | None:
     global _no_cuda_torch
     try:
         cuda = torch.cuda
-        index = None if device is None else _parse_device(device)
+        index = None if device is None else parse_device(device)
         if not cuda.is_initialized():
             version = torch.version
             if version.cuda is None and version.hip is None:
@@ -139,36 +135,38 @@ def _start(torch: Any, device: str | None) -> CudaToken | None:
             return token
         if index is None:
             devices = tuple(range(cuda.device_count()))
-        elif index == _CURRENT:
+        elif index == CURRENT_DEVICE:
             devices = (cuda.current_device(),)
         elif index < cuda.device_count():
             devices = (index,)
         else:
             return None  # no such device: the component itself will fail on it
-        reset_all = True
+        reset = 0
         with _lock:
             for i in devices:
                 active = _active_by_device.get(i, 0)
-                reset = active == 0 and not _pending
-                if reset:
+                if active == 0 and not _pending:
                     try:
                         cuda.reset_peak_memory_stats(i)
+                        reset += 1
                     except Exception as exc:  # keep counting: cuda_end will decrement
                         log.debug("mlobs: reset_peak_memory_stats(%s) failed: %r", i, exc)
-                        reset = False
-                reset_all = reset_all and reset
                 _active_by_device[i] = active + 1
-        allocated: int | None = None
-        # Without a reset here the peak may predate this start (a neighbour's): then the
-        # start is not recorded, and neither is an increase that could be the neighbour's.
-        if reset_all:
-            try:  # after the counting above: the token must be returned to undo it
-                allocated = sum(cuda.memory_allocated(i) for i in devices)
-            except Exception as exc:
-                log.debug("mlobs: memory_allocated at the start not read: %r", exc)
+        # The start (torch's allocated bytes) only where every peak was reset here: else the
+        # peak may be a neighbour's, and so would an increase. Never raises: the token must
+        # be returned to undo the counting.
+        allocated = _allocated(cuda, devices) if reset == len(devices) else None
         return CudaToken(cuda, devices, index, allocated)
     except Exception as exc:
         log.debug("mlobs: CUDA peak measurement not started: %r", exc)
+        return None
+
+
+def _allocated(cuda: Any, devices: tuple[int, ...]) -> int | None:
+    try:
+        return sum(cuda.memory_allocated(i) for i in devices)
+    except Exception as exc:
+        log.debug("mlobs: memory_allocated at the start not read: %r", exc)
         return None
 
 
@@ -195,7 +193,7 @@ def cuda_end(token: CudaToken | None) -> tuple[int | None, int | None]:
                 if index is None:
                     devices = tuple(range(cuda.device_count()))
                 else:
-                    devices = (cuda.current_device() if index == _CURRENT else index,)
+                    devices = (cuda.current_device() if index == CURRENT_DEVICE else index,)
                 return _read_peaks(cuda, devices)
             finally:
                 _pending.discard(token)
@@ -229,7 +227,7 @@ def _read_peaks(cuda: Any, devices: tuple[int, ...]) -> tuple[int | None, int | 
     return allocated_bytes, reserved_bytes
 
 
-def _initialized_cuda() -> Any:
+def initialized_cuda() -> Any:
     """torch.cuda when torch is imported and CUDA initialized, else None."""
     torch = _modules.get("torch")
     if torch is None or torch is _no_cuda_torch:
@@ -448,91 +446,3 @@ def reset_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=reset_after_fork)
-
-
-# -- around an out-of-memory error -----------------------------------------------------------
-
-def release_gpu_cache() -> None:
-    """Between OOM retry attempts: ``gc.collect()``, then, when torch is imported and CUDA
-    initialized, ``torch.cuda.empty_cache()`` (cached blocks go back to the driver).
-    Never imports torch; never raises."""
-    try:
-        gc.collect()
-        cuda = _initialized_cuda()
-        if cuda is not None:
-            cuda.empty_cache()
-    except Exception as exc:
-        log.debug("mlobs: GPU cache not released: %r", exc)
-
-
-def cuda_memory_snapshot(device: str | None) -> dict[str, int]:
-    """GPU memory at the moment of an OOM, for its event.
-
-    Args:
-        device: ``"cuda:n"``; ``None``, ``"cuda"`` or a non-CUDA device (a component
-            degraded to CPU) mean the current device (index 0 without torch).
-
-    Returns:
-        With torch imported and CUDA initialized: ``device_index``, ``allocated_bytes``,
-        ``reserved_bytes`` (this process's caching allocator), ``free_bytes``,
-        ``total_bytes`` (the whole device). Otherwise, through NVML: ``device_index``,
-        ``free_bytes``, ``total_bytes``, ``used_bytes`` (the whole device) and
-        ``process_used_bytes`` (this process, every visible device) when known.
-        ``{}`` when neither is available. Never raises.
-    """
-    snapshot: dict[str, int] = {}
-    try:
-        index = None if device is None else _parse_device(device)
-        cuda = _initialized_cuda()
-        if cuda is not None:
-            i = cuda.current_device() if index is None or index == _CURRENT else index
-            snapshot["device_index"] = i
-            snapshot["allocated_bytes"] = int(cuda.memory_allocated(i))
-            snapshot["reserved_bytes"] = int(cuda.memory_reserved(i))
-            free_bytes, total_bytes = cuda.mem_get_info(i)
-            snapshot["free_bytes"], snapshot["total_bytes"] = int(free_bytes), int(total_bytes)
-            return snapshot
-        reader = open_nvml()
-        if reader is None:
-            return snapshot
-        i = 0 if index is None or index == _CURRENT else index
-        info = reader.memory_info(i)
-        if info is not None:
-            snapshot["device_index"] = i
-            snapshot.update(info)
-        used = reader.process_used_bytes()
-        if used is not None:
-            snapshot["process_used_bytes"] = used
-    except Exception as exc:  # keep what was read before the failure
-        log.debug("mlobs: GPU memory snapshot incomplete: %r", exc)
-    return snapshot
-
-
-def cuda_free_bytes(device: str | None) -> int | None:
-    """Free memory of a CUDA device in bytes (the whole device, every process).
-
-    Args:
-        device: ``"cuda:n"``; ``None`` or ``"cuda"`` mean the current device (index 0
-            without torch).
-
-    Returns:
-        torch's ``mem_get_info`` when torch is imported and CUDA initialized (for a
-        device this process has not used yet, that creates its CUDA context), else
-        NVML's; None for a non-CUDA device or when unknown. Never raises.
-    """
-    try:
-        index = _CURRENT if device is None else _parse_device(device)
-        if index is None:
-            return None
-        cuda = _initialized_cuda()
-        if cuda is not None:
-            return int(cuda.mem_get_info(cuda.current_device() if index == _CURRENT
-                                         else index)[0])
-        reader = open_nvml()
-        if reader is None:
-            return None
-        info = reader.memory_info(0 if index == _CURRENT else index)
-        return None if info is None else info["free_bytes"]
-    except Exception as exc:
-        log.debug("mlobs: free GPU memory not read: %r", exc)
-        return None

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import pytest
 
 from mlobs.core.classify import classify_exception
-from mlobs.probes import gpu
+from mlobs.probes import gpu, gpu_oom
 
 MIB = 1024 * 1024
 
@@ -60,7 +60,7 @@ def test_a_component_does_not_import_torch(tmp_path):
     out = _run_python("""
         import sys
         import mlobs
-        from mlobs.probes import gpu
+        from mlobs.probes import gpu, gpu_oom
         from mlobs.testing import capture
 
         with capture() as rec:
@@ -69,9 +69,9 @@ def test_a_component_does_not_import_torch(tmp_path):
                     token = gpu.cuda_start("cuda:0")
                     peaks = gpu.cuda_end(token)
                     assert gpu.cuda_start(None) is None
-                    gpu.release_gpu_cache()
-                    gpu.cuda_memory_snapshot(None)
-                    gpu.cuda_free_bytes("cuda:0")
+                    gpu_oom.release_gpu_cache()
+                    gpu_oom.cuda_memory_snapshot(None)
+                    gpu_oom.cuda_free_bytes("cuda:0")
         assert rec.component("asr").status == "ok"
         assert token is None and peaks == (None, None)
         assert "torch" not in sys.modules, "mlobs imported torch"
@@ -101,8 +101,8 @@ def test_torch_without_cuda_gives_no_token_and_never_touches_cuda(monkeypatch):
         assert gpu.cuda_start(None) is None
     assert calls == []
 
-    gpu.release_gpu_cache()
-    snapshot, free = gpu.cuda_memory_snapshot("cuda:0"), gpu.cuda_free_bytes("cuda:0")
+    gpu_oom.release_gpu_cache()
+    snapshot, free = gpu_oom.cuda_memory_snapshot("cuda:0"), gpu_oom.cuda_free_bytes("cuda:0")
     if gpu.open_nvml() is None:
         assert snapshot == {} and free is None
     monkeypatch.undo()
@@ -140,11 +140,11 @@ def test_a_fork_child_forgets_the_parents_nvml_and_counts():
 
 
 def test_device_strings():
-    assert gpu._parse_device("cuda:1") == 1
-    assert gpu._parse_device("cuda") == gpu._CURRENT
-    assert gpu._parse_device("CUDA:0") == 0
-    assert gpu._parse_device("cpu") is None
-    assert gpu._parse_device("cuda:x") is None
+    assert gpu.parse_device("cuda:1") == 1
+    assert gpu.parse_device("cuda") == gpu.CURRENT_DEVICE
+    assert gpu.parse_device("CUDA:0") == 0
+    assert gpu.parse_device("cpu") is None
+    assert gpu.parse_device("cuda:x") is None
 
 
 # -- LOGIC tests: a fake torch.cuda ------------------------------------------------------------
@@ -374,7 +374,7 @@ def test_gpu_component_that_initializes_cuda_itself(tmp_path):
         pytest.skip("no CUDA device")
     out = _run_python("""
         import torch
-        from mlobs.probes import gpu
+        from mlobs.probes import gpu, gpu_oom
 
         token = gpu.cuda_start(None)
         assert token is not None
@@ -397,7 +397,7 @@ def test_gpu_a_real_oom_is_raised_then_snapshotted_and_released(cuda_torch):
     assert classify_exception(raised.value) == "oom"
 
     kept = torch.empty(64 * MIB, dtype=torch.uint8, device="cuda:0")
-    snapshot = gpu.cuda_memory_snapshot("cuda:0")
+    snapshot = gpu_oom.cuda_memory_snapshot("cuda:0")
     assert snapshot["device_index"] == 0
     assert snapshot["total_bytes"] == total_bytes
     assert 0 < snapshot["free_bytes"] <= total_bytes
@@ -406,11 +406,11 @@ def test_gpu_a_real_oom_is_raised_then_snapshotted_and_released(cuda_torch):
     freed = torch.empty(256 * MIB, dtype=torch.uint8, device="cuda:0")
     del freed  # cached by torch's allocator until empty_cache()
     cached_before = torch.cuda.memory_reserved(0)
-    gpu.release_gpu_cache()
+    gpu_oom.release_gpu_cache()
     assert torch.cuda.memory_reserved(0) <= cached_before - 256 * MIB
-    free_bytes = gpu.cuda_free_bytes("cuda:0")
+    free_bytes = gpu_oom.cuda_free_bytes("cuda:0")
     assert 0 < free_bytes <= total_bytes
-    assert gpu.cuda_free_bytes("cpu") is None
+    assert gpu_oom.cuda_free_bytes("cpu") is None
     del kept
 
 

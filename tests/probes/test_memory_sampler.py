@@ -107,9 +107,9 @@ def test_warm_up_waits_for_the_sampler_s_start_up_once():
             return None
 
     quick = SlowStart(5.0)
+    t0 = time.perf_counter()  # before the timer starts: it may fire 0.05 s after its start
     threading.Timer(0.05, opened.set).start()
     try:
-        t0 = time.perf_counter()
         assert quick.warm_up(5.0) is True
         assert time.perf_counter() - t0 >= 0.05
     finally:
