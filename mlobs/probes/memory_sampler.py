@@ -232,9 +232,13 @@ class MemorySampler:
         idle = 0
         while not self._stop:
             if self._sampling():
-                rss = read()
-                self._last = (_perf_ns(), rss)
+                # The components and the time before the reading: the reading lets go of
+                # the GIL, and one taken before a component started (or a free) must be
+                # neither charged to it nor reused as fresh by its start.
                 trackers = list(self._active)
+                taken_ns = _perf_ns()
+                rss = read()
+                self._last = (taken_ns, rss)
                 for tracker in trackers:
                     if rss > tracker.peak_rss_bytes:
                         tracker.peak_rss_bytes = rss
