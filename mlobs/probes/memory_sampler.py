@@ -59,13 +59,10 @@ _peak_bytes = PeakRssCounter.peak_bytes
 
 
 def _initial_mark(counter: PeakRssCounter | None) -> int:
-    """The mark right after a reset, when the sampler is made: at least any mark from
-    before the process's exec, which ``ru_maxrss`` keeps and no reset lowers. A mark read
-    after a later reset that is above it (by MARK_SLACK_BYTES) is the RSS."""
-    if counter is None:
-        return 0
-    counter.reset()
-    return _peak_bytes()
+    """The mark right after the counter's opening reset: at least any mark from before
+    the process's exec, which ``ru_maxrss`` keeps and no reset lowers. A mark read after
+    a later reset that is above it (by MARK_SLACK_BYTES) is the RSS."""
+    return 0 if counter is None else _peak_bytes()
 
 
 class PeakTracker:

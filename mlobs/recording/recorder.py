@@ -101,9 +101,9 @@ class Recorder:
 
 
 def _worker_groups(sinks: Sequence[Sink]) -> list[list[Sink]]:
-    """The local sinks together on one worker (one thread builds each record once for
-    all of them), every other sink on its own (a slow network does not hold back the
-    files)."""
+    """The local sinks together on one worker (one thread, not one per sink, takes the
+    GIL from the pipeline), every other sink on its own (a slow network does not hold
+    back the files)."""
     local = [sink for sink in sinks if getattr(sink, "local", False)]
     return ([local] if local else []) + [
         [sink] for sink in sinks if not getattr(sink, "local", False)]

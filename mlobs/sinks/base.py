@@ -17,7 +17,7 @@ A *sink* exports batches; it is only ever called on its worker's thread:
 
 The queue holds ``RunRecord`` snapshots and finished component invocations
 (:class:`~mlobs.core.records.Recordable`); the worker builds their records, one by one,
-before a sink sees them, once for all the sinks it drives. The pipeline's thread only
+before a sink sees them (once per invocation, whichever worker asks first). The pipeline's thread only
 appends to a bounded deque (no lock, no wake-up); the worker wakes every
 ``flush_interval_s`` or on ``force_flush``, drains the queue in batches and calls each
 sink's ``export``. A failing export is logged and counted (overall and per run) and never raised
@@ -174,10 +174,11 @@ class BatchWorker:
     """Feeds one sink, or several in turn, from a bounded queue on a daemon thread.
 
     Several sinks share a worker when each is quick and local (the manifest and the
-    warehouse spool): one thread then builds each record once and takes the GIL from the
-    pipeline half as often (measured: about half the CPU per record of one thread per
-    sink). A sink that waits on a network needs its own worker, or it holds back the
-    others.
+    warehouse spool): one thread instead of one per sink then takes the GIL from the
+    pipeline (measured: about half the sink threads' CPU per record of one thread per
+    sink; the record itself is built once per invocation either way). A sink that waits
+    on a network needs its own worker, or flushes in two phases (``begin_flush``), or it
+    holds back the others.
 
     Args:
         sinks: the sink to drive, or a sequence of sinks (exported to in that order; one
