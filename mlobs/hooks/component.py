@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from mlobs.core.canonical import json_copy
 from mlobs.core.checks import check_word, finite_number
 from mlobs.core.classify import classify_exception, exception_message, exception_type_name
+from mlobs.core.compact import compact_line, epoch_us, model_values
 from mlobs.core.errors import ConfigError, Empty
 from mlobs.core.ids import new_uuid4
 from mlobs.core.limits import CODE_MAX_CHARS, NAME_MAX_CHARS
@@ -438,16 +439,46 @@ class ComponentCall:
         return self._record
 
     def _build_record(self) -> ComponentRecord:
-        duration_ms = (self._t1_ns - self._t0_ns) / 1e6
-        started_at = self.run._wall_at(self._t0_ns)
-        component_run_id = self._id or new_uuid4()
-        self._id = component_run_id
+        if self._id is None:  # under _record_lock (record())
+            self._id = new_uuid4()
+        return ComponentRecord(*self._record_values(self._id, compact=False))
+
+    def spool_line(self) -> bytes | None:
+        """The invocation's compact spool line (:mod:`mlobs.core.compact`), built without
+        its record; None when a sink built the record already (its JSON is cached), or
+        when the compact form cannot hold it (events: their attributes may be any JSON;
+        an int beyond 64 bits): the record's own line is written then.
+
+        Raises:
+            Exception: what building the record's values raises (this one is refused).
+        """
+        if self._record is not None or self.events:
+            return None
+        try:
+            return compact_line(self._record_values(self.component_run_id, compact=True))
+        except TypeError:
+            return None
+
+    def _record_values(self, component_run_id: str, *, compact: bool) -> list[Any]:
+        """The record's fields in :data:`mlobs.core.compact.FIELDS` order: as the record
+        holds them, or (``compact``) times as epoch microseconds and models as tuples."""
+        run = self.run
+        t0_ns, t1_ns = self._t0_ns, self._t1_ns
         error = self.error
-        run_id = self.run.run_id
-        # On the run's time base, like the component's own times.
-        events = [EventRecord(new_uuid4(), run_id, component_run_id, kind,
-                              self.run._wall_at(at_ns), attributes)
-                  for kind, at_ns, attributes in self.events or ()]
+        run_id = run.run_id
+        if compact:
+            started = epoch_us(run.record.started_at)
+            started_at = started + round((t0_ns - run._t0_ns) / 1e3)
+            finished_at = started + round((t1_ns - run._t0_ns) / 1e3)
+            models: list[Any] = [model_values(model) for model in self.models]
+            events: list[Any] = []
+        else:
+            started_at, finished_at = run._wall_at(t0_ns), run._wall_at(t1_ns)
+            models = list(self.models)
+            # On the run's time base, like the component's own times.
+            events = [EventRecord(new_uuid4(), run_id, component_run_id, kind,
+                                  run._wall_at(at_ns), attributes)
+                      for kind, at_ns, attributes in self.events or ()]
         tracker = self._tracker
         # torch's own counters when they covered this component, else NVML's process total.
         gpu_allocated, gpu_reserved = self._gpu_peaks or (None, None)
@@ -455,31 +486,19 @@ class ComponentCall:
             gpu_reserved = tracker.peak_gpu_process_bytes
         gpu_at_start = None if self._gpu is None else self._gpu.allocated_at_start_bytes
         rss_at_start, peak_rss = tracker.start_rss_bytes, tracker.peak_rss_bytes
-        return ComponentRecord(
-            component_run_id=component_run_id, run_id=run_id, component=self.name,
-            attempt=self.attempt, required=self.required, status=self.status,
-            started_at=started_at, finished_at=self.run._wall_at(self._t1_ns),
-            duration_ms=duration_ms, empty_reason=self.empty_reason,
-            error_code=self.error_code,
-            error_type=None if error is None else exception_type_name(error),
-            error_message=None if error is None else exception_message(error),
-            error_traceback=None if error is None else format_traceback(error),
-            warnings=list(self.warnings or ()), producer_version=self.spec.producer_version,
-            schema_version=self.schema_version,
-            device_used=self.device_used,
-            batch_size=self.batch_size, batch_size_requested=self.batch_size_requested,
-            models_used=list(self.models),
-            model_signature=_signature_of(self.models),
-            cache_status=self.cache_status, cache_key=self.cache_key,
-            cache_miss_reason=self.cache_miss_reason, cache_version=self.cache_version,
-            peak_rss_bytes=peak_rss,
-            peak_gpu_allocated_bytes=gpu_allocated, peak_gpu_reserved_bytes=gpu_reserved,
-            rss_at_start_bytes=rss_at_start,
-            peak_rss_increase_bytes=_increase(peak_rss, rss_at_start),
-            gpu_allocated_at_start_bytes=gpu_at_start if gpu_allocated is not None else None,
-            peak_gpu_allocated_increase_bytes=_increase(gpu_allocated, gpu_at_start),
-            oom_count=self.oom_count,
-            retry_count=self.retry_count, prediction_status=self.prediction_status,
-            items=self.items,
-            metrics=dict(self.metrics or {}), events=events,
-        )
+        return [
+            component_run_id, run_id, self.name, self.attempt, self.required, self.status,
+            started_at, finished_at, (t1_ns - t0_ns) / 1e6, self.empty_reason,
+            self.error_code,
+            None if error is None else exception_type_name(error),
+            None if error is None else exception_message(error),
+            None if error is None else format_traceback(error),
+            list(self.warnings or ()), self.spec.producer_version, self.schema_version,
+            self.device_used, self.batch_size, self.batch_size_requested, models,
+            _signature_of(self.models), self.cache_status, self.cache_key,
+            self.cache_miss_reason, self.cache_version, peak_rss, gpu_allocated,
+            gpu_reserved, rss_at_start, _increase(peak_rss, rss_at_start),
+            gpu_at_start if gpu_allocated is not None else None,
+            _increase(gpu_allocated, gpu_at_start), self.oom_count, self.retry_count,
+            self.prediction_status, self.items, dict(self.metrics or {}), events,
+        ]

@@ -101,6 +101,8 @@ class MemorySampler:
         self._floor, self._counter_ok = 0, self._counter is not None
         #: starts since the mark was last checked against a reading of the RSS.
         self._unchecked_starts = 0
+        #: the last mark after a reset that a reading found to be exactly the RSS.
+        self._verified_floor = -1
         #: at least any mark the process carries from before its exec (see _initial_mark).
         self._mark_base = _initial_mark(self._counter)
         #: the thread must sample (no counter, or NVML opened); False once it knows better.
@@ -148,16 +150,21 @@ class MemorySampler:
                     self._credit_mark()
                 counter.reset()
                 self._floor = floor = _peak_bytes()
-                if (floor > self._mark_base + MARK_SLACK_BYTES
+                if ((floor > self._mark_base + MARK_SLACK_BYTES
+                     or floor == self._verified_floor)
                         and self._unchecked_starts < RECHECK_EVERY_STARTS):
                     # Above any mark from before exec, the mark right after the reset is
-                    # the RSS itself: no reading needed.
+                    # the RSS itself: no reading needed. So it is when it equals a mark
+                    # a reading found to be the RSS (a steady process: one reading in
+                    # RECHECK_EVERY_STARTS), unless a mark from before exec is exactly
+                    # that RSS, which the next check finds.
                     self._unchecked_starts += 1
                     rss, self._counter_ok = floor, True
                 else:
                     self._unchecked_starts = 0
                     rss = self._rss_now()
                     self._counter_ok = floor <= rss + MARK_SLACK_BYTES
+                    self._verified_floor = floor if floor == rss else -1
                     if not self._counter_ok:  # a mark from before exec (or raised since)
                         self._mark_base = max(self._mark_base, floor)
                 tracker = PeakTracker(rss)
@@ -295,6 +302,7 @@ class MemorySampler:
         self._counter = open_peak_rss_counter()
         self._floor, self._counter_ok = 0, self._counter is not None
         self._unchecked_starts = 0
+        self._verified_floor = -1
         self._mark_base = _initial_mark(self._counter)
         self._needs_samples = True
         self._boundary = threading.Lock()

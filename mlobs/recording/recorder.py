@@ -112,14 +112,22 @@ def _worker_groups(sinks: Sequence[Sink]) -> list[list[Sink]]:
 def build_sinks(settings: Settings) -> list[Sink]:
     """The sinks named in ``settings.sinks``."""
     sinks: list[Sink] = []
-    if "manifest" in settings.sinks:
+    with_writer = "warehouse" in settings.sinks and settings.warehouse_writer == "process"
+    if with_writer:
+        # The writer process keeps the manifests too: the pipeline's process only spools.
+        from mlobs.sinks.manifest_relay import ManifestRelay
+        from mlobs.sinks.writer_sink import WriterSink
+        writer = WriterSink(settings.db_url, settings.spool_dir,
+                            manage_schema=settings.db_is_embedded_default,
+                            runs_dir=settings.runs_dir if "manifest" in settings.sinks
+                            else None)
+        if "manifest" in settings.sinks:
+            sinks.append(ManifestRelay(writer))
+        sinks.append(writer)
+    elif "manifest" in settings.sinks:
         from mlobs.sinks.manifest_sink import ManifestSink
         sinks.append(ManifestSink(settings.runs_dir))
-    if "warehouse" in settings.sinks and settings.warehouse_writer == "process":
-        from mlobs.sinks.writer_sink import WriterSink
-        sinks.append(WriterSink(settings.db_url, settings.spool_dir,
-                                manage_schema=settings.db_is_embedded_default))
-    elif "warehouse" in settings.sinks:
+    if "warehouse" in settings.sinks and not with_writer:
         # The warehouse stack (SQLAlchemy, Alembic) is imported only when it is used.
         from mlobs.sinks.warehouse_sink import WarehouseSink
         sinks.append(WarehouseSink(settings.db_url,

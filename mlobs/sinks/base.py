@@ -14,6 +14,9 @@ A *sink* exports batches; it is only ever called on its worker's thread:
   the flush's time is up, exporting the records that arrive meanwhile to every sink.
 * ``local = True`` (optional): the sink only writes local files and returns within
   milliseconds; the recorder drives all local sinks from one worker.
+* ``takes_lines = True`` (optional): ``export`` gets :class:`SpoolLine` tuples, the
+  items' spool lines, instead of records (the warehouse writer's sinks: a finished invocation's
+  compact line costs a third of its record).
 
 The queue holds ``RunRecord`` snapshots and finished component invocations
 (:class:`~mlobs.core.records.Recordable`); the worker builds their records, one by one,
@@ -30,13 +33,14 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from mlobs.core.classify import exception_summary
 from mlobs.core.records import Record, SinkItem, materialize
 from mlobs.core.suppression import suppress_in_this_thread
+from mlobs.sinks.spool import line_of
 
 log = logging.getLogger("mlobs.sinks")
 
@@ -55,6 +59,19 @@ def yield_gil() -> None:
 FLUSH_POLL_S = 0.02
 #: The time a sink's flush gets when a waiter waits without a limit.
 _UNBOUNDED_FLUSH_S = 3600.0
+
+
+class SpoolLine(NamedTuple):
+    """What a sink with ``takes_lines = True`` gets per item: the item's spool line
+    (:func:`mlobs.sinks.spool.line_of`), built once, instead of its record."""
+
+    run_id: str
+    item: SinkItem
+    line: bytes
+
+
+def _spool_line(item: SinkItem) -> SpoolLine:
+    return SpoolLine(item.run_id, item, line_of(item))
 
 
 @runtime_checkable
@@ -217,6 +234,9 @@ class BatchWorker:
         self._closed = False
         self.enqueued = self.dropped = 0
         self._lanes = tuple(_Lane(sink) for sink in self.sinks)
+        self._line_lanes = [lane for lane in self._lanes if getattr(lane.sink, "takes_lines",
+                                                                    False)]
+        self._record_lanes = [lane for lane in self._lanes if lane not in self._line_lanes]
 
     # -- caller's thread -------------------------------------------------------------
     def enqueue(self, item: SinkItem) -> None:
@@ -333,17 +353,27 @@ class BatchWorker:
             lane.on_idle()
 
     def _export(self, batch: list[SinkItem]) -> None:
-        # Records are built here, one by one, so an item that cannot be built is refused
-        # alone instead of failing its batch in every sink.
-        records = []
+        # Records (or spool lines, for sinks that take lines) are built here, one by one,
+        # so an item that cannot be built is refused alone instead of failing its batch
+        # in every sink; each is built once, whichever sinks need it.
+        if self._line_lanes:
+            lines = self._prepare(batch, _spool_line)
+            for lane in self._line_lanes:
+                lane.export(lines)
+        if self._record_lanes:
+            records = self._prepare(batch, materialize)
+            for lane in self._record_lanes:
+                lane.export(records)
+
+    def _prepare(self, batch: list[SinkItem], build: Callable[[SinkItem], Any]) -> list:
+        prepared = []
         for index, item in enumerate(batch, 1):
             if not index % YIELD_EVERY:
                 yield_gil()
             try:
-                records.append(materialize(item))
+                prepared.append(build(item))
             except Exception as exc:
                 for lane in self._lanes:
                     lane.count_failed([item.run_id], f"a record could not be built: "
                                                      f"{exception_summary(exc)}")
-        for lane in self._lanes:
-            lane.export(records)
+        return prepared

@@ -49,6 +49,9 @@ class ManifestSink:
         runs_dir: ``<root>/runs``.
         rewrite_bytes_per_s: a running run's manifest is rewritten at most once per
             (its encoded components' bytes / this) seconds (see the module docstring).
+        resume_from_disk: a run record of a run this sink has not seen carries on from
+            the run's manifest on disk, when there is one, instead of starting it again
+            (a warehouse writer started again in the middle of its parent's runs).
     """
 
     name = "manifest"
@@ -56,9 +59,11 @@ class ManifestSink:
     local = True
 
     def __init__(self, runs_dir: Path, *,
-                 rewrite_bytes_per_s: float = REWRITE_BYTES_PER_S) -> None:
+                 rewrite_bytes_per_s: float = REWRITE_BYTES_PER_S,
+                 resume_from_disk: bool = False) -> None:
         self.runs_dir = Path(runs_dir)
         self.rewrite_bytes_per_s = rewrite_bytes_per_s
+        self.resume_from_disk = resume_from_disk
         self._open: dict[str, _RunDocument] = {}
         self._closed: OrderedDict[str, Path] = OrderedDict()
 
@@ -102,6 +107,10 @@ class ManifestSink:
                         1.0, doc.text.components_bytes / self.rewrite_bytes_per_s)
                     raise
 
+    def has_pending(self) -> bool:
+        """Whether some manifest has records not written yet."""
+        return any(doc.dirty for doc in self._open.values())
+
     def _write(self, run_id: str, doc: _RunDocument) -> None:
         finished = doc.text.run.status != "running"
         write_manifest(doc.path, doc.text.render(), durable=finished)
@@ -124,6 +133,10 @@ class ManifestSink:
         if doc is not None:
             return doc
         path = self._closed.get(record.run_id)
+        if path is None and self.resume_from_disk and isinstance(record, RunRecord):
+            known = manifest_path(self.runs_dir, record.platform_id, record.video_id,
+                                  record.run_id)
+            path = known if known.exists() else None
         if path is not None:
             # A record after the run's end (a component finishing late, or the final run
             # record sent again with warnings): carry on from the file on disk.

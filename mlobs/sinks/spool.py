@@ -11,7 +11,9 @@ Layout, under ``<root>/spool/``::
     .lock                                  held briefly by appenders and by claims
     .replay.lock                           held by the one replayer at work
 
-Each line is ``{"type": "run"|"component", "record": <to_dict()>}``. A batch is written
+Each line is ``{"type": "run"|"component", "record": <to_dict()>}``, or a component in
+its compact form (a JSON array, :mod:`mlobs.core.compact`: what the default warehouse sink
+writes for most components). A batch is written
 with one ``write`` and fsynced before :meth:`Spool.append` returns, so a record the sink
 reports as spooled survives a crash. A crash in the middle of a write leaves a torn last
 line: it is skipped on read and reported (its records are still in the manifest).
@@ -32,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlobs.core.atomic_file import FILE_MODE, fsync_directory
-from mlobs.core.records import ComponentRecord, RunRecord, record_json
+from mlobs.core.compact import is_compact, record_from_compact
+from mlobs.core.records import ComponentRecord, RunRecord, SinkItem, materialize, record_json
 
 log = logging.getLogger("mlobs.sinks.spool")
 
@@ -71,10 +74,24 @@ def encode_line(record: Record) -> bytes:
     return b"".join((head, body, b"}\n"))
 
 
-def decode(line: str) -> Record:
+def line_of(item: SinkItem) -> bytes:
+    """The spool line of a queued item: a finished invocation's compact line when it
+    has one (``spool_line``), else its record's (:func:`encode_line`).
+
+    Raises:
+        Exception: what building the item's record raises.
+    """
+    spool_line = getattr(item, "spool_line", None)
+    line = None if spool_line is None else spool_line()
+    return encode_line(materialize(item)) if line is None else line
+
+
+def decode(line: str | bytes) -> Record:
     """One spool line as a record. Raises ValueError (incl. JSON errors), KeyError,
-    TypeError or AttributeError (JSON of the wrong shape)."""
+    TypeError, IndexError or AttributeError (JSON of the wrong shape)."""
     data = json.loads(line)
+    if is_compact(line):
+        return record_from_compact(data)
     kind, payload = data["type"], data["record"]
     if kind == "run":
         return RunRecord.from_dict(payload)
@@ -151,9 +168,20 @@ class Spool:
         """
         if not records:
             return 0
+        self.append_lines(b"".join([encode_line(record) for record in records]))
+        return len(records)
+
+    def append_lines(self, data: bytes) -> None:
+        """Append encoded spool lines (each ending with a newline) as one batch, with one
+        ``write`` and one fsync.
+
+        Raises:
+            OSError: the spool cannot be written (disk full, read-only, ...).
+        """
+        if not data:
+            return
         if os.getpid() != self._pid:  # a forked child writes a file of its own
             self._new_path()
-        data = b"".join([encode_line(record) for record in records])
         created = not self.directory.exists()
         self.directory.mkdir(parents=True, exist_ok=True)
         if created:
@@ -174,7 +202,6 @@ class Spool:
                 os.close(fd)
             if new_file:
                 fsync_directory(self.directory)
-        return len(records)
 
 
 def ends_a_line(fd: int) -> bool:

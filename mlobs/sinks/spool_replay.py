@@ -180,7 +180,7 @@ class _Replay:
         short by a crash before its newline) or unreadable."""
         try:
             return decode(line.decode())
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
             report = self.report
             report.torn += 1
             what = "unreadable line" if line.endswith(b"\n") else "torn last line"

@@ -9,13 +9,20 @@ lets one replayer work at a time), outages (records wait in the spool and the wr
 again every ``retry_interval_s``) and repair. Writes are idempotent, so a replay cut off
 anywhere (the writer killed, the database gone) is simply repeated.
 
-Protocol, lines of text on the writer's stdin and stdout:
+With ``--runs-dir`` the writer also keeps the parent's manifests: the parent sends it the
+spool lines of its records (after their fsync in the spool), and a thread of the writer
+decodes them and writes each run's manifest (:class:`~mlobs.sinks.manifest_sink.ManifestSink`,
+its pace and atomic rewrites), independently of the database: a slow or absent warehouse
+does not hold the manifests back.
 
-* parent → writer: ``n`` (records were appended), ``f <seq>`` (flush: answer once a replay
-  that began after this line is over);
+Protocol, lines on the writer's stdin and stdout:
+
+* parent → writer: ``n`` (records were appended), ``f <seq>`` (flush: write the manifests
+  of the lines before it, and answer once a replay that began after this line is over),
+  and spool lines (``{...}`` or ``[...]``) for the manifests;
 * writer → parent: ``d <seq> <report>``, the report as JSON (:func:`report_to_json`);
-* end of stdin (the parent closed the sink, exited, or was killed): one last replay, then
-  the writer exits.
+* end of stdin (the parent closed the sink, exited, or was killed): the manifests are
+  written, one last replay runs, then the writer exits.
 
 Run by hand as ``python -m mlobs.sinks.writer_process --db-url URL --spool-dir DIR``.
 """
@@ -23,13 +30,17 @@ Run by hand as ``python -m mlobs.sinks.writer_process --db-url URL --spool-dir D
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import os
+import queue
 import select
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,67 +54,88 @@ BATCH_INTERVAL_S = 0.25
 _PROBLEMS_KEPT = 20
 #: How long a flush without a time limit waits for the writer.
 _UNBOUNDED_S = 3600.0
+#: How long a new writer waits for its first input before it imports the warehouse's stack.
+FIRST_INPUT_WAIT_S = 1.0
+#: How long the parent waits for the writer to take manifest lines off a full pipe.
+SEND_RECORDS_TIMEOUT_S = 30.0
+#: The pipe's size asked for (Linux; 1 MiB is the unprivileged limit): about 1,500
+#: records can wait in it while the writer's manifest thread is busy.
+_PIPE_BYTES = 1 << 20
+_F_SETPIPE_SZ = 1031
 
 
 class WriterGone(Exception):
     """The writer process exited or stopped answering (its records stay in the spool)."""
 
 
-def report_to_json(report: Any) -> str:
+def report_to_json(report: Any, manifest_refused: list[tuple[str, str]] | None = None
+                   ) -> str:
     """A :class:`~mlobs.sinks.spool_replay.ReplayReport` as the JSON the protocol
-    carries."""
+    carries, with ``manifest_refused``: (run_id, reason) per record the manifests
+    could not take since the last answer."""
     return json.dumps({"runs": report.runs, "components": report.components,
                        "pending": report.pending, "error": report.error,
-                       "refused": report.refused, "problems": report.problems})
+                       "refused": report.refused, "problems": report.problems,
+                       "manifest_refused": manifest_refused or []})
 
 
 # -- the writer (child process) ------------------------------------------------------------
 def serve(stdin_fd: int, out: IO[str], spool_dir: Path, db_url: str, *,
-          manage_schema: bool, retry_interval_s: float,
+          manage_schema: bool, retry_interval_s: float, runs_dir: Path | None = None,
           batch_interval_s: float = BATCH_INTERVAL_S) -> None:
     """The writer's loop: replay when told, answer flushes, retry while the database is
-    away; returns after the last replay once ``stdin_fd`` reaches its end."""
+    away; returns after the last replay once ``stdin_fd`` reaches its end. With
+    ``runs_dir``, a thread of its own keeps the manifests (:mod:`mlobs.sinks.writer_input`)."""
+    from mlobs.sinks.writer_input import Command, WriterInput
+
+    commands: queue.Queue[Command] = queue.Queue()
+    reader = WriterInput(stdin_fd, commands, runs_dir)
+    threading.Thread(target=reader.run, name="mlobs-writer-input", daemon=True).start()
+    # The first lines' manifests (a new run's) before the warehouse's stack is imported
+    # (a few hundred ms of this process's GIL).
+    reader.first_input.wait(FIRST_INPUT_WAIT_S)
     from mlobs.core.classify import exception_summary
-    from mlobs.sinks.spool import spool_contents
+    from mlobs.sinks.spool import has_spooled, spool_contents
     from mlobs.sinks.spool_replay import ReplayReport, replay
     from mlobs.warehouse.store import WarehouseStore
-
     store: WarehouseStore | None = None
-    buffer = b""
     flushes: list[str] = []
     refused: list[tuple[str, str]] = []
+    manifest_refused: list[tuple[str, str]] = []
     problems: list[str] = []
     eof = False
     # next_at: when the next replay runs (None: nothing waits). Appends are gathered for
     # ``batch_interval_s`` after a replay, so one replay (a claim, two passes, two
     # transactions) takes many records; a flush or the end replays at once, and while the
     # database is away it is tried every ``retry_interval_s``.
-    next_at: float | None = time.monotonic()  # leftovers of an earlier writer first
+    # Leftovers of an earlier writer first; a writer that never gets a record and finds
+    # none never opens the warehouse (a process that configured mlobs and recorded
+    # nothing leaves no database behind).
+    next_at: float | None = time.monotonic() if has_spooled(spool_dir) else None
     not_before = 0.0
     last: ReplayReport | None = None
     while True:
         if not eof:
             timeout = (0.0 if flushes else None if next_at is None
                        else max(0.0, next_at - time.monotonic()))
-            readable, _, _ = select.select([stdin_fd], [], [], timeout)
-            if readable:
-                chunk = os.read(stdin_fd, 65536)
-                eof = not chunk
-                buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            if line.startswith(b"f "):
-                flushes.append(line[2:].decode())
-            elif next_at is None:  # "n": records were appended
-                next_at = max(time.monotonic(), not_before)
+            for command in _commands(commands, timeout):
+                manifest_refused.extend(command.manifest_refused)
+                if command.kind == "f":
+                    flushes.append(command.seq)
+                elif command.kind == "eof":
+                    eof = True
+                elif next_at is None:  # "n": records were appended
+                    next_at = max(time.monotonic(), not_before)
         now = time.monotonic()
         if not (eof or flushes or (next_at is not None and now >= next_at)):
             continue
+        if eof and not flushes and store is None and not has_spooled(spool_dir):
+            return
         if flushes and not eof and last is not None and last.error and now < not_before:
             # The database failed less than retry_interval_s ago: say so again rather
             # than make every run's end wait for another connection attempt.
-            eof = not _answer(out, flushes, last)
-            flushes = []
+            eof = not _answer(out, flushes, last, manifest_refused)
+            flushes, manifest_refused = [], []
             continue
         try:
             if store is None:
@@ -124,8 +156,8 @@ def serve(stdin_fd: int, out: IO[str], spool_dir: Path, db_url: str, *,
         problems = (problems + report.problems)[-_PROBLEMS_KEPT:]
         if flushes:
             report.refused, report.problems = refused, problems
-            eof = not _answer(out, flushes, report) or eof
-            flushes, refused, problems = [], [], []
+            eof = not _answer(out, flushes, report, manifest_refused) or eof
+            flushes, refused, problems, manifest_refused = [], [], [], []
         last = report
         if eof:
             if store is not None:
@@ -133,12 +165,28 @@ def serve(stdin_fd: int, out: IO[str], spool_dir: Path, db_url: str, *,
             return
 
 
-def _answer(out: IO[str], flushes: list[str], report: Any) -> bool:
-    """Answer each flush with ``report``; False when the parent is gone (its pipe broke):
-    the writer then does its last replay and exits."""
+def _commands(commands: queue.Queue[Any], timeout: float | None) -> list[Any]:
+    """The next command (waiting at most ``timeout``; None: without a limit) and every
+    other one already there."""
     try:
-        for seq in flushes:
-            out.write(f"d {seq} {report_to_json(report)}\n")
+        taken = [commands.get(timeout=timeout) if timeout != 0.0 else commands.get_nowait()]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            taken.append(commands.get_nowait())
+        except queue.Empty:
+            return taken
+
+
+def _answer(out: IO[str], flushes: list[str], report: Any,
+            manifest_refused: list[tuple[str, str]]) -> bool:
+    """Answer each flush with ``report`` (the manifests' refusals with the first);
+    False when the parent is gone (its pipe broke): the writer then does its last replay
+    and exits."""
+    try:
+        for index, seq in enumerate(flushes):
+            out.write(f"d {seq} {report_to_json(report, None if index else manifest_refused)}\n")
         out.flush()
     except (BrokenPipeError, ValueError):
         return False
@@ -156,11 +204,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="create or upgrade the schema (the embedded SQLite default)")
     parser.add_argument("--retry-interval-s", type=float, default=RETRY_INTERVAL_S,
                         help="while the database is away, seconds between tries")
+    parser.add_argument("--runs-dir", type=Path, default=None,
+                        help="<root>/runs: also write the manifests of the spool lines "
+                             "sent on stdin")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING,
                         format="mlobs warehouse writer: %(levelname)s %(message)s")
     serve(sys.stdin.fileno(), sys.stdout, args.spool_dir, args.db_url,
-          manage_schema=args.manage_schema, retry_interval_s=args.retry_interval_s)
+          manage_schema=args.manage_schema, retry_interval_s=args.retry_interval_s,
+          runs_dir=args.runs_dir)
     return 0
 
 
@@ -170,14 +222,22 @@ class WriterProcess:
     it exited. Only one thread may use it (the warehouse sink's worker).
 
     Args:
-        db_url, spool_dir, manage_schema, retry_interval_s: passed to the writer.
+        db_url, spool_dir, manage_schema, retry_interval_s, runs_dir: passed to the writer.
+        greeting: called when a writer starts; what it returns (spool lines) is sent
+            to the new writer before anything else (the running runs, for the manifests
+            a writer started again carries on with).
     """
 
     def __init__(self, db_url: str, spool_dir: Path, *, manage_schema: bool,
-                 retry_interval_s: float) -> None:
+                 retry_interval_s: float, runs_dir: Path | None = None,
+                 greeting: Callable[[], bytes] | None = None) -> None:
         self.command = [sys.executable, "-m", "mlobs.sinks.writer_process", "--db-url",
                         db_url, "--spool-dir", str(spool_dir), "--retry-interval-s",
                         str(retry_interval_s)] + (["--manage-schema"] if manage_schema else [])
+        if runs_dir is not None:
+            self.command += ["--runs-dir", str(runs_dir)]
+        self._greeting = greeting
+        self._greeted: subprocess.Popen[bytes] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._pid = os.getpid()
         self._seq = 0
@@ -243,7 +303,12 @@ class WriterProcess:
         except OSError as exc:
             self._next_start_at = now + 5.0
             raise WriterGone(f"the warehouse writer cannot start: {exc}") from exc
-        os.set_blocking(proc.stdin.fileno(), False)  # type: ignore[union-attr]
+        fd = proc.stdin.fileno()  # type: ignore[union-attr]
+        try:  # room for manifest lines while the writer's input thread is busy
+            fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_BYTES)
+        except OSError:
+            pass
+        os.set_blocking(fd, False)
         self._proc, self._answered, self._buffer = proc, False, b""
         return proc
 
@@ -261,6 +326,10 @@ class WriterProcess:
         pending is enough; ``deadline`` None), a flush waits until ``deadline`` (None
         returned when it passed)."""
         proc = self._running()
+        if self._greeted is not proc:
+            self._greeted = proc
+            if self._greeting is not None:
+                line = self._greeting() + line
         fd = proc.stdin.fileno()  # type: ignore[union-attr]
         view = memoryview(line)
         while view:
@@ -277,9 +346,34 @@ class WriterProcess:
                     from exc
         return proc
 
+    def start(self) -> None:
+        """Start the writer now rather than at the first use (never raises: a writer
+        that cannot start is tried again then)."""
+        try:
+            self._running()
+        except WriterGone as exc:
+            log.debug("mlobs warehouse writer not started yet: %s", exc)
+
     def nudge(self) -> None:
         """Say records were appended (raises WriterGone when the writer is gone)."""
         self._send(b"n\n", None)
+
+    def send_records(self, lines: bytes) -> None:
+        """Send spool lines for the manifests (they also say records were appended);
+        waits up to :data:`SEND_RECORDS_TIMEOUT_S` while the pipe is full.
+
+        Raises:
+            WriterGone: the writer is gone, or stopped reading (it is then killed: a
+                line cut in two must not reach it; the next call starts a new one).
+        """
+        if self._send(lines, time.monotonic() + SEND_RECORDS_TIMEOUT_S) is None:
+            proc, self._proc = self._proc, None
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+                self._close_pipes(proc)
+            raise WriterGone(f"the warehouse writer took no input for "
+                             f"{SEND_RECORDS_TIMEOUT_S:.0f} s: it was stopped")
 
     def request_flush(self, timeout_s: float | None) -> bool:
         """Ask the writer to replay everything appended so far, without waiting for its

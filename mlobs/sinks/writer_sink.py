@@ -1,10 +1,11 @@
 """WriterSink: the default warehouse sink. It appends records to the spool and leaves the
 SQL work to a writer process (:mod:`mlobs.sinks.writer_process`).
 
-What the pipeline's process pays per record: its spool line (the manifest's JSON of the
-record, encoded once for both sinks) and, per batch, one write and one fsync. Everything
-else (decoding, SQLAlchemy, the driver, COPY on PostgreSQL) runs in the writer, which
-shares neither this process's GIL nor its CPU time.
+What the pipeline's process pays per record: its spool line (a finished invocation's
+compact line, :mod:`mlobs.core.compact`, built without its record) and, per batch, one
+write and one fsync, and one write to the writer's pipe. Everything else (decoding,
+SQLAlchemy, the driver, COPY on PostgreSQL and, with ``runs_dir``, the manifests) runs in
+the writer, which shares neither this process's GIL nor its CPU time.
 
 Promises, as with the in-process :class:`~mlobs.sinks.warehouse_sink.WarehouseSink`:
 
@@ -20,6 +21,15 @@ Promises, as with the in-process :class:`~mlobs.sinks.warehouse_sink.WarehouseSi
 * a record the warehouse refuses is set aside in ``<root>/spool/rejected.jsonl`` and
   counted as failed for its run at the next flush (the run's manifest keeps it);
 * nothing is written twice (the store's writes are idempotent by id).
+
+With ``runs_dir`` (the default sinks: manifest and warehouse) the writer also keeps this
+process's manifests (:class:`~mlobs.sinks.manifest_relay.ManifestRelay` is the manifest
+sink's face here): the lines of a batch go to the writer's pipe right after their fsync.
+A writer started again mid-run gets the running runs' records first and carries on from
+their manifests on disk; components the old writer had taken but not yet written (at
+most a rewrite's pace: ``flush_interval_s`` for a short run, about 2 s for 10,000
+components) are missing from the manifest then, not from the warehouse, and a warning
+says so.
 """
 
 from __future__ import annotations
@@ -29,8 +39,9 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
-from mlobs.core.records import Record
-from mlobs.sinks.base import RecordsRefused
+from mlobs.core.propagation import joined_context
+from mlobs.core.records import RunRecord
+from mlobs.sinks.base import RecordsRefused, SpoolLine
 from mlobs.sinks.spool import Spool
 from mlobs.sinks.writer_process import RETRY_INTERVAL_S, WriterGone, WriterProcess
 
@@ -49,6 +60,7 @@ class WriterSink:
         manage_schema: the writer creates or upgrades the schema (the embedded default
             SQLite file only; other databases need ``mlobs db upgrade``).
         retry_interval_s: while the database is away, how often the writer tries again.
+        runs_dir: ``<root>/runs``: the writer keeps this process's manifests there too.
 
     Raises:
         ConfigError: ``db_url`` is not a SQLite or PostgreSQL URL.
@@ -60,22 +72,37 @@ class WriterSink:
     name = "warehouse"
     #: local files only: shares a worker thread with the other local sinks.
     local = True
+    #: gets the items' spool lines, not their records (see mlobs.sinks.base).
+    takes_lines = True
 
     #: Default for ``retry_interval_s``.
     RETRY_INTERVAL_S = RETRY_INTERVAL_S
 
     def __init__(self, db_url: str, spool_dir: str | os.PathLike[str], *,
-                 manage_schema: bool = False, retry_interval_s: float | None = None) -> None:
+                 manage_schema: bool = False, retry_interval_s: float | None = None,
+                 runs_dir: str | os.PathLike[str] | None = None) -> None:
         from mlobs.warehouse.engine import check_sink_url
         check_sink_url(db_url)
         self.db_url = db_url
         self.spool_dir = Path(spool_dir)
+        self.runs_dir = None if runs_dir is None else Path(runs_dir)
         self._spool = Spool(self.spool_dir)
         self._writer = WriterProcess(
             db_url, self.spool_dir, manage_schema=manage_schema,
             retry_interval_s=self.RETRY_INTERVAL_S if retry_interval_s is None
-            else retry_interval_s)
+            else retry_interval_s, runs_dir=self.runs_dir, greeting=self._greeting)
+        #: the latest line of each running run whose manifest the writer keeps.
+        self._running_runs: OrderedDict[str, bytes] = OrderedDict()
+        self._writers_greeted = 0
+        #: flushes answered (or failed) so far, and the manifests' refusals they carried
+        #: (ManifestRelay takes them).
+        self.answers = 0
+        self.manifest_refused: list[tuple[str, str]] = []
         self.spooled = 0
+        if self.runs_dir is not None:
+            # Started now, so that it is ready (a quarter of a second of imports) when
+            # the first run's manifest is due.
+            self._writer.start()
         self._runs: OrderedDict[str, None] = OrderedDict()  # runs this sink exported
         self._waiting = 0  # records the last flush found waiting (database away)
         self._away = False
@@ -87,18 +114,51 @@ class WriterSink:
 
     def after_fork_in_child(self) -> None:
         self._writer.after_fork_in_child()
+        self._running_runs.clear()  # the parent's: a child never writes them
 
-    def export(self, records: list[Record]) -> None:
-        self._spool.append(records)  # OSError: the batch fails and is counted
-        for run_id in dict.fromkeys(record.run_id for record in records):
+    def export(self, lines: list[SpoolLine]) -> None:  # type: ignore[override]
+        self._spool.append_lines(b"".join([line for _, _, line in lines]))  # OSError: the
+        for run_id in dict.fromkeys(run_id for run_id, _, _ in lines):   # batch fails
             self._runs[run_id] = None
             self._runs.move_to_end(run_id)
         while len(self._runs) > _RUNS_KEPT:
             self._runs.popitem(last=False)
         try:
-            self._writer.nudge()
-        except WriterGone:
-            pass  # started again at the next call; the records wait in the spool
+            if self.runs_dir is None:
+                self._writer.nudge()
+            else:
+                self._send_to_manifests(lines)
+        except WriterGone as exc:
+            if self.runs_dir is not None:  # in the spool, not in the manifests
+                self.manifest_refused += [(run_id, f"manifest: {exc}") for run_id, _, _ in lines]
+            # the writer is started again at the next call; the records wait in the spool
+
+    def _send_to_manifests(self, lines: list[SpoolLine]) -> None:
+        sent = []
+        for run_id, item, line in lines:
+            if isinstance(item, RunRecord):
+                if item.status == "running":
+                    self._running_runs[run_id] = line
+                    self._running_runs.move_to_end(run_id)
+                else:
+                    self._running_runs.pop(run_id, None)
+            elif run_id not in self._running_runs and joined_context(run_id) is not None:
+                continue  # a run joined from another process: its own process's manifest
+            sent.append(line)
+        while len(self._running_runs) > _RUNS_KEPT:
+            self._running_runs.popitem(last=False)
+        self._writer.send_records(b"".join(sent) if sent else b"n\n")
+
+    def _greeting(self) -> bytes:
+        """The running runs' latest lines, for a writer that starts while they are open
+        (it carries on from their manifests on disk)."""
+        self._writers_greeted += 1
+        if self._writers_greeted > 1 and self._running_runs:
+            log.warning("mlobs sink 'warehouse': the warehouse writer was started again; "
+                        "the manifests of %d running run(s) may miss the components "
+                        "recorded just before (the warehouse has them)",
+                        len(self._running_runs))
+        return b"".join(self._running_runs.values())
 
     def begin_flush(self, timeout_s: float) -> None:
         """Ask the writer to load what was appended, without waiting: the worker goes on
@@ -109,7 +169,11 @@ class WriterSink:
     def finish_flush(self, wait_s: float) -> bool:
         """True once the writer answered the flush :meth:`begin_flush` asked for (waits
         at most ``wait_s`` for it); raises as :meth:`force_flush` does."""
-        report = self._writer.answer(wait_s)
+        try:
+            report = self._writer.answer(wait_s)
+        except Exception:
+            self.answers += 1
+            raise
         if report is None:
             return False
         self._take(report)
@@ -123,7 +187,11 @@ class WriterSink:
             WriterGone: the writer exited before it answered (the records stay in the
                 spool; the next call starts a new writer).
         """
-        report = self._writer.flush(timeout_s)
+        try:
+            report = self._writer.flush(timeout_s)
+        except Exception:
+            self.answers += 1
+            raise
         if report is None:
             return False
         self._take(report)
@@ -131,6 +199,8 @@ class WriterSink:
 
     def _take(self, report: dict) -> None:
         """Log what the writer's answer says; raise RecordsRefused for this sink's runs."""
+        self.answers += 1
+        self.manifest_refused += [tuple(pair) for pair in report.get("manifest_refused", ())]
         if report["error"] is not None:
             self.spooled += max(0, report["pending"] - self._waiting)
             self._waiting = report["pending"]

@@ -1,0 +1,141 @@
+"""The default sinks' path: compact spool lines built without records, and the manifests
+the warehouse writer keeps for the pipeline's process."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+import mlobs
+from mlobs.core.compact import FIELDS, record_from_compact
+from mlobs.core.manifest import read_manifest
+from mlobs.hooks.component import ComponentCall
+from mlobs.recording.recorder import get_recorder
+from mlobs.sinks.spool import decode, line_of
+from mlobs.warehouse.store import WarehouseStore
+
+
+def _finished_calls():
+    calls = []
+    mlobs.configure(sinks=[])
+    with mlobs.run("youtube", "v1") as run:
+        with run.component("asr", models=[mlobs.ModelRef("whisper", "small", device="cuda:1")],
+                           producer_version="2", batch_size=8) as c:
+            c.metric("wer", 0.125)
+            c.metric("segments", 12)
+            c.set_items(40)
+            c.warn("audio clipped")
+        calls.append(c)
+        with run.component("clean", required=False) as c:
+            raise ValueError("bad input")
+        calls.append(c)
+        with run.component("chunk") as c:
+            c.empty("no_text")
+        calls.append(c)
+    return calls
+
+
+def test_a_compact_line_decodes_to_the_record_the_invocation_builds():
+    for call in _finished_calls():
+        line = call.spool_line()
+        assert line is not None and line.startswith(b"[1,") and line.endswith(b"\n")
+        decoded = decode(line)
+        assert decoded == call.record()
+        assert decoded.started_at.tzinfo is not None
+
+
+def test_an_invocation_with_events_or_a_built_record_writes_the_record_line():
+    mlobs.configure(sinks=[])
+    with mlobs.run("youtube", "v1") as run:
+        with run.component("asr") as with_event:
+            with_event.event("batch_note", size=3)
+        with run.component("clean") as built:
+            pass
+    built.record()
+    for call in (with_event, built):
+        assert call.spool_line() is None
+        line = line_of(call)
+        assert line.startswith(b'{"type":"component"')
+        assert decode(line) == call.record()
+
+
+def test_a_shorter_compact_array_takes_the_record_defaults():
+    [call, *_] = _finished_calls()
+    row = [1, *call._record_values(call.component_run_id, compact=True)]
+    required = FIELDS.index("empty_reason")
+    record = record_from_compact(row[:required + 1])
+    assert record.component == "asr" and record.metrics == {} and record.models_used == []
+    with pytest.raises(ValueError, match="needs"):
+        record_from_compact(row[:3])
+    with pytest.raises(ValueError, match="version"):
+        record_from_compact([2, *row[1:]])
+
+
+def test_the_default_sinks_build_no_record_in_the_pipelines_process(tmp_path, monkeypatch):
+    built = []
+    build = ComponentCall._build_record
+    monkeypatch.setattr(ComponentCall, "_build_record",
+                        lambda self: built.append(self.name) or build(self))
+    mlobs.configure(root=tmp_path)
+    with mlobs.run("youtube", "v1") as run:
+        for index in range(20):
+            with run.component(f"step{index % 3}") as c:
+                c.metric("score", index)
+    assert mlobs.flush(30)
+    assert built == []
+    _, components = read_manifest(run.manifest_path)
+    assert [c.metrics["score"] for c in components] == list(range(20))
+    with WarehouseStore(mlobs.settings().db_url) as store:
+        assert len(store.get_run(run.run_id)[1]) == 20
+
+
+def test_a_writer_killed_mid_run_is_replaced_and_the_manifest_carries_on(tmp_path):
+    mlobs.configure(root=tmp_path)
+    with mlobs.run("youtube", "v1") as run:
+        for index in range(3):
+            with run.component(f"before{index}"):
+                pass
+        assert mlobs.flush(30)
+        writer = get_recorder().sink("warehouse")._writer._proc
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait(10)
+        for index in range(2):
+            with run.component(f"after{index}"):
+                pass
+        assert mlobs.flush(30)
+        assert get_recorder().sink("warehouse")._writer._proc.pid != writer.pid
+    stored_run, components = read_manifest(run.manifest_path)
+    assert stored_run.status == "ok"
+    assert [c.component for c in components] == [
+        "before0", "before1", "before2", "after0", "after1"]
+    with WarehouseStore(mlobs.settings().db_url) as store:
+        assert len(store.get_run(run.run_id)[1]) == 5
+
+
+def test_records_the_writers_manifests_cannot_take_are_counted_for_their_run(tmp_path):
+    mlobs.configure(root=tmp_path)
+    # The run's folder cannot be made: a file is where its video's folder goes.
+    (tmp_path / "runs" / "youtube").mkdir(parents=True)
+    (tmp_path / "runs" / "youtube" / "blocked").write_text("not a folder")
+    with mlobs.run("youtube", "blocked") as run:
+        with run.component("asr"):
+            pass
+    assert mlobs.flush(30)
+    stats = {s.name: s for s in mlobs.sink_stats()}
+    assert stats["manifest"].failed >= 2 and stats["warehouse"].failed == 0
+    with WarehouseStore(mlobs.settings().db_url) as store:
+        stored_run, components = store.get_run(run.run_id)
+    assert [c.component for c in components] == ["asr"]
+    assert any("sink 'manifest' failed" in warning for warning in stored_run.warnings), \
+        stored_run.warnings
+
+
+def test_a_process_that_records_nothing_leaves_no_warehouse(tmp_path):
+    mlobs.configure(root=tmp_path)
+    writer = get_recorder().sink("warehouse")._writer._proc  # started with the sinks
+    assert writer is not None
+    mlobs.configure(root=tmp_path / "elsewhere")  # shuts the first writer down
+    assert writer.wait(10) == 0
+    assert not (tmp_path / "warehouse.db").exists()
