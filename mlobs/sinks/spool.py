@@ -146,16 +146,28 @@ class Spool:
     append creates it again under the same name (a new file; a later claim merges it into
     the claimed one if that is still there). Appends from one instance must not run
     concurrently (a sink only appends from its worker thread).
+
+    Between appends the instance keeps the file and the append lock open: a batch costs
+    a lock, a ``stat`` (has a replay claimed the file?), one ``write``, one fsync and an
+    unlock. Each of those lets go of the GIL, and a sink thread waits up to CPython's
+    switch interval (5 ms) to get it back from a CPU-bound pipeline.
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
+        self._fd: int | None = None  # the file, while it is ours (not claimed)
+        self._ino = self._size = -1  # its inode, and its size after our last write
+        self._lock_fd: int | None = None
+        self._clean_end = False  # our last write ended a line
         self._new_path()
 
     def _new_path(self) -> None:
         self._pid = os.getpid()
         self.path = self.directory / f"warehouse-{self._pid}-{uuid.uuid4().hex[:12]}" \
                                      f"{SPOOL_SUFFIX}"
+        # A forked child's copies of the parent's descriptors are left alone (closing
+        # them is harmless, using them is not: an flock is shared with the parent's).
+        self._fd = self._lock_fd = None
 
     def append(self, records: Sequence[Record]) -> int:
         """Append ``records`` as one batch and fsync it.
@@ -182,26 +194,83 @@ class Spool:
             return
         if os.getpid() != self._pid:  # a forked child writes a file of its own
             self._new_path()
+        if self._lock_fd is None:
+            self._open_lock()
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)  # type: ignore[arg-type]
+        try:
+            fd = self._file()
+            if not self._clean_end and not ends_a_line(fd):
+                # A write was cut short (ours, or another writer's): start on a line of
+                # our own.
+                data = b"\n" + data
+            self._clean_end = False
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+            self._size += len(data)
+            self._clean_end = True
+        except OSError:
+            self._close_file()  # opened again (and checked) by the next batch
+            raise
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
+
+    def _open_lock(self) -> None:
         created = not self.directory.exists()
         self.directory.mkdir(parents=True, exist_ok=True)
         if created:
             fsync_directory(self.directory.parent)
-        with flock(self.directory / LOCK_NAME):
-            new_file = not self.path.exists()
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        self._lock_fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, FILE_MODE)
+
+    def _file(self) -> int:
+        """The spool file's descriptor (under the lock): the one kept open unless a replay
+        claimed (renamed) that file since, else a new file under the same name."""
+        fd = self._fd
+        if fd is not None:
             try:
-                if not ends_a_line(fd):
-                    # An earlier write of ours was cut short: start on a line of our own.
-                    data = b"\n" + data
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                os.fsync(fd)
-            finally:
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                current = None
+            if current is not None and current.st_ino == self._ino:
+                # Grown by someone else since our last write: its end is checked.
+                self._clean_end = self._clean_end and current.st_size == self._size
+                self._size = current.st_size
+                return fd
+            self._close_file()
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL,
+                         FILE_MODE)
+            fsync_directory(self.directory)  # the new file's name survives a crash
+        except FileExistsError:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND, FILE_MODE)
+        except FileNotFoundError:  # the directory went away: made again
+            self.close()
+            self._open_lock()
+            return self._file()
+        status = os.fstat(fd)
+        self._fd, self._ino, self._size, self._clean_end = fd, status.st_ino, \
+            status.st_size, False
+        return fd
+
+    def _close_file(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
                 os.close(fd)
-            if new_file:
-                fsync_directory(self.directory)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Release the file and the lock (the next append opens them again)."""
+        self._close_file()
+        lock_fd, self._lock_fd = self._lock_fd, None
+        if lock_fd is not None:
+            try:
+                os.close(lock_fd)
+            except OSError:
+                pass
 
 
 def ends_a_line(fd: int) -> bool:

@@ -54,6 +54,9 @@ BATCH_INTERVAL_S = 0.25
 _PROBLEMS_KEPT = 20
 #: How long a flush without a time limit waits for the writer.
 _UNBOUNDED_S = 3600.0
+#: The writer's niceness over its parent's: it loads records with the CPU the pipeline
+#: leaves (a run's end, which waits for it, leaves it all).
+WRITER_NICE = 10
 #: How long a new writer waits for its first input before it imports the warehouse's stack.
 FIRST_INPUT_WAIT_S = 1.0
 #: How long the parent waits for the writer to take manifest lines off a full pipe.
@@ -208,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="<root>/runs: also write the manifests of the spool lines "
                              "sent on stdin")
     args = parser.parse_args(argv)
+    try:  # spare CPU only: the pipeline it serves comes first (its run's end waits here)
+        os.nice(WRITER_NICE)
+    except OSError:
+        pass
     logging.basicConfig(level=logging.WARNING,
                         format="mlobs warehouse writer: %(levelname)s %(message)s")
     serve(sys.stdin.fileno(), sys.stdout, args.spool_dir, args.db_url,

@@ -117,12 +117,24 @@ class WriterSink:
         self._running_runs.clear()  # the parent's: a child never writes them
 
     def export(self, lines: list[SpoolLine]) -> None:  # type: ignore[override]
-        self._spool.append_lines(b"".join([line for _, _, line in lines]))  # OSError: the
-        for run_id in dict.fromkeys(run_id for run_id, _, _ in lines):   # batch fails
-            self._runs[run_id] = None
-            self._runs.move_to_end(run_id)
-        while len(self._runs) > _RUNS_KEPT:
-            self._runs.popitem(last=False)
+        """Append the lines to the spool (fsynced), then tell the writer (and send it
+        the lines, for the manifests).
+
+        Raises:
+            OSError: the spool could not be written: the batch failed for the warehouse
+                (the manifests still get it).
+        """
+        try:
+            self._spool.append_lines(b"".join([line for _, _, line in lines]))
+        except OSError as exc:
+            failure: OSError | None = exc
+        else:
+            failure = None
+            for run_id in dict.fromkeys(run_id for run_id, _, _ in lines):
+                self._runs[run_id] = None
+                self._runs.move_to_end(run_id)
+            while len(self._runs) > _RUNS_KEPT:
+                self._runs.popitem(last=False)
         try:
             if self.runs_dir is None:
                 self._writer.nudge()
@@ -132,6 +144,8 @@ class WriterSink:
             if self.runs_dir is not None:  # in the spool, not in the manifests
                 self.manifest_refused += [(run_id, f"manifest: {exc}") for run_id, _, _ in lines]
             # the writer is started again at the next call; the records wait in the spool
+        if failure is not None:
+            raise failure
 
     def _send_to_manifests(self, lines: list[SpoolLine]) -> None:
         sent = []
@@ -224,3 +238,4 @@ class WriterSink:
 
     def shutdown(self, timeout_s: float) -> None:
         self._writer.close(timeout_s)
+        self._spool.close()

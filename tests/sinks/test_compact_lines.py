@@ -139,3 +139,21 @@ def test_a_process_that_records_nothing_leaves_no_warehouse(tmp_path):
     mlobs.configure(root=tmp_path / "elsewhere")  # shuts the first writer down
     assert writer.wait(10) == 0
     assert not (tmp_path / "warehouse.db").exists()
+
+
+def test_a_spool_that_cannot_be_written_fails_the_warehouse_not_the_manifest(tmp_path):
+    mlobs.configure(root=tmp_path)
+    (tmp_path / "spool").write_text("a file where the spool's folder goes")
+    with mlobs.run("youtube", "v1") as run:
+        for name in ("asr", "clean"):
+            with run.component(name):
+                pass
+    mlobs.flush(30)
+    stats = {s.name: s for s in mlobs.sink_stats()}
+    warehouse, manifest = stats["warehouse"], stats["manifest"]
+    assert warehouse.failed == warehouse.enqueued >= 4 and warehouse.exported == 0
+    assert manifest.failed == 0 and manifest.exported == manifest.enqueued
+    stored_run, components = read_manifest(run.manifest_path)
+    assert [c.component for c in components] == ["asr", "clean"]
+    assert stored_run.status == "ok"
+    assert any("sink 'warehouse' failed" in warning for warning in stored_run.warnings)

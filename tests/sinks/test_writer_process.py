@@ -185,6 +185,7 @@ def test_a_writer_that_cannot_start_is_not_restarted_at_every_batch(tmp_path, mo
     db_url = configured(tmp_path)
     sink = warehouse_sink()
     sink._writer.command = [sys.executable, "-c", "import sys; sys.exit(3)"]  # broken
+    sink._writer.close(10)  # the writer started with the sink: the next one is broken
     starts = []
     real_popen = writer_process.subprocess.Popen
     monkeypatch.setattr(writer_process.subprocess, "Popen",
