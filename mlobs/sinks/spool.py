@@ -33,6 +33,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from mlobs.core.atomic_file import FILE_MODE, fsync_directory
 from mlobs.core.compact import is_compact, record_from_compact
 from mlobs.core.records import ComponentRecord, RunRecord, SinkItem, materialize, record_json
@@ -89,7 +91,10 @@ def line_of(item: SinkItem) -> bytes:
 def decode(line: str | bytes) -> Record:
     """One spool line as a record. Raises ValueError (incl. JSON errors), KeyError,
     TypeError, IndexError or AttributeError (JSON of the wrong shape)."""
-    data = json.loads(line)
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError:  # NaN or infinity, which lenient lines may hold
+        data = json.loads(line)
     if is_compact(line):
         return record_from_compact(data)
     kind, payload = data["type"], data["record"]

@@ -83,6 +83,10 @@ class ReplayReport:
         return self.error is None and self.pending == 0
 
 
+#: Claimed files up to ``chunk_size`` times this many bytes in all (about one chunk of
+#: component lines) are written in one pass and one transaction; larger ones in chunks,
+#: in two passes.
+ONE_WRITE_BYTES_PER_RECORD = 512
 #: How every run line starts (:func:`encode` writes "type" first, without spaces): the
 #: first pass of a replay decodes these lines only.
 _RUN_LINE_PREFIX = b'{"type":"run",'
@@ -145,6 +149,26 @@ class _Replay:
         if chunk:
             self._write(chunk)
         return counts
+
+    def at_once(self, paths: list[Path]) -> bool:
+        """Write every record of ``paths`` in one ``store.write`` (runs first); False,
+        with ``report.error`` and ``pending`` set, when the database failed."""
+        runs: list[Record] = []
+        components: list[Record] = []
+        lines = 0
+        for path in paths:
+            for number, _, line in _lines(path):
+                lines += 1
+                record = self._decode(path, number, line)
+                if record is not None:
+                    (runs if isinstance(record, RunRecord) else components).append(record)
+        try:
+            self._write(runs + components)
+        except Exception as exc:  # the database is away: every file stays
+            self.report.error = exception_summary(exc)
+            self.report.pending = lines
+            return False
+        return True
 
     def components(self, path: Path) -> None:
         """Second pass, one file: write its component records in chunks.
@@ -269,6 +293,13 @@ def _keep_from(path: Path, offset: int) -> int:
     return kept
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def _remove(path: Path) -> None:
     path.unlink(missing_ok=True)
     fsync_directory(path.parent)
@@ -328,6 +359,13 @@ def replay(directory: str | os.PathLike[str], store: WarehouseStore, *, chunk_si
         work = _Replay(directory, store, chunk_size)
         report = work.report
         report.files = len(paths)
+        if sum(_size(path) for path in paths) <= chunk_size * ONE_WRITE_BYTES_PER_RECORD:
+            # A few hundred records (a run's end, a writer's batch): one pass and one
+            # transaction instead of two.
+            if work.at_once(paths):
+                for path in paths:
+                    _remove(path)
+            return report
         # Every file's runs before any component: a worker's components can sit in
         # another file than their run (the run spooled by the orchestrating process).
         try:

@@ -157,3 +157,35 @@ def test_a_spool_that_cannot_be_written_fails_the_warehouse_not_the_manifest(tmp
     assert [c.component for c in components] == ["asr", "clean"]
     assert stored_run.status == "ok"
     assert any("sink 'warehouse' failed" in warning for warning in stored_run.warnings)
+
+
+def test_a_small_spool_is_replayed_in_one_write_and_kept_whole_when_it_fails(tmp_path):
+    from mlobs.core.errors import WarehouseError
+    from mlobs.sinks.spool import Spool, spool_contents
+    from mlobs.sinks.spool_replay import replay
+
+    calls = _finished_calls()
+    spool = Spool(tmp_path / "spool")
+    spool.append([calls[0].run.record])
+    spool.append_lines(b"".join(line_of(c) for c in calls))
+
+    class Counting:
+        def __init__(self, store, fail=False):
+            self.store, self.fail, self.writes = store, fail, []
+
+        def write(self, runs, components):
+            if self.fail:
+                raise WarehouseError("connection lost")
+            self.writes.append((len(runs), len(components)))
+            self.store.write(runs, components)
+
+    with WarehouseStore(f"sqlite:///{tmp_path / 'w.db'}", manage_schema=True) as store:
+        failing = Counting(store, fail=True)
+        report = replay(tmp_path / "spool", failing)
+        assert report.error and report.pending == 4
+        assert spool_contents(tmp_path / "spool").waiting == 4
+        counting = Counting(store)
+        report = replay(tmp_path / "spool", counting)
+        assert report.complete and (report.runs, report.components) == (1, 3)
+        assert counting.writes == [(1, 3)]  # one transaction
+        assert spool_contents(tmp_path / "spool").waiting == 0
