@@ -362,15 +362,17 @@ class BatchWorker:
         # so an item that cannot be built is refused alone instead of failing its batch
         # in every sink; each is built once, whichever sinks need it.
         if self._line_lanes:
-            lines = self._prepare(batch, _spool_line)
+            lines = self._prepare(batch, _spool_line, self._line_lanes)
             for lane in self._line_lanes:
                 lane.export(lines)
         if self._record_lanes:
-            records = self._prepare(batch, materialize)
+            records = self._prepare(batch, materialize, self._record_lanes)
             for lane in self._record_lanes:
                 lane.export(records)
 
-    def _prepare(self, batch: list[SinkItem], build: Callable[[SinkItem], Any]) -> list:
+    def _prepare(self, batch: list[SinkItem], build: Callable[[SinkItem], Any],
+                 lanes: list[_Lane]) -> list:
+        """``build`` of each item; an item that fails is counted failed for ``lanes``."""
         prepared = []
         clock = time.perf_counter_ns
         yield_at = clock() + YIELD_AFTER_NS
@@ -381,7 +383,7 @@ class BatchWorker:
             try:
                 prepared.append(build(item))
             except Exception as exc:
-                for lane in self._lanes:
+                for lane in lanes:
                     lane.count_failed([item.run_id], f"a record could not be built: "
                                                      f"{exception_summary(exc)}")
         return prepared

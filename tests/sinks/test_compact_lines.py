@@ -189,3 +189,43 @@ def test_a_small_spool_is_replayed_in_one_write_and_kept_whole_when_it_fails(tmp
         assert report.complete and (report.runs, report.components) == (1, 3)
         assert counting.writes == [(1, 3)]  # one transaction
         assert spool_contents(tmp_path / "spool").waiting == 0
+
+
+def test_an_item_that_cannot_be_built_counts_once_for_each_sink_of_a_mixed_worker(
+        tmp_path, monkeypatch):
+    class LocalRecords:  # takes records, shares the worker of the lines' sinks
+        name, local = "local-records", True
+
+        def __init__(self):
+            self.components = []
+
+        def export(self, records):
+            self.components += [r.component for r in records if hasattr(r, "component")]
+
+        def force_flush(self, timeout_s):
+            return True
+
+        def shutdown(self, timeout_s):
+            pass
+
+    build = ComponentCall._record_values
+
+    def build_or_fail(self, *args, **kwargs):
+        if self.name == "broken":
+            raise RuntimeError("cannot build this one")
+        return build(self, *args, **kwargs)
+
+    monkeypatch.setattr(ComponentCall, "_record_values", build_or_fail)
+    local = LocalRecords()
+    mlobs.configure(root=tmp_path, extra_sinks=[local])
+    assert [[s.name for s in w.sinks] for w in get_recorder().workers] == [
+        ["manifest", "warehouse", "local-records"]]
+    with mlobs.run("youtube", "v1") as run:
+        for name in ("first", "broken", "last"):
+            with run.component(name):
+                pass
+    assert mlobs.flush(30)
+    stats = {s.name: s.failed for s in mlobs.sink_stats()}
+    assert stats == {"manifest": 1, "warehouse": 1, "local-records": 1}
+    assert local.components == ["first", "last"]
+    assert [c.component for c in read_manifest(run.manifest_path)[1]] == ["first", "last"]
