@@ -151,22 +151,18 @@ class _Replay:
         return counts
 
     def at_once(self, paths: list[Path]) -> bool:
-        """Write every record of ``paths`` in one ``store.write`` (runs first); False,
-        with ``report.error`` and ``pending`` set, when the database failed."""
+        """Write every record of ``paths`` in one ``store.write`` (runs first); False
+        when the database failed (nothing is removed)."""
         runs: list[Record] = []
         components: list[Record] = []
-        lines = 0
         for path in paths:
             for number, _, line in _lines(path):
-                lines += 1
                 record = self._decode(path, number, line)
                 if record is not None:
                     (runs if isinstance(record, RunRecord) else components).append(record)
         try:
             self._write(runs + components)
-        except Exception as exc:  # the database is away: every file stays
-            self.report.error = exception_summary(exc)
-            self.report.pending = lines
+        except Exception:  # the database is away: the caller replays in two passes
             return False
         return True
 
@@ -356,16 +352,19 @@ def replay(directory: str | os.PathLike[str], store: WarehouseStore, *, chunk_si
         return ReplayReport()
     with flock(directory / REPLAY_LOCK_NAME, blocking=wait):
         paths = _claim(directory)
+        if sum(_size(path) for path in paths) <= chunk_size * ONE_WRITE_BYTES_PER_RECORD:
+            # A few hundred records (a run's end, a writer's batch): one pass and one
+            # transaction instead of two. When it fails, the two passes below keep what
+            # was not written, as for a larger spool.
+            once = _Replay(directory, store, chunk_size)
+            if once.at_once(paths):
+                once.report.files = len(paths)
+                for path in paths:
+                    _remove(path)
+                return once.report
         work = _Replay(directory, store, chunk_size)
         report = work.report
         report.files = len(paths)
-        if sum(_size(path) for path in paths) <= chunk_size * ONE_WRITE_BYTES_PER_RECORD:
-            # A few hundred records (a run's end, a writer's batch): one pass and one
-            # transaction instead of two.
-            if work.at_once(paths):
-                for path in paths:
-                    _remove(path)
-            return report
         # Every file's runs before any component: a worker's components can sit in
         # another file than their run (the run spooled by the orchestrating process).
         try:
