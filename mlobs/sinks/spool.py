@@ -261,21 +261,21 @@ class Spool:
 
     def _close_file(self) -> None:
         fd, self._fd = self._fd, None
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        _close_quietly(fd)
 
     def close(self) -> None:
         """Release the file and the lock (the next append opens them again)."""
         self._close_file()
         lock_fd, self._lock_fd = self._lock_fd, None
-        if lock_fd is not None:
-            try:
-                os.close(lock_fd)
-            except OSError:
-                pass
+        _close_quietly(lock_fd)
+
+
+def _close_quietly(fd: int | None) -> None:
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def ends_a_line(fd: int) -> bool:

@@ -172,7 +172,7 @@ def _commands(commands: queue.Queue[Any], timeout: float | None) -> list[Any]:
     """The next command (waiting at most ``timeout``; None: without a limit) and every
     other one already there."""
     try:
-        taken = [commands.get(timeout=timeout) if timeout != 0.0 else commands.get_nowait()]
+        taken = [commands.get(timeout=timeout)]
     except queue.Empty:
         return []
     while True:

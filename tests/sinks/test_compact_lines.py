@@ -192,7 +192,7 @@ def test_a_small_spool_is_replayed_in_one_write_and_kept_whole_when_it_fails(tmp
 
 
 def test_an_item_that_cannot_be_built_counts_once_for_each_sink_of_a_mixed_worker(
-        tmp_path, monkeypatch):
+        tmp_path, broken_component):
     class LocalRecords:  # takes records, shares the worker of the lines' sinks
         name, local = "local-records", True
 
@@ -208,14 +208,6 @@ def test_an_item_that_cannot_be_built_counts_once_for_each_sink_of_a_mixed_worke
         def shutdown(self, timeout_s):
             pass
 
-    build = ComponentCall._record_values
-
-    def build_or_fail(self, *args, **kwargs):
-        if self.name == "broken":
-            raise RuntimeError("cannot build this one")
-        return build(self, *args, **kwargs)
-
-    monkeypatch.setattr(ComponentCall, "_record_values", build_or_fail)
     local = LocalRecords()
     mlobs.configure(root=tmp_path, extra_sinks=[local])
     assert [[s.name for s in w.sinks] for w in get_recorder().workers] == [
