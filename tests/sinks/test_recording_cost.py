@@ -110,3 +110,68 @@ def test_a_slow_sink_gets_large_batches_while_the_pipeline_goes_on():
     assert sum(sink.batches) == sent
     # One export per wake (50 ms) at most, not one per record that arrived meanwhile.
     assert len(sink.batches) <= 0.6 / 0.05 + 5, sink.batches
+
+
+class IdleCountingSink:
+    """Counts the worker's wakes (``on_idle`` follows each) and says whether it has
+    deferred work."""
+
+    name = "idle-counting"
+
+    def __init__(self, pending: bool) -> None:
+        self.pending = pending
+        self.wakes = 0
+        self.exported: list = []
+
+    def export(self, records):
+        self.exported.extend(records)
+
+    def on_idle(self):
+        self.wakes += 1
+
+    def has_pending(self):
+        return self.pending
+
+    def force_flush(self, timeout_s):
+        return True
+
+    def shutdown(self, timeout_s):
+        pass
+
+
+def wait_until(predicate, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return predicate()
+
+
+def test_an_idle_worker_sleeps_until_an_item_arrives_and_then_exports_it_unasked():
+    # A worker that woke on its timer with nothing to do took the GIL from the pipeline
+    # twenty times a second, for as long as the process lived.
+    sink = IdleCountingSink(pending=False)
+    worker = BatchWorker(sink, flush_interval_s=0.02)
+    worker.enqueue(component(0))
+    assert wait_until(lambda: len(sink.exported) == 1)
+    time.sleep(0.05)  # the wake that found the queue empty
+    idle_wakes = sink.wakes
+    time.sleep(0.4)  # 20 intervals
+    assert sink.wakes == idle_wakes, "an idle worker kept waking"
+    worker.enqueue(component(1))  # no flush asked: the item alone wakes it
+    assert wait_until(lambda: len(sink.exported) == 2)
+    worker.shutdown(1.0)
+
+
+def test_a_worker_whose_sink_has_deferred_work_keeps_its_pace():
+    sink = IdleCountingSink(pending=True)
+    worker = BatchWorker(sink, flush_interval_s=0.02)
+    worker.enqueue(component(0))
+    assert wait_until(lambda: len(sink.exported) == 1)
+    wakes = sink.wakes
+    assert wait_until(lambda: sink.wakes >= wakes + 5, timeout_s=2.0)
+    sink.pending = False  # done: the worker stops waking
+    time.sleep(0.1)
+    settled = sink.wakes
+    time.sleep(0.2)
+    assert sink.wakes == settled
+    worker.shutdown(1.0)
