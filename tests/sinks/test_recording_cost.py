@@ -8,7 +8,9 @@ import json
 import time
 from datetime import datetime, timezone
 
+import mlobs
 from mlobs.core.records import ComponentRecord, RunRecord
+from mlobs.recording.recorder import set_recorder
 from mlobs.sinks import manifest_sink
 from mlobs.sinks.base import BatchWorker
 from mlobs.sinks.manifest_sink import ManifestSink
@@ -175,3 +177,28 @@ def test_a_worker_whose_sink_has_deferred_work_keeps_its_pace():
     time.sleep(0.2)
     assert sink.wakes == settled
     worker.shutdown(1.0)
+
+
+def test_records_leave_the_pipeline_while_a_cpu_bound_pipeline_runs(tmp_path):
+    # The pipeline's thread let go of the GIL around each component's memory probe and
+    # took it straight back; CPython's waiting sink thread then never asked for it, and
+    # the whole run's records were exported at its end, which waited for them.
+    mlobs.configure(root=tmp_path)  # the default sinks
+
+    @mlobs.component("busy")
+    def busy() -> None:  # holds the GIL for 0.5 ms
+        end = time.perf_counter() + 0.0005
+        while time.perf_counter() < end:
+            pass
+
+    components = 1000
+    try:
+        with mlobs.run("youtube", "v1"):
+            for _ in range(components):
+                busy()
+            exported = {s.name: s.exported for s in mlobs.sink_stats()}
+        assert mlobs.flush(10)
+    finally:
+        set_recorder(None)
+    # Exported by then: all but the last few wakes' worth (50 ms each: 100 components).
+    assert exported["warehouse"] >= components // 2, exported
