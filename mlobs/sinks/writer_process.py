@@ -48,7 +48,8 @@ log = logging.getLogger("mlobs.sinks.writer")
 
 #: Default for ``retry_interval_s``: while the database is away, how often to try again.
 RETRY_INTERVAL_S = 5.0
-#: Seconds after a replay during which appends are gathered for the next one.
+#: The longest time after a replay during which appends are gathered for the next one
+#: (the time is the replay's own duration, up to this; seconds).
 BATCH_INTERVAL_S = 0.25
 #: Problem messages (torn lines, refusals) carried to the parent between two flushes.
 _PROBLEMS_KEPT = 20
@@ -107,10 +108,13 @@ def serve(stdin_fd: int, out: IO[str], spool_dir: Path, db_url: str, *,
     manifest_refused: list[tuple[str, str]] = []
     problems: list[str] = []
     eof = False
-    # next_at: when the next replay runs (None: nothing waits). Appends are gathered for
-    # ``batch_interval_s`` after a replay, so one replay (a claim, two passes, two
-    # transactions) takes many records; a flush or the end replays at once, and while the
-    # database is away it is tried every ``retry_interval_s``.
+    # next_at: when the next replay runs (None: nothing waits). After a replay, appends
+    # are gathered for as long as it took, at most ``batch_interval_s``: the writer is
+    # then at most half busy, its replays grow with the load (a claim, two passes, two
+    # transactions each), and at a light load each batch is loaded as it comes, so a
+    # run's end waits for its last batch only (gathering a fixed 0.25 s made a run's end
+    # wait for up to 500 components' load). A flush or the end replays at once, and while
+    # the database is away it is tried every ``retry_interval_s``.
     # Leftovers of an earlier writer first; a writer that never gets a record and finds
     # none never opens the warehouse (a process that configured mlobs and recorded
     # nothing leaves no database behind).
@@ -143,6 +147,7 @@ def serve(stdin_fd: int, out: IO[str], spool_dir: Path, db_url: str, *,
         try:
             if store is None:
                 store = WarehouseStore(db_url, manage_schema=manage_schema)
+            started = time.monotonic()
             report = replay(spool_dir, store, wait=True)
         except Exception as exc:  # the store could not be opened: the database is away
             report = ReplayReport(error=exception_summary(exc),
@@ -153,7 +158,9 @@ def serve(stdin_fd: int, out: IO[str], spool_dir: Path, db_url: str, *,
                 store.close()
                 store = None
         else:
-            not_before, next_at = time.monotonic() + batch_interval_s, None
+            finished = time.monotonic()
+            not_before = finished + min(batch_interval_s, finished - started)
+            next_at = None
         # Refusals reach the parent with the next answer, whichever replay met them.
         refused.extend(report.refused)
         problems = (problems + report.problems)[-_PROBLEMS_KEPT:]

@@ -17,7 +17,9 @@ for it on waking whenever another thread holds it). Figures are wall time per co
 over bare (the overhead a pipeline sees) and the process's CPU time (every thread) per
 component over bare, for N = 100, 1,000 and 10,000, and the CPU time of mlobs's
 warehouse writer process per component (work moved off the pipeline's process is still
-work). Each mlobs variant is
+work), and, for the default sinks, the milliseconds from the last component's end until
+the flush returns (the run's end waits for the writer's load into the warehouse: at small
+N this fixed cost is most of the overhead). Each mlobs variant is
 configured once, as a pipeline process is; small N are repeated so that each figure covers
 at least ``MIN_COMPONENTS`` components, and the variants are interleaved so that drift in
 machine load hits them alike.
@@ -82,6 +84,9 @@ class Timed:
     """Wall, this process's CPU (all threads) and its children's CPU (the warehouse
     writer) over one measured block, in seconds."""
 
+    #: mlobs runs: from the last component's end until the flush returned, in seconds.
+    end_s = 0.0
+
     def __enter__(self) -> Timed:
         self._wall, self._cpu = time.perf_counter(), time.process_time()
         self._children = children_cpu_s()
@@ -118,7 +123,9 @@ def run_mlobs(body: Callable[[], None], n: int) -> Timed:
         with mlobs.run("bench", "video"):
             for _ in range(n):
                 instrumented()
+            loop_end = time.perf_counter()
         mlobs.flush()
+    timed.end_s = time.perf_counter() - loop_end  # the run's end and the flush
     return timed
 
 
@@ -161,11 +168,12 @@ def main() -> dict[str, float]:
         recorders = make_recorders(Path(tmp))
         print("whole cost of recording per component (body 0.5 ms; µs over the bare loop: "
               "wall | CPU of the pipeline's process, all threads; writer: CPU of mlobs's "
-              "warehouse writer process)")
+              "warehouse writer process; run end: ms from the last component's end until "
+              "mlobs.flush() returns, default sinks)")
         for body_name in BODIES:
             print(f"  {body_name} body")
             print(f"    {'N':>6} {'otel':>17} {'mlobs sinks off':>17} {'mlobs default':>17}"
-                  f" {'writer':>7} {'mlobs/otel':>11}")
+                  f" {'writer':>7} {'run end':>8} {'mlobs/otel':>11}")
             walls: dict[int, float] = {}
             for n in SIZES:
                 reps = max(1, MIN_COMPONENTS // n)
@@ -185,9 +193,11 @@ def main() -> dict[str, float]:
                 writer_us = statistics.median(
                     t.children_cpu_s for t in results["mlobs"]) / n * 1e6
                 figures[f"{body_name}_{n}_writer_cpu_us"] = writer_us
+                end_ms = statistics.median(t.end_s for t in results["mlobs"]) * 1e3
+                figures[f"{body_name}_{n}_run_end_ms"] = end_ms
                 cells = " ".join(f"{w:8.1f} | {c:6.1f}" for w, c in over.values())
                 shown = "n/a" if ratio is None else f"{ratio:10.2f}×"
-                print(f"    {n:>6} {cells} {writer_us:7.1f} {shown:>11}")
+                print(f"    {n:>6} {cells} {writer_us:7.1f} {end_ms:8.1f} {shown:>11}")
                 for variant, (wall_us, cpu_us) in over.items():
                     if wall_us > 0:
                         figures[f"{body_name}_{n}_{variant}_overhead_us"] = wall_us
