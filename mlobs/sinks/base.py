@@ -22,10 +22,10 @@ A *sink* exports batches; it is only ever called on its worker's thread:
 
 The queue holds ``RunRecord`` snapshots and finished component invocations
 (:class:`~mlobs.core.records.Recordable`); the worker builds their records, one by one,
-before a sink sees them (once per invocation, whichever worker asks first). The pipeline's thread only
-appends to a bounded deque (no lock; a wake-up only when the worker had nothing to do);
-the worker wakes every ``flush_interval_s`` while it has work, or on ``force_flush``, drains the queue in batches and calls each
-sink's ``export``. A failing export is logged and counted (overall and per run) and never raised
+before a sink sees them (once per invocation, whichever worker asks first). The pipeline's
+thread only appends to a bounded deque (no lock; a wake-up only when the worker had
+nothing to do); the worker wakes every ``flush_interval_s`` while it has work, or on
+``force_flush``, drains the queue in batches and calls each sink's ``export``. A failing export is logged and counted (overall and per run) and never raised
 into the pipeline; items that do not fit the queue are counted as dropped.
 """
 
@@ -346,9 +346,9 @@ class BatchWorker:
 
     def _sleep(self) -> None:
         """Until the next drain: ``flush_interval_s``, or, with nothing to do, until an
-        item or a flush arrives (a timed wake-up takes the GIL from the pipeline: an idle
-        worker on a 50 ms timer added 13 µs to each 0.5 ms component of a CPU-bound
-        pipeline, through the GIL hand-offs of the pipeline's own system calls)."""
+        item or a flush arrives (each timed wake-up takes the GIL from the pipeline: an
+        idle worker waking every 50 ms added 13 µs to each 0.5 ms component of another
+        recorder's CPU-bound run in the same process)."""
         if self._queue or self._flush_waiters or self._closed or any(
                 lane.has_pending() for lane in self._lanes):
             self._wake.wait(self.flush_interval_s)

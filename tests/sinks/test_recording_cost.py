@@ -1,6 +1,7 @@
 """What keeps recording cheap as a run grows: a running run's manifest is rewritten at a
 pace set by its size (not after every batch), a flush or the run's end writes it at once,
-and a sink slower than the pipeline gets large batches, not a stream of tiny ones."""
+a sink slower than the pipeline gets large batches, not a stream of tiny ones, an idle
+worker does not wake, and records leave while a CPU-bound pipeline runs."""
 
 from __future__ import annotations
 
