@@ -15,26 +15,29 @@ components still queued at the run's end, the whole run's export left to wait fo
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 from collections.abc import Callable
+from typing import Any
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def _libc_calls() -> tuple[Callable[..., int], Callable[..., int]] | None:
-    """libc's ``write`` and ``pread``, called with the GIL held (``None`` without them)."""
+@functools.cache
+def _libc() -> Any:
+    """libc through ``ctypes.PyDLL`` (its calls keep the GIL) with ``write`` and ``pread``
+    typed, or None where ctypes cannot load it."""
     try:
         import ctypes
 
         libc = ctypes.PyDLL(None, use_errno=True)
-        write, pread = libc.write, libc.pread
+        libc.write.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)
+        libc.pread.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_long)
+        libc.write.restype = libc.pread.restype = ctypes.c_ssize_t
     except (ImportError, OSError, AttributeError):
         return None
-    write.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)
-    pread.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_long)
-    write.restype = pread.restype = ctypes.c_ssize_t
-    return write, pread
+    return libc
 
 
 def _raise_errno() -> None:
@@ -44,43 +47,23 @@ def _raise_errno() -> None:
     raise OSError(errno, os.strerror(errno))
 
 
-def write_holding_gil(fd: int) -> Callable[[bytes], None]:
-    """A function writing its bytes to ``fd`` in one call with the GIL held.
-
-    Raises (the function):
-        OSError: the write failed, or wrote less.
-    """
-    calls = _libc_calls()
-    if calls is None:
-        def write(data: bytes) -> None:
-            if os.write(fd, data) != len(data):
-                raise OSError(f"a short write to file descriptor {fd}")
-        return write
-    libc_write = calls[0]
-
-    def write(data: bytes) -> None:
-        if libc_write(fd, data, len(data)) != len(data):
-            _raise_errno()
-    return write
-
-
 def _statm_reader() -> Callable[[], int] | None:
     try:
         fd = os.open("/proc/self/statm", os.O_RDONLY)
     except OSError:
         return None
-    calls = _libc_calls()
-    if calls is None:
+    libc = _libc()
+    if libc is None:
         def read() -> int:
             # statm's second field is resident pages; pread avoids reopening the file.
             return int(os.pread(fd, 128, 0).split()[1]) * _PAGE_SIZE
         return read
     import ctypes
 
-    libc_pread, buffer = calls[1], ctypes.create_string_buffer(128)
+    pread, buffer = libc.pread, ctypes.create_string_buffer(128)
 
     def read_holding_gil() -> int:
-        size = libc_pread(fd, buffer, 128, 0)
+        size = pread(fd, buffer, 128, 0)
         if size < 0:
             _raise_errno()
         return int(buffer.raw[:size].split()[1]) * _PAGE_SIZE
@@ -108,7 +91,8 @@ class PeakRssCounter:
 
     def __init__(self) -> None:
         self._fd = os.open("/proc/self/clear_refs", os.O_WRONLY)
-        self._write = write_holding_gil(self._fd)
+        libc = _libc()
+        self._libc_write = None if libc is None else libc.write
         try:
             self.reset()
         except OSError:
@@ -116,7 +100,11 @@ class PeakRssCounter:
             raise
 
     def reset(self) -> None:
-        self._write(b"5")
+        write = self._libc_write
+        if write is None:
+            os.write(self._fd, b"5")
+        elif write(self._fd, b"5", 1) != 1:
+            _raise_errno()
 
     @staticmethod
     def peak_bytes() -> int:

@@ -25,8 +25,9 @@ The queue holds ``RunRecord`` snapshots and finished component invocations
 before a sink sees them (once per invocation, whichever worker asks first). The pipeline's
 thread only appends to a bounded deque (no lock; a wake-up only when the worker had
 nothing to do); the worker wakes every ``flush_interval_s`` while it has work, or on
-``force_flush``, drains the queue in batches and calls each sink's ``export``. A failing export is logged and counted (overall and per run) and never raised
-into the pipeline; items that do not fit the queue are counted as dropped.
+``force_flush``, drains the queue in batches and calls each sink's ``export``. A failing
+export is logged and counted (overall and per run) and never raised into the pipeline;
+items that do not fit the queue are counted as dropped.
 """
 
 from __future__ import annotations

@@ -125,3 +125,19 @@ print(json.dumps(max(errors)))
 def test_after_the_process_shrinks_below_an_exec_inherited_mark_the_start_is_still_the_rss():
     worst = exec_child_of_large_parent(SHRINKING_CHILD)
     assert worst < 16 * MIB, worst / MIB  # not the 300 MiB inherited mark
+
+
+def test_without_ctypes_libc_the_probe_falls_back_to_os_calls(monkeypatch):
+    # libc through ctypes keeps the GIL; where it cannot be loaded the probe still works.
+    from mlobs.probes import rss
+
+    monkeypatch.setattr(rss, "_libc", lambda: None)
+    counter, read = rss.PeakRssCounter(), make_rss_reader()
+    assert counter._libc_write is None
+    block = bytearray(64 * 1024 * 1024)
+    block[::4096] = b"x" * len(block[::4096])  # touch every page
+    assert read() >= 64 * 1024 * 1024
+    del block  # a large block goes back to the kernel
+    counter.reset()  # the mark falls to the current RSS (the kernel's counters lag a bit)
+    assert abs(counter.peak_bytes() - read()) < 8 * 1024 * 1024
+    counter.close()
